@@ -1,0 +1,85 @@
+"""Data categories actually present in a payload, read from the schema's ``x-category`` field annotations.
+
+The gate trusts the payload over the sender's declaration: a category present
+here but not declared is excessive data.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+ANNOTATION = "x-category"
+
+
+def present_categories(schema: dict[str, Any], record: dict[str, Any]) -> frozenset[str]:
+    found: set[str] = set()
+    _walk_record(schema, record, found, _named_types(schema))
+    return frozenset(found)
+
+
+def annotated_fields(schema: dict[str, Any]) -> dict[str, str | None]:
+    """Dotted field path -> category, for documentation and the schema check."""
+    out: dict[str, str | None] = {}
+    named = _named_types(schema)
+
+    def visit(rec: dict[str, Any], prefix: str) -> None:
+        for f in rec.get("fields", []):
+            path = f"{prefix}{f['name']}"
+            out[path] = f.get(ANNOTATION)
+            nested = _record_in(f["type"], named)
+            if nested is not None and nested is not rec:
+                visit(nested, path + ".")
+
+    visit(schema, "")
+    return out
+
+
+def _walk_record(schema: dict[str, Any], record: dict[str, Any], found: set[str], named: dict[str, Any]) -> None:
+    for f in schema.get("fields", []):
+        value = record.get(f["name"])
+        if _is_empty(value):
+            continue
+        category = f.get(ANNOTATION)
+        if category:
+            found.add(category)
+        nested = _record_in(f["type"], named)
+        if nested is not None:
+            for item in value if isinstance(value, list) else [value]:
+                if isinstance(item, dict):
+                    _walk_record(nested, item, found, named)
+
+
+def _is_empty(value: Any) -> bool:
+    return value is None or value == "" or value == [] or value == {}
+
+
+def _record_in(avro_type: Any, named: dict[str, Any]) -> dict[str, Any] | None:
+    if isinstance(avro_type, str):
+        avro_type = named.get(avro_type, avro_type)
+    if isinstance(avro_type, list):
+        for branch in avro_type:
+            rec = _record_in(branch, named)
+            if rec is not None:
+                return rec
+        return None
+    if isinstance(avro_type, dict):
+        if avro_type.get("type") == "record":
+            return avro_type
+        if avro_type.get("type") == "array":
+            return _record_in(avro_type["items"], named)
+    return None
+
+
+def _named_types(schema: Any, acc: dict[str, Any] | None = None) -> dict[str, Any]:
+    acc = {} if acc is None else acc
+    if isinstance(schema, dict):
+        if schema.get("type") in ("record", "enum", "fixed") and "name" in schema:
+            acc[schema["name"]] = schema
+        for f in schema.get("fields", []):
+            _named_types(f["type"], acc)
+        if schema.get("type") == "array":
+            _named_types(schema["items"], acc)
+    elif isinstance(schema, list):
+        for branch in schema:
+            _named_types(branch, acc)
+    return acc

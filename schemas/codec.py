@@ -1,0 +1,85 @@
+"""Avro single-object encoding: 0xC3 0x01, the writer's 8-byte CRC-64-AVRO fingerprint, the body.
+
+Every failure is a ``CodecError`` with a stable ``reason`` code, so the gate can
+dead-letter it with a header that names what was wrong.
+"""
+
+from __future__ import annotations
+
+import io
+from dataclasses import dataclass
+from typing import Any
+
+from fastavro import schemaless_reader, schemaless_writer
+from fastavro.validation import ValidationError as AvroValidationError
+from fastavro.validation import validate
+
+from schemas.registry import SchemaRegistry, SchemaVersion, default_registry
+
+MARKER = b"\xc3\x01"
+HEADER_LEN = len(MARKER) + 8
+MAX_MESSAGE_BYTES = 1024 * 1024
+
+
+class CodecError(Exception):
+    """Bytes that are not a valid message of a known schema."""
+
+    def __init__(self, reason: str, message: str):
+        super().__init__(f"{reason}: {message}")
+        self.reason = reason
+        self.message = message
+
+
+@dataclass(frozen=True)
+class Decoded:
+    name: str
+    writer_version: int
+    record: dict[str, Any]
+
+
+class AvroCodec:
+    def __init__(self, registry: SchemaRegistry | None = None):
+        self.registry = registry or default_registry()
+
+    def encode(self, name: str, record: dict[str, Any], version: int | None = None) -> bytes:
+        schema = self._writer(name, version)
+        try:
+            validate(record, schema.parsed, raise_errors=True)
+        except AvroValidationError as exc:
+            raise CodecError("INVALID_RECORD", f"{name}: {exc}") from exc
+        buf = io.BytesIO()
+        buf.write(MARKER)
+        buf.write(schema.fingerprint)
+        schemaless_writer(buf, schema.parsed, record)
+        return buf.getvalue()
+
+    def decode(self, data: bytes, expect: str | None = None) -> Decoded:
+        if len(data) > MAX_MESSAGE_BYTES:
+            raise CodecError("OVERSIZED", f"{len(data)} bytes exceeds the {MAX_MESSAGE_BYTES}-byte limit")
+        if len(data) < HEADER_LEN:
+            raise CodecError("TRUNCATED", f"{len(data)} bytes is shorter than the {HEADER_LEN}-byte header")
+        if data[:2] != MARKER:
+            raise CodecError("BAD_MARKER", f"expected single-object marker c301, got {data[:2].hex()}")
+        writer = self.registry.by_fingerprint(data[2:HEADER_LEN])
+        if writer is None:
+            raise CodecError("UNKNOWN_FINGERPRINT", f"no schema has fingerprint {data[2:HEADER_LEN].hex()}")
+        if expect is not None and writer.name != expect:
+            raise CodecError("WRONG_TYPE", f"expected {expect}, got {writer.name}")
+        reader = self.registry.latest(writer.name)
+        body = io.BytesIO(data)
+        body.seek(HEADER_LEN)
+        try:
+            record = schemaless_reader(body, writer.parsed, reader.parsed)
+        except Exception as exc:  # fastavro raises EOFError, ValueError, UnicodeDecodeError, ...
+            raise CodecError("MALFORMED", f"{writer.name} v{writer.version}: {type(exc).__name__}: {exc}") from exc
+        if body.tell() != len(data):
+            raise CodecError("MALFORMED", f"{len(data) - body.tell()} trailing bytes after {writer.name}")
+        return Decoded(writer.name, writer.version, record)
+
+    def _writer(self, name: str, version: int | None) -> SchemaVersion:
+        if version is None:
+            return self.registry.latest(name)
+        for v in self.registry.versions(name):
+            if v.version == version:
+                return v
+        raise CodecError("UNKNOWN_SCHEMA", f"{name} has no version {version}")

@@ -1,0 +1,113 @@
+"""The schemas under ``schemas/<name>/v<N>.avsc``, indexed by name and by fingerprint.
+
+A writer schema is found by its CRC-64-AVRO fingerprint (Avro single-object
+encoding); readers always use the newest version of the same record name, so
+old messages are resolved into the current shape.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass, field
+from functools import cached_property
+from pathlib import Path
+from typing import Any
+
+from fastavro import parse_schema
+from fastavro.schema import fingerprint, to_parsing_canonical_form
+
+SCHEMA_ROOT = Path(__file__).resolve().parent
+_VERSION_FILE = re.compile(r"^v(\d+)\.avsc$")
+
+
+class RegistryError(Exception):
+    """A schema file is missing, malformed or inconsistent."""
+
+
+@dataclass(frozen=True)
+class SchemaVersion:
+    name: str  # full Avro name, e.g. dk.xledger.payload.ReleaseNotice
+    folder: str  # e.g. release_notice
+    version: int
+    path: Path
+    raw: dict[str, Any] = field(repr=False, compare=False)
+
+    @cached_property
+    def parsed(self) -> dict[str, Any]:
+        return parse_schema(self.raw, _write_hint=False)
+
+    @cached_property
+    def canonical_form(self) -> str:
+        return to_parsing_canonical_form(self.raw)
+
+    @cached_property
+    def fingerprint(self) -> bytes:
+        # Single-object encoding carries the fingerprint little-endian.
+        return int(fingerprint(self.canonical_form, "CRC-64-AVRO"), 16).to_bytes(8, "little")
+
+
+class SchemaRegistry:
+    def __init__(self, versions: list[SchemaVersion]):
+        self._by_fingerprint: dict[bytes, SchemaVersion] = {}
+        self._by_name: dict[str, list[SchemaVersion]] = {}
+        for v in sorted(versions, key=lambda v: (v.name, v.version)):
+            if v.fingerprint in self._by_fingerprint:
+                other = self._by_fingerprint[v.fingerprint]
+                raise RegistryError(f"{v.path} has the same canonical form as {other.path}")
+            self._by_fingerprint[v.fingerprint] = v
+            self._by_name.setdefault(v.name, []).append(v)
+
+    @classmethod
+    def load(cls, root: Path = SCHEMA_ROOT) -> "SchemaRegistry":
+        versions: list[SchemaVersion] = []
+        for path in sorted(root.glob("*/v*.avsc")):
+            m = _VERSION_FILE.match(path.name)
+            if not m:
+                continue
+            try:
+                raw = json.loads(path.read_text(encoding="utf-8"))
+            except json.JSONDecodeError as exc:
+                raise RegistryError(f"{path}: not valid JSON: {exc}") from exc
+            namespace = raw.get("namespace")
+            name = raw.get("name")
+            if not name:
+                raise RegistryError(f"{path}: top-level schema has no name")
+            full = f"{namespace}.{name}" if namespace and "." not in name else name
+            v = SchemaVersion(full, path.parent.name, int(m.group(1)), path, raw)
+            try:
+                v.parsed
+            except Exception as exc:  # fastavro raises several types for bad schemas
+                raise RegistryError(f"{path}: invalid Avro schema: {exc}") from exc
+            versions.append(v)
+        if not versions:
+            raise RegistryError(f"no schemas found under {root}")
+        return cls(versions)
+
+    def by_fingerprint(self, fp: bytes) -> SchemaVersion | None:
+        return self._by_fingerprint.get(fp)
+
+    def latest(self, name: str) -> SchemaVersion:
+        try:
+            return self._by_name[name][-1]
+        except KeyError:
+            raise RegistryError(f"unknown schema {name!r}") from None
+
+    def versions(self, name: str) -> list[SchemaVersion]:
+        return list(self._by_name.get(name, []))
+
+    def names(self) -> list[str]:
+        return sorted(self._by_name)
+
+    def all_versions(self) -> list[SchemaVersion]:
+        return [v for name in self.names() for v in self._by_name[name]]
+
+
+_default: SchemaRegistry | None = None
+
+
+def default_registry() -> SchemaRegistry:
+    global _default
+    if _default is None:
+        _default = SchemaRegistry.load()
+    return _default

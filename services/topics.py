@@ -1,0 +1,25 @@
+"""Topic names. Authority ids contain ':' which Kafka forbids in topic names
+(legal: letters, digits, '.', '_', '-'), so it is written as '.' there:
+``inbox.kommune:326`` is the topic ``inbox.kommune.326``.
+"""
+
+from __future__ import annotations
+
+REQUESTS = "exchange.requests"
+DEAD_LETTERS = "exchange.requests.dlq"
+
+
+def _authority_suffix(authority_id: str) -> str:
+    suffix = authority_id.replace(":", ".")
+    bad = {c for c in suffix if not (c.isascii() and (c.isalnum() or c in "._-"))}
+    if bad or not suffix:
+        raise ValueError(f"authority id {authority_id!r} cannot form a topic name (bad characters: {sorted(bad)})")
+    return suffix
+
+
+def inbox(authority_id: str) -> str:
+    return f"inbox.{_authority_suffix(authority_id)}"
+
+
+def receipts(authority_id: str) -> str:
+    return f"receipts.{_authority_suffix(authority_id)}"
