@@ -1,0 +1,102 @@
+"""The ledger's domain model: plain eventsourcing aggregates, no I/O.
+
+Ids are derived from what identifies the thing in the outside world (the
+sender's message id, the Kafka coordinates, the delivery target), so a
+message that arrives twice maps onto the same aggregate and cannot be
+recorded twice.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+from uuid import NAMESPACE_URL, UUID, uuid5
+
+from eventsourcing.domain import Aggregate, event
+
+_NS = uuid5(NAMESPACE_URL, "https://exchange-ledger.dk/ledger")
+
+
+def exchange_id(sender: str, message_id: str) -> UUID:
+    return uuid5(_NS, f"exchange|{sender}|{message_id}")
+
+
+def rejection_id(topic: str, partition: int, offset: int) -> UUID:
+    return uuid5(_NS, f"rejected|{topic}|{partition}|{offset}")
+
+
+def delivery_id(exchange: UUID, recipient: str, kind: str) -> UUID:
+    return uuid5(_NS, f"delivery|{exchange}|{recipient}|{kind}")
+
+
+class Exchange(Aggregate):
+    """One disclosure request and what became of it: requested, decided, delivered, reviewed."""
+
+    @staticmethod
+    def create_id(sender: str, message_id: str, **_: Any) -> UUID:
+        return exchange_id(sender, message_id)
+
+    @event("Requested")
+    def __init__(
+        self,
+        *,
+        sender: str,
+        message_id: str,
+        source: dict[str, Any],
+        summary: dict[str, Any],
+        subject: str,
+        message_digest: str,
+        sealed_message: str,
+    ) -> None:
+        # source: Kafka coordinates; summary: the request without personal data;
+        # sealed_message: the signed bytes as received, encrypted under the subject's key.
+        self.sender = sender
+        self.message_id = message_id
+        self.source = source
+        self.summary = summary
+        self.subject = subject
+        self.message_digest = message_digest
+        self.sealed_message = sealed_message
+        self.decision: dict[str, Any] | None = None
+        self.reviews: list[dict[str, Any]] = []
+
+    @event("Decided")
+    def decide(self, decision: dict[str, Any]) -> None:
+        if self.decision is not None:
+            raise ValueError("exchange is already decided")
+        self.decision = decision
+
+    @event("Reviewed")
+    def review(self, review: dict[str, Any]) -> None:
+        self.reviews.append(review)
+
+
+class RejectedMessage(Aggregate):
+    """A message that could not be decided: undecodable, invalid, unsigned, forged or a duplicate."""
+
+    @staticmethod
+    def create_id(source: dict[str, Any], **_: Any) -> UUID:
+        return rejection_id(source["topic"], source["partition"], source["offset"])
+
+    @event("Rejected")
+    def __init__(self, *, source: dict[str, Any], reason: str, detail: str, message_digest: str, size: int) -> None:
+        self.source = source
+        self.reason = reason
+        self.detail = detail
+        self.message_digest = message_digest
+        self.size = size
+
+
+class Delivery(Aggregate):
+    """A message the relay published: an allowed payload to an inbox, or a receipt to the sender."""
+
+    @staticmethod
+    def create_id(exchange: str, recipient: str, kind: str, **_: Any) -> UUID:
+        return delivery_id(UUID(exchange), recipient, kind)
+
+    @event("Published")
+    def __init__(self, *, exchange: str, recipient: str, kind: str, topic: str, outcome: str) -> None:
+        self.exchange = exchange
+        self.recipient = recipient
+        self.kind = kind
+        self.topic = topic
+        self.outcome = outcome

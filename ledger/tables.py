@@ -1,0 +1,76 @@
+"""Side tables the ledger keeps beside eventsourcing's own, in the same database.
+
+eventsourcing owns the events and tracking tables; this module owns the rest
+(subject keys, Merkle nodes, checkpoints). It hides the one difference between
+the two backends that matters here: SQLite's '?' against psycopg's '%s'.
+"""
+
+from __future__ import annotations
+
+from contextlib import contextmanager
+from typing import Any, Iterator, Sequence
+
+from eventsourcing.postgres import PostgresDatastore
+from eventsourcing.sqlite import SQLiteDatastore
+
+_DDL = [
+    """CREATE TABLE IF NOT EXISTS xl_subject_keys (
+        subject TEXT PRIMARY KEY,
+        wrapped_key {blob},
+        destroyed INTEGER NOT NULL DEFAULT 0)""",
+    """CREATE TABLE IF NOT EXISTS xl_merkle_nodes (
+        level INTEGER NOT NULL,
+        idx BIGINT NOT NULL,
+        hash {blob} NOT NULL,
+        PRIMARY KEY (level, idx))""",
+    """CREATE TABLE IF NOT EXISTS xl_merkle_leaves (
+        idx BIGINT PRIMARY KEY,
+        notification_id BIGINT NOT NULL UNIQUE)""",
+    """CREATE TABLE IF NOT EXISTS xl_checkpoints (
+        tree_size BIGINT PRIMARY KEY,
+        signed_json TEXT NOT NULL)""",
+]
+
+
+class SideTables:
+    def __init__(self, datastore: SQLiteDatastore | PostgresDatastore):
+        self.datastore = datastore
+        self.is_postgres = isinstance(datastore, PostgresDatastore)
+        self.schema_prefix = f"{datastore.schema}." if self.is_postgres and getattr(datastore, "schema", "") else ""
+        blob = "BYTEA" if self.is_postgres else "BLOB"
+        with self.cursor() as c:
+            for ddl in _DDL:
+                c.execute(ddl.format(blob=blob))
+
+    def _sql(self, sql: str) -> str:
+        sql = sql.replace("xl_", self.schema_prefix + "xl_")
+        return sql.replace("?", "%s") if self.is_postgres else sql
+
+    @contextmanager
+    def cursor(self, commit: bool = True) -> Iterator[Any]:
+        with self.datastore.transaction(commit=commit) as c:
+            yield _Cursor(c, self._sql)
+
+    def fetchall(self, sql: str, params: Sequence[Any] = ()) -> list[Any]:
+        with self.cursor(commit=False) as c:
+            c.execute(sql, params)
+            return c.fetchall()
+
+    def fetchone(self, sql: str, params: Sequence[Any] = ()) -> Any:
+        rows = self.fetchall(sql, params)
+        return rows[0] if rows else None
+
+
+class _Cursor:
+    def __init__(self, cursor: Any, translate):
+        self._c = cursor
+        self._translate = translate
+
+    def execute(self, sql: str, params: Sequence[Any] = ()) -> None:
+        self._c.execute(self._translate(sql), tuple(params))
+
+    def executemany(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
+        self._c.executemany(self._translate(sql), [tuple(r) for r in rows])
+
+    def fetchall(self) -> list[Any]:
+        return [tuple(r.values()) if isinstance(r, dict) else tuple(r) for r in self._c.fetchall()]

@@ -1,0 +1,367 @@
+"""Versioned policy bundles: the § 115 tables as validated data.
+
+A bundle is a YAML file validated by pydantic (``extra="forbid"``).  Its policy
+version is ``"sha256:" + sha256(canonical JSON of the validated bundle)``.  At load
+time every table is turned into frozensets/dicts (:class:`CompiledBundle`) so the
+engine does no pydantic work in the hot path.
+"""
+from __future__ import annotations
+
+import bisect
+import hashlib
+from dataclasses import dataclass
+from datetime import date, datetime
+from pathlib import Path
+from typing import Iterable, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from .model import (
+    Category,
+    Context,
+    CustodyStatus,
+    Purpose,
+    Role,
+    canonical_json,
+    format_loc,
+)
+
+BUNDLE_DIR = Path(__file__).parent / "bundles"
+
+
+class BundleError(ValueError):
+    """A bundle (or bundle set) that cannot be used.  The message names the file,
+    the path inside it and what is wrong."""
+
+    def __init__(self, file: str, path: str, problem: str):
+        super().__init__(f"{file}: {path}: {problem}")
+        self.file = file
+        self.path = path
+        self.problem = problem
+
+
+class _B(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+#: Every check slot of the decision procedure.  The engine owns the *step
+#: structure*; the bundle owns names, reason codes and citations for each slot.
+CHECK_SLOTS: tuple[str, ...] = (
+    "C7_SENDER", "C7_RECIPIENT", "C4_PRESENT", "H1", "H2", "E1", "E2", "A3", "A2", "H3",
+    "P9_BASIS", "C5", "C2_SENDER", "C2_RECIPIENT", "C1_SENDER", "C1_RECIPIENT", "C8", "C3",
+    "C4_NECESSITY", "C4_THIRD_PARTY", "A1", "D0", "RULE",
+)
+#: slots whose failure is an ESCALATE rather than a DENY
+ESCALATING_SLOTS = frozenset({"E1", "E2"})
+#: slots that *allow* when passed (they carry ``rule`` instead of / besides ``reason``)
+ALLOWING_SLOTS = frozenset({"A3", "A2", "A1", "RULE"})
+
+BoolFact = Literal["socially_vulnerable", "crime_risk", "convicted", "radicalisation_assessed"]
+
+
+class CheckSpec(_B):
+    step: str = Field(min_length=1)
+    name: str = Field(min_length=1)
+    reason: str | None = None
+
+
+class SubjectScope(_B):
+    name: str = Field(min_length=1)
+    require_true: list[BoolFact] = Field(default_factory=list)
+    custody_status_in: list[CustodyStatus] | None = None
+    age_below: int | None = Field(default=None, ge=0)
+    release_window: bool = False
+
+
+class RuleSelector(_B):
+    rule: str = Field(min_length=1)
+    sender_roles: list[Role] | None = None
+    scope: str | None = None
+
+
+class ReleaseWindow(_B):
+    before_days: int = Field(ge=0)
+    after_days: int = Field(ge=0)
+
+
+class CooperationPolicy(_B):
+    roles: list[Role] = Field(min_length=1)
+    purposes: list[Purpose] = Field(min_length=1)
+    subject_scopes: list[SubjectScope] = Field(default_factory=list)
+    release_window: ReleaseWindow | None = None
+    rules: list[RuleSelector] = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _refs(self) -> "CooperationPolicy":
+        names = {s.name for s in self.subject_scopes}
+        for i, sel in enumerate(self.rules):
+            if sel.scope is not None and sel.scope not in names:
+                raise _PathError(f"rules[{i}].scope", f"unknown subject scope {sel.scope!r}")
+        if any(s.release_window for s in self.subject_scopes) and self.release_window is None:
+            raise _PathError("release_window", "required when a subject scope uses release_window")
+        last = self.rules[-1]
+        if last.sender_roles is not None and last.scope is not None:
+            pass
+        return self
+
+
+class Infohus(_B):
+    context: Context
+    via_rule: str
+    network_context: Context
+    network_allowed_categories: list[Category] = Field(min_length=1)
+
+
+class PurposeFamilies(_B):
+    preventive: list[Purpose] = Field(min_length=1)
+    investigative: list[Purpose] = Field(min_length=1)
+
+
+class Escalation(_B):
+    pet_contexts: list[Context]
+    pet_recipient_roles: list[Role]
+    other_basis_roles: list[Role]
+
+
+class Notification(_B):
+    context: Context
+    excluded_sender_roles: list[Role]
+    recipient_roles: list[Role] = Field(min_length=1)
+    subject_age_below: int = Field(ge=0)
+    purposes: list[Purpose] = Field(min_length=1)
+
+
+class SelfGoverning(_B):
+    roles: list[Role]
+    rule: str
+
+
+class ConsentPolicy(_B):
+    subject_min_age: int = Field(ge=0)
+    custody_holder_age_below: int = Field(ge=0)
+
+
+class NecessityPolicy(_B):
+    min_length: int = Field(ge=0)
+
+
+class ThirdParty(_B):
+    categories: list[Category] = Field(min_length=1)
+
+
+class Warning_(_B):
+    step: str
+    code: str
+    name: str
+
+
+class BundleModel(_B):
+    name: str = Field(min_length=1)
+    effective_from: date
+    description: str = ""
+    section_115_contexts: list[Context] = Field(min_length=1)
+    purpose_families: PurposeFamilies
+    infohus: Infohus
+    escalation: Escalation
+    non_personal_categories: list[Category] = Field(min_length=1)
+    notification: Notification
+    private_roles: list[Role]
+    self_governing: SelfGoverning
+    consent: ConsentPolicy
+    necessity: NecessityPolicy
+    third_party: ThirdParty
+    cooperations: dict[Literal["SSP", "PSP", "KSP"], CooperationPolicy]
+    checks: dict[str, CheckSpec]
+    warning_mandatory: Warning_
+    citations: dict[str, str]
+    interpretations: list[str] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _cross(self) -> "BundleModel":
+        for b in ("SSP", "PSP", "KSP"):
+            if b not in self.cooperations:
+                raise _PathError(f"cooperations.{b}", "missing cooperation")
+        for slot in CHECK_SLOTS:
+            if slot not in self.checks:
+                raise _PathError(f"checks.{slot}", "missing check")
+        for slot in self.checks:
+            if slot not in CHECK_SLOTS:
+                raise _PathError(f"checks.{slot}", f"unknown check (known: {', '.join(CHECK_SLOTS)})")
+        for slot, spec in self.checks.items():
+            if slot not in ALLOWING_SLOTS or slot == "A2" or slot == "A1":
+                if not spec.reason:
+                    raise _PathError(f"checks.{slot}.reason", "a reason code is required")
+            if spec.reason and spec.reason not in self.citations:
+                raise _PathError(f"checks.{slot}.reason",
+                                 f"reason code {spec.reason!r} has no entry in citations")
+        rules = {"A1", "A2", "A3", self.self_governing.rule, self.infohus.via_rule}
+        for name, coop in self.cooperations.items():
+            rules.update(sel.rule for sel in coop.rules)
+        for r in sorted(rules):
+            if r not in self.citations:
+                raise _PathError("citations", f"rule {r!r} has no citation")
+        if self.warning_mandatory.code not in self.citations:
+            raise _PathError("warning_mandatory.code", "warning code has no citation")
+        return self
+
+
+class _PathError(ValueError):
+    def __init__(self, path: str, problem: str):
+        super().__init__(f"{path}: {problem}")
+        self.path = path
+        self.problem = problem
+
+
+# --------------------------------------------------------------------------- compiled
+
+
+@dataclass(frozen=True, slots=True)
+class CompiledScope:
+    name: str
+    require_true: tuple[str, ...]
+    custody_in: frozenset | None
+    age_below: int | None
+    release_window: bool
+
+
+@dataclass(frozen=True, slots=True)
+class CompiledCoop:
+    basis: str
+    roles: frozenset
+    purposes: frozenset
+    scopes: tuple[CompiledScope, ...]
+    window_before: int
+    window_after: int
+    rules: tuple[tuple[str, frozenset | None, str | None], ...]
+    roles_text: str
+    purposes_text: str
+
+
+class Bundle:
+    """A validated, compiled policy bundle."""
+
+    def __init__(self, model: BundleModel, source: str = "<memory>"):
+        self.model = model
+        self.source = source
+        self.name = model.name
+        self.effective_from = model.effective_from
+        self.version = "sha256:" + hashlib.sha256(
+            canonical_json(model.model_dump(mode="json")).encode("utf-8")).hexdigest()
+        m = model
+        self.contexts_115 = frozenset(m.section_115_contexts)
+        self.preventive = frozenset(m.purpose_families.preventive)
+        self.investigative = frozenset(m.purpose_families.investigative)
+        self.infohus_context = m.infohus.context
+        self.via_rule = m.infohus.via_rule
+        self.network_context = m.infohus.network_context
+        self.network_allowed = frozenset(m.infohus.network_allowed_categories)
+        self.pet_contexts = frozenset(m.escalation.pet_contexts)
+        self.pet_roles = frozenset(m.escalation.pet_recipient_roles)
+        self.other_basis_roles = frozenset(m.escalation.other_basis_roles)
+        self.non_personal = frozenset(m.non_personal_categories)
+        n = m.notification
+        self.notif_context = n.context
+        self.notif_excluded_senders = frozenset(n.excluded_sender_roles)
+        self.notif_recipients = frozenset(n.recipient_roles)
+        self.notif_age_below = n.subject_age_below
+        self.notif_purposes = frozenset(n.purposes)
+        self.private_roles = frozenset(m.private_roles)
+        self.self_gov_roles = frozenset(m.self_governing.roles)
+        self.self_gov_rule = m.self_governing.rule
+        self.consent_min_age = m.consent.subject_min_age
+        self.custody_age_below = m.consent.custody_holder_age_below
+        self.necessity_min = m.necessity.min_length
+        self.third_party = frozenset(m.third_party.categories)
+        self.citations = dict(m.citations)
+        self.checks = {k: v for k, v in m.checks.items()}
+        self.warning = m.warning_mandatory
+        self.coops: dict[str, CompiledCoop] = {}
+        for basis, c in m.cooperations.items():
+            self.coops[basis] = CompiledCoop(
+                basis=basis,
+                roles=frozenset(c.roles),
+                purposes=frozenset(c.purposes),
+                scopes=tuple(CompiledScope(
+                    s.name, tuple(s.require_true),
+                    frozenset(s.custody_status_in) if s.custody_status_in is not None else None,
+                    s.age_below, s.release_window) for s in c.subject_scopes),
+                window_before=c.release_window.before_days if c.release_window else 0,
+                window_after=c.release_window.after_days if c.release_window else 0,
+                rules=tuple((r.rule, frozenset(r.sender_roles) if r.sender_roles is not None
+                             else None, r.scope) for r in c.rules),
+                roles_text=", ".join(sorted(c.roles)),
+                purposes_text=", ".join(sorted(c.purposes)),
+            )
+
+    def citation(self, code: str) -> str:
+        return self.citations.get(code, "")
+
+    def __repr__(self) -> str:
+        return f"Bundle({self.name!r}, effective_from={self.effective_from}, {self.version[:19]}…)"
+
+
+def bundle_from_data(data: object, source: str = "<memory>") -> Bundle:
+    if not isinstance(data, dict):
+        raise BundleError(source, "<root>", "a bundle must be a mapping")
+    try:
+        model = BundleModel.model_validate(data)
+    except ValidationError as e:
+        err = e.errors()[0]
+        loc = list(err["loc"])
+        ctx = err.get("ctx") or {}
+        inner = ctx.get("error")
+        if isinstance(inner, _PathError):
+            path = format_loc(loc)
+            path = inner.path if path == "<root>" else f"{path}.{inner.path}"
+            raise BundleError(source, path, inner.problem) from None
+        more = f" (and {len(e.errors()) - 1} more problem(s))" if len(e.errors()) > 1 else ""
+        raise BundleError(source, format_loc(loc), err["msg"] + more) from None
+    return Bundle(model, source)
+
+
+def load_bundle(path: str | Path) -> Bundle:
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as e:
+        raise BundleError(str(path), "<file>", f"cannot read: {e.strerror}") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as e:
+        raise BundleError(str(path), "<yaml>", f"not valid YAML: {e}") from None
+    return bundle_from_data(data, str(path))
+
+
+class BundleSet:
+    """Several bundles; :meth:`in_force` picks the one with the latest
+    ``effective_from`` on or before the exchange date."""
+
+    def __init__(self, bundles: Iterable[Bundle]):
+        bl = sorted(bundles, key=lambda b: b.effective_from)
+        if not bl:
+            raise BundleError("<bundle set>", "<root>", "no bundles")
+        for a, b in zip(bl, bl[1:]):
+            if a.effective_from == b.effective_from:
+                raise BundleError(b.source, "effective_from",
+                                  f"{b.effective_from} is also the effective_from of {a.source}")
+        self.bundles: tuple[Bundle, ...] = tuple(bl)
+        self._dates = [b.effective_from for b in bl]
+
+    @classmethod
+    def load(cls, paths: Iterable[str | Path] | None = None) -> "BundleSet":
+        if paths is None:
+            paths = sorted(BUNDLE_DIR.glob("*.yaml"))
+        return cls(load_bundle(p) for p in paths)
+
+    def in_force(self, at: datetime | date) -> Bundle | None:
+        """The bundle in force on the calendar date of ``at`` (in its own offset)."""
+        d = at.date() if isinstance(at, datetime) else at
+        i = bisect.bisect_right(self._dates, d)
+        return self.bundles[i - 1] if i else None
+
+    def by_version(self, version: str) -> Bundle | None:
+        for b in self.bundles:
+            if b.version == version:
+                return b
+        return None

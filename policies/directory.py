@@ -1,0 +1,192 @@
+"""The organisation directory: organisations, cooperation instances, public keys.
+
+Loaded from ``policies/directory/*.yaml`` (``organisations.yaml``,
+``cooperations.yaml`` and, when the lead has written it, ``keys.yaml``).
+All validity bounds are inclusive dates; a missing bound is open.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date
+from pathlib import Path
+from typing import Literal, Union
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from .model import Role, format_loc
+
+DIRECTORY_DIR = Path(__file__).parent / "directory"
+
+
+class DirectoryError(ValueError):
+    def __init__(self, file: str, path: str, problem: str):
+        super().__init__(f"{file}: {path}: {problem}")
+        self.file, self.path, self.problem = file, path, problem
+
+
+class _D(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Org(_D):
+    name: str
+    kind: str | None = None
+    code: str | None = Field(default=None, pattern=r"^\d{3}$")
+    slug: str | None = None
+    police_district: str | None = None
+    region: str | None = None
+    roles: list[Role] = Field(min_length=1)
+    valid_from: date | None = None
+    valid_to: date | None = None
+
+    def valid_on(self, d: date) -> bool:
+        return (self.valid_from is None or self.valid_from <= d) and (
+            self.valid_to is None or d <= self.valid_to)
+
+
+class MemberSpec(_D):
+    org: str
+    valid_from: date | None = None
+    valid_to: date | None = None
+
+
+class CooperationInstance(_D):
+    type: Literal["SSP", "PSP", "KSP", "INFOHUS"]
+    name: str
+    max_age: int | None = Field(default=None, ge=0)
+    members: list[Union[str, MemberSpec]]
+    valid_from: date | None = None
+    valid_to: date | None = None
+
+
+class KeyEntry(_D):
+    key_id: str
+    public_key: str
+    valid_from: date | None = None
+    valid_to: date | None = None
+
+    def valid_on(self, d: date) -> bool:
+        return (self.valid_from is None or self.valid_from <= d) and (
+            self.valid_to is None or d <= self.valid_to)
+
+
+class _OrgFile(_D):
+    organisations: dict[str, Org]
+
+
+class _CoopFile(_D):
+    cooperations: dict[str, CooperationInstance]
+
+
+def _read(path: Path, model: type[BaseModel]) -> BaseModel:
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (OSError, yaml.YAMLError) as e:
+        raise DirectoryError(str(path), "<file>", str(e)) from None
+    try:
+        return model.model_validate(data)
+    except ValidationError as e:
+        err = e.errors()[0]
+        raise DirectoryError(str(path), format_loc(err["loc"]), err["msg"]) from None
+
+
+@dataclass(frozen=True, slots=True)
+class Interval:
+    valid_from: date | None
+    valid_to: date | None
+
+    def contains(self, d: date) -> bool:
+        return (self.valid_from is None or self.valid_from <= d) and (
+            self.valid_to is None or d <= self.valid_to)
+
+
+class Directory:
+    def __init__(self, orgs: dict[str, Org], coops: dict[str, CooperationInstance],
+                 keys: dict[str, list[KeyEntry]] | None = None):
+        self.orgs = orgs
+        self.cooperations = coops
+        self.keys = keys or {}
+        self._roles = {k: frozenset(v.roles) for k, v in orgs.items()}
+        # (coop_id, org_id) -> intervals (membership ∩ cooperation validity)
+        self._members: dict[tuple[str, str], tuple[Interval, ...]] = {}
+        self._org_memberships: dict[str, list[str]] = {}
+        for cid, c in coops.items():
+            for i, m in enumerate(c.members):
+                oid = m if isinstance(m, str) else m.org
+                if oid not in orgs:
+                    raise DirectoryError("cooperations", f"cooperations.{cid}.members[{i}]",
+                                         f"unknown organisation {oid!r}")
+                vf = None if isinstance(m, str) else m.valid_from
+                vt = None if isinstance(m, str) else m.valid_to
+                vf = max((x for x in (vf, c.valid_from) if x), default=None)
+                vt = min((x for x in (vt, c.valid_to) if x), default=None)
+                self._members.setdefault((cid, oid), ())
+                self._members[(cid, oid)] += (Interval(vf, vt),)
+                self._org_memberships.setdefault(oid, []).append(cid)
+
+    @classmethod
+    def load(cls, path: str | Path | None = None) -> "Directory":
+        p = Path(path) if path is not None else DIRECTORY_DIR
+        orgs = _read(p / "organisations.yaml", _OrgFile).organisations  # type: ignore[attr-defined]
+        coops = _read(p / "cooperations.yaml", _CoopFile).cooperations  # type: ignore[attr-defined]
+        keys: dict[str, list[KeyEntry]] = {}
+        kp = p / "keys.yaml"
+        if kp.exists():
+            try:
+                raw = yaml.safe_load(kp.read_text(encoding="utf-8")) or {}
+                if isinstance(raw, dict) and "keys" in raw and len(raw) == 1:
+                    raw = raw["keys"]
+                if not isinstance(raw, dict):
+                    raise DirectoryError(str(kp), "<root>", "expected a mapping org_id -> keys")
+                for oid, entries in raw.items():
+                    keys[oid] = [KeyEntry.model_validate(e) for e in (entries or [])]
+            except ValidationError as e:
+                err = e.errors()[0]
+                raise DirectoryError(str(kp), format_loc(err["loc"]), err["msg"]) from None
+            except yaml.YAMLError as e:
+                raise DirectoryError(str(kp), "<file>", str(e)) from None
+        return cls(orgs, coops, keys)
+
+    # ------------------------------------------------------------------ queries
+    def org(self, org_id: str) -> Org | None:
+        return self.orgs.get(org_id)
+
+    def __contains__(self, org_id: str) -> bool:
+        return org_id in self.orgs
+
+    def roles(self, org_id: str) -> frozenset:
+        return self._roles.get(org_id, frozenset())
+
+    def is_valid(self, org_id: str, on: date) -> bool:
+        o = self.orgs.get(org_id)
+        return o is not None and o.valid_on(on)
+
+    def cooperation(self, coop_id: str) -> CooperationInstance | None:
+        return self.cooperations.get(coop_id)
+
+    def max_age(self, coop_id: str | None) -> int | None:
+        c = self.cooperations.get(coop_id) if coop_id else None
+        return c.max_age if c is not None else None
+
+    def is_member(self, org_id: str, coop_id: str, on: date) -> bool:
+        for iv in self._members.get((coop_id, org_id), ()):
+            if iv.contains(on):
+                return True
+        return False
+
+    def memberships(self, org_id: str) -> list[str]:
+        return list(self._org_memberships.get(org_id, []))
+
+    def members(self, coop_id: str, on: date | None = None) -> list[str]:
+        out = []
+        for (cid, oid), ivs in self._members.items():
+            if cid == coop_id and (on is None or any(iv.contains(on) for iv in ivs)):
+                out.append(oid)
+        return out
+
+    def municipalities(self) -> dict[str, Org]:
+        return {k: v for k, v in self.orgs.items() if k.startswith("kommune:")}
+
+    def public_keys(self, org_id: str, on: date) -> list[KeyEntry]:
+        return [k for k in self.keys.get(org_id, []) if k.valid_on(on)]

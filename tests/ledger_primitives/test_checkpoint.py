@@ -1,0 +1,236 @@
+"""Signed checkpoints: canonical body, JSON round trip, and every way verification must fail."""
+
+from __future__ import annotations
+
+import base64
+import json
+from datetime import datetime, timedelta, timezone
+
+import pytest
+from cryptography.hazmat.primitives import serialization
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from ledger.checkpoint import (
+    FORMAT,
+    Checkpoint,
+    CheckpointError,
+    CheckpointSigner,
+    CheckpointVerifier,
+    SignedCheckpoint,
+    encode_private_key,
+    encode_public_key,
+    generate_keypair,
+    key_fingerprint,
+    load_private_key,
+    load_public_key,
+    utc_timestamp,
+)
+
+ROOT = bytes(range(32))
+ORIGIN = "exchange-ledger/test"
+
+
+@pytest.fixture(scope="module")
+def keys():
+    private, public = generate_keypair()
+    return private, public, key_fingerprint(public)
+
+
+@pytest.fixture
+def signed(keys):
+    private, _, key_id = keys
+    cp = Checkpoint(ORIGIN, 42, ROOT, "2025-11-26T08:04:00Z")
+    return CheckpointSigner(private, key_id).sign(cp)
+
+
+def test_body_is_the_c2sp_checkpoint_text():
+    cp = Checkpoint(ORIGIN, 42, ROOT, "2025-11-26T08:04:00Z")
+    assert cp.body() == (
+        b"exchange-ledger/test\n42\n"
+        + base64.b64encode(ROOT)
+        + b"\ntime 2025-11-26T08:04:00Z\n"
+    )
+    assert Checkpoint.from_body(cp.body()) == cp
+
+
+def test_empty_tree_checkpoint_is_fine():
+    cp = Checkpoint(ORIGIN, 0, bytes(32), utc_timestamp())
+    assert Checkpoint.from_body(cp.body()) == cp
+
+
+def test_sign_verify_and_json_round_trip(keys, signed):
+    _, public, key_id = keys
+    CheckpointVerifier(public, key_id).verify(signed)
+    again = SignedCheckpoint.from_json(signed.to_json())
+    assert again == signed
+    CheckpointVerifier(encode_public_key(public), key_id, origin=ORIGIN).verify(again)
+    doc = json.loads(signed.to_json())
+    assert doc["format"] == FORMAT
+    assert set(doc) == {"format", "origin", "tree_size", "root_hash", "timestamp", "key_id",
+                        "signature"}
+    assert base64.b64decode(doc["root_hash"]) == ROOT
+
+
+def test_signature_is_plain_ed25519_over_the_body(keys, signed):
+    # So the checkpoint can be re-expressed as a C2SP signed note without re-signing.
+    _, public, _ = keys
+    public.verify(signed.signature, signed.checkpoint.body())
+
+
+@pytest.mark.parametrize(
+    "field, value",
+    [
+        ("tree_size", 43),
+        ("root_hash", base64.b64encode(bytes(32)).decode()),
+        ("origin", "exchange-ledger/other"),
+        ("timestamp", "2025-11-26T08:04:01Z"),
+    ],
+)
+def test_any_change_to_the_signed_fields_breaks_the_signature(keys, signed, field, value):
+    _, public, key_id = keys
+    doc = signed.to_dict()
+    doc[field] = value
+    tampered = SignedCheckpoint.from_dict(doc)
+    with pytest.raises(CheckpointError, match="bad checkpoint signature"):
+        CheckpointVerifier(public, key_id).verify(tampered)
+
+
+def test_wrong_key_wrong_key_id_wrong_origin(keys, signed):
+    _, public, key_id = keys
+    _, other_public = generate_keypair()
+    with pytest.raises(CheckpointError, match="bad checkpoint signature"):
+        CheckpointVerifier(other_public, key_id).verify(signed)
+    with pytest.raises(CheckpointError, match="expected 'someone-else'"):
+        CheckpointVerifier(public, "someone-else").verify(signed)
+    with pytest.raises(CheckpointError, match="origin"):
+        CheckpointVerifier(public, key_id, origin="exchange-ledger/prod").verify(signed)
+    CheckpointVerifier(public, None).verify(signed)  # label check skipped, signature still needed
+    relabelled = SignedCheckpoint(signed.checkpoint, "someone-else", signed.signature)
+    CheckpointVerifier(public, None).verify(relabelled)
+    with pytest.raises(CheckpointError, match="bad checkpoint signature"):
+        CheckpointVerifier(other_public, None).verify(relabelled)
+
+
+def test_flipped_signature_bit_fails(keys, signed):
+    _, public, key_id = keys
+    sig = bytearray(signed.signature)
+    sig[10] ^= 0x40
+    with pytest.raises(CheckpointError):
+        CheckpointVerifier(public, key_id).verify(
+            SignedCheckpoint(signed.checkpoint, signed.key_id, bytes(sig))
+        )
+
+
+@pytest.mark.parametrize(
+    "mutate",
+    [
+        lambda d: d.pop("signature"),
+        lambda d: d.update(extra=1),
+        lambda d: d.update(format="exchange-ledger/signed-checkpoint/v0"),
+        lambda d: d.update(tree_size="42"),
+        lambda d: d.update(tree_size=42.0),
+        lambda d: d.update(tree_size=True),
+        lambda d: d.update(tree_size=-1),
+        lambda d: d.update(root_hash="not base64!"),
+        lambda d: d.update(root_hash=base64.b64encode(bytes(31)).decode()),
+        lambda d: d.update(root_hash=base64.b64encode(bytes(32)).decode().rstrip("=")),
+        lambda d: d.update(signature=base64.b64encode(bytes(63)).decode()),
+        lambda d: d.update(signature=None),
+        lambda d: d.update(timestamp="2025-11-26 08:04:00"),
+        lambda d: d.update(timestamp="2025-11-26T08:04:00+01:00"),
+        lambda d: d.update(timestamp="2025-02-30T08:04:00Z"),
+        lambda d: d.update(origin=""),
+        lambda d: d.update(origin="two\nlines"),
+        lambda d: d.update(key_id=""),
+        lambda d: d.update(key_id=7),
+    ],
+)
+def test_malformed_json_is_rejected_with_checkpoint_error(signed, mutate):
+    doc = signed.to_dict()
+    mutate(doc)
+    with pytest.raises(CheckpointError):
+        SignedCheckpoint.from_json(json.dumps(doc))
+
+
+@pytest.mark.parametrize("text", ["", "[]", "null", "{", b"\xff\xfe", '"string"'])
+def test_non_object_json_is_rejected(text):
+    with pytest.raises(CheckpointError):
+        SignedCheckpoint.from_json(text)
+
+
+def test_from_body_rejects_non_canonical_text():
+    good = Checkpoint(ORIGIN, 7, ROOT, "2025-11-26T08:04:00Z").body().decode()
+    for bad in [good.replace("\n7\n", "\n07\n"), good + "extra\n", good.rstrip("\n"),
+                good.replace("time ", "when ")]:
+        with pytest.raises(CheckpointError):
+            Checkpoint.from_body(bad)
+
+
+def test_utc_timestamp_spelling():
+    moment = datetime(2025, 11, 26, 9, 4, tzinfo=timezone(timedelta(hours=1)))
+    assert utc_timestamp(moment) == "2025-11-26T08:04:00Z"
+    assert utc_timestamp(moment.replace(microsecond=5)) == "2025-11-26T08:04:00.000005Z"
+    Checkpoint(ORIGIN, 1, ROOT, utc_timestamp())  # now is valid
+    with pytest.raises(CheckpointError):
+        utc_timestamp(datetime(2025, 1, 1))
+
+
+def test_key_loading_forms(keys):
+    private, public, _ = keys
+    raw_pub = public.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
+    pem_pub = public.public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+    for form in (public, raw_pub, base64.b64encode(raw_pub), encode_public_key(public),
+                 pem_pub, pem_pub.decode(), encode_public_key(public) + "\n"):
+        assert load_public_key(form).public_bytes(
+            serialization.Encoding.Raw, serialization.PublicFormat.Raw
+        ) == raw_pub
+    pem_priv = private.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    )
+    for form in (private, pem_priv, pem_priv.decode(), encode_private_key(private)):
+        assert encode_private_key(load_private_key(form)) == encode_private_key(private)
+    for junk in ("", "AAAA", b"\x00" * 31, "-----BEGIN PUBLIC KEY-----\nxx\n-----END PUBLIC KEY-----",
+                 12, None):
+        with pytest.raises(CheckpointError):
+            load_public_key(junk)
+        with pytest.raises(CheckpointError):
+            load_private_key(junk)
+
+
+def test_non_ed25519_pem_is_rejected():
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    ec_key = ec.generate_private_key(ec.SECP256R1())
+    pem = ec_key.public_key().public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+    with pytest.raises(CheckpointError, match="not Ed25519"):
+        load_public_key(pem)
+
+
+def test_key_fingerprint_is_stable(keys):
+    _, public, key_id = keys
+    assert key_fingerprint(encode_public_key(public)) == key_id
+    assert key_id.startswith("ed25519:") and len(key_id) == len("ed25519:") + 16
+
+
+@settings(max_examples=100, deadline=None)
+@given(
+    origin=st.text(
+        st.characters(blacklist_categories=("Cc", "Cs", "Zl", "Zp", "Zs")), min_size=1, max_size=30
+    ),
+    size=st.integers(0, 2**63),
+    root=st.binary(min_size=32, max_size=32),
+)
+def test_property_json_round_trip(keys, origin, size, root):
+    private, public, key_id = keys
+    signed = CheckpointSigner(private, key_id).sign(
+        Checkpoint(origin, size, root, "2030-01-01T00:00:00.5Z")
+    )
+    again = SignedCheckpoint.from_json(signed.to_json())
+    assert again == signed
+    CheckpointVerifier(public, key_id).verify(again)
