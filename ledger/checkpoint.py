@@ -7,8 +7,9 @@ The signed bytes are the C2SP tlog-checkpoint body (https://c2sp.org/tlog-checkp
     <root hash, standard base64>\\n
     time <ISO-8601 UTC timestamp>\\n
 
-so a checkpoint can also be rendered as a C2SP signed note and checked by existing
-transparency-log tooling. The signer and the verifier are separate objects: only the
+so ``SignedCheckpoint.to_note`` can render it as a C2SP signed note, checkable with
+existing transparency-log tooling (Go's golang.org/x/mod/sumdb/note, witnesses) given
+``note_verifier_key(origin, public_key)``. The signer and the verifier are separate objects: only the
 operator holds a ``CheckpointSigner``; auditors need nothing but the public key.
 
 JSON form of a ``SignedCheckpoint`` (``to_json``/``from_json``), all keys required::
@@ -55,6 +56,8 @@ __all__ = [
     "encode_private_key",
     "encode_public_key",
     "key_fingerprint",
+    "note_verifier_key",
+    "signed_note",
     "utc_timestamp",
 ]
 
@@ -173,6 +176,12 @@ class SignedCheckpoint:
     checkpoint: Checkpoint
     key_id: str
     signature: bytes
+
+    def to_note(self, public_key: Ed25519PublicKey | bytes | str, name: str | None = None) -> str:
+        """The C2SP signed-note text; the key name defaults to the origin, as is customary."""
+        return signed_note(
+            self.checkpoint.body(), name or self.checkpoint.origin, public_key, self.signature
+        )
 
     def to_dict(self) -> dict[str, Any]:
         cp = self.checkpoint
@@ -300,10 +309,40 @@ def encode_private_key(key: Ed25519PrivateKey) -> str:
 
 def key_fingerprint(key: Ed25519PublicKey | bytes | str) -> str:
     """A stable default key_id: 'ed25519:' + first 8 bytes of SHA-256(raw key), in hex."""
-    raw = load_public_key(key).public_bytes(
+    return "ed25519:" + hashlib.sha256(_raw_public(key)).digest()[:8].hex()
+
+
+def _raw_public(key: Ed25519PublicKey | bytes | str) -> bytes:
+    return load_public_key(key).public_bytes(
         serialization.Encoding.Raw, serialization.PublicFormat.Raw
     )
-    return "ed25519:" + hashlib.sha256(raw).digest()[:8].hex()
+
+
+_NOTE_ED25519 = b"\x01"  # signed-note signature type for Ed25519
+
+
+def _note_key_hash(name: str, key: Ed25519PublicKey | bytes | str) -> bytes:
+    if not name or any(c.isspace() or c == "+" for c in name):
+        raise CheckpointError("note key names must be non-empty, without spaces or '+'")
+    return hashlib.sha256(
+        name.encode("utf-8") + b"\n" + _NOTE_ED25519 + _raw_public(key)
+    ).digest()[:4]
+
+
+def note_verifier_key(name: str, public_key: Ed25519PublicKey | bytes | str) -> str:
+    """The signed-note verifier key string ``<name>+<hash hex>+<base64(0x01 || key)>``."""
+    key_hash = _note_key_hash(name, public_key)
+    return f"{name}+{key_hash.hex()}+{_b64encode(_NOTE_ED25519 + _raw_public(public_key))}"
+
+
+def signed_note(
+    text: bytes, name: str, public_key: Ed25519PublicKey | bytes | str, signature: bytes
+) -> str:
+    """A C2SP signed note of ``text`` carrying one Ed25519 ``signature`` over it."""
+    if not text.endswith(b"\n"):
+        raise CheckpointError("signed-note text must end with a newline")
+    line = _b64encode(_note_key_hash(name, public_key) + signature)
+    return text.decode("utf-8") + f"\n\u2014 {name} {line}\n"
 
 
 # --------------------------------------------------------------------------- roles
@@ -325,6 +364,8 @@ class CheckpointSigner:
         return self._key.public_key()
 
     def sign(self, checkpoint: Checkpoint) -> SignedCheckpoint:
+        if not isinstance(checkpoint, Checkpoint):
+            raise CheckpointError("sign takes a Checkpoint")
         return SignedCheckpoint(
             checkpoint=checkpoint,
             key_id=self.key_id,

@@ -28,6 +28,11 @@ def delivery_id(exchange: UUID, recipient: str, kind: str) -> UUID:
     return uuid5(_NS, f"delivery|{exchange}|{recipient}|{kind}")
 
 
+def sealed_message_aad(exchange: UUID) -> bytes:
+    # Binds a sealed message to its exchange, so a blob moved to another event fails to open.
+    return f"exchange:{exchange}".encode()
+
+
 class Exchange(Aggregate):
     """One disclosure request and what became of it: requested, decided, delivered, reviewed."""
 

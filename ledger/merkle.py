@@ -157,11 +157,14 @@ class MerkleLog:
         if not _is_hash(leaf):
             raise MerkleError("append takes a 32-byte leaf hash; hash entry bytes with leaf_hash()")
         index = self._store.size()
-        self._store.put(0, index, bytes(leaf))
+        # Read and hash first, write after: a missing sibling then leaves the store untouched.
+        writes = [(0, index, bytes(leaf))]
         h, level, i = bytes(leaf), 0, index
         while i & 1:
             h = node_hash(self._node(level, i - 1), h)
             level, i = level + 1, i >> 1
+            writes.append((level, i, h))
+        for level, i, h in writes:
             self._store.put(level, i, h)
         return index
 

@@ -275,6 +275,7 @@ class Bundle:
         self.third_party = frozenset(m.third_party.categories)
         self.citations = dict(m.citations)
         self.checks = {k: v for k, v in m.checks.items()}
+        self.check_sn = {k: (v.step, v.name) for k, v in m.checks.items()}
         self.warning = m.warning_mandatory
         self.coops: dict[str, CompiledCoop] = {}
         for basis, c in m.cooperations.items():

@@ -14,7 +14,7 @@ import json
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from enum import StrEnum
-from typing import Annotated, Any, Iterable, Union
+from typing import Annotated, Any, Iterable, NamedTuple, Union
 
 from pydantic import (
     AwareDatetime,
@@ -138,9 +138,9 @@ Membership = Annotated[Union[Annotated[str, Tag("str")], Annotated[MembershipSpe
 
 
 class InlineParty(_Input):
+    memberships: list[Membership] = Field(default_factory=list)
     org: str = Field(min_length=1)
     role: Role
-    memberships: list[Membership] = Field(default_factory=list)
     valid_from: date | None = None
     valid_to: date | None = None
 
@@ -154,18 +154,20 @@ def party_org(p: Party) -> str:
 
 
 class SubjectFacts(_Input):
+    # Fields are declared in alphabetical order: model_dump_json() then *is* the
+    # canonical JSON (sorted keys, no whitespace) used for the request digest.
     age: StrictInt | None = Field(default=None, ge=0, le=150)
-    socially_vulnerable: StrictBool = False
-    crime_risk: StrictBool = False
     convicted: StrictBool = False
+    crime_risk: StrictBool = False
     custody_status: CustodyStatus = CustodyStatus.NONE
-    release_date: date | None = None
     radicalisation_assessed: StrictBool = False
+    release_date: date | None = None
+    socially_vulnerable: StrictBool = False
 
 
 class Provenance(_Input):
-    exchange_id: str | None = None
     context: Context
+    exchange_id: str | None = None
     purpose: Purpose
 
 
@@ -177,11 +179,11 @@ def _date_only(v: Any) -> Any:
 
 
 class Consent(_Input):
+    categories: list[Category]
     explicit: StrictBool
     given_by: ConsentGiver
-    recipients: list[str]
     purposes: list[Purpose]
-    categories: list[Category]
+    recipients: list[str]
     withdrawn_at: AwareDatetime | date | None = None
 
     @field_validator("withdrawn_at", mode="before")
@@ -195,21 +197,23 @@ class Consent(_Input):
 
 
 class ExchangeRequest(_Input):
-    id: str = Field(min_length=1)
-    occurred_at: AwareDatetime
-    sender: Party
-    recipients: list[Party] = Field(min_length=1)
-    context: Context
-    underlying_basis: Basis | None = None
-    cooperation_id: str | None = Field(default=None, validate_default=True)
-    purpose: Purpose
-    subject: SubjectFacts = Field(default_factory=SubjectFacts)
-    data_categories: list[Category] = Field(min_length=1)
-    necessity: str | None = None
-    third_party_justification: str | None = None
-    mandatory: StrictBool = False
-    provenance: Provenance | None = None
+    # alphabetical field order (see SubjectFacts); `context` precedes `cooperation_id`,
+    # whose validator needs it.
     consent: Consent | None = None
+    context: Context
+    cooperation_id: str | None = Field(default=None, validate_default=True)
+    data_categories: list[Category] = Field(min_length=1)
+    id: str = Field(min_length=1)
+    mandatory: StrictBool = False
+    necessity: str | None = None
+    occurred_at: AwareDatetime
+    provenance: Provenance | None = None
+    purpose: Purpose
+    recipients: list[Party] = Field(min_length=1)
+    sender: Party
+    subject: SubjectFacts = Field(default_factory=SubjectFacts)
+    third_party_justification: str | None = None
+    underlying_basis: Basis | None = None
 
     @field_validator("recipients")
     @classmethod
@@ -230,10 +234,15 @@ class ExchangeRequest(_Input):
             raise ValueError(f"cooperation_id is required in the § 115 context {ctx}")
         return v
 
+    def canonical_json(self) -> bytes:
+        """Canonical JSON (sorted keys, no whitespace, UTF-8).  Because every input
+        model declares its fields alphabetically, pydantic's serializer emits the
+        keys sorted; tests check equality with json.dumps(sort_keys=True)."""
+        return self.model_dump_json().encode("utf-8")
+
     def digest(self) -> str:
         """"sha256:" + hex sha256 of the canonical JSON of this request."""
-        return "sha256:" + hashlib.sha256(canonical_json(
-            self.model_dump(mode="json")).encode("utf-8")).hexdigest()
+        return "sha256:" + hashlib.sha256(self.model_dump_json().encode("utf-8")).hexdigest()
 
 
 def canonical_json(obj: Any) -> str:
@@ -252,8 +261,8 @@ class InvalidRequest(ValueError):
 # --------------------------------------------------------------------------- output
 
 
-@dataclass(slots=True, frozen=True)
-class CheckResult:
+class CheckResult(NamedTuple):
+    """One evaluated check of the trace (immutable; shared between recipients)."""
     step: str
     name: str
     passed: bool
@@ -264,7 +273,7 @@ class CheckResult:
                 "detail": self.detail}
 
 
-@dataclass(slots=True, frozen=True)
+@dataclass(slots=True)
 class RecipientDecision:
     recipient: str
     outcome: Outcome
@@ -295,7 +304,7 @@ class RecipientDecision:
                    trace=[CheckResult(**c) for c in d.get("trace", [])])
 
 
-@dataclass(slots=True, frozen=True)
+@dataclass(slots=True)
 class Decision:
     request_id: str
     request_digest: str

@@ -6,6 +6,7 @@ so readiness waits also watch the process and retry on another port.
 
 from __future__ import annotations
 
+import logging
 import os
 import signal
 import socket
@@ -34,7 +35,18 @@ def _free_port() -> int:
 
 
 def _answers_metadata(port: int) -> bool:
-    # A bare ApiVersions/metadata round trip via the admin client.
+    # A metadata round trip via the admin client; its connection errors while the broker
+    # starts are expected, so kafka-python's own logging is muted for the probe.
+    kafka_log = logging.getLogger("kafka")
+    previous = kafka_log.level
+    kafka_log.setLevel(logging.CRITICAL)
+    try:
+        return _probe(port)
+    finally:
+        kafka_log.setLevel(previous)
+
+
+def _probe(port: int) -> bool:
     try:
         admin = KafkaAdminClient(bootstrap_servers=f"127.0.0.1:{port}", request_timeout_ms=1000)
     except (KafkaError, OSError):

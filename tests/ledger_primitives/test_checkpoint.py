@@ -234,3 +234,42 @@ def test_property_json_round_trip(keys, origin, size, root):
     again = SignedCheckpoint.from_json(signed.to_json())
     assert again == signed
     CheckpointVerifier(public, key_id).verify(again)
+
+
+# ---------------------------------------------------------------- C2SP signed-note interop
+# Known answer from golang.org/x/mod/sumdb/note (note_test.go / package doc). Ed25519 is
+# deterministic, so signing the same text with the same seed must give the same note.
+GO_SIGNER_KEY = "PRIVATE+KEY+PeterNeumann+c74f20a3+AYEKFALVFGyNhPJEMzD1QIDr+Y7hfZx09iUvxdXHKDFz"
+GO_VERIFIER_KEY = "PeterNeumann+c74f20a3+ARpc2QcUPDhMQegwxbzhKqiBfsVkmqq/LDE4izWy10TW"
+GO_TEXT = (
+    b"If you think cryptography is the answer to your problem,\n"
+    b"then you don't know what your problem is.\n"
+)
+GO_NOTE = (
+    GO_TEXT.decode()
+    + "\n\u2014 PeterNeumann x08go/ZJkuBS9UG/SffcvIAQxVBtiFupLLr8pAcElZInNIuGUgYN1FFYC2pZSNXgKvqfqdngotpRZb6KE6RyyBwJnAM=\n"
+)
+
+
+def test_signed_note_matches_go_sumdb_note_vector():
+    from ledger.checkpoint import note_verifier_key, signed_note
+
+    seed = base64.b64decode(GO_SIGNER_KEY.split("+", 4)[4])[1:]
+    private = load_private_key(seed)
+    public = private.public_key()
+    assert note_verifier_key("PeterNeumann", public) == GO_VERIFIER_KEY
+    assert signed_note(GO_TEXT, "PeterNeumann", public, private.sign(GO_TEXT)) == GO_NOTE
+
+
+def test_checkpoint_renders_as_signed_note(keys, signed):
+    from ledger.checkpoint import note_verifier_key
+
+    _, public, _ = keys
+    note = signed.to_note(public)
+    body, _, sig_line = note.partition("\n\n")
+    assert (body + "\n").encode() == signed.checkpoint.body()
+    dash, name, blob = sig_line.rstrip("\n").split(" ")
+    assert (dash, name) == ("\u2014", ORIGIN)
+    raw = base64.b64decode(blob)
+    assert raw[4:] == signed.signature
+    assert note_verifier_key(ORIGIN, public).split("+")[1] == raw[:4].hex()

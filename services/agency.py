@@ -1,0 +1,176 @@
+"""An authority's side of the exchange: publish signed requests, read the inbox and the receipts.
+
+One class per role of the conversation, not per authority type: a police
+district, a municipality or Kriminalforsorgen all publish through ``Publisher``
+and read through ``Inbox``; what differs between them is data (org id, role,
+payload types), which ``services.simulators`` supplies.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass, field
+from datetime import date, datetime, timezone
+from typing import Any, Iterable
+
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from kafka import KafkaConsumer, KafkaProducer, TopicPartition
+
+from schemas.codec import AvroCodec
+from schemas.cpr import pseudonym
+from schemas.validation import CPR_FIELD
+from services import topics
+from services.logging import get_logger
+from services.signing import sign
+
+log = get_logger(__name__)
+
+SUBJECT_FACTS = (
+    "age", "socially_vulnerable", "crime_risk", "convicted", "custody_status", "release_date", "radicalisation_assessed",
+)
+
+
+@dataclass(frozen=True)
+class Sent:
+    message_id: str
+    pseudonym: str
+    partition: int
+    offset: int
+
+
+class Publisher:
+    """Publishes signed exchange requests for one authority acting in one role."""
+
+    def __init__(
+        self,
+        org: str,
+        role: str,
+        *,
+        producer: KafkaProducer,
+        key: Ed25519PrivateKey,
+        key_id: str,
+        pseudonym_secret: bytes,
+        codec: AvroCodec | None = None,
+    ):
+        self.org, self.role = org, role
+        self.producer = producer
+        self.key, self.key_id = key, key_id
+        self.secret = pseudonym_secret
+        self.codec = codec or AvroCodec()
+
+    def envelope(
+        self,
+        *,
+        payload_type: str,
+        payload: dict[str, Any],
+        recipients: Iterable[tuple[str, str]],
+        context: str,
+        purpose: str,
+        data_categories: Iterable[str],
+        subject: dict[str, Any] | None = None,
+        cooperation_id: str | None = None,
+        underlying_basis: str | None = None,
+        necessity: str | None = None,
+        third_party_justification: str | None = None,
+        mandatory: bool = False,
+        provenance: dict[str, Any] | None = None,
+        consent: dict[str, Any] | None = None,
+        occurred_at: datetime | None = None,
+        message_id: str | None = None,
+    ) -> dict[str, Any]:
+        cpr_field = CPR_FIELD.get(payload_type)
+        subject_pseudonym = pseudonym(payload[cpr_field], self.secret) if cpr_field else "0" * 64
+        facts = {k: v for k, v in (subject or {}).items() if k in SUBJECT_FACTS}
+        unknown = set(subject or {}) - set(SUBJECT_FACTS)
+        if unknown:
+            raise ValueError(f"unknown subject facts: {sorted(unknown)}")
+        return {
+            "message_id": message_id or str(uuid.uuid4()),
+            "occurred_at": (occurred_at or datetime.now(timezone.utc)).isoformat(),
+            "sender": {"org": self.org, "role": self.role},
+            "recipients": [{"org": org, "role": role} for org, role in recipients],
+            "context": context,
+            "underlying_basis": underlying_basis,
+            "cooperation_id": cooperation_id,
+            "purpose": purpose,
+            "subject": {"pseudonym": subject_pseudonym, **facts},
+            "data_categories": list(data_categories),
+            "necessity": necessity,
+            "third_party_justification": third_party_justification,
+            "mandatory": mandatory,
+            "provenance": provenance,
+            "consent": consent,
+            "payload_type": payload_type,
+            "payload": self.codec.encode(payload_type, payload),
+        }
+
+    def signed_bytes(self, envelope: dict[str, Any]) -> bytes:
+        body = self.codec.encode("dk.xledger.ExchangeRequest", envelope)
+        return self.codec.encode(
+            "dk.xledger.SignedMessage",
+            {"signer": self.org, "key_id": self.key_id, "signature": sign(body, self.key), "body": body},
+        )
+
+    def publish(self, **request: Any) -> Sent:
+        envelope = self.envelope(**request)
+        value = self.signed_bytes(envelope)
+        meta = self.producer.send(
+            topics.REQUESTS, key=envelope["subject"]["pseudonym"].encode(), value=value
+        ).get(timeout=30)
+        log.info("agency.published", org=self.org, message_id=envelope["message_id"], offset=meta.offset)
+        return Sent(envelope["message_id"], envelope["subject"]["pseudonym"], meta.partition, meta.offset)
+
+
+@dataclass
+class Received:
+    delivery_id: str
+    record: dict[str, Any]
+    payload_type: str
+    payload: dict[str, Any]
+
+
+@dataclass
+class Inbox:
+    """Reads one authority's inbox and ignores deliveries it has already seen (delivery ids are stable)."""
+
+    org: str
+    consumer: KafkaConsumer
+    codec: AvroCodec = field(default_factory=AvroCodec)
+    seen: set[str] = field(default_factory=set)
+    duplicates: int = 0
+
+    @property
+    def topic(self) -> str:
+        return topics.inbox(self.org)
+
+    def assign_from_start(self) -> None:
+        parts = self.consumer.partitions_for_topic(self.topic) or {0}
+        tps = [TopicPartition(self.topic, p) for p in sorted(parts)]
+        self.consumer.assign(tps)
+        self.consumer.seek_to_beginning(*tps)
+
+    def poll(self, timeout_ms: int = 500) -> list[Received]:
+        out: list[Received] = []
+        for batch in self.consumer.poll(timeout_ms=timeout_ms).values():
+            for msg in batch:
+                record = self.codec.decode(msg.value, expect="dk.xledger.DeliveredExchange").record
+                if record["delivery_id"] in self.seen:
+                    self.duplicates += 1
+                    continue
+                self.seen.add(record["delivery_id"])
+                payload = self.codec.decode(record["payload"]).record
+                out.append(Received(record["delivery_id"], record, record["payload_type"], payload))
+        return out
+
+
+def read_receipts(consumer: KafkaConsumer, org: str, codec: AvroCodec | None = None, timeout_ms: int = 500) -> list[dict]:
+    codec = codec or AvroCodec()
+    out = []
+    for batch in consumer.poll(timeout_ms=timeout_ms).values():
+        for msg in batch:
+            out.append(codec.decode(msg.value, expect="dk.xledger.DecisionReceipt").record)
+    return out
+
+
+def today_utc() -> date:
+    return datetime.now(timezone.utc).date()

@@ -1,0 +1,171 @@
+"""xledger: the command line of exchange-ledger.
+
+Every option also reads an XLEDGER_* environment variable. Bad input exits
+non-zero with a one-line reason on stderr.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Optional
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from services import logging as xlog
+from services.config import ConfigError, Settings
+
+app = typer.Typer(
+    help="exchange-ledger: lawful, provable data exchange between Danish crime-prevention authorities.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
+gate_app = typer.Typer(help="The policy gate service.", no_args_is_help=True)
+relay_app = typer.Typer(help="The delivery relay (ledger outbox → inboxes and receipts).", no_args_is_help=True)
+topics_app = typer.Typer(help="Kafka topics.", no_args_is_help=True)
+keys_app = typer.Typer(help="Authority signing keys.", no_args_is_help=True)
+app.add_typer(gate_app, name="gate")
+app.add_typer(relay_app, name="relay")
+app.add_typer(topics_app, name="topics")
+app.add_typer(keys_app, name="keys")
+
+try:  # mounted when present; each lives in its own module
+    from services.cli_policy import app as policy_app
+
+    app.add_typer(policy_app, name="policy", help="Check and explain disclosure decisions.")
+except ImportError:  # pragma: no cover - only while a module is missing during development
+    pass
+try:
+    from services.cli_schemas import app as schemas_app
+
+    app.add_typer(schemas_app, name="schemas", help="Avro contracts: compatibility and AsyncAPI.")
+except ImportError:  # pragma: no cover
+    pass
+
+console = Console()
+
+BOOTSTRAP = typer.Option(None, "--bootstrap-servers", envvar="XLEDGER_BOOTSTRAP_SERVERS",
+                         help="Kafka bootstrap servers HOST:PORT[,…]. Required for services.")
+LEDGER_URL = typer.Option(None, "--ledger-url", envvar="XLEDGER_LEDGER_URL",
+                          help="sqlite:///PATH or postgresql://USER@HOST:PORT/DB (default sqlite:///var/ledger.sqlite).")
+
+
+def fail(message: str, code: int = 2) -> None:
+    typer.echo(f"error: {message}", err=True)
+    raise typer.Exit(code)
+
+
+def settings_from(bootstrap: str | None, ledger_url: str | None, *, need_broker: bool = True) -> Settings:
+    try:
+        settings = Settings.from_env(bootstrap_servers=bootstrap, ledger_url=ledger_url)
+    except ConfigError as exc:
+        fail(str(exc))
+    if need_broker and settings.embedded:
+        fail("--bootstrap-servers (or XLEDGER_BOOTSTRAP_SERVERS) is required; `xledger demo` runs an embedded broker")
+    xlog.configure(settings.log_level)
+    return settings
+
+
+@app.command()
+def demo(
+    ledger: Path = typer.Option(Path("var/demo.sqlite"), "--ledger", help="SQLite file for the demo ledger (recreated)."),
+    timeout: float = typer.Option(60.0, help="Give up after this many seconds."),
+    verbose: bool = typer.Option(False, "--verbose", "-v", help="Show the services' log lines."),
+) -> None:
+    """Run the exchange on an embedded broker and a SQLite ledger under ./var/, then print a summary."""
+    from services.demo import run_demo
+
+    xlog.configure("INFO" if verbose else "WARNING")
+    report = run_demo(ledger_path=ledger, timeout=timeout)
+    table = Table(title="exchange-ledger demo")
+    table.add_column("")
+    table.add_column("count", justify="right")
+    for label, value in report.rows():
+        table.add_row(label, str(value))
+    console.print(table)
+    console.print(f"ledger: sqlite:///{ledger}")
+    if report.recorded < report.requests:
+        fail(f"only {report.recorded} of {report.requests} requests were recorded before the timeout", 1)
+
+
+@gate_app.command("run")
+def gate_run(
+    bootstrap_servers: Optional[str] = BOOTSTRAP,
+    ledger_url: Optional[str] = LEDGER_URL,
+    group_id: Optional[str] = typer.Option(None, envvar="XLEDGER_GROUP_ID", help="Consumer group of the gate."),
+    name: str = typer.Option("gate", help="This worker's name in logs and client ids."),
+) -> None:
+    """Consume exchange.requests, decide every request, record it with its offset, dead-letter bad input."""
+    from services.runtime import Runtime
+
+    settings = settings_from(bootstrap_servers, ledger_url)
+    if group_id:
+        from dataclasses import replace
+
+        settings = replace(settings, group_id=group_id)
+    rt = Runtime(settings)
+    worker = rt.gate_worker(name)
+    worker.install_signal_handlers()
+    xlog.get_logger("xledger").info("gate.starting", worker=name, group=settings.group_id)
+    try:
+        stats = worker.run()
+    finally:
+        worker.consumer.close()
+        worker.producer.close()
+        rt.close()
+    xlog.get_logger("xledger").info("gate.stopped", worker=name, **stats)
+
+
+@relay_app.command("run")
+def relay_run(bootstrap_servers: Optional[str] = BOOTSTRAP, ledger_url: Optional[str] = LEDGER_URL) -> None:
+    """Publish allowed payloads to inboxes and receipts to senders, from the ledger's outbox."""
+    import signal
+
+    from services.runtime import Runtime
+
+    rt = Runtime(settings_from(bootstrap_servers, ledger_url))
+    relay = rt.relay()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: relay.stop())
+    try:
+        stats = relay.run()
+    finally:
+        relay.producer.close()
+        rt.close()
+    xlog.get_logger("xledger").info("relay.stopped", **stats)
+
+
+@topics_app.command("create")
+def topics_create(
+    bootstrap_servers: Optional[str] = BOOTSTRAP,
+    partitions: int = typer.Option(4, min=1, help="Partitions of exchange.requests and its dead-letter topic."),
+) -> None:
+    """Create exchange.requests, its dead-letter topic, and inbox/receipts topics for every authority."""
+    from services.runtime import Runtime
+
+    names = Runtime(settings_from(bootstrap_servers, None)).create_topics(request_partitions=partitions)
+    typer.echo(f"{len(names)} topics present")
+
+
+@keys_app.command("dev-generate")
+def keys_dev_generate(
+    output: Path = typer.Option(Path("policies/directory/keys.yaml"), help="Where to write the public keys."),
+) -> None:
+    """Write the development public keys of every directory authority (embedded demo and tests only)."""
+    from policies.directory import Directory
+    from services.keyring import write_dev_keys
+
+    typer.echo(f"{write_dev_keys(Directory.load().orgs, output)} authorities written to {output}")
+
+
+def main() -> None:
+    try:
+        app()
+    except KeyboardInterrupt:
+        sys.exit(130)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,176 @@
+"""The delivery relay: the ledger's notification log is the outbox.
+
+For every decided exchange it publishes the allowed payload, unchanged, to each
+allowed recipient's inbox, and a receipt for every recipient to the sender.
+Publishing happens before the bookkeeping, so a crash in between re-sends;
+delivery ids are stable, so the receiver recognises the re-send.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from eventsourcing.persistence import Notification
+from kafka import KafkaProducer
+from kafka.errors import KafkaError
+
+from ledger.application import IntegrityError, Ledger, Tracking
+from ledger.domain import Delivery, Exchange, delivery_id, sealed_message_aad
+from ledger.privacy import LedgerSealer, SubjectErased
+from schemas.codec import AvroCodec
+from services import topics
+from services.logging import get_logger
+
+log = get_logger(__name__)
+
+OUTBOX_TRACKING = "outbox:delivery-relay"
+_DECIDED = "Exchange.Decided"
+
+
+@dataclass
+class DeliveryRelay:
+    ledger: Ledger
+    producer: KafkaProducer
+    sealer: LedgerSealer
+    codec: AvroCodec = field(default_factory=AvroCodec)
+    page_size: int = 500
+    stats: dict[str, int] = field(default_factory=lambda: {"inbox": 0, "receipts": 0, "undeliverable": 0})
+    stopping: threading.Event = field(default_factory=threading.Event)
+
+    def run_once(self) -> int:
+        """Relays one page of the outbox; returns how many notifications it consumed."""
+        start = (self.ledger.position(OUTBOX_TRACKING) or 0) + 1
+        page = self.ledger.notifications(start, self.page_size)
+        if not page:
+            return 0
+        deliveries: list[Delivery] = []
+        for notification in page:
+            if notification.topic.endswith(_DECIDED):
+                deliveries.extend(self._relay(notification))
+        self.producer.flush()
+        try:
+            self.ledger.record(deliveries, Tracking(OUTBOX_TRACKING, page[-1].id))
+        except IntegrityError:
+            # Another relay recorded this page: what we re-sent carries the same delivery ids.
+            log.warning("relay.page_already_recorded", first=page[0].id, last=page[-1].id)
+            return len(page)
+        log.info("relay.page_recorded", first=page[0].id, last=page[-1].id, deliveries=len(deliveries))
+        return len(page)
+
+    def run(self, *, idle_stop_after: float | None = None, poll_interval: float = 0.1) -> dict[str, int]:
+        idle_since = time.monotonic()
+        backoff = 0.5
+        while not self.stopping.is_set():
+            try:
+                consumed = self.run_once()
+                backoff = 0.5
+            except KafkaError as exc:
+                log.warning("relay.broker_unavailable", error=type(exc).__name__, retry_in_s=backoff)
+                self.stopping.wait(backoff)
+                backoff = min(backoff * 2, 10.0)
+                continue
+            if consumed:
+                idle_since = time.monotonic()
+                continue
+            if idle_stop_after is not None and time.monotonic() - idle_since > idle_stop_after:
+                break
+            self.stopping.wait(poll_interval)
+        return self.stats
+
+    def stop(self) -> None:
+        self.stopping.set()
+
+    # -- one decided exchange ------------------------------------------------------------
+
+    def _relay(self, notification: Notification) -> list[Delivery]:
+        exchange: Exchange = self.ledger.get_exchange(notification.originator_id)
+        decision = exchange.decision
+        summary = exchange.summary
+        out: list[Delivery] = []
+        payload: dict[str, Any] | None = None
+        for result in decision["results"]:
+            recipient = result["recipient"]
+            outcome = result["outcome"]
+            if outcome == "ALLOW":
+                if payload is None:
+                    payload = self._open_payload(exchange)
+                if payload is None:
+                    self.stats["undeliverable"] += 1
+                    out.append(self._bookkeep(exchange, recipient, "inbox", "UNDELIVERABLE_ERASED"))
+                else:
+                    out.append(self._deliver(exchange, result, payload))
+            out.append(self._receipt(exchange, result, decision))
+        return out
+
+    def _open_payload(self, exchange: Exchange) -> dict[str, Any] | None:
+        try:
+            raw = self.sealer.open(exchange.subject, exchange.sealed_message, sealed_message_aad(exchange.id))
+        except SubjectErased:
+            log.warning("relay.subject_erased", exchange=str(exchange.id))
+            return None
+        signed = self.codec.decode(raw, expect="dk.xledger.SignedMessage").record
+        envelope = self.codec.decode(signed["body"], expect="dk.xledger.ExchangeRequest").record
+        return {"payload_type": envelope["payload_type"], "payload": envelope["payload"]}
+
+    def _deliver(self, exchange: Exchange, result: dict[str, Any], payload: dict[str, Any]) -> Delivery:
+        recipient = result["recipient"]
+        did = str(delivery_id(exchange.id, recipient, "inbox"))
+        s = exchange.summary
+        record = {
+            "delivery_id": did,
+            "exchange_id": str(exchange.id),
+            "message_id": exchange.message_id,
+            "sender": {"org": s["sender"]["org"], "role": s["sender"]["role"]},
+            "recipient": recipient,
+            "context": s["context"],
+            "cooperation_id": s["cooperation_id"],
+            "purpose": s["purpose"],
+            "occurred_at": s["occurred_at"],
+            "rule": result["rule"],
+            "via": result.get("via"),
+            "citation": result["citation"],
+            "warnings": list(result.get("warnings") or []),
+            "policy_version": exchange.decision["policy_version"],
+            "subject_pseudonym": exchange.subject,
+            "payload_type": payload["payload_type"],
+            "payload": payload["payload"],
+        }
+        topic = topics.inbox(recipient)
+        self.producer.send(
+            topic, key=exchange.subject.encode(), value=self.codec.encode("dk.xledger.DeliveredExchange", record),
+            headers=[("x-delivery-id", did.encode())],
+        )
+        self.stats["inbox"] += 1
+        return self._bookkeep(exchange, recipient, "inbox", "PUBLISHED", topic)
+
+    def _receipt(self, exchange: Exchange, result: dict[str, Any], decision: dict[str, Any]) -> Delivery:
+        recipient = result["recipient"]
+        rid = str(delivery_id(exchange.id, recipient, "receipt"))
+        record = {
+            "receipt_id": rid,
+            "exchange_id": str(exchange.id),
+            "message_id": exchange.message_id,
+            "recipient": recipient,
+            "outcome": result["outcome"],
+            "rule": result.get("rule"),
+            "via": result.get("via"),
+            "reason": result.get("reason"),
+            "citation": result.get("citation"),
+            "warnings": list(result.get("warnings") or []),
+            "policy_version": decision["policy_version"],
+            "request_digest": decision["request_digest"],
+        }
+        topic = topics.receipts(exchange.sender)
+        self.producer.send(
+            topic, key=exchange.subject.encode(), value=self.codec.encode("dk.xledger.DecisionReceipt", record),
+            headers=[("x-delivery-id", rid.encode())],
+        )
+        self.stats["receipts"] += 1
+        return self._bookkeep(exchange, recipient, "receipt", "PUBLISHED", topic)
+
+    @staticmethod
+    def _bookkeep(exchange: Exchange, recipient: str, kind: str, outcome: str, topic: str = "") -> Delivery:
+        return Delivery(exchange=str(exchange.id), recipient=recipient, kind=kind, topic=topic, outcome=outcome)

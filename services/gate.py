@@ -1,0 +1,342 @@
+"""The policy gate: decode → verify the sender → decide → append (with the Kafka offset) → dead-letter what failed.
+
+``GatePipeline`` turns one Kafka record into exactly one ledger aggregate: an
+``Exchange`` carrying its decision, or a ``RejectedMessage`` naming what was
+wrong. It is pure apart from the ledger lookups, so it is unit-testable.
+``GateWorker`` is the Kafka side: one consumer in the gate's group, one ledger
+transaction per partition per poll, positions read back from the ledger.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import signal
+import threading
+import time
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Callable, Protocol
+
+from kafka import KafkaConsumer, KafkaProducer, OffsetAndMetadata, TopicPartition
+from kafka.errors import KafkaError
+from pydantic import ValidationError
+
+from ledger.application import IntegrityError, Ledger, Tracking, kafka_tracking_name
+from ledger.domain import Exchange, RejectedMessage, exchange_id, sealed_message_aad
+from policies.engine import PolicyEngine
+from policies.model import ExchangeRequest
+from schemas.categories import present_categories
+from schemas.codec import AvroCodec, CodecError
+from schemas.cpr import pseudonym
+from schemas.validation import CPR_FIELD, RecordInvalid, validate
+from services import topics
+from services.logging import get_logger
+from services.policy_input import to_policy_request
+from services.signing import verify
+
+log = get_logger(__name__)
+
+
+class Sealer(Protocol):
+    def seal(self, subject: str, data: bytes, aad: bytes = b"") -> str: ...
+
+
+class Rejected(Exception):
+    def __init__(self, reason: str, detail: str):
+        super().__init__(f"{reason}: {detail}")
+        self.reason, self.detail = reason, detail
+
+
+@dataclass(frozen=True)
+class Inbound:
+    topic: str
+    partition: int
+    offset: int
+    value: bytes
+    key: bytes | None = None
+
+    @property
+    def source(self) -> dict[str, Any]:
+        return {"topic": self.topic, "partition": self.partition, "offset": self.offset}
+
+    @property
+    def digest(self) -> str:
+        return "sha256:" + hashlib.sha256(self.value).hexdigest()
+
+
+@dataclass
+class Work:
+    """What the pipeline has learned about one message so far."""
+
+    msg: Inbound
+    signed: dict[str, Any] | None = None
+    envelope: dict[str, Any] | None = None
+    payload: dict[str, Any] | None = None
+    present: frozenset[str] = frozenset()
+    request: ExchangeRequest | None = None
+    decision: dict[str, Any] | None = None
+
+
+@dataclass
+class GatePipeline:
+    engine: PolicyEngine
+    sealer: Sealer
+    pseudonym_secret: bytes
+    codec: AvroCodec = field(default_factory=AvroCodec)
+
+    def __post_init__(self) -> None:
+        self.steps: list[Callable[[Work], None]] = [
+            self.decode_signed,
+            self.decode_request,
+            self.verify_sender,
+            self.decode_payload,
+            self.categorise,
+            self.decide,
+        ]
+
+    # -- the steps ------------------------------------------------------------------------
+
+    def decode_signed(self, w: Work) -> None:
+        w.signed = self._decode(w.msg.value, "dk.xledger.SignedMessage")
+
+    def decode_request(self, w: Work) -> None:
+        envelope = self._decode(w.signed["body"], "dk.xledger.ExchangeRequest")
+        self._validate("dk.xledger.ExchangeRequest", envelope)
+        w.envelope = envelope
+
+    def verify_sender(self, w: Work) -> None:
+        signer, sender = w.signed["signer"], w.envelope["sender"]["org"]
+        if signer != sender:
+            raise Rejected("SIGNER_MISMATCH", f"signed by {signer} but sent in the name of {sender}")
+        on = datetime.fromisoformat(w.envelope["occurred_at"]).date()
+        keys = [k for k in self.engine.directory.public_keys(signer, on) if k.key_id == w.signed["key_id"]]
+        if not keys:
+            raise Rejected("UNKNOWN_SIGNER", f"no key {w.signed['key_id']!r} for {signer} valid on {on}")
+        if not verify(w.signed["body"], w.signed["signature"], [base64.b64decode(k.public_key) for k in keys]):
+            raise Rejected("BAD_SIGNATURE", f"signature does not verify with {signer}'s key {w.signed['key_id']!r}")
+
+    def decode_payload(self, w: Work) -> None:
+        payload_type = w.envelope["payload_type"]
+        payload = self._decode(w.envelope["payload"], payload_type)
+        self._validate(payload_type, payload)
+        cpr_field = CPR_FIELD.get(payload_type)
+        if cpr_field and pseudonym(payload[cpr_field], self.pseudonym_secret) != w.envelope["subject"]["pseudonym"]:
+            raise Rejected("PSEUDONYM_MISMATCH", f"subject.pseudonym does not match the payload's {cpr_field}")
+        w.payload = payload
+
+    def categorise(self, w: Work) -> None:
+        schema = self.codec.registry.latest(w.envelope["payload_type"]).raw
+        w.present = present_categories(schema, w.payload)
+
+    def decide(self, w: Work) -> None:
+        try:
+            w.request = ExchangeRequest.model_validate(to_policy_request(w.envelope))
+        except ValidationError as exc:
+            fields = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
+            raise Rejected("INVALID_REQUEST", fields) from None
+        w.decision = self.engine.decide(w.request, w.present).to_dict()
+
+    # -- running them ---------------------------------------------------------------------
+
+    def process(self, msg: Inbound) -> Exchange | RejectedMessage:
+        w = Work(msg)
+        try:
+            for step in self.steps:
+                step(w)
+        except Rejected as r:
+            return RejectedMessage(
+                source=msg.source, reason=r.reason, detail=r.detail, message_digest=msg.digest, size=len(msg.value)
+            )
+        return self._exchange(w)
+
+    def _exchange(self, w: Work) -> Exchange:
+        env = w.envelope
+        summary = {
+            "occurred_at": env["occurred_at"],
+            "sender": env["sender"],
+            "recipients": env["recipients"],
+            "context": env["context"],
+            "underlying_basis": env["underlying_basis"],
+            "cooperation_id": env["cooperation_id"],
+            "purpose": env["purpose"],
+            "declared_categories": sorted(env["data_categories"]),
+            "present_categories": sorted(w.present),
+            "payload_type": env["payload_type"],
+            "mandatory": env["mandatory"],
+            "has_consent": env["consent"] is not None,
+            "has_provenance": env["provenance"] is not None,
+            "signer_key_id": w.signed["key_id"],
+        }
+        subject = env["subject"]["pseudonym"]
+        exchange = Exchange(
+            sender=env["sender"]["org"],
+            message_id=env["message_id"],
+            source=w.msg.source,
+            summary=summary,
+            subject=subject,
+            message_digest=w.msg.digest,
+            sealed_message=self.sealer.seal(subject, w.msg.value, sealed_message_aad(exchange_id(env["sender"]["org"], env["message_id"]))),
+        )
+        exchange.decide(w.decision)
+        return exchange
+
+    def _decode(self, data: bytes, expect: str) -> dict[str, Any]:
+        try:
+            return self.codec.decode(data, expect=expect).record
+        except CodecError as exc:
+            raise Rejected(exc.reason, f"{expect}: {exc.message}") from None
+
+    @staticmethod
+    def _validate(name: str, record: dict[str, Any]) -> None:
+        try:
+            validate(name, record)
+        except RecordInvalid as exc:
+            raise Rejected("INVALID_RECORD", str(exc)) from None
+
+
+def dead_letter_headers(rejected: RejectedMessage) -> list[tuple[str, bytes]]:
+    s = rejected.source
+    return [
+        ("x-error-reason", rejected.reason.encode()),
+        ("x-error-detail", rejected.detail.encode()[:2000]),
+        ("x-source-topic", s["topic"].encode()),
+        ("x-source-partition", str(s["partition"]).encode()),
+        ("x-source-offset", str(s["offset"]).encode()),
+    ]
+
+
+class GateWorker:
+    """One member of the gate's consumer group."""
+
+    def __init__(
+        self,
+        pipeline: GatePipeline,
+        ledger: Ledger,
+        consumer: KafkaConsumer,
+        producer: KafkaProducer,
+        *,
+        topic: str = topics.REQUESTS,
+        name: str = "gate",
+    ):
+        self.pipeline = pipeline
+        self.ledger = ledger
+        self.consumer = consumer
+        self.producer = producer
+        self.topic = topic
+        self.name = name
+        self.stopping = threading.Event()
+        self.stats = {"decided": 0, "rejected": 0, "duplicates": 0, "batches": 0}
+        self._positions: dict[TopicPartition, int] = {}
+
+    # -- group membership ------------------------------------------------------------------
+
+    def start(self) -> None:
+        from kafka import ConsumerRebalanceListener
+
+        worker = self
+
+        class Listener(ConsumerRebalanceListener):
+            def on_partitions_revoked(self, revoked):
+                for tp in revoked:
+                    worker._positions.pop(tp, None)
+
+            def on_partitions_assigned(self, assigned):
+                for tp in assigned:
+                    worker._resume(tp)
+
+        self.consumer.subscribe([self.topic], listener=Listener())
+
+    def _resume(self, tp: TopicPartition) -> None:
+        # The ledger, not Kafka's committed offset, says where this partition stands.
+        position = self.ledger.position(kafka_tracking_name(tp.topic, tp.partition)) or 0
+        self._positions[tp] = position
+        self.consumer.seek(tp, position)
+        log.info("gate.partition_assigned", worker=self.name, partition=tp.partition, resume_offset=position)
+
+    # -- the loop --------------------------------------------------------------------------
+
+    def run(self, *, idle_stop_after: float | None = None) -> dict[str, int]:
+        self.start()
+        idle_since = time.monotonic()
+        backoff = 0.5
+        while not self.stopping.is_set():
+            try:
+                polled = self.consumer.poll(timeout_ms=200)
+                backoff = 0.5
+            except KafkaError as exc:
+                log.warning("gate.broker_unavailable", worker=self.name, error=type(exc).__name__, retry_in_s=backoff)
+                self.stopping.wait(backoff)
+                backoff = min(backoff * 2, 10.0)
+                continue
+            if not polled:
+                if idle_stop_after is not None and time.monotonic() - idle_since > idle_stop_after:
+                    break
+                continue
+            idle_since = time.monotonic()
+            for tp, records in polled.items():
+                self.handle_batch(tp, records)
+        return self.stats
+
+    def stop(self) -> None:
+        self.stopping.set()
+
+    def install_signal_handlers(self) -> None:
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(sig, lambda *_: self.stop())
+
+    def handle_batch(self, tp: TopicPartition, records: list) -> None:
+        position = self._positions.get(tp, 0)
+        fresh = [r for r in records if r.offset >= position]
+        if not fresh:
+            return
+        results = [self.pipeline.process(Inbound(r.topic, r.partition, r.offset, r.value or b"", r.key)) for r in fresh]
+        results = self._reject_duplicates(results, fresh)
+        rejected = [r for r in results if isinstance(r, RejectedMessage)]
+        for r, rec in ((r, rec) for r, rec in zip(results, fresh) if isinstance(r, RejectedMessage)):
+            self.producer.send(topics.DEAD_LETTERS, key=rec.key, value=rec.value or b"", headers=dead_letter_headers(r))
+        if rejected:
+            # Dead letters first: a crash before the ledger commit re-sends them, never loses them.
+            self.producer.flush()
+        next_offset = fresh[-1].offset + 1
+        try:
+            self.ledger.record(results, Tracking(kafka_tracking_name(tp.topic, tp.partition), next_offset))
+        except IntegrityError:
+            # Another member recorded this range first (a rebalance overlapped): resume from the ledger.
+            log.warning("gate.batch_already_recorded", worker=self.name, partition=tp.partition, first_offset=fresh[0].offset)
+            self._resume(tp)
+            return
+        self._positions[tp] = next_offset
+        self.stats["batches"] += 1
+        self.stats["rejected"] += len(rejected)
+        self.stats["decided"] += len(results) - len(rejected)
+        log.info(
+            "gate.batch_recorded", worker=self.name, partition=tp.partition, first_offset=fresh[0].offset,
+            next_offset=next_offset, decided=len(results) - len(rejected), rejected=len(rejected),
+        )
+        try:
+            self.consumer.commit({tp: OffsetAndMetadata(next_offset, "", -1)})
+        except KafkaError as exc:  # informational only: the ledger holds the real position
+            log.warning("gate.commit_failed", worker=self.name, error=type(exc).__name__)
+
+    def _reject_duplicates(self, results: list, records: list) -> list:
+        """A message id seen before (in the ledger or earlier in this batch) is recorded as a duplicate."""
+        ids = [r.id for r in results if isinstance(r, Exchange)]
+        known = self.ledger.existing(ids)
+        out = []
+        for r, rec in zip(results, records):
+            if isinstance(r, Exchange):
+                if r.id in known:
+                    self.stats["duplicates"] += 1
+                    r = RejectedMessage(
+                        source=r.source, reason="DUPLICATE_MESSAGE",
+                        detail=f"message_id already recorded for {r.sender}", message_digest=r.message_digest,
+                        size=len(rec.value or b""),
+                    )
+                else:
+                    known.add(r.id)
+            out.append(r)
+        return out
+
+
+__all__ = ["GatePipeline", "GateWorker", "Inbound", "Rejected", "dead_letter_headers"]

@@ -1,0 +1,84 @@
+"""Wiring: builds the gate, the relay and agency clients from Settings. No logic of its own."""
+
+from __future__ import annotations
+
+from functools import cached_property
+
+from ledger.application import Ledger
+from ledger.privacy import LedgerSealer
+from policies.engine import PolicyEngine
+from schemas.codec import AvroCodec
+from services import topics
+from services.agency import Inbox, Publisher
+from services.broker import create_topics
+from services.config import Settings
+from services.delivery import DeliveryRelay
+from services.gate import GatePipeline, GateWorker
+from services.kafka import client_config, make_consumer, make_producer
+from services.keyring import DEV_KEY_ID, dev_private_key
+
+
+class Runtime:
+    def __init__(self, settings: Settings):
+        self.settings = settings
+
+    @cached_property
+    def codec(self) -> AvroCodec:
+        return AvroCodec()
+
+    @cached_property
+    def engine(self) -> PolicyEngine:
+        return PolicyEngine.load_default()
+
+    @cached_property
+    def ledger(self) -> Ledger:
+        return Ledger(self.settings.ledger_url)
+
+    @cached_property
+    def sealer(self) -> LedgerSealer:
+        return LedgerSealer(self.ledger.tables, self.settings.master_key)
+
+    @property
+    def pseudonym_secret(self) -> bytes:
+        return self.settings.pseudonym_secret.encode()
+
+    def pipeline(self) -> GatePipeline:
+        return GatePipeline(self.engine, self.sealer, self.pseudonym_secret, self.codec)
+
+    def gate_worker(self, name: str = "gate-1") -> GateWorker:
+        return GateWorker(
+            self.pipeline(),
+            self.ledger,
+            make_consumer(self.settings, self.settings.group_id, client_id=name),
+            make_producer(self.settings, client_id=f"{name}-dlq"),
+            name=name,
+        )
+
+    def relay(self) -> DeliveryRelay:
+        return DeliveryRelay(self.ledger, make_producer(self.settings, client_id="delivery-relay"), self.sealer, self.codec)
+
+    def dev_publisher(self, org: str, role: str) -> Publisher:
+        """A publisher signing with the development key of ``org`` (embedded demo and tests only)."""
+        return Publisher(
+            org, role, producer=make_producer(self.settings, client_id=f"agency-{org}"), key=dev_private_key(org),
+            key_id=DEV_KEY_ID, pseudonym_secret=self.pseudonym_secret, codec=self.codec,
+        )
+
+    def inbox(self, org: str) -> Inbox:
+        inbox = Inbox(org, make_consumer(self.settings, None, client_id=f"inbox-{org}"), self.codec)
+        inbox.assign_from_start()
+        return inbox
+
+    def create_topics(self, orgs: list[str] | None = None, request_partitions: int = 4) -> list[str]:
+        """The request and dead-letter topics, plus an inbox and a receipts topic per authority."""
+        orgs = sorted(self.engine.directory.orgs) if orgs is None else orgs
+        per_authority = [topics.inbox(o) for o in orgs] + [topics.receipts(o) for o in orgs]
+        cfg = client_config(self.settings)
+        bootstrap = cfg.pop("bootstrap_servers")
+        create_topics(bootstrap, [topics.REQUESTS, topics.DEAD_LETTERS], request_partitions, **cfg)
+        create_topics(bootstrap, per_authority, 1, **cfg)
+        return [topics.REQUESTS, topics.DEAD_LETTERS, *per_authority]
+
+    def close(self) -> None:
+        if "ledger" in self.__dict__:
+            self.ledger.close()
