@@ -69,7 +69,7 @@ _JSON_KEYS = frozenset(
 )
 # One spelling per instant, so the signed body is canonical: seconds precision or a
 # fraction, always UTC with a 'Z'.
-_TIMESTAMP = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,9})?Z")
+_TIMESTAMP = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,9})?Z", re.ASCII)
 
 
 class CheckpointError(ValueError):
@@ -126,6 +126,10 @@ class Checkpoint:
             raise CheckpointError("origin must be a non-empty string")
         if any(c.isspace() and c != " " for c in self.origin) or self.origin != self.origin.strip():
             raise CheckpointError("origin must be one line without leading/trailing space")
+        try:
+            self.origin.encode("utf-8")
+        except UnicodeEncodeError as exc:
+            raise CheckpointError("origin must be valid Unicode text") from exc
         if (
             not isinstance(self.tree_size, int)
             or isinstance(self.tree_size, bool)
@@ -154,11 +158,16 @@ class Checkpoint:
     @classmethod
     def from_body(cls, body: bytes | str) -> Checkpoint:
         """Parse a body produced by ``body()``; the inverse, byte for byte."""
-        text = body.decode("utf-8") if isinstance(body, bytes) else body
+        try:
+            text = body.decode("utf-8") if isinstance(body, bytes) else body
+        except UnicodeDecodeError as exc:
+            raise CheckpointError("checkpoint body is not UTF-8") from exc
+        if not isinstance(text, str):
+            raise CheckpointError("checkpoint body must be text")
         lines = text.split("\n")
         if len(lines) != 5 or lines[4] != "" or not lines[3].startswith("time "):
             raise CheckpointError("checkpoint body must be origin, size, root and time lines")
-        if not re.fullmatch(r"0|[1-9]\d*", lines[1]):
+        if not re.fullmatch(r"0|[1-9][0-9]*", lines[1]):
             raise CheckpointError("tree size line must be a canonical decimal")
         checkpoint = cls(
             origin=lines[0],

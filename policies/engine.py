@@ -36,7 +36,7 @@ class _Party:
 
     def __init__(self, org: str, role, ok: bool, why: str, member: bool):
         self.org = org
-        self.role = role
+        self.role = role._value_ if role is not None else None
         self.ok = ok          # known and valid on the exchange date (C7)
         self.why = why        # C7 detail
         self.member = member  # member of request.cooperation_id on the exchange date (C1)
@@ -64,7 +64,7 @@ class PolicyEngine:
     # ------------------------------------------------------------------ parties
     def _resolve(self, p, field: str, d: date, coop_id: str | None) -> _Party:
         dr = self.directory
-        if isinstance(p, str):
+        if p.__class__ is str:
             org = dr.org(p)
             if org is None:
                 return _Party(p, None, False, f"{p} er ukendt i organisationskataloget", False)
@@ -78,7 +78,7 @@ class PolicyEngine:
                               f"{p} er ikke gyldig {d} (gyldig {_span(org.valid_from, org.valid_to)})",
                               False)
             member = coop_id is not None and dr.is_member(p, coop_id, d)
-            return _Party(p, role, True, f"{p} ({role}) gyldig {d}", member)
+            return _Party(p, role, True, f"{p} ({role}) gyldig {d.isoformat()}", member)
         assert isinstance(p, InlineParty)
         org = dr.org(p.org)
         role = p.role
@@ -107,7 +107,7 @@ class PolicyEngine:
                         break
         else:
             member = coop_id is not None and dr.is_member(p.org, coop_id, d)
-        return _Party(p.org, role, True, f"{p.org} ({role}) gyldig {d}", member)
+        return _Party(p.org, role, True, f"{p.org} ({role}) gyldig {d.isoformat()}", member)
 
     # ------------------------------------------------------------------ consent
     def _consent_common(self, b: Bundle, req: ExchangeRequest, cats: frozenset) -> list[str]:
@@ -117,7 +117,7 @@ class PolicyEngine:
         if c.explicit is not True:
             bad.append("ikke udtrykkeligt")
         if req.purpose not in c.purposes:
-            bad.append(f"formålet {req.purpose} er ikke omfattet")
+            bad.append(f"formålet {req.purpose._value_} er ikke omfattet")
         missing = cats.difference(c.categories)
         if missing:
             bad.append("kategorier ikke omfattet: " + ", ".join(sorted(missing)))
@@ -188,8 +188,8 @@ class PolicyEngine:
         inv = req.purpose in b.investigative
         h1_fail = inv and (ctx115 or prov115)
         s["h1"] = chk(b, "H1", not h1_fail,
-                      f"formål {req.purpose} ({'efterforskning' if inv else 'ikke efterforskning'}); "
-                      f"kontekst {ctx}" + (f"; oplysninger fra {prov.context}" if prov else ""))
+                      f"formål {req.purpose._value_} ({'efterforskning' if inv else 'ikke efterforskning'}); "
+                      f"kontekst {ctx._value_}" + (f"; oplysninger fra {prov.context._value_}" if prov else ""))
         if ctx == b.network_context:
             extra = cats.difference(b.network_allowed)
             s["h2"] = chk(b, "H2", not extra,
@@ -208,13 +208,13 @@ class PolicyEngine:
             if age is None or age >= b.notif_age_below:
                 bad.append(f"personen er ikke under {b.notif_age_below} år (alder {age})")
             if req.purpose not in b.notif_purposes:
-                bad.append(f"formål {req.purpose}")
+                bad.append(f"formål {req.purpose._value_}")
             s["a2_bad"] = bad
         if prov115:
             leaves = (not ctx115) or req.purpose not in b.preventive
             s["h3"] = chk(b, "H3", not leaves,
-                          f"oplysninger fra {prov.context} ({prov.purpose}); ny kontekst {ctx}, "
-                          f"formål {req.purpose}: " + ("forlader § 115 / det forebyggende formål"
+                          f"oplysninger fra {prov.context} ({prov.purpose}); ny kontekst {ctx._value_}, "
+                          f"formål {req.purpose._value_}: " + ("forlader § 115 / det forebyggende formål"
                                                        if leaves else "forbliver"))
         if req.consent is not None:
             s["consent_bad"] = self._consent_common(b, req, cats)
@@ -244,11 +244,11 @@ class PolicyEngine:
                        f"blandt {coop.basis}-rollerne")
         s["c1s"] = chk(b, "C1_SENDER", sender.member,
                        f"{sender.org} {'er' if sender.member else 'er ikke'} medlem af "
-                       f"{req.cooperation_id} {d}")
+                       f"{req.cooperation_id} {d.isoformat()}")
         # recipient-independent checks after C1
         post: list[tuple[str, CheckResult]] = []
         ok = req.purpose in coop.purposes
-        post.append(("C8", chk(b, "C8", ok, f"formål {req.purpose} {'er' if ok else 'er ikke'} "
+        post.append(("C8", chk(b, "C8", ok, f"formål {req.purpose._value_} {'er' if ok else 'er ikke'} "
                                      f"tilladt i {coop.basis} ({coop.purposes_text})")))
         if ok:
             matched, detail = self._scope(b, coop, req, d)
@@ -282,33 +282,34 @@ class PolicyEngine:
         if not coop.scopes:
             return (), (f"ingen lovbestemt personkreds for {coop.basis}"
                         + (f"; alder {sub.age} ≤ {max_age}" if max_age is not None else ""))
-        matched: list[str] = []
+        age = sub.age
+        cust = sub.custody_status
+        rd = sub.release_date
+        delta = (rd - d).days if rd is not None else None
+        in_window = delta is not None and -coop.window_before <= delta <= coop.window_after
+        matched = tuple(
+            sc.name for sc in coop.scopes
+            if all(getattr(sub, f) for f in sc.require_true)
+            and (sc.custody_in is None or cust in sc.custody_in)
+            and (sc.age_below is None or (age is not None and age < sc.age_below))
+            and (not sc.release_window or in_window))
+        if matched:
+            extra = f" (løsladelse {rd.isoformat()}, {delta:+d} dage)" if rd is not None else ""
+            return matched, "omfattet af " + ", ".join(matched) + extra
+        # not in scope: explain every scope's failing conditions
         why: list[str] = []
         for sc in coop.scopes:
-            bad = [f for f in sc.require_true if not getattr(sub, f)]
-            if sc.custody_in is not None and sub.custody_status not in sc.custody_in:
-                bad.append(f"custody_status {sub.custody_status}")
-            if sc.age_below is not None and (sub.age is None or sub.age >= sc.age_below):
-                bad.append(f"alder {sub.age} (skal være under {sc.age_below})")
-            if sc.release_window:
-                rd = sub.release_date
-                if rd is None:
-                    bad.append("ingen løsladelsesdato")
-                else:
-                    delta = (rd - d).days
-                    if not (-coop.window_before <= delta <= coop.window_after):
-                        bad.append(f"løsladelse {rd} er {delta:+d} dage fra udvekslingen "
-                                   f"(vindue -{coop.window_before}..+{coop.window_after})")
-            if bad:
-                why.append(f"{sc.name}: " + ", ".join(
-                    (f"{x} er ikke sand" if x in sc.require_true else x) for x in bad))
-            else:
-                matched.append(sc.name)
-        if matched:
-            extra = ""
-            if sub.release_date is not None and any(s.release_window for s in coop.scopes):
-                extra = f" (løsladelse {sub.release_date}, {(sub.release_date - d).days:+d} dage)"
-            return tuple(matched), "omfattet af " + ", ".join(matched) + extra
+            bad = [f"{f} er ikke sand" for f in sc.require_true if not getattr(sub, f)]
+            if sc.custody_in is not None and cust not in sc.custody_in:
+                bad.append(f"custody_status {cust._value_}")
+            if sc.age_below is not None and (age is None or age >= sc.age_below):
+                bad.append(f"alder {age if age is not None else 'ukendt'} "
+                           f"(skal være under {sc.age_below})")
+            if sc.release_window and not in_window:
+                bad.append("ingen løsladelsesdato" if rd is None else
+                           f"løsladelse {rd} er {delta:+d} dage fra udvekslingen "
+                           f"(vindue -{coop.window_before}..+{coop.window_after})")
+            why.append(f"{sc.name}: " + ", ".join(bad))
         return None, "ikke omfattet: " + "; ".join(why)
 
     def _decide_one(self, b: Bundle, req: ExchangeRequest, d: date, sender: _Party,
@@ -336,7 +337,7 @@ class PolicyEngine:
                 return self._deny(b, org, "H2", "H2", trace)
         e1 = s["e1_ctx"] or r.role in b.pet_roles
         trace.append(self._chk(b, "E1", not e1,
-                               f"kontekst {req.context}, modtagerrolle {r.role}"))
+                               f"kontekst {req.context._value_}, modtagerrolle {r.role}"))
         if e1:
             return self._deny(b, org, "E1", "E1", trace, ESCALATE)
         e2 = s["e2_sender"] or r.role in b.other_basis_roles
@@ -354,7 +355,7 @@ class PolicyEngine:
                 bad.append(f"modtagerrolle {r.role} er ikke kommunens børneområde")
             trace.append(self._chk(b, "A2", not bad, "; ".join(bad) if bad else
                                    f"{sender.role} → {r.role}, barn {req.subject.age} år, "
-                                   f"{req.purpose}"))
+                                   f"{req.purpose._value_}"))
             if bad:
                 return self._deny(b, org, "A2", "A2", trace)
             return self._allow(b, req, s, org, "A2", None, trace)
@@ -398,7 +399,7 @@ class PolicyEngine:
                 return self._allow(b, req, s, org, "A1", None, trace)
             return self._deny(b, org, "A1", "A1", trace)
         trace.append(self._chk(b, "D0", False,
-                               f"kontekst {req.context}: ingen § 115-hjemmel og intet samtykke"))
+                               f"kontekst {req.context._value_}: ingen § 115-hjemmel og intet samtykke"))
         return self._deny(b, org, "D0", "D0", trace)
 
     def _checks_115(self, b: Bundle, req, s: dict, sender: _Party, r: _Party,
@@ -429,7 +430,7 @@ class PolicyEngine:
             return "C1_SENDER", "C1"
         trace.append(self._chk(b, "C1_RECIPIENT", r.member,
                                f"{r.org} {'er' if r.member else 'er ikke'} medlem af "
-                               f"{req.cooperation_id} {req.occurred_at.date()}"))
+                               f"{req.cooperation_id} {req.occurred_at.date().isoformat()}"))
         if not r.member:
             return "C1_RECIPIENT", "C1"
         for slot, c in s["post"]:

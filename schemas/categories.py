@@ -70,16 +70,28 @@ def _record_in(avro_type: Any, named: dict[str, Any]) -> dict[str, Any] | None:
     return None
 
 
-def _named_types(schema: Any, acc: dict[str, Any] | None = None) -> dict[str, Any]:
+def _named_types(schema: Any, acc: dict[str, Any] | None = None, namespace: str = "") -> dict[str, Any]:
+    # Named types are registered under the name as written and under their full name, so a
+    # reference by full name ("dk.xledger.payload.Child") resolves as well as a short one.
     acc = {} if acc is None else acc
     if isinstance(schema, dict):
-        if schema.get("type") in ("record", "enum", "fixed") and "name" in schema:
-            acc[schema["name"]] = schema
+        if schema.get("type") in ("record", "error", "enum", "fixed") and "name" in schema:
+            name = schema["name"]
+            if "." in name:
+                namespace = name.rsplit(".", 1)[0]
+                full = name
+            else:
+                namespace = schema.get("namespace", namespace) or ""
+                full = f"{namespace}.{name}" if namespace else name
+            acc[name] = schema
+            acc[full] = schema
         for f in schema.get("fields", []):
-            _named_types(f["type"], acc)
+            _named_types(f["type"], acc, namespace)
         if schema.get("type") == "array":
-            _named_types(schema["items"], acc)
+            _named_types(schema["items"], acc, namespace)
+        if schema.get("type") == "map":
+            _named_types(schema["values"], acc, namespace)
     elif isinstance(schema, list):
         for branch in schema:
-            _named_types(branch, acc)
+            _named_types(branch, acc, namespace)
     return acc

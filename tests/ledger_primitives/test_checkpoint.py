@@ -273,3 +273,18 @@ def test_checkpoint_renders_as_signed_note(keys, signed):
     raw = base64.b64decode(blob)
     assert raw[4:] == signed.signature
     assert note_verifier_key(ORIGIN, public).split("+")[1] == raw[:4].hex()
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b"\xff\xfe\n1\n" + base64.b64encode(ROOT) + b"\ntime 2025-11-26T08:04:00Z\n",
+        "o\n\u0661\n" + base64.b64encode(ROOT).decode() + "\ntime 2025-11-26T08:04:00Z\n",
+        "o\n1\n" + base64.b64encode(ROOT).decode() + "\ntime \u0662025-11-26T08:04:00Z\n",
+        "\ud800\n1\n" + base64.b64encode(ROOT).decode() + "\ntime 2025-11-26T08:04:00Z\n",
+        None,
+    ],
+)
+def test_from_body_rejects_undecodable_or_non_ascii_numbers(body):
+    with pytest.raises(CheckpointError):
+        Checkpoint.from_body(body)

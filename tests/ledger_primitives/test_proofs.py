@@ -8,6 +8,8 @@ import sys
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from ledger.checkpoint import (
     Checkpoint,
@@ -244,3 +246,43 @@ def test_cli_runs_as_module(files):
     )
     assert result.returncode == 0, result.stderr
     assert result.stdout.startswith("OK")
+
+
+_json = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=50),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=10), inner, max_size=4),
+    max_leaves=10,
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.fixed_dictionaries(
+        {},
+        optional={
+            "format": st.sampled_from([INCLUSION_FORMAT, CONSISTENCY_FORMAT]) | _json,
+            "leaf_index": _json, "tree_size": _json, "leaf_hash": _json, "path": _json,
+            "old_size": _json, "new_size": _json,
+            "origin": _json, "root_hash": _json, "timestamp": _json, "key_id": _json,
+            "signature": _json,
+        },
+    )
+)
+def test_property_hostile_json_only_raises_proof_errors(doc):
+    from ledger.checkpoint import CheckpointError, SignedCheckpoint
+
+    text = json.dumps(doc)
+    for parse in (InclusionProof.from_json, ConsistencyProof.from_json):
+        try:
+            parse(text)
+        except ProofFormatError:
+            pass
+    try:
+        SignedCheckpoint.from_json(text)
+    except CheckpointError:
+        pass
+    key = encode_public_key(generate_keypair()[1])
+    try:
+        verify_inclusion_bundle(text, text, key)
+    except ProofError:
+        pass
