@@ -31,18 +31,25 @@ app.add_typer(relay_app, name="relay")
 app.add_typer(topics_app, name="topics")
 app.add_typer(keys_app, name="keys")
 
-try:  # mounted when present; each lives in its own module
-    from services.cli_policy import app as policy_app
+subject_app = typer.Typer(help="One citizen's data: access reports and erasure.", no_args_is_help=True)
+app.add_typer(subject_app, name="subject")
 
-    app.add_typer(policy_app, name="policy", help="Check and explain disclosure decisions.")
-except ImportError:  # pragma: no cover - only while a module is missing during development
-    pass
-try:
-    from services.cli_schemas import app as schemas_app
+from services.cli_policy import app as policy_app  # noqa: E402  (the policy group owns check/explain)
 
-    app.add_typer(schemas_app, name="schemas", help="Avro contracts: compatibility and AsyncAPI.")
-except ImportError:  # pragma: no cover
-    pass
+app.add_typer(policy_app, name="policy", help="Check, explain and assess disclosure policy.")
+
+# Command modules register themselves on the shared groups; each owns its own commands.
+for _module in ("services.cli_schemas", "services.cli_ledger", "services.cli_audit", "services.cli_review"):
+    try:
+        _mod = __import__(_module, fromlist=["register"])
+    except ModuleNotFoundError as _exc:  # only while a module is still being written
+        if _exc.name != _module:
+            raise
+        continue
+    if hasattr(_mod, "register"):
+        _mod.register(app=app, subject_app=subject_app, policy_app=policy_app)
+    else:  # a module that is one command group, e.g. cli_schemas -> `xledger schemas`
+        app.add_typer(_mod.app, name=_module.rsplit("_", 1)[1])
 
 console = Console()
 

@@ -19,6 +19,8 @@ PREFIX = "XLEDGER_"
 # Public, development-only secrets derived from a fixed label.
 DEV_PSEUDONYM_SECRET = hashlib.sha256(b"exchange-ledger dev pseudonym secret").hexdigest()
 DEV_MASTER_KEY = base64.b64encode(hashlib.sha256(b"exchange-ledger dev master key").digest()).decode()
+# Raw 32-byte Ed25519 private key (base64) that signs ledger checkpoints.
+DEV_CHECKPOINT_KEY = base64.b64encode(hashlib.sha256(b"exchange-ledger dev checkpoint key").digest()).decode()
 
 
 class ConfigError(ValueError):
@@ -45,6 +47,8 @@ class Settings:
     max_poll_records: int = 500
     pseudonym_secret: str = field(default=DEV_PSEUDONYM_SECRET, repr=False)
     master_key: str = field(default=DEV_MASTER_KEY, repr=False)
+    checkpoint_key: str = field(default=DEV_CHECKPOINT_KEY, repr=False)
+    ledger_origin: str = "exchange-ledger/dev"
     checkpoint_interval: int = 1000
     log_level: str = "INFO"
 
@@ -75,9 +79,10 @@ class Settings:
         )
 
     def require_production_secrets(self) -> None:
-        if self.pseudonym_secret == DEV_PSEUDONYM_SECRET or self.master_key == DEV_MASTER_KEY:
+        dev = (DEV_PSEUDONYM_SECRET, DEV_MASTER_KEY, DEV_CHECKPOINT_KEY)
+        if {self.pseudonym_secret, self.master_key, self.checkpoint_key} & set(dev):
             raise ConfigError(
-                "XLEDGER_PSEUDONYM_SECRET and XLEDGER_MASTER_KEY must be set to deployment secrets "
+                "XLEDGER_PSEUDONYM_SECRET, XLEDGER_MASTER_KEY and XLEDGER_CHECKPOINT_KEY must be set to deployment secrets "
                 "when running against an external broker"
             )
 
