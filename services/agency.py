@@ -112,13 +112,18 @@ class Publisher:
         )
 
     def publish(self, **request: Any) -> Sent:
+        """Publishes one request and waits until the broker has it."""
+        message_id, subject, future = self.send(**request)
+        meta = future.get(timeout=30)
+        log.info("agency.published", org=self.org, message_id=message_id, partition=meta.partition, offset=meta.offset)
+        return Sent(message_id, subject, meta.partition, meta.offset)
+
+    def send(self, **request: Any):
+        """Publishes without waiting; returns (message_id, pseudonym, future). Call producer.flush() after a burst."""
         envelope = self.envelope(**request)
-        value = self.signed_bytes(envelope)
-        meta = self.producer.send(
-            topics.REQUESTS, key=envelope["subject"]["pseudonym"].encode(), value=value
-        ).get(timeout=30)
-        log.info("agency.published", org=self.org, message_id=envelope["message_id"], offset=meta.offset)
-        return Sent(envelope["message_id"], envelope["subject"]["pseudonym"], meta.partition, meta.offset)
+        subject = envelope["subject"]["pseudonym"]
+        future = self.producer.send(topics.REQUESTS, key=subject.encode(), value=self.signed_bytes(envelope))
+        return envelope["message_id"], subject, future
 
 
 @dataclass

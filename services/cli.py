@@ -64,6 +64,17 @@ def fail(message: str, code: int = 2) -> None:
     raise typer.Exit(code)
 
 
+def graceful_shutdown() -> "threading.Event":
+    """SIGTERM/SIGINT set the returned event; installed first, so a signal during start-up is not fatal."""
+    import signal
+    import threading
+
+    event = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: event.set())
+    return event
+
+
 def settings_from(bootstrap: str | None, ledger_url: str | None, *, need_broker: bool = True) -> Settings:
     try:
         settings = Settings.from_env(bootstrap_servers=bootstrap, ledger_url=ledger_url)
@@ -107,6 +118,7 @@ def gate_run(
     """Consume exchange.requests, decide every request, record it with its offset, dead-letter bad input."""
     from services.runtime import Runtime
 
+    stopping = graceful_shutdown()
     settings = settings_from(bootstrap_servers, ledger_url)
     if group_id:
         from dataclasses import replace
@@ -114,7 +126,7 @@ def gate_run(
         settings = replace(settings, group_id=group_id)
     rt = Runtime(settings)
     worker = rt.gate_worker(name)
-    worker.install_signal_handlers()
+    worker.stopping = stopping
     xlog.get_logger("xledger").info("gate.starting", worker=name, group=settings.group_id)
     try:
         stats = worker.run()
@@ -128,14 +140,12 @@ def gate_run(
 @relay_app.command("run")
 def relay_run(bootstrap_servers: Optional[str] = BOOTSTRAP, ledger_url: Optional[str] = LEDGER_URL) -> None:
     """Publish allowed payloads to inboxes and receipts to senders, from the ledger's outbox."""
-    import signal
-
     from services.runtime import Runtime
 
+    stopping = graceful_shutdown()
     rt = Runtime(settings_from(bootstrap_servers, ledger_url))
     relay = rt.relay()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(sig, lambda *_: relay.stop())
+    relay.stopping = stopping
     try:
         stats = relay.run()
     finally:

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import base64
 import hashlib
-import signal
 import threading
 import time
 from dataclasses import dataclass, field
@@ -280,10 +279,6 @@ class GateWorker:
 
     def stop(self) -> None:
         self.stopping.set()
-
-    def install_signal_handlers(self) -> None:
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            signal.signal(sig, lambda *_: self.stop())
 
     def handle_batch(self, tp: TopicPartition, records: list) -> None:
         position = self._positions.get(tp, 0)

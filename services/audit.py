@@ -1,0 +1,414 @@
+"""Auditor tools over the ledger: replay, re-evaluation, policy impact, subject access reports.
+
+Everything here is read-only over the ledger (the live read models aside, which
+are themselves derived). Nothing here prints or returns personal data beyond
+the subject pseudonym: requests are opened in memory only to re-decide them.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections import defaultdict
+from dataclasses import dataclass, field
+from datetime import date, datetime
+from pathlib import Path
+from typing import Any, Callable, Iterable, Iterator
+
+from ledger.domain import sealed_message_aad
+from ledger.privacy import DecryptionError, LedgerSealer, SubjectErased
+from ledger.readmodels import ReadModels, TableDiff, compare, replay_prefix
+from policies.bundle import Bundle, BundleSet, load_bundle
+from policies.directory import Directory
+from policies.engine import PolicyEngine
+from schemas.codec import AvroCodec
+from services.gate import GatePipeline, Inbound, Rejected, Work
+
+_REQUESTED = "Exchange.Requested"
+_DECIDED = "Exchange.Decided"
+
+
+# -- the recorded history ------------------------------------------------------------------------
+
+
+@dataclass
+class Recorded:
+    """One decided exchange as recorded: its request event and its decision event."""
+
+    exchange_id: uuid.UUID
+    position: int
+    sender: str
+    message_id: str
+    subject: str
+    source: dict[str, Any]
+    summary: dict[str, Any]
+    sealed_message: str
+    decision: dict[str, Any]
+    recorded_at: datetime
+
+    @property
+    def occurred_on(self) -> date:
+        return datetime.fromisoformat(self.summary["occurred_at"]).date()
+
+
+def recorded_decisions(ledger: Any, *, page_size: int = 1000,
+                       progress: Callable[[int], None] | None = None) -> Iterator[Recorded]:
+    """Every decided exchange in notification order, from the events alone."""
+    pending: dict[uuid.UUID, Any] = {}
+    start = 1
+    while True:
+        page = ledger.notifications(start, page_size)
+        if not page:
+            return
+        for n in page:
+            if n.topic.endswith(_REQUESTED):
+                pending[n.originator_id] = ledger.mapper.to_domain_event(n)
+            elif n.topic.endswith(_DECIDED):
+                req = pending.pop(n.originator_id, None)
+                dec = ledger.mapper.to_domain_event(n)
+                if req is None:  # cannot happen in this ledger: a Decided always follows its Requested
+                    continue
+                yield Recorded(n.originator_id, n.id, req.sender, req.message_id, req.subject, req.source,
+                               req.summary, req.sealed_message, dec.decision, dec.timestamp)
+        if progress is not None:
+            progress(page[-1].id)
+        start = page[-1].id + 1
+
+
+class PinnedBundleSet(BundleSet):
+    """A bundle set that applies one bundle whatever the exchange date (re-evaluation and impact)."""
+
+    def __init__(self, bundle: Bundle):
+        super().__init__([bundle])
+
+    def in_force(self, at):  # noqa: D401 - same signature as BundleSet.in_force
+        return self.bundles[0]
+
+
+class Redecider:
+    """Rebuilds the policy request from the sealed message exactly like the gate, and decides it."""
+
+    def __init__(self, ledger: Any, master_key: str | bytes, pseudonym_secret: bytes,
+                 directory: Directory | None = None, codec: AvroCodec | None = None):
+        self.ledger = ledger
+        self.sealer = LedgerSealer(ledger.tables, master_key)
+        self.secret = pseudonym_secret
+        self.directory = directory or Directory.load()
+        self.codec = codec or AvroCodec()
+        self._engines: dict[str, PolicyEngine] = {}
+
+    def engine(self, bundle: Bundle) -> PolicyEngine:
+        if bundle.version not in self._engines:
+            self._engines[bundle.version] = PolicyEngine(PinnedBundleSet(bundle), self.directory)
+        return self._engines[bundle.version]
+
+    def decide(self, rec: Recorded, bundle: Bundle) -> dict[str, Any]:
+        """The decision the gate would record today under ``bundle``.
+
+        Raises SubjectErased (not re-evaluable), DecryptionError or Rejected (a problem).
+        """
+        raw = self.sealer.open(rec.subject, rec.sealed_message, sealed_message_aad(rec.exchange_id))
+        src = rec.source or {}
+        msg = Inbound(src.get("topic", ""), int(src.get("partition", 0)), int(src.get("offset", 0)), raw)
+        pipeline = GatePipeline(self.engine(bundle), self.sealer, self.secret, self.codec)
+        w = Work(msg)
+        for step in pipeline.steps:
+            step(w)
+        return w.decision
+
+
+def load_bundles(extra: Iterable[Path] | None = None) -> BundleSet:
+    """The shipped bundles plus any archived ones given (for versions no longer shipped)."""
+    shipped = list(BundleSet.load().bundles)
+    known = {b.version for b in shipped}
+    for p in extra or []:
+        b = load_bundle(p)
+        if b.version not in known:
+            shipped.append(b)
+            known.add(b.version)
+    # Archived bundles may share an effective date with a shipped one; look-up here is by version only.
+    return _ByVersion(shipped)
+
+
+class _ByVersion:
+    def __init__(self, bundles: list[Bundle]):
+        self.bundles = tuple(bundles)
+
+    def by_version(self, version: str) -> Bundle | None:
+        for b in self.bundles:
+            if b.version == version:
+                return b
+        return None
+
+
+# -- replay ----------------------------------------------------------------------------------------
+
+
+@dataclass
+class ReplayReport:
+    prefix: str
+    consumed: int
+    until: datetime | None
+    diffs: list[TableDiff]
+    compared: bool
+
+    @property
+    def equal(self) -> bool:
+        return all(d.equal for d in self.diffs)
+
+
+def replay(ledger: Any, *, until: datetime | None = None, keep: bool = False, compare_live: bool = True,
+           progress: Callable[[int, int], None] | None = None, tag: str | None = None) -> ReplayReport:
+    """Rebuilds every read model from the ledger alone into fresh tables and compares them with the live ones.
+
+    The live read models are caught up first (to the same position), so equal means
+    the incremental, exactly-once projection and a from-scratch rebuild agree.
+    """
+    live = ReadModels(ledger)
+    fresh = ReadModels(ledger, replay_prefix(tag or uuid.uuid4().hex[:12]), tracked=False)
+    fresh.drop()
+    fresh.create()
+    try:
+        if compare_live and until is None:
+            live.catch_up()
+            target = live.position()
+            consumed = _catch_up_to(fresh, ledger, target, progress)
+            diffs = compare(live, fresh)
+            compared = True
+        else:
+            consumed = fresh.catch_up(until=until, progress=progress)
+            diffs = [TableDiff(t, 0, len(fresh.rows(t))) for t in ("exchanges", "decisions", "disclosures", "stats",
+                                                                    "rejections")]
+            compared = False
+        return ReplayReport(fresh.prefix, consumed, until, diffs, compared)
+    finally:
+        if not keep:
+            fresh.drop()
+
+
+def _catch_up_to(models: ReadModels, ledger: Any, target: int, progress) -> int:
+    # The untracked replay stops exactly where the live models stand (new entries may be arriving).
+    consumed = 0
+    start = 1
+    while start <= target:
+        page = [n for n in ledger.notifications(start, min(models.page_size, target - start + 1)) if n.id <= target]
+        if not page:
+            break
+        models._apply_page(page)
+        consumed += len(page)
+        if progress is not None:
+            progress(page[-1].id, len(page))
+        start = page[-1].id + 1
+    return consumed
+
+
+# -- re-evaluation ---------------------------------------------------------------------------------
+
+_COMPARED = ("outcome", "rule", "via", "reason", "citation", "warnings", "trace")
+
+
+@dataclass
+class Divergence:
+    exchange_id: str
+    message_id: str
+    sender: str
+    recipient: str
+    field: str
+    recorded: Any
+    recomputed: Any
+
+    def to_dict(self) -> dict[str, Any]:
+        return {k: (v if k not in ("recorded", "recomputed") or not isinstance(v, list) else f"{len(v)} steps")
+                for k, v in self.__dict__.items()}
+
+
+@dataclass
+class ReevaluationReport:
+    checked: int = 0
+    agreeing: int = 0
+    divergent: list[Divergence] = field(default_factory=list)
+    not_reevaluable: list[dict[str, str]] = field(default_factory=list)  # erased subjects
+    errors: list[dict[str, str]] = field(default_factory=list)  # unknown policy version, undecryptable, rejected
+
+    @property
+    def ok(self) -> bool:
+        return not self.divergent and not self.errors
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"checked": self.checked, "agreeing": self.agreeing, "ok": self.ok,
+                "divergent": [d.to_dict() for d in self.divergent], "not_reevaluable": self.not_reevaluable,
+                "errors": self.errors}
+
+
+def diff_decisions(recorded: dict[str, Any], recomputed: dict[str, Any]) -> list[tuple[str, str, Any, Any]]:
+    """(recipient, field, recorded, recomputed) for every difference."""
+    out = []
+    for key in ("request_id", "request_digest", "policy_version"):
+        if recorded.get(key) != recomputed.get(key):
+            out.append(("*", key, recorded.get(key), recomputed.get(key)))
+    rec = {r["recipient"]: r for r in recorded.get("results", [])}
+    new = {r["recipient"]: r for r in recomputed.get("results", [])}
+    for recipient in sorted(set(rec) | set(new)):
+        a, b = rec.get(recipient), new.get(recipient)
+        if a is None or b is None:
+            out.append((recipient, "recipient", a is not None, b is not None))
+            continue
+        for f in _COMPARED:
+            if a.get(f) != b.get(f):
+                out.append((recipient, f, a.get(f), b.get(f)))
+    return out
+
+
+def reevaluate(ledger: Any, redecider: Redecider, bundles: Any,
+               progress: Callable[[int], None] | None = None) -> ReevaluationReport:
+    report = ReevaluationReport()
+    for rec in recorded_decisions(ledger, progress=progress):
+        report.checked += 1
+        ident = {"exchange_id": str(rec.exchange_id), "message_id": rec.message_id, "sender": rec.sender}
+        version = rec.decision.get("policy_version", "")
+        bundle = bundles.by_version(version)
+        if bundle is None:
+            report.errors.append({**ident, "error": "UNKNOWN_POLICY_VERSION", "detail": version})
+            continue
+        try:
+            recomputed = redecider.decide(rec, bundle)
+        except SubjectErased:
+            report.not_reevaluable.append({**ident, "reason": "SUBJECT_ERASED"})
+            continue
+        except DecryptionError as exc:
+            report.errors.append({**ident, "error": "UNDECRYPTABLE", "detail": type(exc).__name__})
+            continue
+        except Rejected as exc:
+            report.errors.append({**ident, "error": exc.reason, "detail": exc.detail[:200]})
+            continue
+        diffs = diff_decisions(rec.decision, recomputed)
+        if diffs:
+            for recipient, f, a, b in diffs:
+                report.divergent.append(Divergence(str(rec.exchange_id), rec.message_id, rec.sender, recipient, f, a, b))
+        else:
+            report.agreeing += 1
+    return report
+
+
+# -- policy impact ---------------------------------------------------------------------------------
+
+
+@dataclass
+class ImpactReport:
+    bundle_name: str
+    bundle_version: str
+    since: date | None
+    requests: int = 0
+    decisions: int = 0
+    unchanged: int = 0
+    skipped: list[dict[str, str]] = field(default_factory=list)
+    # (recorded outcome, rule, reason) -> (new outcome, rule, reason) -> message ids
+    flips: dict[tuple[tuple[str, str, str], tuple[str, str, str]], list[str]] = field(default_factory=dict)
+    changes: dict[tuple[tuple[str, str, str], tuple[str, str, str]], list[str]] = field(default_factory=dict)
+
+    @property
+    def flipped(self) -> int:
+        return sum(len(v) for v in self.flips.values())
+
+    @property
+    def changed(self) -> int:
+        return sum(len(v) for v in self.changes.values())
+
+    def groups(self, which: str = "flips", examples: int = 5) -> list[dict[str, Any]]:
+        data = self.flips if which == "flips" else self.changes
+        out = []
+        for (old, new), ids in sorted(data.items(), key=lambda kv: (-len(kv[1]), kv[0])):
+            out.append({
+                "from": {"outcome": old[0], "rule": old[1], "reason": old[2]},
+                "to": {"outcome": new[0], "rule": new[1], "reason": new[2]},
+                "count": len(ids), "examples": ids[:examples],
+            })
+        return out
+
+    def to_dict(self, examples: int = 5) -> dict[str, Any]:
+        return {
+            "bundle": self.bundle_name, "policy_version": self.bundle_version,
+            "since": self.since.isoformat() if self.since else None,
+            "requests": self.requests, "decisions": self.decisions, "unchanged": self.unchanged,
+            "flipped": self.flipped, "changed_rule_or_reason": self.changed,
+            "flips": self.groups("flips", examples), "changes": self.groups("changes", examples),
+            "skipped": self.skipped,
+        }
+
+
+def impact(ledger: Any, redecider: Redecider, bundle: Bundle, *, since: date | None = None,
+           progress: Callable[[int], None] | None = None) -> ImpactReport:
+    """Runs ``bundle`` over every recorded request (from ``since``) and groups what would change."""
+    report = ImpactReport(bundle.name, bundle.version, since)
+    for rec in recorded_decisions(ledger, progress=progress):
+        if since is not None and rec.occurred_on < since:
+            continue
+        report.requests += 1
+        try:
+            recomputed = redecider.decide(rec, bundle)
+        except SubjectErased:
+            report.skipped.append({"message_id": rec.message_id, "sender": rec.sender, "reason": "SUBJECT_ERASED"})
+            continue
+        except (DecryptionError, Rejected) as exc:
+            report.skipped.append({"message_id": rec.message_id, "sender": rec.sender,
+                                   "reason": getattr(exc, "reason", type(exc).__name__)})
+            continue
+        new = {r["recipient"]: r for r in recomputed["results"]}
+        for old in rec.decision["results"]:
+            report.decisions += 1
+            nr = new.get(old["recipient"])
+            if nr is None:
+                continue
+            a = (old["outcome"], old.get("rule") or "", old.get("reason") or "")
+            b = (nr["outcome"], nr.get("rule") or "", nr.get("reason") or "")
+            if a == b:
+                report.unchanged += 1
+            elif a[0] != b[0]:
+                report.flips.setdefault((a, b), []).append(rec.message_id)
+            else:
+                report.changes.setdefault((a, b), []).append(rec.message_id)
+    return report
+
+
+# -- subject access report -------------------------------------------------------------------------
+
+
+SUBJECT_COLUMNS = ("occurred_at", "sender", "recipient", "outcome", "rule", "via", "reason", "citation", "context",
+                   "cooperation_id", "purpose", "categories", "payload_type", "message_id", "policy_version")
+
+
+def subject_report(ledger: Any, pseudonym: str, *, catch_up: bool = True) -> dict[str, Any]:
+    """Everything disclosed (and refused) about one subject: the GDPR art. 15 register."""
+    models = ReadModels(ledger)
+    if catch_up:
+        models.catch_up()
+    rows = models.subject_register(pseudonym)
+    entries = [{k: r[k] for k in SUBJECT_COLUMNS} for r in rows]
+    disclosed = [e for e in entries if e["outcome"] == "ALLOW"]
+    return {
+        "subject": pseudonym,
+        "entries": entries,
+        "disclosed": len(disclosed),
+        "denied": sum(1 for e in entries if e["outcome"] == "DENY"),
+        "escalated": sum(1 for e in entries if e["outcome"] == "ESCALATE"),
+        "recipients": sorted({e["recipient"] for e in disclosed}),
+    }
+
+
+def resolve_subject(value: str, secret: bytes) -> str:
+    """A 64-hex pseudonym as is, or a CPR number (validated) turned into its pseudonym.
+
+    Raises schemas.cpr.InvalidCPR, whose message never contains the number.
+    """
+    from schemas.cpr import pseudonym
+
+    v = value.strip().lower()
+    if len(v) == 64 and all(ch in "0123456789abcdef" for ch in v):
+        return v
+    return pseudonym(value.strip(), secret)
+
+
+__all__ = [
+    "Recorded", "recorded_decisions", "PinnedBundleSet", "Redecider", "load_bundles", "replay", "ReplayReport",
+    "reevaluate", "ReevaluationReport", "Divergence", "diff_decisions", "impact", "ImpactReport", "subject_report",
+    "resolve_subject", "SUBJECT_COLUMNS",
+]

@@ -1,0 +1,278 @@
+"""Auditor commands: `xledger replay`, `xledger audit reevaluate`, `xledger policy impact`, `xledger subject report`.
+
+All read-only over the ledger (the live read models aside). Exit codes: 0 all
+well, 1 the audit found something (differences, divergent decisions), 2 bad input.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from datetime import date, datetime, timezone
+from pathlib import Path
+from typing import List, Optional
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from services.config import ConfigError, Settings
+
+LEDGER_URL = typer.Option(None, "--ledger-url", envvar="XLEDGER_LEDGER_URL",
+                          help="sqlite:///PATH or postgresql://USER@HOST:PORT/DB (default sqlite:///var/ledger.sqlite).")
+
+
+def _fail(message: str, code: int = 2) -> None:
+    typer.echo(f"error: {message}".replace("\n", " "), err=True)
+    raise typer.Exit(code)
+
+
+def _settings(ledger_url: Optional[str]) -> Settings:
+    try:
+        return Settings.from_env(ledger_url=ledger_url)
+    except ConfigError as exc:
+        _fail(str(exc))
+        raise  # unreachable
+
+
+def _ledger(settings: Settings):
+    from ledger.application import Ledger
+    from ledger.url import LedgerURLError
+
+    try:
+        return Ledger(settings.ledger_url)
+    except LedgerURLError as exc:
+        _fail(str(exc))
+    except Exception as exc:  # cannot connect / open
+        _fail(f"cannot open the ledger: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}")
+
+
+def _parse_time(value: str, what: str) -> datetime:
+    try:
+        t = datetime.fromisoformat(value)
+    except ValueError:
+        _fail(f"{what} must be an ISO date or time, e.g. 2026-03-01 or 2026-03-01T12:00:00+00:00 (got {value!r})")
+        raise
+    if t.tzinfo is None:
+        t = t.replace(tzinfo=timezone.utc)
+    return t
+
+
+def _progress(console: Console, total: int, label: str) -> Progress:
+    return Progress(TextColumn(label), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), console=console)
+
+
+def _redecider(settings: Settings, ledger):
+    from services.audit import Redecider
+
+    return Redecider(ledger, settings.master_key, settings.pseudonym_secret.encode())
+
+
+def register(app: typer.Typer, subject_app: typer.Typer, policy_app: typer.Typer) -> None:
+    audit_app = typer.Typer(help="Auditor tools: re-evaluate recorded decisions.", no_args_is_help=True)
+    app.add_typer(audit_app, name="audit")
+
+    @app.command("replay")
+    def replay_cmd(
+        ledger_url: Optional[str] = LEDGER_URL,
+        until: Optional[str] = typer.Option(None, "--until", help="Replay only entries recorded at or before TIME."),
+        keep: bool = typer.Option(False, "--keep", help="Keep the rebuilt tables (xl_rp_<tag>_*) instead of dropping them."),
+        as_json: bool = typer.Option(False, "--json", help="Print the report as JSON."),
+    ) -> None:
+        """Rebuild every read model from the ledger alone into fresh tables and compare with the live ones."""
+        from services.audit import replay
+
+        until_t = _parse_time(until, "--until") if until else None
+        settings = _settings(ledger_url)
+        ledger = _ledger(settings)
+        console = Console(stderr=True)
+        try:
+            total = ledger.max_notification_id()
+            with _progress(console, total, "replaying") as bar:
+                task = bar.add_task("replay", total=total or 1)
+                report = replay(ledger, until=until_t, keep=keep,
+                                progress=lambda last, n: bar.update(task, completed=last))
+                bar.update(task, completed=total or 1)
+        finally:
+            ledger.close()
+        if as_json:
+            typer.echo(json.dumps({
+                "equal": report.equal if report.compared else None, "compared": report.compared,
+                "entries": report.consumed, "until": until_t.isoformat() if until_t else None,
+                "kept_prefix": report.prefix if keep else None,
+                "tables": [{"table": d.table, "live": d.live, "replayed": d.replayed,
+                            "only_live": len(d.only_live), "only_replayed": len(d.only_replayed)} for d in report.diffs],
+            }))
+        else:
+            out = Console()
+            t = Table(title="replay: read models rebuilt from the ledger")
+            for col in ("table", "live", "replayed", "only live", "only replayed", "status"):
+                t.add_column(col, justify="right" if col not in ("table", "status") else "left")
+            for d in report.diffs:
+                status = ("[green]equal[/]" if d.equal else "[red]DIFFERENT[/]") if report.compared else "–"
+                t.add_row(d.table, str(d.live) if report.compared else "–", str(d.replayed),
+                          str(len(d.only_live)), str(len(d.only_replayed)), status)
+            out.print(t)
+            out.print(f"{report.consumed} ledger entries replayed" + (f" up to {until_t.isoformat()}" if until_t else ""))
+            if keep:
+                out.print(f"rebuilt tables kept with prefix {report.prefix}")
+            if not report.compared:
+                out.print("not compared: --until gives a past state, the live read models show the present")
+            elif report.equal:
+                out.print("[green]replay equals the live read models[/]")
+            else:
+                for d in report.diffs:
+                    for row in d.only_live[:5]:
+                        out.print(f"  {d.table}: only live: {row[:4]}")
+                    for row in d.only_replayed[:5]:
+                        out.print(f"  {d.table}: only replayed: {row[:4]}")
+        if report.compared and not report.equal:
+            if not as_json:
+                typer.echo("read models differ from the replay", err=True)
+            raise typer.Exit(1)
+
+    @audit_app.command("reevaluate")
+    def reevaluate_cmd(
+        ledger_url: Optional[str] = LEDGER_URL,
+        bundle: Optional[List[Path]] = typer.Option(
+            None, "--bundle", help="Archived policy bundle(s) for versions no longer shipped (repeatable)."),
+        as_json: bool = typer.Option(False, "--json", help="Print the report as JSON."),
+    ) -> None:
+        """Re-run every recorded decision under its recorded policy version and report any that differ."""
+        from policies.bundle import BundleError
+        from services.audit import load_bundles, reevaluate
+
+        settings = _settings(ledger_url)
+        try:
+            bundles = load_bundles(bundle)
+        except BundleError as exc:
+            _fail(f"invalid policy: {exc}")
+        ledger = _ledger(settings)
+        console = Console(stderr=True)
+        try:
+            total = ledger.max_notification_id()
+            with _progress(console, total, "re-evaluating") as bar:
+                task = bar.add_task("reevaluate", total=total or 1)
+                report = reevaluate(ledger, _redecider(settings, ledger), bundles,
+                                    progress=lambda last: bar.update(task, completed=last))
+                bar.update(task, completed=total or 1)
+        finally:
+            ledger.close()
+        if as_json:
+            typer.echo(json.dumps(report.to_dict(), default=str))
+        else:
+            out = Console()
+            out.print(f"{report.checked} recorded decisions re-evaluated under their recorded policy version: "
+                      f"{report.agreeing} agree, {len({d.exchange_id for d in report.divergent})} differ, "
+                      f"{len(report.not_reevaluable)} not re-evaluable (erased subjects), {len(report.errors)} errors")
+            if report.divergent:
+                t = Table(title="divergent decisions")
+                for col in ("message id", "sender", "recipient", "field", "recorded", "re-evaluated"):
+                    t.add_column(col, overflow="fold")
+                for d in report.divergent:
+                    rec = d.recorded if not isinstance(d.recorded, list) else f"{len(d.recorded)} steps"
+                    new = d.recomputed if not isinstance(d.recomputed, list) else f"{len(d.recomputed)} steps"
+                    t.add_row(d.message_id, d.sender, d.recipient, d.field, str(rec), str(new))
+                out.print(t)
+            for e in report.errors:
+                out.print(f"[red]error[/] {e['message_id']} ({e['sender']}): {e['error']} {e.get('detail', '')}")
+            for e in report.not_reevaluable:
+                out.print(f"not re-evaluable: {e['message_id']} ({e['sender']}): {e['reason']}")
+        if not report.ok:
+            raise typer.Exit(1)
+
+    @policy_app.command("impact")
+    def impact_cmd(
+        bundle: Path = typer.Option(..., "--bundle", help="The proposed policy bundle (YAML)."),
+        since: Optional[str] = typer.Option(None, "--since", help="Only requests that occurred on or after DATE."),
+        ledger_url: Optional[str] = LEDGER_URL,
+        examples: int = typer.Option(5, "--examples", min=0, help="Example message ids per group."),
+        as_json: bool = typer.Option(False, "--json", help="Print the report as JSON."),
+    ) -> None:
+        """Run a proposed bundle over all recorded requests; report which decisions would flip, by rule and reason."""
+        from policies.bundle import BundleError, load_bundle
+        from services.audit import impact
+
+        since_d: date | None = None
+        if since:
+            try:
+                since_d = date.fromisoformat(since)
+            except ValueError:
+                _fail(f"--since must be a date YYYY-MM-DD (got {since!r})")
+        try:
+            proposed = load_bundle(bundle)
+        except BundleError as exc:
+            _fail(f"invalid policy: {exc}")
+        settings = _settings(ledger_url)
+        ledger = _ledger(settings)
+        try:
+            report = impact(ledger, _redecider(settings, ledger), proposed, since=since_d)
+        finally:
+            ledger.close()
+        if as_json:
+            typer.echo(json.dumps(report.to_dict(examples), ensure_ascii=False))
+            return
+        out = Console(width=200)
+        out.print(f"proposed bundle {report.bundle_name} ({report.bundle_version[:23]}…) over {report.requests} "
+                  f"recorded requests ({report.decisions} decisions)" + (f" since {since_d}" if since_d else ""))
+        out.print(f"{report.flipped} would flip outcome, {report.changed} would change rule or reason only, "
+                  f"{report.unchanged} unchanged, {len(report.skipped)} skipped (erased or unreadable)")
+        for which, title in (("flips", "decisions that would flip"), ("changes", "rule or reason changes")):
+            groups = report.groups(which, examples)
+            if not groups:
+                continue
+            t = Table(title=title)
+            for col in ("recorded", "rule", "reason", "→ proposed", "rule ", "reason ", "count", "examples (message ids)"):
+                t.add_column(col, overflow="fold")
+            for g in groups:
+                t.add_row(g["from"]["outcome"], g["from"]["rule"], g["from"]["reason"], g["to"]["outcome"],
+                          g["to"]["rule"], g["to"]["reason"], str(g["count"]), ", ".join(g["examples"]))
+            out.print(t)
+
+    @subject_app.command("report")
+    def subject_report_cmd(
+        subject: str = typer.Argument(..., help="The subject's CPR number (validated, never printed) or pseudonym."),
+        fmt: str = typer.Option("table", "--format", help="table, csv or json."),
+        ledger_url: Optional[str] = LEDGER_URL,
+    ) -> None:
+        """Everything disclosed about one citizen: to whom, when, under which rule and citation, and what was denied."""
+        from schemas.cpr import InvalidCPR
+        from services.audit import SUBJECT_COLUMNS, resolve_subject, subject_report
+
+        if fmt not in ("table", "csv", "json"):
+            _fail(f"--format must be table, csv or json (got {fmt!r})")
+        settings = _settings(ledger_url)
+        try:
+            pseudonym = resolve_subject(subject, settings.pseudonym_secret.encode())
+        except InvalidCPR as exc:
+            _fail(f"not a pseudonym or a valid CPR number: {exc}")
+        ledger = _ledger(settings)
+        try:
+            report = subject_report(ledger, pseudonym)
+        finally:
+            ledger.close()
+        if fmt == "json":
+            typer.echo(json.dumps(report, ensure_ascii=False, indent=2))
+        elif fmt == "csv":
+            buf = io.StringIO()
+            w = csv.writer(buf)
+            w.writerow(["subject", *SUBJECT_COLUMNS])
+            for e in report["entries"]:
+                w.writerow([pseudonym, *(e[c] for c in SUBJECT_COLUMNS)])
+            typer.echo(buf.getvalue(), nl=False)
+        else:
+            out = Console(width=220)
+            t = Table(title=f"Subject register (GDPR art. 15) — pseudonym {pseudonym}")
+            for col in ("time", "sender", "recipient", "outcome", "rule", "reason", "citation", "purpose",
+                        "categories", "message id"):
+                t.add_column(col, overflow="fold")
+            for e in report["entries"]:
+                style = {"ALLOW": "green", "DENY": "red", "ESCALATE": "yellow"}.get(e["outcome"], "")
+                rule = e["rule"] + (f" via {e['via']}" if e["via"] else "")
+                t.add_row(e["occurred_at"], e["sender"], e["recipient"], f"[{style}]{e['outcome']}[/]", rule,
+                          e["reason"], e["citation"], e["purpose"], e["categories"], e["message_id"])
+            out.print(t)
+            out.print(f"{report['disclosed']} disclosed, {report['denied']} denied, {report['escalated']} escalated; "
+                      f"recipients: {', '.join(report['recipients']) or '—'}")
