@@ -15,7 +15,7 @@ from rich.console import Console
 from rich.table import Table
 
 from services import logging as xlog
-from services.config import ConfigError, Settings
+from services.cli_common import BOOTSTRAP, LEDGER_URL, fail, graceful_shutdown, settings_from
 
 app = typer.Typer(
     help="exchange-ledger: lawful, provable data exchange between Danish crime-prevention authorities.",
@@ -38,53 +38,7 @@ from services.cli_policy import app as policy_app  # noqa: E402  (the policy gro
 
 app.add_typer(policy_app, name="policy", help="Check, explain and assess disclosure policy.")
 
-# Command modules register themselves on the shared groups; each owns its own commands.
-for _module in ("services.cli_schemas", "services.cli_ledger", "services.cli_audit", "services.cli_review"):
-    try:
-        _mod = __import__(_module, fromlist=["register"])
-    except ModuleNotFoundError as _exc:  # only while a module is still being written
-        if _exc.name != _module:
-            raise
-        continue
-    if hasattr(_mod, "register"):
-        _mod.register(app=app, subject_app=subject_app, policy_app=policy_app)
-    else:  # a module that is one command group, e.g. cli_schemas -> `xledger schemas`
-        app.add_typer(_mod.app, name=_module.rsplit("_", 1)[1])
-
 console = Console()
-
-BOOTSTRAP = typer.Option(None, "--bootstrap-servers", envvar="XLEDGER_BOOTSTRAP_SERVERS",
-                         help="Kafka bootstrap servers HOST:PORT[,…]. Required for services.")
-LEDGER_URL = typer.Option(None, "--ledger-url", envvar="XLEDGER_LEDGER_URL",
-                          help="sqlite:///PATH or postgresql://USER@HOST:PORT/DB (default sqlite:///var/ledger.sqlite).")
-
-
-def fail(message: str, code: int = 2) -> None:
-    typer.echo(f"error: {message}", err=True)
-    raise typer.Exit(code)
-
-
-def graceful_shutdown() -> "threading.Event":
-    """SIGTERM/SIGINT set the returned event; installed first, so a signal during start-up is not fatal."""
-    import signal
-    import threading
-
-    event = threading.Event()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(sig, lambda *_: event.set())
-    return event
-
-
-def settings_from(bootstrap: str | None, ledger_url: str | None, *, need_broker: bool = True) -> Settings:
-    try:
-        settings = Settings.from_env(bootstrap_servers=bootstrap, ledger_url=ledger_url)
-    except ConfigError as exc:
-        fail(str(exc))
-    if need_broker and settings.embedded:
-        fail("--bootstrap-servers (or XLEDGER_BOOTSTRAP_SERVERS) is required; `xledger demo` runs an embedded broker")
-    xlog.configure(settings.log_level)
-    return settings
-
 
 @app.command()
 def demo(
@@ -175,6 +129,22 @@ def keys_dev_generate(
     from services.keyring import write_dev_keys
 
     typer.echo(f"{write_dev_keys(Directory.load().orgs, output)} authorities written to {output}")
+
+
+# Command modules register themselves on the shared groups; each owns its own commands.
+for _module in (
+    "services.cli_agency", "services.cli_schemas", "services.cli_ledger", "services.cli_audit", "services.cli_review",
+):
+    try:
+        _mod = __import__(_module, fromlist=["register"])
+    except ModuleNotFoundError as _exc:  # only while a module is still being written
+        if _exc.name != _module:
+            raise
+        continue
+    if hasattr(_mod, "register"):
+        _mod.register(app=app, subject_app=subject_app, policy_app=policy_app)
+    else:  # a module that is one command group, e.g. cli_schemas -> `xledger schemas`
+        app.add_typer(_mod.app, name=_module.rsplit("_", 1)[1])
 
 
 def main() -> None:

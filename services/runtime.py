@@ -64,6 +64,15 @@ class Runtime:
             key_id=DEV_KEY_ID, pseudonym_secret=self.pseudonym_secret, codec=self.codec,
         )
 
+    def dev_agency(self, org: str, role: str):
+        """An agency service signing with the development key of ``org`` (embedded demo and tests only)."""
+        from services.agencies import AgencyService
+
+        return AgencyService.create(
+            self.engine.directory, org, role, producer=make_producer(self.settings, client_id=f"agency-{org}"),
+            key=dev_private_key(org), key_id=DEV_KEY_ID, pseudonym_secret=self.pseudonym_secret, codec=self.codec,
+        )
+
     def inbox(self, org: str) -> Inbox:
         inbox = Inbox(org, make_consumer(self.settings, None, client_id=f"inbox-{org}"), self.codec)
         inbox.assign_from_start()
@@ -82,3 +91,4 @@ class Runtime:
     def close(self) -> None:
         if "ledger" in self.__dict__:
             self.ledger.close()
+
