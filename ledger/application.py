@@ -13,7 +13,7 @@ from uuid import UUID
 from eventsourcing.application import Application, ProcessingEvent
 from eventsourcing.persistence import IntegrityError, Notification, Tracking
 
-from ledger.domain import Delivery, Exchange, RejectedMessage
+from ledger.domain import Delivery, Exchange, RejectedMessage, SubjectErasure
 from ledger.tables import SideTables
 from ledger.url import persistence_env
 
@@ -53,6 +53,45 @@ class Ledger(Application[UUID]):
             return 0
         recordings = self._record(processing)
         return len(recordings)
+
+    # -- integrity (Merkle tree, checkpoints, proofs, erasure) ------------------------------
+
+    @property
+    def integrity(self):
+        """The ledger's Merkle tree (``ledger.integrity.Integrity``): checkpoints and proofs."""
+        if getattr(self, "_integrity", None) is None:
+            from ledger.integrity import Integrity
+
+            self._integrity = Integrity(self)
+        return self._integrity
+
+    def integrate(self, *, signer=None, origin: str | None = None, sign_every: int | None = None,
+                  checkpoint: bool = False, max_entries: int | None = None):
+        """Fold new notifications into the Merkle tree; sign a checkpoint every ``sign_every``
+        entries (and at the end if ``checkpoint``). Safe to run from several processes.
+        Returns ``ledger.integrity.IntegrationResult``."""
+        from ledger.integrity import DEFAULT_ORIGIN
+
+        return self.integrity.integrate(signer=signer, origin=origin or DEFAULT_ORIGIN, sign_every=sign_every,
+                                        checkpoint=checkpoint, max_entries=max_entries)
+
+    def checkpoint_now(self, signer, origin: str | None = None):
+        """Integrate everything, then sign (or return the stored) checkpoint of the final size."""
+        from ledger.integrity import DEFAULT_ORIGIN
+
+        return self.integrity.checkpoint_now(signer, origin or DEFAULT_ORIGIN)
+
+    def verify(self, public_key, *, origin: str | None = None, progress=None):
+        """Recompute and check everything (``ledger.verify.verify_ledger``); returns a VerifyReport."""
+        from ledger.verify import verify_ledger
+
+        return verify_ledger(self, public_key, origin=origin, progress=progress)
+
+    def erase_subject(self, subject: str, reason: str):
+        """Destroy the subject's data key and record a SubjectErasure (``ledger.erasure``)."""
+        from ledger.erasure import erase_subject
+
+        return erase_subject(self, subject, reason)
 
     # -- reading ----------------------------------------------------------------------------
 
@@ -96,4 +135,4 @@ class Ledger(Application[UUID]):
             start = page[-1].id + 1
 
 
-__all__ += ["Exchange", "RejectedMessage", "Delivery"]
+__all__ += ["Exchange", "RejectedMessage", "Delivery", "SubjectErasure"]

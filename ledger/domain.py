@@ -105,3 +105,27 @@ class Delivery(Aggregate):
         self.kind = kind
         self.topic = topic
         self.outcome = outcome
+
+
+def erasure_id(subject: str, key_id: str) -> UUID:
+    # One erasure per destroyed key generation: re-running an interrupted erasure maps onto
+    # the same aggregate, and a subject seen again (new key) can be erased again.
+    return uuid5(_NS, f"erasure|{subject}|{key_id}")
+
+
+class SubjectErasure(Aggregate):
+    """A subject's data key was destroyed (crypto-shredding).
+
+    Holds no personal data beyond the pseudonym: which key generation was destroyed and
+    why, in words that must not identify anyone.
+    """
+
+    @staticmethod
+    def create_id(subject: str, key_id: str, **_: Any) -> UUID:
+        return erasure_id(subject, key_id)
+
+    @event("Erased")
+    def __init__(self, *, subject: str, key_id: str, reason: str) -> None:
+        self.subject = subject
+        self.key_id = key_id
+        self.reason = reason

@@ -100,9 +100,6 @@ class CooperationPolicy(_B):
                 raise _PathError(f"rules[{i}].scope", f"unknown subject scope {sel.scope!r}")
         if any(s.release_window for s in self.subject_scopes) and self.release_window is None:
             raise _PathError("release_window", "required when a subject scope uses release_window")
-        last = self.rules[-1]
-        if last.sender_roles is not None and last.scope is not None:
-            pass
         return self
 
 
@@ -182,6 +179,10 @@ class BundleModel(_B):
         for b in ("SSP", "PSP", "KSP"):
             if b not in self.cooperations:
                 raise _PathError(f"cooperations.{b}", "missing cooperation")
+        for i, ctx in enumerate(self.section_115_contexts):
+            if ctx != self.infohus.context and str(ctx) not in self.cooperations:
+                raise _PathError(f"section_115_contexts[{i}]",
+                                 f"{ctx} is neither a cooperation nor the infohus context")
         for slot in CHECK_SLOTS:
             if slot not in self.checks:
                 raise _PathError(f"checks.{slot}", "missing check")

@@ -81,6 +81,10 @@ class _Extra(BaseModel):
     present_categories: list[Category] | None = Field(default=None)
 
 
+def _msg(m: str) -> str:
+    return m[len("Value error, "):] if m.startswith("Value error, ") else m
+
+
 def _parse_expected(file: str, sid: str, raw: Any) -> Expected:
     if not isinstance(raw, dict):
         raise ScenarioError(file, sid, "expected", "must be a mapping")
@@ -127,7 +131,8 @@ def parse_scenarios(data: Any, file: str = "<memory>") -> list[Scenario]:
             ex = _Extra.model_validate(extra)
         except ValidationError as e:
             err = e.errors()[0]
-            raise ScenarioError(file, sid, format_loc(err["loc"]), err["msg"]) from None
+            raise ScenarioError(file, sid, format_loc(err["loc"]),
+                                _msg(err["msg"])) from None
         expected = _parse_expected(file, sid, exp_raw) if exp_raw is not None else None
         if expected is not None and expected.per_recipient is not None:
             orgs = {r if isinstance(r, str) else r.org for r in req.recipients}

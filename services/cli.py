@@ -51,15 +51,31 @@ def demo(
 
     xlog.configure("INFO" if verbose else "WARNING")
     report = run_demo(ledger_path=ledger, timeout=timeout)
-    table = Table(title="exchange-ledger demo")
+    table = Table(title="exchange-ledger demo: one week in Midt- og Vestsjællands Politikreds")
     table.add_column("")
     table.add_column("count", justify="right")
     for label, value in report.rows():
         table.add_row(label, str(value))
     console.print(table)
+    rules = Table(title="decisions per cooperation and rule")
+    for column in ("context", "outcome", "rule / reason"):
+        rules.add_column(column)
+    rules.add_column("count", justify="right")
+    for (context, outcome, rule), count in sorted(report.by_context_rule.items()):
+        rules.add_row(context, outcome, rule, str(count))
+    console.print(rules)
+    if report.unexpected:
+        console.print(f"[bold red]{len(report.unexpected)} decisions differ from the script's expectation:[/]")
+        for line in report.unexpected:
+            console.print(f"  {line}")
+    else:
+        console.print("every decision is the one the rules call for")
+    console.print(f"ledger verification: {report.verification}")
     console.print(f"ledger: sqlite:///{ledger}")
     if report.recorded < report.requests:
         fail(f"only {report.recorded} of {report.requests} requests were recorded before the timeout", 1)
+    if report.unexpected:
+        raise typer.Exit(1)
 
 
 @gate_app.command("run")

@@ -12,12 +12,16 @@ import time
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
+from services import topics
+from services.agency import Publisher
 from services.broker import EmbeddedBroker
 from services.config import Settings
+from services.keyring import DEV_KEY_ID, dev_private_key
 from services.logging import get_logger
 from services.runtime import Runtime
+from services.simulation import Builder, Case, build_week, declared_categories, occurred
 
 log = get_logger(__name__)
 
@@ -26,13 +30,6 @@ DEMO_LEDGER = Path("var/demo.sqlite")
 # Synthetic CPR numbers: valid in form and date, made up for the demo.
 KSP_SENDER = ("kriminalforsorgen:horserod", "KRIMINALFORSORGEN")
 KALUNDBORG_SOCIAL = ("kommune:326", "MUNI_SOCIAL_ADULT")
-
-
-@dataclass
-class DemoRequest:
-    label: str
-    publisher: tuple[str, str]
-    request: dict[str, Any]
 
 
 @dataclass
@@ -46,7 +43,9 @@ class DemoReport:
     ledger_entries: int = 0
     inbox_received: int = 0
     receipts: int = 0
-    by_rule: dict[str, int] = field(default_factory=dict)
+    by_context_rule: dict[tuple[str, str, str], int] = field(default_factory=dict)
+    unexpected: list[str] = field(default_factory=list)
+    verification: str = "not run"
 
     def rows(self) -> list[tuple[str, int]]:
         return [
@@ -86,61 +85,77 @@ def release_notice(today: date, *, cpr: str, name: str, release_in_days: int, ag
     }
 
 
-def skeleton_requests(today: date) -> list[DemoRequest]:
-    """One lawful KSP release notice (P5) and one about a convict with years left to serve (denied)."""
+def skeleton_week(today: date) -> list[tuple[date, Case]]:
+    """The walking skeleton: one lawful KSP release notice (P5), one about a convict with years left (denied)."""
     return [
-        DemoRequest("release in 3 weeks", KSP_SENDER,
-                    release_notice(today, cpr="1203911234", name="Demo Person A", release_in_days=21, age=34)),
-        DemoRequest("release in 4 years", KSP_SENDER,
-                    release_notice(today, cpr="0508882345", name="Demo Person B", release_in_days=4 * 365, age=37)),
+        (today, Case("release in 3 weeks", "P5", KSP_SENDER,
+                     release_notice(today, cpr="1203911234", name="Demo Person A", release_in_days=21, age=34))),
+        (today, Case("release in 4 years", "DENY_SUBJECT_OUT_OF_SCOPE", KSP_SENDER,
+                     release_notice(today, cpr="0508882345", name="Demo Person B", release_in_days=4 * 365, age=37))),
     ]
 
 
-def run_demo(
-    *,
-    ledger_path: Path = DEMO_LEDGER,
-    requests: Callable[[date], list[DemoRequest]] = skeleton_requests,
-    timeout: float = 60.0,
-) -> DemoReport:
+def run_demo(*, ledger_path: Path = DEMO_LEDGER, week: Builder = build_week, timeout: float = 60.0) -> DemoReport:
     for stale in ledger_path.parent.glob(ledger_path.name + "*"):
         stale.unlink()
-    now = datetime.now(timezone.utc)
+    ledger_path.parent.mkdir(parents=True, exist_ok=True)
     with EmbeddedBroker() as broker:
         settings = Settings.from_env(ledger_url=f"sqlite:///{ledger_path}").with_embedded_broker(broker.bootstrap)
         rt = Runtime(settings)
         try:
-            return _run(rt, requests(now.date()), now, timeout)
+            return _run(rt, week(datetime.now(timezone.utc).date()), timeout)
         finally:
             rt.close()
 
 
-def _run(rt: Runtime, plan: list[DemoRequest], now: datetime, timeout: float) -> DemoReport:
-    recipients = sorted({org for item in plan for org, _ in item.request["recipients"]})
-    senders = sorted({item.publisher[0] for item in plan})
-    rt.create_topics(recipients + senders)
-    publishers = {p: rt.dev_publisher(*p) for p in {item.publisher for item in plan}}
-    for item in plan:
-        publishers[item.publisher].publish(occurred_at=now, **item.request)
-    for p in publishers.values():
-        p.producer.close()
+def _publish(rt: Runtime, plan: list[tuple[date, Case]]) -> dict[str, Case]:
+    """Publishes every case as its sender; returns message id -> case."""
+    sent: dict[str, Case] = {}
+    agencies: dict[tuple[str, str], Any] = {}
+    for i, (day, case) in enumerate(plan):
+        request = dict(case.request)
+        request.setdefault("data_categories", declared_categories(rt.codec, request))
+        if case.sender not in agencies:
+            agencies[case.sender] = rt.dev_agency(*case.sender)
+        agency = agencies[case.sender]
+        if case.tamper == "garbage":
+            agency.publisher.producer.send(topics.REQUESTS, key=b"demo", value=b"not an avro message")
+            continue
+        if case.tamper == "forge":
+            forger = Publisher(case.sender[0], case.sender[1], producer=agency.publisher.producer,
+                               key=dev_private_key("politikreds:bornholm"), key_id=DEV_KEY_ID,
+                               pseudonym_secret=rt.pseudonym_secret, codec=rt.codec)
+            forger.send(occurred_at=occurred(day, i), **request)
+            continue
+        message_id, _, _ = agency.send(occurred_at=occurred(day, i), **request)
+        sent[message_id] = case
+    for agency in agencies.values():
+        agency.publisher.producer.flush()
+        agency.publisher.producer.close()
+    return sent
 
+
+def _run(rt: Runtime, plan: list[tuple[date, Case]], timeout: float) -> DemoReport:
+    rt.create_topics(sorted({org for _, c in plan for org, _ in c.request["recipients"]} | {c.sender[0] for _, c in plan}))
+    sent = _publish(rt, plan)
     worker, relay = rt.gate_worker("demo-gate"), rt.relay()
     threads = [threading.Thread(target=worker.run, daemon=True), threading.Thread(target=relay.run, daemon=True)]
     for t in threads:
         t.start()
+    recipients = sorted({org for _, c in plan for org, _ in c.request["recipients"]})
     inboxes = {org: rt.inbox(org) for org in recipients}
     report = DemoReport(requests=len(plan))
     deadline = time.monotonic() + timeout
     try:
         while time.monotonic() < deadline:
             for inbox in inboxes.values():
-                report.inbox_received += len(inbox.poll(timeout_ms=100))
+                report.inbox_received += len(inbox.poll(timeout_ms=20))
             counts = rt.ledger.counts()
-            decided = counts["requests"] + counts["rejected"]
-            expected_deliveries = counts["allowed"]
-            if decided >= len(plan) and relay.stats["receipts"] >= counts["allowed"] + counts["denied"] + counts["escalated"] \
-                    and report.inbox_received >= expected_deliveries:
+            decisions = counts["allowed"] + counts["denied"] + counts["escalated"]
+            if counts["requests"] + counts["rejected"] >= len(plan) and relay.stats["receipts"] >= decisions \
+                    and report.inbox_received >= counts["allowed"]:
                 break
+            time.sleep(0.05)
         else:
             log.warning("demo.timeout", timeout_s=timeout)
     finally:
@@ -153,10 +168,27 @@ def _run(rt: Runtime, plan: list[DemoRequest], now: datetime, timeout: float) ->
         relay.producer.close()
         for inbox in inboxes.values():
             inbox.consumer.close()
+    report.receipts = relay.stats["receipts"]
+    _summarise(rt, report, sent)
+    return report
+
+
+def _summarise(rt: Runtime, report: DemoReport, sent: dict[str, Case]) -> None:
     counts = rt.ledger.counts()
     report.allowed, report.denied, report.escalated = counts["allowed"], counts["denied"], counts["escalated"]
     report.rejected = counts["rejected"]
     report.recorded = counts["requests"] + counts["rejected"]
     report.ledger_entries = counts["entries"]
-    report.receipts = relay.stats["receipts"]
-    return report
+    start = 1
+    while page := rt.ledger.notifications(start, 1000):
+        for n in page:
+            if n.topic.endswith("Exchange.Decided"):
+                exchange = rt.ledger.get_exchange(n.originator_id)
+                case = sent.get(exchange.message_id)
+                for result in exchange.decision["results"]:
+                    key = (exchange.summary["context"], result["outcome"], result["reason"] or result["rule"])
+                    report.by_context_rule[key] = report.by_context_rule.get(key, 0) + 1
+                    got = result["rule"] if result["outcome"] == "ALLOW" else result["reason"]
+                    if case is not None and got != case.expect:
+                        report.unexpected.append(f"{case.label} → {result['recipient']}: expected {case.expect}, got {got}")
+        start = page[-1].id + 1

@@ -1,0 +1,452 @@
+"""The integrator: folds the ledger's notification log into the signed Merkle tree.
+
+``Integrity.integrate`` follows the notification log from the last integrated entry. One
+*step* reads up to ``batch_size`` new notifications and, in ONE database transaction,
+
+1. takes the integration lock (SQLite: the database write lock, taken up front by a no-op
+   write; PostgreSQL: ``pg_advisory_xact_lock`` on a key naming this ledger's schema),
+2. reads the tree size (``MAX(idx) + 1`` of the level-0 nodes) and the notification id of
+   the last leaf,
+3. appends the new leaf hashes (``ledger.entry``) with ``MerkleLog.append_many``, which
+   reads only the O(log n) frontier nodes, and writes the new nodes and the
+   ``xl_merkle_leaves(idx, notification_id)`` rows with plain INSERTs (never upserts: a
+   node that exists is never changed, so a racing integrator that got past the lock fails
+   on the primary key, rolls back and retries from the new state),
+4. signs a checkpoint at every multiple of ``sign_every`` it passed, and at the final size
+   when asked to (``checkpoint=True`` / ``checkpoint_now``).
+
+Both backends commit notifications in id order (eventsourcing locks the PostgreSQL events
+table for inserts), so "every notification after the last integrated one" never skips a
+row that commits later with a smaller id.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any, Iterator, Sequence
+from uuid import UUID
+
+from ledger.checkpoint import (
+    Checkpoint,
+    CheckpointSigner,
+    SignedCheckpoint,
+    key_fingerprint,
+    load_private_key,
+    utc_timestamp,
+)
+from ledger.entry import ENTRY_HEAD, encode_entry
+from ledger.merkle import EMPTY_ROOT, MerkleError, MerkleLog
+from ledger.proofs import ConsistencyProof, InclusionProof
+
+__all__ = [
+    "DEFAULT_ORIGIN",
+    "Integrity",
+    "IntegrationResult",
+    "LeafEntry",
+    "SqlNodeStore",
+    "TreeCorrupted",
+    "signer_from_key",
+]
+
+DEFAULT_ORIGIN = "exchange-ledger/dev"
+
+
+class TreeCorrupted(Exception):
+    """The stored tree does not fit together (e.g. a leaf without its notification mapping)."""
+
+
+def signer_from_key(private_key: str | bytes, key_id: str | None = None) -> CheckpointSigner:
+    """A CheckpointSigner from XLEDGER_CHECKPOINT_KEY (base64 raw Ed25519 seed, or PEM).
+
+    The key id defaults to ``key_fingerprint`` of the public key.
+    """
+    key = load_private_key(private_key)
+    return CheckpointSigner(key, key_id or key_fingerprint(key.public_key()))
+
+
+@dataclass(frozen=True)
+class IntegrationResult:
+    appended: int                              # leaves added by this call
+    tree_size: int                             # size after the call
+    root: bytes                                # root of that tree
+    checkpoints: tuple[SignedCheckpoint, ...]  # checkpoints this call signed
+    retries: int = 0                           # steps that lost a race and were redone
+
+
+@dataclass(frozen=True)
+class LeafEntry:
+    """One leaf and the stored event it commits to."""
+
+    leaf_index: int
+    notification_id: int
+    originator_id: UUID
+    originator_version: int
+    topic: str
+    state: bytes
+
+    def entry_bytes(self) -> bytes:
+        return encode_entry(self.originator_id, self.originator_version, self.topic, self.state)
+
+
+# --------------------------------------------------------------------------- SQL access
+
+
+class _Backend:
+    """The SQL differences that matter here, and raw cursors with tuple rows."""
+
+    def __init__(self, ledger: Any):
+        self.ledger = ledger
+        self.datastore = ledger.recorder.datastore
+        tables = ledger.tables
+        self.is_postgres = tables.is_postgres
+        self.prefix = tables.schema_prefix
+        table = ledger.recorder.events_table_name
+        if self.is_postgres:
+            schema = self.datastore.schema
+            self.events = f'"{schema}"."{table}"'
+            self.nid = "notification_id"
+            self.oid = "uuid_send(originator_id)"
+            self.lock_key = f"xledger-integrity:{schema}.{table}"
+        else:
+            self.events = table
+            self.nid = "rowid"
+            self.oid = "originator_id"
+            self.lock_key = ""
+
+    def sql(self, sql: str) -> str:
+        if self.is_postgres:
+            sql = sql.replace("e.{oid}", "uuid_send(e.originator_id)")
+        sql = sql.replace("{events}", self.events).replace("{nid}", self.nid).replace("{oid}", self.oid)
+        if self.prefix:
+            sql = sql.replace("xl_", self.prefix + "xl_")
+        return sql.replace("?", "%s") if self.is_postgres else sql
+
+    def oid_bytes(self, value: Any) -> bytes:
+        # SQLite stores the UUID as 32 hex characters; PostgreSQL gives uuid_send's 16 bytes.
+        return bytes(value) if self.is_postgres else bytes.fromhex(value)
+
+    @contextmanager
+    def transaction(self, *, write: bool) -> Iterator["_Tx"]:
+        with self.datastore.transaction(commit=write) as cursor:
+            if self.is_postgres:
+                from psycopg.rows import tuple_row
+
+                cursor.row_factory = tuple_row
+                if not write:
+                    # One consistent snapshot for a whole read (verify, proofs).
+                    cursor.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY")
+            else:
+                cursor.sqlite_cursor.row_factory = None  # plain tuples: faster than sqlite3.Row
+            yield _Tx(cursor, self)
+
+    def lock(self, tx: "_Tx") -> None:
+        if self.is_postgres:
+            tx.execute("SELECT pg_advisory_xact_lock(hashtextextended(?, 0))", (self.lock_key,))
+        else:
+            # A write statement takes SQLite's database write lock now (waiting up to the
+            # busy timeout) instead of at the first real insert, so the reads below see the
+            # state that the writes will extend. It matches no row and changes nothing.
+            tx.execute("UPDATE xl_checkpoints SET tree_size = tree_size WHERE 0 = 1")
+
+
+class _Tx:
+    def __init__(self, cursor: Any, backend: _Backend):
+        self.cursor = cursor
+        self.backend = backend
+        self.statements = 0
+
+    def execute(self, sql: str, params: Sequence[Any] = ()) -> None:
+        self.statements += 1
+        self.cursor.execute(self.backend.sql(sql), tuple(params))
+
+    def executemany(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
+        if rows:
+            self.statements += 1
+            self.cursor.executemany(self.backend.sql(sql), [tuple(r) for r in rows])
+
+    def all(self, sql: str, params: Sequence[Any] = ()) -> list[Any]:
+        self.execute(sql, params)
+        return self.cursor.fetchall()
+
+    def one(self, sql: str, params: Sequence[Any] = ()) -> Any:
+        rows = self.all(sql, params)
+        return rows[0] if rows else None
+
+
+def _is_race(exc: BaseException) -> bool:
+    """A lost race: a duplicate key, a serialization failure, or a stale SQLite snapshot."""
+    from eventsourcing.persistence import IntegrityError as ESIntegrityError
+    from eventsourcing.persistence import OperationalError as ESOperationalError
+
+    if isinstance(exc, (ESIntegrityError, sqlite3.IntegrityError)):
+        return True
+    if isinstance(exc, (ESOperationalError, sqlite3.OperationalError)):
+        return "locked" in str(exc) or "busy" in str(exc)
+    try:
+        import psycopg
+    except ImportError:  # pragma: no cover - psycopg is a dependency
+        return False
+    return isinstance(exc, (psycopg.errors.IntegrityError, psycopg.errors.SerializationFailure,
+                            psycopg.errors.DeadlockDetected))
+
+
+# --------------------------------------------------------------------------- node store
+
+
+class SqlNodeStore:
+    """``ledger.merkle.NodeStore`` on ``xl_merkle_nodes``, inside one open transaction.
+
+    Puts are buffered (``get`` sees them) and written by ``flush`` with plain INSERTs, so an
+    existing node is never overwritten: the primary key refuses it. ``reads`` counts the
+    database reads, which is what makes appends O(log n) observable in tests.
+    """
+
+    def __init__(self, tx: _Tx):
+        self._tx = tx
+        self._pending: dict[tuple[int, int], bytes] = {}
+        self._size: int | None = None
+        self.reads = 0
+
+    def get(self, level: int, index: int) -> bytes | None:
+        h = self._pending.get((level, index))
+        if h is not None:
+            return h
+        self.reads += 1
+        row = self._tx.one("SELECT hash FROM xl_merkle_nodes WHERE level = ? AND idx = ?", (level, index))
+        return bytes(row[0]) if row else None
+
+    def put(self, level: int, index: int, h: bytes) -> None:
+        key = (level, index)
+        if key in self._pending:
+            raise MerkleError(f"node {key} put twice")
+        if level == 0:
+            if index != self.size():
+                raise MerkleError(f"leaf {index} put out of order; next leaf is {self.size()}")
+            self._size = index + 1
+        self._pending[key] = bytes(h)
+
+    def size(self) -> int:
+        if self._size is None:
+            self.reads += 1
+            row = self._tx.one("SELECT MAX(idx) FROM xl_merkle_nodes WHERE level = 0")
+            self._size = 0 if row is None or row[0] is None else int(row[0]) + 1
+        return self._size
+
+    def flush(self) -> int:
+        rows = [(level, idx, h) for (level, idx), h in self._pending.items()]
+        self._tx.executemany("INSERT INTO xl_merkle_nodes (level, idx, hash) VALUES (?, ?, ?)", rows)
+        self._pending.clear()
+        return len(rows)
+
+
+# --------------------------------------------------------------------------- integrator
+
+
+class Integrity:
+    """The ledger's Merkle tree: integration, checkpoints, proofs. One per Ledger."""
+
+    def __init__(self, ledger: Any, *, batch_size: int = 1000, lock: bool = True, max_retries: int = 20):
+        self.ledger = ledger
+        self.backend = _Backend(ledger)
+        self.batch_size = batch_size
+        self.lock = lock
+        self.max_retries = max_retries
+        # Test hook: called inside a step after its state was read, before it writes.
+        self._after_read: Any = None
+        # Store reads of the most recent step (operation-count tests).
+        self.last_step_reads = 0
+
+    # -- writing ----------------------------------------------------------------------------
+
+    def integrate(
+        self,
+        *,
+        signer: CheckpointSigner | None = None,
+        origin: str = DEFAULT_ORIGIN,
+        sign_every: int | None = None,
+        checkpoint: bool = False,
+        max_entries: int | None = None,
+    ) -> IntegrationResult:
+        """Catch the tree up with the notification log; see the module docstring.
+
+        ``sign_every``: sign a checkpoint at every multiple of it (needs ``signer``).
+        ``checkpoint``: also sign one at the final size once caught up (unless one exists).
+        ``max_entries``: stop after about this many (for a relay loop that must stay lively).
+        """
+        if (sign_every or checkpoint) and signer is None:
+            raise ValueError("signing checkpoints needs a signer (see signer_from_key)")
+        if sign_every is not None and sign_every < 1:
+            raise ValueError("sign_every must be a positive number of entries")
+        appended, retries, signed = 0, 0, []
+        size, root = 0, EMPTY_ROOT
+        while True:
+            budget = self.batch_size if max_entries is None else max(0, min(self.batch_size, max_entries - appended))
+            try:
+                n, size, root, cps, caught_up = self._step(signer, origin, sign_every, checkpoint, budget)
+            except Exception as exc:  # noqa: BLE001 - only races are retried
+                if not _is_race(exc) or retries >= self.max_retries:
+                    raise
+                retries += 1
+                time.sleep(min(0.01 * retries, 0.2))
+                continue
+            appended += n
+            signed.extend(cps)
+            if caught_up or budget == 0:
+                return IntegrationResult(appended, size, root, tuple(signed), retries)
+
+    def checkpoint_now(self, signer: CheckpointSigner, origin: str = DEFAULT_ORIGIN) -> SignedCheckpoint:
+        """Integrate everything there is, then return the signed checkpoint of the final size
+        (signed now, or the stored one if that size was already signed)."""
+        result = self.integrate(signer=signer, origin=origin, checkpoint=True)
+        cp = self.checkpoint(result.tree_size)
+        if cp is None:  # pragma: no cover - integrate(checkpoint=True) always leaves one
+            raise TreeCorrupted(f"no checkpoint at size {result.tree_size} after checkpoint_now")
+        return cp
+
+    def _step(self, signer, origin, sign_every, force, budget):
+        b = self.backend
+        with b.transaction(write=True) as tx:
+            if self.lock:
+                b.lock(tx)
+            store = SqlNodeStore(tx)
+            size = store.size()
+            last_nid = 0
+            if size:
+                row = tx.one("SELECT notification_id FROM xl_merkle_leaves WHERE idx = ?", (size - 1,))
+                if row is None:
+                    raise TreeCorrupted(f"leaf {size - 1} has no notification mapping in xl_merkle_leaves")
+                last_nid = int(row[0])
+            rows = tx.all(
+                "SELECT {nid}, {oid}, originator_version, topic, state FROM {events} "
+                "WHERE {nid} > ? ORDER BY {nid} LIMIT ?",
+                (last_nid, budget),
+            ) if budget else []
+            if self._after_read is not None:
+                self._after_read(size)
+            hashes = _leaf_hashes(rows, b.oid_bytes)
+            log = MerkleLog(store)
+            log.append_many(hashes)
+            new_size = size + len(rows)
+            store.flush()
+            tx.executemany(
+                "INSERT INTO xl_merkle_leaves (idx, notification_id) VALUES (?, ?)",
+                [(size + i, int(r[0])) for i, r in enumerate(rows)],
+            )
+            caught_up = len(rows) < budget or budget == 0
+            sizes: list[int] = []
+            if signer is not None:
+                if sign_every:
+                    first = (size // sign_every + 1) * sign_every
+                    sizes.extend(range(first, new_size + 1, sign_every))
+                if force and caught_up and new_size not in sizes:
+                    sizes.append(new_size)
+            signed: list[SignedCheckpoint] = []
+            if sizes:
+                have = {int(r[0]) for r in tx.all(
+                    "SELECT tree_size FROM xl_checkpoints WHERE tree_size >= ? AND tree_size <= ?",
+                    (min(sizes), max(sizes)))}
+                for s in sizes:
+                    if s in have:
+                        continue
+                    cp = signer.sign(Checkpoint(origin, s, log.root(s), utc_timestamp()))
+                    tx.execute("INSERT INTO xl_checkpoints (tree_size, signed_json) VALUES (?, ?)",
+                               (s, cp.to_json()))
+                    signed.append(cp)
+            root = log.root(new_size)
+            self.last_step_reads = store.reads
+        return len(rows), new_size, root, signed, caught_up
+
+    # -- reading ----------------------------------------------------------------------------
+
+    @contextmanager
+    def _log(self) -> Iterator[tuple[_Tx, MerkleLog]]:
+        with self.backend.transaction(write=False) as tx:
+            yield tx, MerkleLog(SqlNodeStore(tx))
+
+    def tree_size(self) -> int:
+        with self._log() as (_, log):
+            return log.size
+
+    def root(self, size: int | None = None) -> bytes:
+        with self._log() as (_, log):
+            return log.root(size)
+
+    def pending(self) -> int:
+        """Notifications not yet in the tree."""
+        with self._log() as (tx, log):
+            last = self._last_nid(tx, log.size)
+            return int(tx.one("SELECT COUNT(*) FROM {events} WHERE {nid} > ?", (last,))[0])
+
+    @staticmethod
+    def _last_nid(tx: _Tx, size: int) -> int:
+        if not size:
+            return 0
+        row = tx.one("SELECT notification_id FROM xl_merkle_leaves WHERE idx = ?", (size - 1,))
+        if row is None:
+            raise TreeCorrupted(f"leaf {size - 1} has no notification mapping")
+        return int(row[0])
+
+    def checkpoints(self) -> list[SignedCheckpoint]:
+        with self.backend.transaction(write=False) as tx:
+            rows = tx.all("SELECT signed_json FROM xl_checkpoints ORDER BY tree_size")
+        return [SignedCheckpoint.from_json(r[0]) for r in rows]
+
+    def checkpoint(self, tree_size: int) -> SignedCheckpoint | None:
+        with self.backend.transaction(write=False) as tx:
+            row = tx.one("SELECT signed_json FROM xl_checkpoints WHERE tree_size = ?", (tree_size,))
+        return SignedCheckpoint.from_json(row[0]) if row else None
+
+    def latest_checkpoint(self, *, covering: int = 0) -> SignedCheckpoint | None:
+        """The largest stored checkpoint, if its size is at least ``covering``."""
+        with self.backend.transaction(write=False) as tx:
+            row = tx.one("SELECT signed_json FROM xl_checkpoints WHERE tree_size >= ? "
+                         "ORDER BY tree_size DESC LIMIT 1", (covering,))
+        return SignedCheckpoint.from_json(row[0]) if row else None
+
+    def checkpoint_sizes(self) -> list[int]:
+        with self.backend.transaction(write=False) as tx:
+            return [int(r[0]) for r in tx.all("SELECT tree_size FROM xl_checkpoints ORDER BY tree_size")]
+
+    def entry(self, leaf_index: int) -> LeafEntry:
+        """The stored event behind a leaf (raises KeyError if there is none)."""
+        b = self.backend
+        with b.transaction(write=False) as tx:
+            row = tx.one(
+                "SELECT l.notification_id, e.{oid}, e.originator_version, e.topic, e.state "
+                "FROM xl_merkle_leaves l JOIN {events} e ON e.{nid} = l.notification_id WHERE l.idx = ?",
+                (leaf_index,),
+            )
+        if row is None:
+            raise KeyError(f"no entry for leaf {leaf_index}")
+        return LeafEntry(leaf_index, int(row[0]), UUID(bytes=b.oid_bytes(row[1])), int(row[2]), row[3], bytes(row[4]))
+
+    def leaf_index_of(self, notification_id: int) -> int | None:
+        with self.backend.transaction(write=False) as tx:
+            row = tx.one("SELECT idx FROM xl_merkle_leaves WHERE notification_id = ?", (notification_id,))
+        return int(row[0]) if row else None
+
+    def inclusion_proof(self, leaf_index: int, tree_size: int) -> InclusionProof:
+        with self._log() as (_, log):
+            path = log.inclusion_proof(leaf_index, tree_size)
+            leaf = log.store.get(0, leaf_index)
+        assert leaf is not None
+        return InclusionProof(leaf_index, tree_size, leaf, tuple(path))
+
+    def consistency_proof(self, old_size: int, new_size: int) -> ConsistencyProof:
+        with self._log() as (_, log):
+            return ConsistencyProof(old_size, new_size, tuple(log.consistency_proof(old_size, new_size)))
+
+
+def _leaf_hashes(rows: Sequence[Any], oid_bytes) -> list[bytes]:
+    import hashlib
+
+    sha, pack, u32 = hashlib.sha256, ENTRY_HEAD.pack, (lambda n: n.to_bytes(4, "big"))
+    out = []
+    for _nid, oid, version, topic, state in rows:
+        t = topic.encode("utf-8")
+        out.append(sha(b"\x00" + pack(16, oid_bytes(oid), 8, version, len(t)) + t + u32(len(state)) + bytes(state)).digest())
+    return out
+

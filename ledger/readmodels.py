@@ -1,0 +1,365 @@
+"""Read models: pure projections of ledger events into side tables, exactly once.
+
+The projections read only the events (never the aggregates' current state), so
+the same code rebuilds them from the ledger alone: ``ReadModels(ledger).catch_up()``
+keeps the live tables (prefix ``xl_rm_``) current, with one tracking record
+(``Tracking("readmodels", last notification id)``) written in the *same*
+transaction as the rows of each page; a replay writes the same projection into
+fresh tables under another prefix and compares.
+
+Tables (prefix + name):
+
+- ``exchanges``   one row per requested exchange (no personal data; the subject pseudonym).
+- ``decisions``   one row per exchange × recipient: who, when, context, cooperation, purpose,
+  outcome, rule, via, reason, citation, policy version, review status.
+- ``disclosures`` the per-subject register (GDPR art. 15): subject pseudonym × exchange × recipient.
+- ``stats``       decision counts by day × cooperation (context) × outcome × rule × reason.
+- ``rejections``  messages that could not be decided, by reason (no message content).
+"""
+
+from __future__ import annotations
+
+import re
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Callable, Iterator, Sequence
+
+from eventsourcing.persistence import IntegrityError as ESIntegrityError
+from eventsourcing.persistence import Notification, Tracking
+
+TRACKING_NAME = "readmodels"
+LIVE_PREFIX = "xl_rm_"
+
+_REQUESTED = "Exchange.Requested"
+_DECIDED = "Exchange.Decided"
+_REVIEWED = "Exchange.Reviewed"
+_REJECTED = "RejectedMessage.Rejected"
+
+REVIEW_STATUS = {"UPHOLD": "UPHELD", "OVERTURN": "OVERTURNED", "FLAG": "FLAGGED"}
+
+# name -> (columns with types, primary key, ordering for comparisons)
+TABLES: dict[str, tuple[list[tuple[str, str]], list[str]]] = {
+    "exchanges": (
+        [("exchange_id", "TEXT"), ("message_id", "TEXT"), ("sender", "TEXT"), ("subject", "TEXT"),
+         ("occurred_at", "TEXT"), ("day", "TEXT"), ("recorded_at", "TEXT"), ("context", "TEXT"),
+         ("underlying_basis", "TEXT"), ("cooperation_id", "TEXT"), ("purpose", "TEXT"),
+         ("payload_type", "TEXT"), ("categories", "TEXT"), ("position", "BIGINT")],
+        ["exchange_id"],
+    ),
+    "decisions": (
+        [("exchange_id", "TEXT"), ("recipient", "TEXT"), ("message_id", "TEXT"), ("occurred_at", "TEXT"),
+         ("day", "TEXT"), ("recorded_at", "TEXT"), ("sender", "TEXT"), ("context", "TEXT"),
+         ("underlying_basis", "TEXT"), ("cooperation_id", "TEXT"), ("purpose", "TEXT"), ("outcome", "TEXT"),
+         ("rule", "TEXT"), ("via", "TEXT"), ("reason", "TEXT"), ("citation", "TEXT"), ("warnings", "TEXT"),
+         ("policy_version", "TEXT"), ("review_status", "TEXT"), ("review_count", "INTEGER"),
+         ("last_review_at", "TEXT"), ("position", "BIGINT")],
+        ["exchange_id", "recipient"],
+    ),
+    "disclosures": (
+        [("subject", "TEXT"), ("exchange_id", "TEXT"), ("recipient", "TEXT"), ("message_id", "TEXT"),
+         ("occurred_at", "TEXT"), ("sender", "TEXT"), ("context", "TEXT"), ("cooperation_id", "TEXT"),
+         ("purpose", "TEXT"), ("categories", "TEXT"), ("payload_type", "TEXT"), ("outcome", "TEXT"),
+         ("rule", "TEXT"), ("via", "TEXT"), ("reason", "TEXT"), ("citation", "TEXT"),
+         ("policy_version", "TEXT")],
+        ["subject", "exchange_id", "recipient"],
+    ),
+    "stats": (
+        [("day", "TEXT"), ("cooperation", "TEXT"), ("outcome", "TEXT"), ("rule", "TEXT"), ("reason", "TEXT"),
+         ("n", "BIGINT")],
+        ["day", "cooperation", "outcome", "rule", "reason"],
+    ),
+    "rejections": (
+        [("day", "TEXT"), ("reason", "TEXT"), ("n", "BIGINT")],
+        ["day", "reason"],
+    ),
+}
+
+_INDEXES = {
+    "decisions": [["day"], ["outcome"], ["sender"], ["position"]],
+    "disclosures": [["subject"]],
+}
+
+_PREFIX_RE = re.compile(r"^xl_[a-z0-9_]{1,40}_$")
+
+
+def columns(table: str) -> list[str]:
+    return [c for c, _ in TABLES[table][0]]
+
+
+def _iso(ts: datetime) -> str:
+    return ts.isoformat()
+
+
+class ReadModels:
+    """The read models of one ledger, under one table prefix.
+
+    ``ReadModels(ledger)`` is the live set (prefix ``xl_rm_``, tracked); a
+    replay uses ``ReadModels(ledger, prefix="xl_rp_…_", tracked=False)``.
+    """
+
+    def __init__(self, ledger: Any, prefix: str = LIVE_PREFIX, *, tracked: bool | None = None, page_size: int = 500):
+        if not _PREFIX_RE.match(prefix):
+            raise ValueError(f"read-model table prefix must look like xl_name_ (got {prefix!r})")
+        self.ledger = ledger
+        self.tables = ledger.tables
+        self.prefix = prefix
+        self.tracked = (prefix == LIVE_PREFIX) if tracked is None else tracked
+        self.page_size = page_size
+        self.create()
+
+    # -- schema ------------------------------------------------------------------------------
+
+    def t(self, table: str) -> str:
+        return self.prefix + table
+
+    def create(self) -> None:
+        with self.tables.cursor() as c:
+            for name, (cols, pk) in TABLES.items():
+                body = ", ".join(f"{col} {typ}" for col, typ in cols)
+                c.execute(f"CREATE TABLE IF NOT EXISTS {self.t(name)} ({body}, PRIMARY KEY ({', '.join(pk)}))")
+            for name, indexes in _INDEXES.items():
+                for idx in indexes:
+                    # Index names must not be schema-qualified on PostgreSQL: no "xl_" in them.
+                    ix = "ix" + self.prefix[2:] + name + "_" + "_".join(idx)
+                    c.execute(f"CREATE INDEX IF NOT EXISTS {ix} ON {self.t(name)} ({', '.join(idx)})")
+
+    def drop(self) -> None:
+        with self.tables.cursor() as c:
+            for name in TABLES:
+                c.execute(f"DROP TABLE IF EXISTS {self.t(name)}")
+
+    # -- catching up ---------------------------------------------------------------------------
+
+    def position(self) -> int:
+        return self.ledger.position(TRACKING_NAME) or 0 if self.tracked else 0
+
+    def catch_up(self, *, until: datetime | None = None, progress: Callable[[int, int], None] | None = None) -> int:
+        """Projects every notification after the tracked position; returns how many it consumed.
+
+        With ``tracked`` each page is one transaction with its tracking record, so a
+        page is projected exactly once even when two processes catch up at once.
+        """
+        start = (self.position() if self.tracked else self._untracked_position) + 1
+        consumed = 0
+        while True:
+            page = self.ledger.notifications(start, self.page_size)
+            if not page:
+                return consumed
+            stop = False
+            if until is not None:
+                kept = []
+                for n in page:
+                    if self._timestamp(n) > until:
+                        stop = True
+                        break
+                    kept.append(n)
+                page = kept
+                if not page:
+                    return consumed
+            try:
+                self._apply_page(page)
+            except ESIntegrityError:
+                # Another process projected this page first: continue from its position.
+                start = self.position() + 1
+                continue
+            consumed += len(page)
+            if progress is not None:
+                progress(page[-1].id, len(page))
+            start = page[-1].id + 1
+            if stop:
+                return consumed
+
+    _untracked_position = 0
+
+    def _timestamp(self, n: Notification) -> datetime:
+        return self.ledger.mapper.to_domain_event(n).timestamp
+
+    @contextmanager
+    def _transaction(self) -> Iterator[Any]:
+        with self.tables.datastore.transaction(commit=True) as raw:
+            yield raw, _Cur(raw, self.tables._sql)
+
+    def _apply_page(self, page: Sequence[Notification]) -> None:
+        mapper = self.ledger.mapper
+        with self._transaction() as (raw, c):
+            for n in page:
+                topic = n.topic
+                if topic.endswith(_REQUESTED):
+                    self._requested(c, n.id, mapper.to_domain_event(n))
+                elif topic.endswith(_DECIDED):
+                    self._decided(c, n.id, mapper.to_domain_event(n))
+                elif topic.endswith(_REVIEWED):
+                    self._reviewed(c, mapper.to_domain_event(n))
+                elif topic.endswith(_REJECTED):
+                    self._rejected(c, mapper.to_domain_event(n))
+            if self.tracked:
+                try:
+                    self.ledger.recorder._insert_tracking(raw, Tracking(TRACKING_NAME, page[-1].id))
+                except ESIntegrityError:
+                    raise
+                except Exception as exc:  # the driver's own integrity error, on either backend
+                    if "unique" in str(exc).lower() or "duplicate" in str(exc).lower() or "constraint" in str(exc).lower():
+                        raise ESIntegrityError(str(exc)) from exc
+                    raise
+        if not self.tracked:
+            self._untracked_position = page[-1].id
+
+    # -- the projections -----------------------------------------------------------------------
+
+    def _requested(self, c: "_Cur", position: int, e: Any) -> None:
+        s = e.summary
+        occurred = str(s.get("occurred_at", ""))
+        row = {
+            "exchange_id": str(e.originator_id), "message_id": e.message_id, "sender": e.sender,
+            "subject": e.subject, "occurred_at": occurred, "day": occurred[:10], "recorded_at": _iso(e.timestamp),
+            "context": s.get("context") or "", "underlying_basis": s.get("underlying_basis") or "",
+            "cooperation_id": s.get("cooperation_id") or "", "purpose": s.get("purpose") or "",
+            "payload_type": s.get("payload_type") or "",
+            "categories": ",".join(s.get("present_categories") or s.get("declared_categories") or []),
+            "position": position,
+        }
+        self._insert(c, "exchanges", row)
+
+    def _decided(self, c: "_Cur", position: int, e: Any) -> None:
+        ex = self._exchange_row(c, str(e.originator_id))
+        if ex is None:  # a decision without its request cannot happen in this ledger; keep what we can
+            ex = {k: "" for k in columns("exchanges")}
+            ex["exchange_id"] = str(e.originator_id)
+        decision = e.decision
+        stats: dict[tuple[str, ...], int] = {}
+        for r in decision["results"]:
+            common = {
+                "exchange_id": ex["exchange_id"], "recipient": r["recipient"], "message_id": ex["message_id"],
+                "occurred_at": ex["occurred_at"], "sender": ex["sender"], "context": ex["context"],
+                "cooperation_id": ex["cooperation_id"], "purpose": ex["purpose"], "outcome": r["outcome"],
+                "rule": r.get("rule") or "", "via": r.get("via") or "", "reason": r.get("reason") or "",
+                "citation": r.get("citation") or "", "policy_version": decision.get("policy_version", ""),
+            }
+            self._insert(c, "decisions", {
+                **common, "day": ex["day"], "recorded_at": _iso(e.timestamp),
+                "underlying_basis": ex["underlying_basis"], "warnings": ",".join(r.get("warnings") or []),
+                "review_status": "PENDING", "review_count": 0, "last_review_at": "", "position": position,
+            })
+            self._insert(c, "disclosures", {
+                **common, "subject": ex["subject"], "categories": ex["categories"], "payload_type": ex["payload_type"],
+            })
+            key = (ex["day"], ex["context"], r["outcome"], r.get("rule") or "", r.get("reason") or "")
+            stats[key] = stats.get(key, 0) + 1
+        for key, n in sorted(stats.items()):
+            self._bump(c, "stats", dict(zip(["day", "cooperation", "outcome", "rule", "reason"], key)), n)
+
+    def _reviewed(self, c: "_Cur", e: Any) -> None:
+        review = e.review or {}
+        status = REVIEW_STATUS.get(str(review.get("action", "")).upper())
+        where, params = "exchange_id = ?", [str(e.originator_id)]
+        if review.get("recipient"):
+            where += " AND recipient = ?"
+            params.append(review["recipient"])
+        at = _iso(e.timestamp)
+        if status:
+            c.execute(f"UPDATE {self.t('decisions')} SET review_status = ?, review_count = review_count + 1, "
+                      f"last_review_at = ? WHERE {where}", [status, at, *params])
+        else:
+            c.execute(f"UPDATE {self.t('decisions')} SET review_count = review_count + 1, last_review_at = ? "
+                      f"WHERE {where}", [at, *params])
+
+    def _rejected(self, c: "_Cur", e: Any) -> None:
+        self._bump(c, "rejections", {"day": _iso(e.timestamp)[:10], "reason": e.reason}, 1)
+
+    # -- small SQL helpers ---------------------------------------------------------------------
+
+    def _insert(self, c: "_Cur", table: str, row: dict[str, Any]) -> None:
+        cols = columns(table)
+        c.execute(f"INSERT INTO {self.t(table)} ({', '.join(cols)}) VALUES ({', '.join('?' * len(cols))})",
+                  [row[k] for k in cols])
+
+    def _bump(self, c: "_Cur", table: str, key: dict[str, Any], n: int) -> None:
+        where = " AND ".join(f"{k} = ?" for k in key)
+        c.execute(f"SELECT n FROM {self.t(table)} WHERE {where}", list(key.values()))
+        if c.fetchall():
+            c.execute(f"UPDATE {self.t(table)} SET n = n + ? WHERE {where}", [n, *key.values()])
+        else:
+            cols = [*key, "n"]
+            c.execute(f"INSERT INTO {self.t(table)} ({', '.join(cols)}) VALUES ({', '.join('?' * len(cols))})",
+                      [*key.values(), n])
+
+    def _exchange_row(self, c: "_Cur", exchange_id: str) -> dict[str, Any] | None:
+        cols = columns("exchanges")
+        c.execute(f"SELECT {', '.join(cols)} FROM {self.t('exchanges')} WHERE exchange_id = ?", [exchange_id])
+        rows = c.fetchall()
+        return dict(zip(cols, rows[0])) if rows else None
+
+    # -- reading ---------------------------------------------------------------------------------
+
+    def rows(self, table: str) -> list[tuple]:
+        cols, pk = TABLES[table]
+        names = [c for c, _ in cols]
+        return [tuple(r) for r in self.tables.fetchall(
+            f"SELECT {', '.join(names)} FROM {self.t(table)} ORDER BY {', '.join(pk)}")]
+
+    def query(self, table: str, where: str = "", params: Sequence[Any] = (), order: str = "",
+              limit: int | None = None, offset: int = 0, cols: Sequence[str] | None = None) -> list[dict[str, Any]]:
+        names = list(cols or columns(table))
+        sql = f"SELECT {', '.join(names)} FROM {self.t(table)}"
+        if where:
+            sql += f" WHERE {where}"
+        if order:
+            sql += f" ORDER BY {order}"
+        if limit is not None:
+            sql += f" LIMIT {int(limit)} OFFSET {int(offset)}"
+        return [dict(zip(names, r)) for r in self.tables.fetchall(sql, params)]
+
+    def count(self, table: str, where: str = "", params: Sequence[Any] = ()) -> int:
+        sql = f"SELECT COUNT(*) FROM {self.t(table)}" + (f" WHERE {where}" if where else "")
+        return int(self.tables.fetchone(sql, params)[0])
+
+    def subject_register(self, subject: str) -> list[dict[str, Any]]:
+        return self.query("disclosures", "subject = ?", [subject], order="occurred_at, message_id, recipient")
+
+
+class _Cur:
+    """A cursor on the raw transaction that speaks '?' on both backends (like ledger.tables)."""
+
+    def __init__(self, raw: Any, translate: Callable[[str], str]):
+        self._c = raw
+        self._translate = translate
+
+    def execute(self, sql: str, params: Sequence[Any] = ()) -> None:
+        self._c.execute(self._translate(sql), tuple(params))
+
+    def fetchall(self) -> list[tuple]:
+        return [tuple(r.values()) if isinstance(r, dict) else tuple(r) for r in self._c.fetchall()]
+
+
+# -- replay -------------------------------------------------------------------------------------
+
+
+@dataclass
+class TableDiff:
+    table: str
+    live: int
+    replayed: int
+    only_live: list[tuple] = field(default_factory=list)
+    only_replayed: list[tuple] = field(default_factory=list)
+
+    @property
+    def equal(self) -> bool:
+        return not self.only_live and not self.only_replayed
+
+
+def compare(live: ReadModels, replayed: ReadModels) -> list[TableDiff]:
+    out = []
+    for table in TABLES:
+        a, b = live.rows(table), replayed.rows(table)
+        sa, sb = set(a), set(b)
+        out.append(TableDiff(table, len(a), len(b), sorted(sa - sb, key=repr), sorted(sb - sa, key=repr)))
+    return out
+
+
+def replay_prefix(tag: str) -> str:
+    tag = re.sub(r"[^a-z0-9]", "", tag.lower())[:16] or "x"
+    return f"xl_rp_{tag}_"
+
+
+__all__ = ["ReadModels", "TableDiff", "compare", "replay_prefix", "TRACKING_NAME", "LIVE_PREFIX", "TABLES", "columns"]

@@ -1,0 +1,357 @@
+"""Full verification of a ledger against its Merkle tree and signed checkpoints.
+
+``verify_ledger`` trusts nothing the operator stored except the checkpoint signatures
+(checked with a public key the caller supplies). In one read snapshot it
+
+1. recomputes every leaf from the stored event rows (``ledger.entry``) in leaf order and
+   compares it with the stored level-0 node, while checking the stored leaf → notification
+   mapping (a mapped row that is gone was deleted; notification ids must increase with
+   the leaf index, else rows were reordered);
+2. counts the notifications up to the last integrated one: more rows than leaves means
+   rows were inserted, and an anti-join names them;
+3. rebuilds every level of the tree from the recomputed leaves and compares each stored
+   interior node (proofs are served from those);
+4. checks every stored checkpoint: signature, origin, that its tree size exists, that its
+   root is the recomputed root of that size, and an RFC 9162 consistency proof (built from
+   the recomputed tree) between each pair of consecutive checkpoints.
+
+Every problem is a ``Finding``; ``VerifyReport.first`` is the earliest one in the log, named
+by leaf index, notification id, aggregate id/version and event topic where known.
+
+Memory: the recomputed tree is kept as packed 32-byte hashes, about 64 bytes per entry.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Callable
+from uuid import UUID
+
+from ledger.checkpoint import CheckpointError, CheckpointVerifier, SignedCheckpoint
+from ledger.entry import ENTRY_HEAD
+from ledger.integrity import Integrity
+from ledger.merkle import EMPTY_ROOT, MerkleLog, verify_consistency
+
+__all__ = ["Finding", "VerifyReport", "verify_ledger"]
+
+Progress = Callable[[int, int], None]
+_ENTRY_KINDS = frozenset({"entry-changed", "missing-entry", "inserted-entry", "reordered", "leaf-map", "tree",
+                          "node-changed", "node-missing"})
+
+
+@dataclass(frozen=True)
+class Finding:
+    kind: str
+    message: str
+    leaf_index: int | None = None
+    notification_id: int | None = None
+    originator_id: UUID | None = None
+    originator_version: int | None = None
+    topic: str | None = None
+
+    def describe(self) -> str:
+        where = []
+        if self.leaf_index is not None:
+            where.append(f"leaf {self.leaf_index}")
+        if self.notification_id is not None:
+            where.append(f"notification {self.notification_id}")
+        if self.originator_id is not None:
+            where.append(f"aggregate {self.originator_id} v{self.originator_version}")
+        if self.topic is not None:
+            where.append(f"topic {self.topic}")
+        return f"{self.message} ({', '.join(where)})" if where else self.message
+
+
+@dataclass
+class VerifyReport:
+    tree_size: int = 0
+    notifications: int = 0
+    pending: int = 0
+    checkpoints: int = 0
+    root: bytes = EMPTY_ROOT
+    findings: list[Finding] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+    findings_total: int = 0
+
+    @property
+    def ok(self) -> bool:
+        return not self.findings
+
+    @property
+    def first(self) -> Finding | None:
+        if not self.findings:
+            return None
+        big = float("inf")
+        return min(self.findings, key=lambda f: (big if f.leaf_index is None else f.leaf_index))
+
+    def add(self, finding: Finding, limit: int) -> None:
+        self.findings_total += 1
+        if len(self.findings) < limit:
+            self.findings.append(finding)
+
+
+class _PackedLevels:
+    """A read-only NodeStore over the recomputed tree (levels of packed 32-byte hashes)."""
+
+    def __init__(self, levels: list[bytes], size: int):
+        self.levels = levels
+        self._size = size
+
+    def get(self, level: int, index: int) -> bytes | None:
+        if level >= len(self.levels):
+            return None
+        data = self.levels[level]
+        off = index * 32
+        return data[off: off + 32] if 0 <= off < len(data) else None
+
+    def put(self, level: int, index: int, h: bytes) -> None:  # pragma: no cover - read-only
+        raise TypeError("read-only store")
+
+    def size(self) -> int:
+        return self._size
+
+
+def _next_level(level: bytes) -> bytes:
+    sha = hashlib.sha256
+    mv = memoryview(level)
+    n = len(level) // 64
+    return b"".join([sha(b"\x01" + mv[i * 64: i * 64 + 64]).digest() for i in range(n)])
+
+
+def _chain(level0: bytes) -> list[bytes]:
+    levels = [level0]
+    while len(levels[-1]) >= 64:
+        levels.append(_next_level(levels[-1]))
+    return levels
+
+
+def verify_ledger(
+    ledger: Any,
+    public_key: Any,
+    *,
+    origin: str | None = None,
+    key_id: str | None = None,
+    progress: Progress | None = None,
+    page_size: int = 1000,
+    max_findings: int = 100,
+) -> VerifyReport:
+    """Verify ``ledger`` (a ``ledger.application.Ledger``); see the module docstring.
+
+    ``public_key``: the operator's Ed25519 checkpoint key (object, raw bytes, base64 or PEM).
+    ``origin``: if given, every checkpoint must be for this log.
+    """
+    verifier = CheckpointVerifier(public_key, key_id, origin=origin)
+    integrity: Integrity = ledger.integrity if hasattr(ledger, "integrity") else Integrity(ledger)
+    b = integrity.backend
+    report = VerifyReport()
+    add = lambda f: report.add(f, max_findings)  # noqa: E731
+
+    with b.transaction(write=False) as tx:
+        row = tx.one("SELECT COUNT(*), MAX(idx) FROM xl_merkle_nodes WHERE level = 0")
+        count0, max0 = int(row[0]), row[1]
+        n = 0 if max0 is None else int(max0) + 1
+        report.tree_size = n
+        report.notifications = int(tx.one("SELECT COUNT(*) FROM {events}")[0])
+        if count0 != n:
+            add(Finding("tree", f"the tree's leaf level has {count0} nodes for {n} positions: nodes were deleted"))
+        row = tx.one("SELECT COUNT(*), MAX(idx) FROM xl_merkle_leaves")
+        if int(row[0]) != n or (n and row[1] != n - 1):
+            add(Finding("leaf-map", f"xl_merkle_leaves has {row[0]} rows for {n} leaves"))
+
+        # -- 1. leaves ------------------------------------------------------------------
+        sha, pack = hashlib.sha256, ENTRY_HEAD.pack
+        oid_bytes = b.oid_bytes
+        leaves = bytearray()
+        stored_leaves = bytearray()  # a missing node counts as 32 zero bytes
+        last_nid = 0
+        missing_entries = 0
+        total = report.notifications if report.notifications > n else n
+        query = (
+            "SELECT m.idx, m.hash, l.notification_id, e.{nid}, e.{oid}, e.originator_version, e.topic, e.state "
+            "FROM xl_merkle_nodes m "
+            "LEFT JOIN xl_merkle_leaves l ON l.idx = m.idx "
+            "LEFT JOIN {events} e ON e.{nid} = l.notification_id "
+            "WHERE m.level = 0 AND m.idx >= ? AND m.idx < ? ORDER BY m.idx"
+        )
+        conv = None if b.is_postgres else bytes.fromhex  # SQLite stores the UUID as hex text
+        topics: dict[str, bytes] = {}
+        for start in range(0, n, page_size):
+            rows = tx.all(query, (start, start + page_size))
+            expect = start
+            page_hashes: list[bytes] = []
+            stored_hashes: list[bytes] = []
+            ph, sh = page_hashes.append, stored_hashes.append
+            for idx, stored, mapped, nid, oid, version, topic, state in rows:
+                if idx != expect or nid is None or nid <= last_nid:
+                    while expect < idx:  # a gap in level 0
+                        ph(EMPTY_ROOT)
+                        sh(b"")
+                        expect += 1
+                    if nid is None:
+                        expect = idx + 1
+                        missing_entries += 1
+                        if mapped is None:
+                            add(Finding("leaf-map", "leaf has no notification mapping", idx))
+                        else:
+                            add(Finding("missing-entry", "the event row behind this leaf was deleted",
+                                        idx, int(mapped)))
+                        ph(bytes(stored))
+                        sh(bytes(stored))
+                        continue
+                    if nid <= last_nid:
+                        add(Finding("reordered", f"notification ids go backwards after notification {last_nid}: "
+                                    "the leaf map was reordered", idx, int(nid), UUID(bytes=oid_bytes(oid)),
+                                    version, topic))
+                expect = idx + 1
+                last_nid = nid
+                tb = topics.get(topic)
+                if tb is None:
+                    tb = topics[topic] = topic.encode("utf-8")
+                ph(sha(b"".join((b"\x00", pack(16, oid if conv is None else conv(oid), 8, version, len(tb)), tb,
+                                 len(state).to_bytes(4, "big"), state))).digest())
+                sh(stored)
+            while expect < min(n, start + page_size):
+                page_hashes.append(EMPTY_ROOT)
+                stored_hashes.append(b"")
+                expect += 1
+            joined = b"".join(page_hashes)
+            if joined != b"".join(stored_hashes):
+                by_idx = {r[0]: r for r in rows}
+                for i, (h, s) in enumerate(zip(page_hashes, stored_hashes)):
+                    if len(report.findings) >= max_findings:
+                        break
+                    if h != s and s:
+                        r = by_idx.get(start + i)
+                        if r is not None and r[3] is not None:
+                            add(Finding("entry-changed", "the stored event does not hash to its leaf: "
+                                        "the row was changed or rows were swapped", start + i, int(r[3]),
+                                        UUID(bytes=oid_bytes(r[4])), int(r[5]), r[6]))
+                    elif not s:
+                        add(Finding("tree", "the leaf node is missing from the tree", start + i))
+            leaves += joined
+            stored_leaves += b"".join(h or bytes(32) for h in stored_hashes)
+            if progress is not None:
+                progress(min(start + page_size, n), total)
+
+        # -- 2. inserted and pending rows --------------------------------------------------
+        row = tx.one("SELECT MAX(notification_id) FROM xl_merkle_leaves")
+        last_mapped = int(row[0]) if row and row[0] is not None else 0
+        upto = int(tx.one("SELECT COUNT(*) FROM {events} WHERE {nid} <= ?", (last_mapped,))[0])
+        report.pending = report.notifications - upto
+        if upto != n - missing_entries:
+            for nid, oid, version, topic in tx.all(
+                "SELECT e.{nid}, e.{oid}, e.originator_version, e.topic FROM {events} e "
+                "LEFT JOIN xl_merkle_leaves l ON l.notification_id = e.{nid} "
+                "WHERE l.idx IS NULL AND e.{nid} <= ? ORDER BY e.{nid} LIMIT 20",
+                (last_mapped,),
+            ):
+                at = int(tx.one("SELECT COUNT(*) FROM xl_merkle_leaves WHERE notification_id < ?", (nid,))[0])
+                add(Finding("inserted-entry", "an event row that is not in the tree sits among integrated "
+                            "entries: it was inserted", at, int(nid), UUID(bytes=oid_bytes(oid)), int(version), topic))
+        if report.pending:
+            report.warnings.append(f"{report.pending} entries after the last integrated one are not yet in the "
+                                   "tree (run `xledger ledger integrate`); they are not verified")
+
+        # -- 3. interior nodes -------------------------------------------------------------
+        # Each stored node must be the hash of its stored children; with the leaves checked
+        # above, that makes the stored tree equal to the recomputed one. Continuing from the
+        # hash of the children keeps one bad node to one finding.
+        prev = bytes(stored_leaves)
+        stored_chain = [prev]
+        level = 0
+        while len(prev) >= 64:
+            level += 1
+            computed = _next_level(prev)
+            rows = tx.all("SELECT idx, hash FROM xl_merkle_nodes WHERE level = ? ORDER BY idx", (level,))
+            stored = b"".join(bytes(r[1]) for r in rows)
+            if stored != computed or len(rows) != len(computed) // 32:
+                for pos, (idx, h) in enumerate(rows):
+                    off = int(idx) * 32
+                    if int(idx) != pos or computed[off: off + 32] != bytes(h):
+                        first_leaf = int(idx) << level
+                        add(Finding("node-changed", f"stored tree node (level {level}, index {idx}) is not the "
+                                    f"hash of its children (leaves {first_leaf}..{first_leaf + (1 << level) - 1})",
+                                    first_leaf))
+                        break
+                else:
+                    add(Finding("node-missing", f"the tree lacks nodes at level {level}: {len(rows)} stored, "
+                                f"{len(computed) // 32} expected"))
+            stored_chain.append(computed)
+            prev = computed
+        extra = tx.one("SELECT COUNT(*) FROM xl_merkle_nodes WHERE level >= ?", (len(stored_chain),))[0]
+        if extra:
+            add(Finding("node-extra", f"{extra} stored tree nodes above the top level {len(stored_chain) - 1}"))
+        # Roots come from the entries themselves.
+        levels = stored_chain if bytes(leaves) == stored_chain[0] else _chain(bytes(leaves))
+        tree = MerkleLog(_PackedLevels(levels, n))
+        report.root = tree.root()
+
+        # -- 4. checkpoints ------------------------------------------------------------------
+        prev: SignedCheckpoint | None = None
+        prev_good_size = 0
+        origins: set[str] = set()
+        for size_col, text in tx.all("SELECT tree_size, signed_json FROM xl_checkpoints ORDER BY tree_size"):
+            report.checkpoints += 1
+            try:
+                signed = SignedCheckpoint.from_json(text)
+            except CheckpointError as exc:
+                add(Finding("checkpoint", f"stored checkpoint at size {size_col} is malformed: {exc}"))
+                continue
+            cp = signed.checkpoint
+            try:
+                verifier.verify(signed)
+            except CheckpointError as exc:
+                add(Finding("checkpoint-signature", f"checkpoint at size {cp.tree_size} rejected: {exc}"))
+                continue
+            origins.add(cp.origin)
+            if int(size_col) != cp.tree_size:
+                add(Finding("checkpoint", f"checkpoint row {size_col} holds a checkpoint of size {cp.tree_size}"))
+                continue
+            if cp.tree_size > n:
+                add(Finding("checkpoint-size", f"signed checkpoint commits to {cp.tree_size} entries but the tree "
+                            f"has only {n}: entries were removed", n))
+                continue
+            if tree.root(cp.tree_size) != cp.root_hash:
+                if any(f.kind in _ENTRY_KINDS and f.leaf_index is not None and f.leaf_index < cp.tree_size
+                       for f in report.findings):
+                    continue  # already explained by a bad entry named above
+                add(_range_finding(tx, b, prev_good_size, cp.tree_size,
+                                   f"the entries do not hash to the signed root of checkpoint {cp.tree_size}"))
+                continue
+            if prev is not None:
+                p = prev.checkpoint
+                proof = tree.consistency_proof(p.tree_size, cp.tree_size)
+                if not verify_consistency(p.tree_size, cp.tree_size, p.root_hash, cp.root_hash, proof):
+                    add(Finding("checkpoint-consistency", f"checkpoint {cp.tree_size} is not an extension of "
+                                f"checkpoint {p.tree_size}", p.tree_size))
+                    continue
+                if _instant(cp.timestamp) < _instant(p.timestamp):
+                    report.warnings.append(f"checkpoint {cp.tree_size} is dated before checkpoint {p.tree_size}")
+            prev, prev_good_size = signed, cp.tree_size
+        if len(origins) > 1:
+            add(Finding("checkpoint", f"checkpoints name several logs: {sorted(origins)}"))
+        if n and report.checkpoints == 0:
+            report.warnings.append("no signed checkpoint: the tree is only checked against itself")
+        elif prev is not None and prev.checkpoint.tree_size < n:
+            report.warnings.append(f"the last {n - prev.checkpoint.tree_size} leaves are not yet covered by a "
+                                   "signed checkpoint")
+    return report
+
+
+def _instant(timestamp: str) -> datetime:
+    # Checkpoint timestamps are validated ISO-8601 UTC; keep microseconds at most.
+    head, _, frac = timestamp.rstrip("Z").partition(".")
+    return datetime.fromisoformat(head + ("." + frac[:6].ljust(6, "0") if frac else "") + "+00:00")
+
+
+def _range_finding(tx: Any, b: Any, lo: int, hi: int, message: str) -> Finding:
+    first = tx.one(
+        "SELECT l.notification_id FROM xl_merkle_leaves l WHERE l.idx = ?", (lo,)) if hi > lo else None
+    last = tx.one("SELECT l.notification_id FROM xl_merkle_leaves l WHERE l.idx = ?", (hi - 1,)) if hi else None
+    span = f"leaves {lo}..{hi - 1}"
+    if first and last:
+        span += f", notifications {first[0]}..{last[0]}"
+    return Finding("checkpoint-root", f"{message}: an entry among {span} was rewritten together with the "
+                   "tree", lo)

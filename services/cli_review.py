@@ -1,0 +1,115 @@
+"""`xledger review serve` (the legal officer's web app) and `xledger users add|list|remove|passwd`."""
+
+from __future__ import annotations
+
+import os
+from typing import List, Optional
+
+import typer
+
+from services.cli_audit import LEDGER_URL, _fail, _ledger, _settings
+
+
+def _password(value: Optional[str], confirm: bool = True) -> str:
+    if value is None:
+        value = os.environ.get("XLEDGER_USER_PASSWORD")
+    if value is None:
+        value = typer.prompt("password", hide_input=True, confirmation_prompt=confirm)
+    return value
+
+
+def register(app: typer.Typer, subject_app: typer.Typer, policy_app: typer.Typer) -> None:
+    review_app = typer.Typer(help="The legal officer's review web app.", no_args_is_help=True)
+    users_app = typer.Typer(help="Users and roles of the review app (legal_officer, auditor, admin, agency:<id>).",
+                            no_args_is_help=True)
+    app.add_typer(review_app, name="review")
+    app.add_typer(users_app, name="users")
+
+    @review_app.command("serve")
+    def serve(
+        host: str = typer.Option("127.0.0.1", "--host", envvar="XLEDGER_REVIEW_HOST", help="Address to listen on."),
+        port: int = typer.Option(8080, "--port", envvar="XLEDGER_REVIEW_PORT", min=1, max=65535),
+        ledger_url: Optional[str] = LEDGER_URL,
+    ) -> None:
+        """Serve the review app (pages in Danish, ?lang=en for English) and its JSON API under /api/."""
+        import uvicorn
+
+        from services.review.app import create_app
+        from services.review.sessions import DEV_SESSION_SECRET, session_secret
+
+        settings = _settings(ledger_url)
+        if host not in ("127.0.0.1", "localhost", "::1") and session_secret() == DEV_SESSION_SECRET:
+            _fail("XLEDGER_SESSION_SECRET must be set when serving on a non-loopback address")
+        ledger = _ledger(settings)
+        web = create_app(ledger, pseudonym_secret=settings.pseudonym_secret.encode())
+        typer.echo(f"review app on http://{host}:{port}/ (API docs at /docs)")
+        try:
+            uvicorn.run(web, host=host, port=port, log_level="warning")
+        finally:
+            ledger.close()
+
+    def _store(ledger_url: Optional[str]):
+        from services.review.users import UserStore
+
+        ledger = _ledger(_settings(ledger_url))
+        return ledger, UserStore(ledger.tables)
+
+    @users_app.command("add")
+    def users_add(
+        username: str = typer.Argument(..., help="Lower-case user name."),
+        role: List[str] = typer.Option(..., "--role", help="legal_officer, auditor, admin or agency:<authority-id> (repeatable)."),
+        password: Optional[str] = typer.Option(None, "--password", help="Prompted when omitted (or XLEDGER_USER_PASSWORD)."),
+        ledger_url: Optional[str] = LEDGER_URL,
+    ) -> None:
+        """Add a user with one or more roles."""
+        from policies.directory import Directory
+        from services.review.users import UserError
+
+        ledger, store = _store(ledger_url)
+        try:
+            user = store.add(username, _password(password), role, known_orgs=Directory.load().orgs)
+        except UserError as exc:
+            _fail(str(exc))
+        finally:
+            ledger.close()
+        typer.echo(f"added {user.username} ({', '.join(user.roles)})")
+
+    @users_app.command("list")
+    def users_list(ledger_url: Optional[str] = LEDGER_URL) -> None:
+        """List users and their roles (never their password hashes)."""
+        ledger, store = _store(ledger_url)
+        try:
+            for u in store.list():
+                typer.echo(f"{u.username}\t{','.join(u.roles)}\t{u.created_at}")
+        finally:
+            ledger.close()
+
+    @users_app.command("remove")
+    def users_remove(username: str = typer.Argument(...), ledger_url: Optional[str] = LEDGER_URL) -> None:
+        """Remove a user; their sessions stop working at once."""
+        ledger, store = _store(ledger_url)
+        try:
+            removed = store.remove(username)
+        finally:
+            ledger.close()
+        if not removed:
+            _fail(f"no user {username!r}")
+        typer.echo(f"removed {username}")
+
+    @users_app.command("passwd")
+    def users_passwd(
+        username: str = typer.Argument(...),
+        password: Optional[str] = typer.Option(None, "--password", help="Prompted when omitted (or XLEDGER_USER_PASSWORD)."),
+        ledger_url: Optional[str] = LEDGER_URL,
+    ) -> None:
+        """Set a new password; sessions signed with the old one stop working."""
+        from services.review.users import UserError
+
+        ledger, store = _store(ledger_url)
+        try:
+            store.passwd(username, _password(password))
+        except UserError as exc:
+            _fail(str(exc))
+        finally:
+            ledger.close()
+        typer.echo(f"password changed for {username}")

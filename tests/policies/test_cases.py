@@ -1,0 +1,164 @@
+"""Every shipped scenario case through the engine (one test per case) and the CLI."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from policies.engine import PolicyEngine
+from policies.scenarios import load_scenarios
+from services.cli_policy import app
+
+CASES = Path(__file__).resolve().parents[2] / "policies" / "cases"
+FILES = sorted(CASES.glob("*.yaml"))
+ENGINE = PolicyEngine.load_default()
+ALL = [(f.name, sc) for f in FILES for sc in load_scenarios(f)]
+
+
+def test_at_least_100_cases_and_15_worked_examples():
+    assert len(ALL) >= 100
+    assert len(load_scenarios(CASES / "worked-examples.yaml")) == 15
+
+
+@pytest.mark.parametrize("fname,sc", ALL, ids=[f"{f}::{sc.id}" for f, sc in ALL])
+def test_case(fname, sc):
+    dec = ENGINE.decide(sc.request, sc.present_categories)
+    assert sc.expected is not None, "every shipped case has an expectation"
+    for r in dec.results:
+        exp = sc.expected.for_recipient(r.recipient)
+        assert exp is not None, f"no expectation for {r.recipient}"
+        assert exp.mismatches(r) == []
+        if r.outcome == "ALLOW":
+            assert r.reason is None
+        else:
+            assert r.reason is not None
+        assert r.citation
+        assert r.trace and r.trace[0].step == "C7"
+
+
+def test_every_reason_code_and_rule_is_covered():
+    reasons, rules, warnings = set(), set(), set()
+    for _, sc in ALL:
+        for r in ENGINE.decide(sc.request, sc.present_categories).results:
+            reasons.add(r.reason)
+            rules.add(r.rule)
+            warnings.update(r.warnings)
+            if r.via:
+                rules.add(r.via)
+    b = ENGINE.bundles.bundles[0]
+    codes = {s.reason for s in b.checks.values() if s.reason}
+    assert codes <= reasons, codes - reasons
+    for rule in ["P1", "P2", "P3", "P4", "P5", "P6", "P7", "P8", "P9", "A1", "A2", "A3",
+                 "E1", "E2", "H1", "H2", "H3", "C1", "C2", "C3", "C4", "C5", "C7", "C8", "D0"]:
+        assert rule in rules, rule
+    assert "WARN_NO_DUTY_UNDER_115" in warnings
+
+
+runner = CliRunner()
+
+
+@pytest.mark.parametrize("f", FILES, ids=[f.name for f in FILES])
+def test_cli_check_shipped_files_exit_0(f):
+    res = runner.invoke(app, ["check", str(f), "--json"])
+    assert res.exit_code == 0, res.output
+    lines = [json.loads(x) for x in res.stdout.splitlines() if x.startswith("{")]
+    assert lines
+    assert set(lines[0]) == {"case", "recipient", "outcome", "rule", "via", "reason",
+                             "citation", "warnings", "policy_version"}
+
+
+def test_cli_table_output():
+    res = runner.invoke(app, ["check", str(CASES / "worked-examples.yaml")])
+    assert res.exit_code == 0
+    assert "we-07-ksp-litra-a-release-3-weeks" in res.stdout
+
+
+def test_cli_wrong_expectation_exits_1(tmp_path):
+    text = (CASES / "worked-examples.yaml").read_text(encoding="utf-8")
+    text = text.replace("expected: {outcome: ALLOW, rule: P5}", "expected: {outcome: ALLOW, rule: P6}")
+    f = tmp_path / "wrong.yaml"
+    f.write_text(text, encoding="utf-8")
+    res = runner.invoke(app, ["check", str(f), "--json"])
+    assert res.exit_code == 1
+    assert "we-07-ksp-litra-a-release-3-weeks" in res.stderr
+    assert "rule P5 != expected P6" in res.stderr
+
+
+def test_cli_multi_recipient_wrong_expectation_exits_1(tmp_path):
+    f = tmp_path / "m.yaml"
+    f.write_text((CASES / "orgs-multi.yaml").read_text(encoding="utf-8").replace(
+        "kommune:751: {outcome: DENY, rule: C1", "kommune:751: {outcome: DENY, rule: C2"),
+        encoding="utf-8")
+    res = runner.invoke(app, ["check", str(f)])
+    assert res.exit_code == 1
+    assert "og-11-multi-recipient-mixed → kommune:751" in res.stderr
+
+
+BAD = """
+- id: bad-one
+  occurred_at: 2026-06-10T10:00:00+02:00
+  sender: politikreds:fyn
+  recipients: [{org: kommune:461, role: MUNI_SSP_UNIT}]
+  context: SSP
+  cooperation_id: ssp:odense
+  purpose: PREVENTIVE_COORDINATION
+  subject: {age: 15, custody_status: IN_PRISON}
+  data_categories: [IDENTITY]
+  expected: {outcome: ALLOW, rule: P1}
+"""
+
+
+@pytest.mark.parametrize("text,field", [
+    (BAD, "subject.custody_status"),
+    (BAD.replace("  cooperation_id: ssp:odense\n", "").replace("IN_PRISON", "NONE"), "cooperation_id"),
+    (BAD.replace("custody_status: IN_PRISON", "custody_status: NONE")
+        .replace("role: MUNI_SSP_UNIT", "role: MAYOR"), "recipients[0].role"),
+    (BAD.replace("custody_status: IN_PRISON", "custody_status: NONE")
+        .replace("data_categories: [IDENTITY]", "data_categories: []"), "data_categories"),
+    (BAD.replace("custody_status: IN_PRISON", "custody_status: NONE")
+        .replace("{org: kommune:461, role: MUNI_SSP_UNIT}", "kommune:461"), "recipients[0]"),
+    (BAD.replace("custody_status: IN_PRISON", "custody_status: NONE")
+        .replace("T10:00:00+02:00", "T10:00:00"), "occurred_at"),
+    (BAD.replace("custody_status: IN_PRISON", "custody_status: NONE")
+        .replace("outcome: ALLOW", "outcome: MAYBE"), "expected.outcome"),
+])
+def test_cli_invalid_input_exits_2(tmp_path, text, field):
+    f = tmp_path / "bad.yaml"
+    f.write_text(text, encoding="utf-8")
+    res = runner.invoke(app, ["check", str(f)])
+    assert res.exit_code == 2, res.output
+    msg = res.stderr.strip()
+    assert len(msg.splitlines()) == 1
+    assert "bad-one" in msg and repr(field) in msg, msg
+    assert res.stdout == ""
+
+
+def test_cli_explain_danish_trace():
+    res = runner.invoke(app, ["explain", str(CASES / "worked-examples.yaml")])
+    assert res.exit_code == 0
+    out = res.stdout
+    assert "C2 Afsenders rolle er omfattet af samarbejdet (rpl § 115, stk. 1-3): opfyldt" in out
+    assert "P5 Hjemmel for videregivelsen (rpl § 115, stk. 1, nr. 3, litra a): opfyldt" in out
+    assert "AFVIST" in out and "TILLADT" in out
+
+
+def test_cli_help():
+    for args in (["--help"], ["check", "--help"], ["explain", "--help"]):
+        res = runner.invoke(app, args)
+        assert res.exit_code == 0 and "Usage" in res.stdout
+
+
+def test_cli_bundle_option(tmp_path):
+    src = (Path(__file__).resolve().parents[2] / "policies" / "bundles" / "dk-115-2026.yaml")
+    f = tmp_path / "b.yaml"
+    f.write_text(src.read_text(encoding="utf-8").replace("min_length: 20", "min_length: 200"),
+                 encoding="utf-8")
+    res = runner.invoke(app, ["check", str(CASES / "worked-examples.yaml"), "--bundle", str(f)])
+    assert res.exit_code == 1  # necessity now too short everywhere
+    bad = tmp_path / "broken.yaml"
+    bad.write_text(src.read_text(encoding="utf-8").replace("min_length: 20", "min_length: -1"),
+                   encoding="utf-8")
+    res = runner.invoke(app, ["check", str(CASES / "worked-examples.yaml"), "--bundle", str(bad)])
+    assert res.exit_code == 2 and "necessity.min_length" in res.stderr
