@@ -83,9 +83,16 @@ def gate_run(
     bootstrap_servers: Optional[str] = BOOTSTRAP,
     ledger_url: Optional[str] = LEDGER_URL,
     group_id: Optional[str] = typer.Option(None, envvar="XLEDGER_GROUP_ID", help="Consumer group of the gate."),
-    name: str = typer.Option("gate", help="This worker's name in logs and client ids."),
+    name: str = typer.Option("gate", help="This process's name in logs and client ids."),
+    workers: int = typer.Option(1, min=1, max=64, help="Group members in this process (threads); scale out with "
+                                                       "more processes and more partitions."),
 ) -> None:
-    """Consume exchange.requests, decide every request, record it with its offset, dead-letter bad input."""
+    """Consume exchange.requests, decide every request, record it with its offset, dead-letter bad input.
+
+    SIGTERM or Ctrl-C finishes the batch in hand, then leaves the group.
+    """
+    import threading
+
     from services.runtime import Runtime
 
     stopping = graceful_shutdown()
@@ -95,16 +102,26 @@ def gate_run(
 
         settings = replace(settings, group_id=group_id)
     rt = Runtime(settings)
-    worker = rt.gate_worker(name)
-    worker.stopping = stopping
-    xlog.get_logger("xledger").info("gate.starting", worker=name, group=settings.group_id)
+    members = [rt.gate_worker(f"{name}-{i + 1}") for i in range(workers)]
+    for member in members:
+        member.stopping = stopping
+    log = xlog.get_logger("xledger")
+    log.info("gate.starting", name=name, workers=workers, group=settings.group_id)
+    threads = [threading.Thread(target=m.run, name=m.name) for m in members[1:]]
     try:
-        stats = worker.run()
+        for t in threads:
+            t.start()
+        members[0].run()
     finally:
-        worker.consumer.close()
-        worker.producer.close()
+        stopping.set()
+        for t in threads:
+            t.join()
+        for member in members:
+            member.consumer.close()
+            member.producer.close()
         rt.close()
-    xlog.get_logger("xledger").info("gate.stopped", worker=name, **stats)
+    for member in members:
+        log.info("gate.stopped", worker=member.name, **member.stats)
 
 
 @relay_app.command("run")

@@ -227,6 +227,8 @@ class GateWorker:
         self.stopping = threading.Event()
         self.stats = {"decided": 0, "rejected": 0, "duplicates": 0, "batches": 0}
         self._positions: dict[TopicPartition, int] = {}
+        self._broker_lost = False
+        self._last_watch = 0.0
 
     # -- group membership ------------------------------------------------------------------
 
@@ -269,9 +271,13 @@ class GateWorker:
                 backoff = min(backoff * 2, 10.0)
                 continue
             if not polled:
+                self._watch_broker(idle_since)
                 if idle_stop_after is not None and time.monotonic() - idle_since > idle_stop_after:
                     break
                 continue
+            if self._broker_lost:
+                log.info("gate.broker_reachable_again", worker=self.name)
+                self._broker_lost = False
             idle_since = time.monotonic()
             for tp, records in polled.items():
                 self.handle_batch(tp, records)
@@ -279,6 +285,18 @@ class GateWorker:
 
     def stop(self) -> None:
         self.stopping.set()
+
+    def _watch_broker(self, idle_since: float) -> None:
+        # kafka-python's poll returns nothing both when idle and when the broker is gone; say which.
+        if time.monotonic() - idle_since < 10 or time.monotonic() - self._last_watch < 10:
+            return
+        self._last_watch = time.monotonic()
+        reachable = self.consumer.bootstrap_connected()
+        if not reachable and not self._broker_lost:
+            log.warning("gate.broker_unreachable", worker=self.name, idle_s=round(time.monotonic() - idle_since))
+        elif reachable and self._broker_lost:
+            log.info("gate.broker_reachable_again", worker=self.name)
+        self._broker_lost = not reachable
 
     def handle_batch(self, tp: TopicPartition, records: list) -> None:
         position = self._positions.get(tp, 0)

@@ -204,3 +204,18 @@ def publish_load_more(rt: Runtime, n: int):
     publisher.producer.flush()
     publisher.producer.close()
     return ids, set(), 0
+
+
+def test_two_gate_members_share_the_partitions_and_decide_each_request_once(rt, settings, broker):
+    allowed, denied, garbage = publish_load(rt, 400)
+    gate = spawn(settings, "gate", "run", "--workers", "2")
+    try:
+        assert wait_for(lambda: sum(map(len, ledger_summary(rt))) >= len(allowed) + len(denied) + garbage, timeout=90)
+    finally:
+        gate.send_signal(signal.SIGTERM)
+        assert gate.wait(timeout=30) == 0
+    requested, rejected = ledger_summary(rt)
+    assert len(requested) == len(allowed) + len(denied) and set(requested.values()) == {1}
+    assert len(rejected) == garbage
+    ends = partition_ends(broker.bootstrap)
+    assert {p: rt.ledger.position(f"kafka:{topics.REQUESTS}:{p}") or 0 for p in ends} == ends
