@@ -320,7 +320,7 @@ class ImpactReport:
             out.append({
                 "from": {"outcome": old[0], "rule": old[1], "reason": old[2]},
                 "to": {"outcome": new[0], "rule": new[1], "reason": new[2]},
-                "count": len(ids), "examples": ids[:examples],
+                "count": len(ids), "examples": list(dict.fromkeys(ids))[:examples],
             })
         return out
 

@@ -18,6 +18,16 @@ def _password(value: Optional[str], confirm: bool = True) -> str:
     return value
 
 
+def _checkpoint_public_key(settings):
+    # The operator's own checkpoint key (as `xledger verify` without --public-key does).
+    try:
+        from ledger.checkpoint import load_private_key
+
+        return load_private_key(settings.checkpoint_key).public_key()
+    except Exception:
+        return None
+
+
 def register(app: typer.Typer, subject_app: typer.Typer, policy_app: typer.Typer) -> None:
     review_app = typer.Typer(help="The legal officer's review web app.", no_args_is_help=True)
     users_app = typer.Typer(help="Users and roles of the review app (legal_officer, auditor, admin, agency:<id>).",
@@ -41,7 +51,8 @@ def register(app: typer.Typer, subject_app: typer.Typer, policy_app: typer.Typer
         if host not in ("127.0.0.1", "localhost", "::1") and session_secret() == DEV_SESSION_SECRET:
             _fail("XLEDGER_SESSION_SECRET must be set when serving on a non-loopback address")
         ledger = _ledger(settings)
-        web = create_app(ledger, pseudonym_secret=settings.pseudonym_secret.encode())
+        web = create_app(ledger, pseudonym_secret=settings.pseudonym_secret.encode(),
+                         checkpoint_public_key=_checkpoint_public_key(settings))
         typer.echo(f"review app on http://{host}:{port}/ (API docs at /docs)")
         try:
             uvicorn.run(web, host=host, port=port, log_level="warning")

@@ -170,6 +170,13 @@ def _run(rt: Runtime, plan: list[tuple[date, Case]], timeout: float) -> DemoRepo
             inbox.consumer.close()
     report.receipts = relay.stats["receipts"]
     _summarise(rt, report, sent)
+    rt.ledger.checkpoint_now(rt.checkpoint_signer, origin=rt.settings.ledger_origin)
+    verified = rt.verify()
+    report.ledger_entries = verified.notifications
+    report.verification = (
+        f"ok: {verified.tree_size} entries in the Merkle tree, {verified.checkpoints} signed checkpoints"
+        if verified.ok else f"FAILED: {verified.first.describe()}"
+    )
     return report
 
 

@@ -54,8 +54,26 @@ class Runtime:
             name=name,
         )
 
+    @cached_property
+    def checkpoint_signer(self):
+        from ledger.integrity import signer_from_key
+
+        return signer_from_key(self.settings.checkpoint_key)
+
+    def integrate(self, *, checkpoint: bool = False):
+        """Folds new ledger entries into the Merkle tree, signing a checkpoint every checkpoint_interval entries."""
+        return self.ledger.integrate(
+            signer=self.checkpoint_signer, origin=self.settings.ledger_origin,
+            sign_every=self.settings.checkpoint_interval, checkpoint=checkpoint, max_entries=5000,
+        )
+
+    def verify(self):
+        """Checks the whole ledger against the checkpoint signer's public key (``ledger.verify``)."""
+        return self.ledger.verify(self.checkpoint_signer.public_key, origin=self.settings.ledger_origin)
+
     def relay(self) -> DeliveryRelay:
-        return DeliveryRelay(self.ledger, make_producer(self.settings, client_id="delivery-relay"), self.sealer, self.codec)
+        return DeliveryRelay(self.ledger, make_producer(self.settings, client_id="delivery-relay"), self.sealer,
+                             self.codec, integrate=self.integrate)
 
     def dev_publisher(self, org: str, role: str) -> Publisher:
         """A publisher signing with the development key of ``org`` (embedded demo and tests only)."""

@@ -94,7 +94,8 @@ class LookupBody(BaseModel):
 
 
 def create_app(ledger: Any, *, pseudonym_secret: bytes, session_secret_value: str | None = None,
-               secure_cookies: bool | None = None, bundles: Any = None) -> FastAPI:
+               secure_cookies: bool | None = None, bundles: Any = None, checkpoint_public_key: Any = None,
+               origin: str | None = None) -> FastAPI:
     """``secure_cookies``: None decides per request (Secure unless the host is a loopback name)."""
     app = FastAPI(title="exchange-ledger review API", version="1",
                   description="Decision queue, decisions with check traces, reviews, subject reports, statistics "
@@ -358,7 +359,18 @@ def create_app(ledger: Any, *, pseudonym_secret: bytes, session_secret_value: st
         rows = models.query("stats", " AND ".join(where), args, order="day, cooperation, outcome, rule, reason")
         return {"rows": rows}
 
-    def ledger_status() -> dict[str, Any]:
+    def run_verify() -> dict[str, Any]:
+        if checkpoint_public_key is None or not hasattr(ledger, "verify"):
+            return {"available": False}
+        try:
+            report = ledger.verify(checkpoint_public_key, origin=origin)
+        except Exception as exc:  # a damaged tree raises (ledger.integrity.TreeCorrupted)
+            return {"available": True, "ok": False, "findings": [f"{type(exc).__name__}: {exc}"], "warnings": []}
+        return {"available": True, "ok": report.ok, "tree_size": report.tree_size, "pending": report.pending,
+                "checkpoints": report.checkpoints, "findings_total": report.findings_total,
+                "findings": [f.describe() for f in report.findings[:20]], "warnings": list(report.warnings)}
+
+    def ledger_status(verify: bool = False) -> dict[str, Any]:
         models.catch_up()
         counts = ledger.counts()
         checkpoints = []
@@ -378,10 +390,12 @@ def create_app(ledger: Any, *, pseudonym_secret: bytes, session_secret_value: st
                 checkpoints.append(entry)
         except Exception:
             checkpoints = []
-        verify_available = importlib.util.find_spec("ledger.verify") is not None
+        verify_available = (checkpoint_public_key is not None and hasattr(ledger, "verify")
+                            and importlib.util.find_spec("ledger.verify") is not None)
         return {"counts": counts, "latest_notification_id": ledger.max_notification_id(),
                 "readmodels_position": models.position(), "checkpoints": checkpoints,
-                "verification_available": verify_available}
+                "verification_available": verify_available,
+                "verification": run_verify() if (verify and verify_available) else None}
 
     # -- pages ---------------------------------------------------------------------------------------
 
@@ -504,7 +518,7 @@ def create_app(ledger: Any, *, pseudonym_secret: bytes, session_secret_value: st
     async def ledger_page(request: Request):
         ctx = context(request)
         require(ctx, LEDGER_ROLES)
-        return render(ctx, "ledger.html", s=ledger_status())
+        return render(ctx, "ledger.html", s=ledger_status(request.query_params.get("verify") == "1"))
 
     @app.get("/admin/users", include_in_schema=False)
     async def users_page(request: Request):
@@ -589,10 +603,10 @@ def create_app(ledger: Any, *, pseudonym_secret: bytes, session_secret_value: st
         return json_out(ctx, stats_data({"since": since, "until": until}))
 
     @app.get("/api/ledger", tags=["ledger"], summary="Ledger status: counts, latest entry, checkpoints")
-    async def api_ledger(request: Request):
+    async def api_ledger(request: Request, verify: bool = False):
         ctx = context(request, api=True)
         require(ctx, LEDGER_ROLES)
-        return json_out(ctx, ledger_status())
+        return json_out(ctx, ledger_status(verify))
 
     @app.get("/api/users", tags=["users"], summary="Users and roles (admin)")
     async def api_users(request: Request):
