@@ -24,7 +24,7 @@ from pydantic import ValidationError
 from ledger.application import IntegrityError, Ledger, Tracking, kafka_tracking_name
 from ledger.domain import Exchange, RejectedMessage, exchange_id, sealed_message_aad
 from policies.engine import PolicyEngine
-from policies.model import ExchangeRequest
+from policies.model import ExchangeRequest, InvalidRequest
 from schemas.categories import present_categories
 from schemas.codec import AvroCodec, CodecError
 from schemas.cpr import pseudonym
@@ -131,23 +131,31 @@ class GatePipeline:
     def decide(self, w: Work) -> None:
         try:
             w.request = ExchangeRequest.model_validate(to_policy_request(w.envelope))
+            w.decision = self.engine.decide(w.request, w.present).to_dict()
         except ValidationError as exc:
             fields = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
             raise Rejected("INVALID_REQUEST", fields) from None
-        w.decision = self.engine.decide(w.request, w.present).to_dict()
+        except InvalidRequest as exc:
+            raise Rejected("INVALID_REQUEST", f"{exc.field}: {exc.message}") from None
 
     # -- running them ---------------------------------------------------------------------
 
     def process(self, msg: Inbound) -> Exchange | RejectedMessage:
         w = Work(msg)
+        step_name = ""
         try:
             for step in self.steps:
+                step_name = step.__name__
                 step(w)
+            return self._exchange(w)
         except Rejected as r:
-            return RejectedMessage(
-                source=msg.source, reason=r.reason, detail=r.detail, message_digest=msg.digest, size=len(msg.value)
-            )
-        return self._exchange(w)
+            reason, detail = r.reason, r.detail
+        except Exception as exc:  # a poison message must not block its partition: record it, never drop it
+            log.error("gate.unexpected_error", step=step_name, error=type(exc).__name__, **msg.source)
+            reason, detail = "INTERNAL_ERROR", f"{step_name}: {type(exc).__name__}"
+        return RejectedMessage(
+            source=msg.source, reason=reason, detail=detail, message_digest=msg.digest, size=len(msg.value)
+        )
 
     def _exchange(self, w: Work) -> Exchange:
         env = w.envelope

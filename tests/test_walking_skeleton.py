@@ -173,3 +173,36 @@ def test_pipeline_rejects_a_request_signed_by_someone_else(rt):
     )
     value = genuine.signed_bytes(genuine.envelope(occurred_at=NOW, **request))
     assert isinstance(rt.pipeline().process(Inbound(topics.REQUESTS, 0, 8, value)), Exchange)
+
+
+def test_an_unexpected_error_in_a_step_is_recorded_not_raised(rt):
+    """A poison message must not block its partition: it becomes a recorded rejection."""
+    from services.gate import Inbound
+
+    pipeline = rt.pipeline()
+
+    def explode(_work):
+        raise RuntimeError("boom with possibly personal text")
+
+    pipeline.steps.insert(3, explode)
+    publisher = rt.dev_publisher(*KSP_SENDER)
+    value = publisher.signed_bytes(publisher.envelope(occurred_at=NOW, **release_notice(
+        NOW.date(), cpr="1203911234", name="Test Person A", release_in_days=21, age=34)))
+    publisher.producer.close()
+    result = pipeline.process(Inbound(topics.REQUESTS, 0, 3, value))
+    assert isinstance(result, RejectedMessage)
+    assert (result.reason, result.detail) == ("INTERNAL_ERROR", "explode: RuntimeError")
+
+
+def test_a_request_the_engine_calls_invalid_is_rejected_with_the_field(rt):
+    from services.gate import Inbound
+
+    publisher = rt.dev_publisher(*KSP_SENDER)
+    request = release_notice(NOW.date(), cpr="1203911234", name="Test Person A", release_in_days=21, age=34)
+    request["context"] = "SSP"
+    request["cooperation_id"] = None  # a § 115 context needs its cooperation
+    value = publisher.signed_bytes(publisher.envelope(occurred_at=NOW, **request))
+    publisher.producer.close()
+    result = rt.pipeline().process(Inbound(topics.REQUESTS, 0, 4, value))
+    assert isinstance(result, RejectedMessage)
+    assert result.reason == "INVALID_REQUEST" and "cooperation_id" in result.detail
