@@ -43,6 +43,10 @@ class AvroCodec:
 
     def encode(self, name: str, record: dict[str, Any], version: int | None = None) -> bytes:
         schema = self._writer(name, version)
+        unknown = set(record) - {f["name"] for f in schema.raw["fields"]}
+        if unknown:
+            # fastavro would silently drop them: a misspelt optional field must not vanish unnoticed.
+            raise CodecError("INVALID_RECORD", f"{name}: unknown fields {sorted(unknown)}")
         try:
             validate(record, schema.parsed, raise_errors=True)
         except AvroValidationError as exc:

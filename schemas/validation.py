@@ -91,7 +91,7 @@ class ReleaseNotice(_Model):
     full_name: str = Field(min_length=1, max_length=200)
     institution: str = Field(min_length=1)
     release_date: date
-    release_type: Literal["END_OF_SENTENCE", "PAROLE", "PROBATION", "TRANSFER"]  # as the Avro enum; added with v2
+    release_type: Literal["END_OF_SENTENCE", "PAROLE", "PROBATION", "TRANSFER"]  # mirrors the Avro enum
 
     _range = field_validator("release_date")(_date_in_range)
 

@@ -23,6 +23,7 @@ app = typer.Typer(
 
 _SCHEMAS_DIR = typer.Option(
     SCHEMA_ROOT, "--schemas-dir", help="Folder holding <name>/v<N>.avsc files.", file_okay=False, dir_okay=True,
+    show_default="schemas/ of this package",
 )
 
 

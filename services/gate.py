@@ -28,7 +28,7 @@ from policies.model import ExchangeRequest, InvalidRequest
 from schemas.categories import present_categories
 from schemas.codec import AvroCodec, CodecError
 from schemas.cpr import pseudonym
-from schemas.validation import CPR_FIELD, RecordInvalid, validate
+from schemas.validation import CPR_FIELD, RecordInvalid, is_payload, validate
 from services import topics
 from services.logging import get_logger
 from services.policy_input import to_policy_request
@@ -117,6 +117,8 @@ class GatePipeline:
 
     def decode_payload(self, w: Work) -> None:
         payload_type = w.envelope["payload_type"]
+        if not is_payload(payload_type):
+            raise Rejected("WRONG_TYPE", f"payload_type {payload_type!r} is not a payload record")
         payload = self._decode(w.envelope["payload"], payload_type)
         self._validate(payload_type, payload)
         cpr_field = CPR_FIELD.get(payload_type)

@@ -206,3 +206,17 @@ def test_a_request_the_engine_calls_invalid_is_rejected_with_the_field(rt):
     result = rt.pipeline().process(Inbound(topics.REQUESTS, 0, 4, value))
     assert isinstance(result, RejectedMessage)
     assert result.reason == "INVALID_REQUEST" and "cooperation_id" in result.detail
+
+
+def test_an_envelope_type_smuggled_in_as_payload_is_rejected(rt):
+    from services.gate import Inbound
+
+    publisher = rt.dev_publisher(*KSP_SENDER)
+    request = release_notice(NOW.date(), cpr="1203911234", name="Test Person A", release_in_days=21, age=34)
+    envelope = publisher.envelope(occurred_at=NOW, **request)
+    envelope["payload_type"] = "dk.xledger.DecisionReceipt"
+    envelope["payload"] = rt.codec.encode("dk.xledger.DecisionReceipt", {
+        "receipt_id": "r", "exchange_id": "e", "message_id": "m", "recipient": "kommune:326", "outcome": "ALLOW"})
+    publisher.producer.close()
+    result = rt.pipeline().process(Inbound(topics.REQUESTS, 0, 5, publisher.signed_bytes(envelope)))
+    assert isinstance(result, RejectedMessage) and result.reason == "WRONG_TYPE"

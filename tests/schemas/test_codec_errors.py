@@ -80,3 +80,14 @@ def test_encode_errors():
     with pytest.raises(CodecError) as info:
         codec.encode(NAME, PAYLOADS[NAME], version=7)
     assert info.value.reason == "UNKNOWN_SCHEMA"
+
+
+def test_encode_refuses_unknown_fields_instead_of_dropping_them():
+    from schemas.codec import AvroCodec, CodecError
+    import pytest as _pytest
+
+    with _pytest.raises(CodecError) as info:
+        AvroCodec().encode("dk.xledger.DecisionReceipt", {
+            "receipt_id": "r", "exchange_id": "e", "message_id": "m", "recipient": "x", "outcome": "ALLOW",
+            "reasno": "typo"})
+    assert info.value.reason == "INVALID_RECORD" and "reasno" in info.value.message

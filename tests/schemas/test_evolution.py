@@ -40,10 +40,15 @@ def test_old_writer_new_reader():
     validate(NAME, decoded.record)
 
 
-def test_v1_writer_drops_fields_it_does_not_know():
-    # fastavro ignores keys that the writer schema lacks, so a v1 writer never sends v2 data.
-    data = codec.encode(NAME, V2_RECORD, version=1)
-    assert codec.decode(data).record["municipality_contact"] is None
+def test_v1_writer_refuses_fields_it_does_not_know():
+    # fastavro alone would drop keys the writer schema lacks; the codec names them instead.
+    from schemas.codec import CodecError
+
+    with pytest.raises(CodecError) as info:
+        codec.encode(NAME, V2_RECORD, version=1)
+    assert "municipality_contact" in info.value.message
+    v1_only = {k: v for k, v in V2_RECORD.items() if k != "municipality_contact"}
+    assert codec.decode(codec.encode(NAME, v1_only, version=1)).record["municipality_contact"] is None
 
 
 def test_new_writer_old_reader():
