@@ -49,13 +49,14 @@ def read_topic(bootstrap: str, topic: str, expect: int, timeout: float = 10.0) -
         consumer.seek_to_beginning(tp)
         out: list = []
         deadline = time.monotonic() + timeout
+        empty_polls = 0
         while time.monotonic() < deadline:
-            for batch in consumer.poll(timeout_ms=200).values():
-                out.extend(batch)
-            if len(out) >= expect and expect > 0:
-                # keep reading briefly: more than expected is a failure the caller must see
-                for batch in consumer.poll(timeout_ms=300).values():
-                    out.extend(batch)
+            polled = [r for batch in consumer.poll(timeout_ms=300).values() for r in batch]
+            out.extend(polled)
+            empty_polls = 0 if polled else empty_polls + 1
+            # Read to the end: stop only after the expected count and then quiet polls, so records
+            # beyond the expected (duplicates, or what must not be there) are seen by the caller.
+            if len(out) >= expect and empty_polls >= 3:
                 break
         return out
     finally:
