@@ -39,15 +39,16 @@ class DeliveryRelay:
     page_size: int = 500
     stats: dict[str, int] = field(default_factory=lambda: {"inbox": 0, "receipts": 0, "undeliverable": 0})
     stopping: threading.Event = field(default_factory=threading.Event)
-    # Folds new entries into the Merkle tree and signs checkpoints; the relay already follows the log.
-    integrate: Callable[[], Any] | None = None
+    # Folds new entries into the Merkle tree (signing checkpoints) and the read models:
+    # the relay already follows the log, so it keeps what is derived from it current.
+    maintain: Callable[[], Any] | None = None
 
     def run_once(self) -> int:
         """Relays one page of the outbox; returns how many notifications it consumed."""
         start = (self.ledger.position(OUTBOX_TRACKING) or 0) + 1
         page = self.ledger.notifications(start, self.page_size)
-        if self.integrate is not None:
-            self.integrate()
+        if self.maintain is not None:
+            self.maintain()
         if not page:
             return 0
         deliveries: list[Delivery] = []

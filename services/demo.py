@@ -170,6 +170,7 @@ def _run(rt: Runtime, plan: list[tuple[date, Case]], timeout: float) -> DemoRepo
             inbox.consumer.close()
     report.receipts = relay.stats["receipts"]
     _summarise(rt, report, sent)
+    rt.maintain()
     rt.ledger.checkpoint_now(rt.checkpoint_signer, origin=rt.settings.ledger_origin)
     verified = rt.verify()
     report.ledger_entries = verified.notifications

@@ -71,9 +71,20 @@ class Runtime:
         """Checks the whole ledger against the checkpoint signer's public key (``ledger.verify``)."""
         return self.ledger.verify(self.checkpoint_signer.public_key, origin=self.settings.ledger_origin)
 
+    @cached_property
+    def read_models(self):
+        from ledger.readmodels import ReadModels
+
+        return ReadModels(self.ledger)
+
+    def maintain(self) -> None:
+        """Keeps what is derived from the log current: the Merkle tree with its checkpoints, and the read models."""
+        self.integrate()
+        self.read_models.catch_up()
+
     def relay(self) -> DeliveryRelay:
         return DeliveryRelay(self.ledger, make_producer(self.settings, client_id="delivery-relay"), self.sealer,
-                             self.codec, integrate=self.integrate)
+                             self.codec, maintain=self.maintain)
 
     def dev_publisher(self, org: str, role: str) -> Publisher:
         """A publisher signing with the development key of ``org`` (embedded demo and tests only)."""

@@ -1,0 +1,1 @@
+"""Benchmarks (``python -m bench [--quick] [--full]``); see bench/README.md. Nothing imports bench."""

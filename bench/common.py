@@ -1,0 +1,98 @@
+"""Shared helpers: result rows, medians of repeated timings, throw-away PostgreSQL databases, peak RSS."""
+from __future__ import annotations
+
+import os
+import resource
+import statistics
+import time
+import uuid
+from contextlib import contextmanager
+from typing import Callable, Iterator
+
+PG_ADMIN_URL = os.environ.get("XLEDGER_BENCH_PG", os.environ.get("XLEDGER_TEST_PG",
+                                                                 "postgresql://postgres@127.0.0.1:5432/test"))
+KEYS = ("name", "value", "unit", "baseline", "baseline_value", "ratio", "target_ratio")
+
+
+def row(name: str, value: float, unit: str, baseline: str | None = None, baseline_value: float | None = None,
+        *, higher_better: bool = True, target: float | None = None, ratio: float | None = None) -> dict:
+    """One result row. ``ratio`` is value/baseline for rates and baseline/value for costs (so
+    higher is always better) unless given explicitly."""
+    if ratio is None and baseline_value:
+        ratio = value / baseline_value if higher_better else (baseline_value / value if value else None)
+    return {"name": name, "value": _r(value), "unit": unit, "baseline": baseline,
+            "baseline_value": _r(baseline_value) if baseline_value is not None else None,
+            "ratio": round(ratio, 3) if ratio is not None else None, "target_ratio": target}
+
+
+def _r(v: float) -> float:
+    return round(v, 2) if abs(v) >= 1 else round(v, 4)
+
+
+def rate(fn: Callable[[], int], repeat: int = 5) -> float:
+    """Median items/s of ``fn`` (which returns how many items it processed) over ``repeat`` runs."""
+    rates = []
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        n = fn()
+        rates.append(n / (time.perf_counter() - t0))
+    return statistics.median(rates)
+
+
+def paired_rates(fns: dict[str, Callable[[], int]], repeat: int = 5) -> dict[str, float]:
+    """Median items/s of each fn, the fns interleaved round by round so that noise on this shared
+    machine hits all of them alike (ratios are then measured in the same run, side by side)."""
+    out: dict[str, list[float]] = {k: [] for k in fns}
+    for _ in range(repeat):
+        for k, fn in fns.items():
+            t0 = time.perf_counter()
+            n = fn()
+            out[k].append(n / (time.perf_counter() - t0))
+    return {k: statistics.median(v) for k, v in out.items()}
+
+
+def percentile(values: list[float], p: float) -> float:
+    s = sorted(values)
+    if not s:
+        return float("nan")
+    k = min(len(s) - 1, max(0, int(round(p / 100 * (len(s) - 1)))))
+    return s[k]
+
+
+def peak_rss_mb(pid: int | None = None) -> float:
+    """Peak resident set size in MB: of a live process (VmHWM), or of this one."""
+    if pid is not None:
+        try:
+            with open(f"/proc/{pid}/status") as f:
+                for line in f:
+                    if line.startswith("VmHWM:"):
+                        return int(line.split()[1]) / 1024
+        except OSError:
+            return float("nan")
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+@contextmanager
+def pg_database() -> Iterator[str]:
+    """A fresh PostgreSQL database ``xlbench_<pid>_<rand>``, dropped afterwards; yields its URL."""
+    import psycopg
+
+    name = f"xlbench_{os.getpid()}_{uuid.uuid4().hex[:6]}"
+    base = PG_ADMIN_URL.rsplit("/", 1)[0]
+    with psycopg.connect(PG_ADMIN_URL, autocommit=True) as admin:
+        admin.execute(f'CREATE DATABASE "{name}"')
+    try:
+        yield f"{base}/{name}"
+    finally:
+        with psycopg.connect(PG_ADMIN_URL, autocommit=True) as admin:
+            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def pg_schema_url(db_url: str) -> str:
+    """A new schema in the benchmark database; returns a ledger URL pointing at it."""
+    import psycopg
+
+    schema = f"b_{uuid.uuid4().hex[:10]}"
+    with psycopg.connect(db_url, autocommit=True) as conn:
+        conn.execute(f'CREATE SCHEMA "{schema}"')
+    return f"{db_url}?schema={schema}"
