@@ -22,7 +22,7 @@ def row(name: str, value: float, unit: str, baseline: str | None = None, baselin
         ratio = value / baseline_value if higher_better else (baseline_value / value if value else None)
     return {"name": name, "value": _r(value), "unit": unit, "baseline": baseline,
             "baseline_value": _r(baseline_value) if baseline_value is not None else None,
-            "ratio": round(ratio, 3) if ratio is not None else None, "target_ratio": target}
+            "ratio": float(f"{ratio:.3g}") if ratio is not None else None, "target_ratio": target}
 
 
 def _r(v: float) -> float:

@@ -10,7 +10,7 @@ import io
 from dataclasses import dataclass
 from typing import Any
 
-from fastavro import schemaless_reader, schemaless_writer
+from fastavro import parse_schema, schemaless_reader, schemaless_writer
 from fastavro.validation import ValidationError as AvroValidationError
 from fastavro.validation import validate
 
@@ -40,6 +40,16 @@ class Decoded:
 class AvroCodec:
     def __init__(self, registry: SchemaRegistry | None = None):
         self.registry = registry or default_registry()
+        # fastavro re-parses an un-hinted schema on every read, write and validate (the
+        # registry's ``parsed`` is un-hinted); parse each once here with fastavro's hint.
+        self._hinted: dict[tuple[str, int], dict[str, Any]] = {}
+
+    def _fast(self, schema: SchemaVersion) -> dict[str, Any]:
+        key = (schema.name, schema.version)
+        hinted = self._hinted.get(key)
+        if hinted is None:
+            hinted = self._hinted[key] = parse_schema(schema.raw)
+        return hinted
 
     def encode(self, name: str, record: dict[str, Any], version: int | None = None) -> bytes:
         schema = self._writer(name, version)
@@ -47,14 +57,18 @@ class AvroCodec:
         if unknown:
             # fastavro would silently drop them: a misspelt optional field must not vanish unnoticed.
             raise CodecError("INVALID_RECORD", f"{name}: unknown fields {sorted(unknown)}")
-        try:
-            validate(record, schema.parsed, raise_errors=True)
-        except AvroValidationError as exc:
-            raise CodecError("INVALID_RECORD", f"{name}: {exc}") from exc
+        parsed = self._fast(schema)
+        # The boolean check first: with raise_errors=True fastavro formats an error (JSON-dumping
+        # the datum) for every union branch it tries, even on a valid record.
+        if not validate(record, parsed, raise_errors=False):
+            try:
+                validate(record, parsed, raise_errors=True)
+            except AvroValidationError as exc:
+                raise CodecError("INVALID_RECORD", f"{name}: {exc}") from exc
         buf = io.BytesIO()
         buf.write(MARKER)
         buf.write(schema.fingerprint)
-        schemaless_writer(buf, schema.parsed, record)
+        schemaless_writer(buf, parsed, record)
         return buf.getvalue()
 
     def decode(self, data: bytes, expect: str | None = None) -> Decoded:
@@ -73,7 +87,7 @@ class AvroCodec:
         body = io.BytesIO(data)
         body.seek(HEADER_LEN)
         try:
-            record = schemaless_reader(body, writer.parsed, reader.parsed)
+            record = schemaless_reader(body, self._fast(writer), self._fast(reader))
         except Exception as exc:  # fastavro raises EOFError, ValueError, UnicodeDecodeError, ...
             raise CodecError("MALFORMED", f"{writer.name} v{writer.version}: {type(exc).__name__}: {exc}") from exc
         if body.tell() != len(data):

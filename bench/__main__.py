@@ -1,0 +1,92 @@
+"""``python -m bench [--quick] [--full]``: every benchmark; writes bench/results.json and bench/results.md.
+
+Default: sized to finish in under 10 minutes on a 2-core machine.  ``--quick``: small sizes
+(a minute or two).  ``--full``: adds the 1-million-entry ledger runs.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import sys
+import time
+from pathlib import Path
+
+from bench.common import KEYS, peak_rss_mb, row
+
+HERE = Path(__file__).resolve().parent
+
+
+def plan(quick: bool, full: bool) -> list[tuple[str, callable]]:
+    from bench import bench_avro, bench_e2e, bench_ledger, bench_policy
+
+    if quick:
+        return [
+            ("policy", lambda: bench_policy.run(3000)),
+            ("avro", lambda: bench_avro.run(500, 3)),
+            ("ledger", lambda: bench_ledger.run((2_000, 10_000))),
+            ("e2e", lambda: bench_e2e.run(n=1000, latency_n=100)),
+        ]
+    sizes = (10_000, 100_000, 1_000_000) if full else (10_000, 100_000)
+    return [
+        ("policy", lambda: bench_policy.run()),
+        ("avro", lambda: bench_avro.run()),
+        ("ledger", lambda: bench_ledger.run(sizes, verify_at=sizes[-1], replay_at=sizes[0])),
+        ("e2e", lambda: bench_e2e.run(n=5000, latency_n=300)),
+    ]
+
+
+def to_markdown(rows: list[dict]) -> str:
+    out = ["| name | value | unit | baseline | baseline value | ratio | target | met |",
+           "|---|---:|---|---|---:|---:|---:|---|"]
+    for r in rows:
+        t = r["target_ratio"]
+        met = "" if t is None or r["ratio"] is None else ("yes" if r["ratio"] >= t else "**no**")
+        out.append("| {name} | {value} | {unit} | {baseline} | {bv} | {ratio} | {t} | {met} |".format(
+            name=r["name"], value=r["value"], unit=r["unit"], baseline=r["baseline"] or "",
+            bv="" if r["baseline_value"] is None else r["baseline_value"],
+            ratio="" if r["ratio"] is None else r["ratio"], t="" if t is None else f"≥ {t}", met=met))
+    return "\n".join(out) + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m bench", description=__doc__.splitlines()[0])
+    ap.add_argument("--full", action="store_true", help="add the 1-million-entry ledger runs")
+    ap.add_argument("--quick", action="store_true", help="small sizes, for a quick look")
+    ap.add_argument("--only", action="append", help="run only these groups (policy, avro, ledger, e2e)")
+    ap.add_argument("--out", default=str(HERE), help="directory for results.json and results.md")
+    args = ap.parse_args(argv)
+
+    import logging
+
+    logging.getLogger().setLevel(logging.WARNING)
+    rows: list[dict] = []
+    t_all = time.perf_counter()
+    for name, fn in plan(args.quick, args.full):
+        if args.only and name not in args.only:
+            continue
+        t0 = time.perf_counter()
+        print(f"[bench] {name} …", file=sys.stderr, flush=True)
+        got = fn()
+        print(f"[bench] {name}: {len(got)} rows in {time.perf_counter() - t0:.0f}s", file=sys.stderr, flush=True)
+        rows += got
+    rows.append(row("bench.process.peak_rss", peak_rss_mb(), "MB", "this benchmark process (getrusage)"))
+    for r in rows:
+        assert set(r) == set(KEYS), r
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "results.json").write_text(json.dumps(rows, indent=1, ensure_ascii=False) + "\n")
+    header = (f"Measured {time.strftime('%Y-%m-%d %H:%M')} on {platform.machine()}, Python "
+              f"{platform.python_version()}, `python -m bench{' --full' if args.full else ''}"
+              f"{' --quick' if args.quick else ''}` ({time.perf_counter() - t_all:.0f} s). "
+              "Ratios are higher-is-better.\n\n")
+    (out / "results.md").write_text(header + to_markdown(rows))
+    print(to_markdown(rows))
+    missed = [r["name"] for r in rows if r["target_ratio"] is not None and r["ratio"] is not None
+              and r["ratio"] < r["target_ratio"]]
+    print(f"targets missed: {', '.join(missed) or 'none'}", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,355 @@
+"""End to end: publish → gate (decode, verify, decide, append with the offset) → relay → inbox + receipt.
+
+Per ledger backend (SQLite, PostgreSQL) and per number of gate processes (1, 2; one consumer
+group, 4 partitions), on a fresh embedded broker and a fresh ledger:
+
+* throughput: a backlog of ``n`` signed requests is published first; the gate processes and the
+  relay process (``xledger gate run`` / ``xledger relay run``, as deployed) are then started, and
+  the rate is taken between the 10th and the 90th percentile of the receipts' arrival (every
+  decision sends a receipt to the sender after it is durable in the ledger and the relay has
+  published the inbox copy), so process start-up and group joins are left out;
+* latency: then ``latency_n`` more requests are published at a steady pace well under that rate;
+  latency is from ``producer.send`` to the arrival of the request's receipt (p50 / p99);
+* peak RSS of each gate process (VmHWM) over the whole run.
+
+Baselines over the same messages, in this process, same run: kafka-python consume only,
+fastavro decode of the three layers, Ed25519 verification, and eventsourcing append with one
+tracking record per batch of 500 (one poll) on the same backend. Target: e2e ≥ 50 % of the
+slowest of them.  Run: ``python -m bench.bench_e2e``.
+"""
+from __future__ import annotations
+
+import base64
+import io
+import json
+import os
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from contextlib import ExitStack
+from dataclasses import replace
+from pathlib import Path
+
+from bench.common import paired_rates, peak_rss_mb, percentile, pg_database, pg_schema_url, rate, row
+from bench.messages import RECIPIENT, SENDER, signed_messages
+from services import topics
+from services.broker import EmbeddedBroker
+from services.config import Settings
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _env(settings: Settings) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("XLEDGER_")}
+    env.update(
+        XLEDGER_BOOTSTRAP_SERVERS=settings.bootstrap_servers,
+        XLEDGER_LEDGER_URL=settings.ledger_url,
+        XLEDGER_SESSION_TIMEOUT_MS=str(settings.session_timeout_ms),
+        XLEDGER_HEARTBEAT_INTERVAL_MS=str(settings.heartbeat_interval_ms),
+        XLEDGER_MAX_POLL_INTERVAL_MS=str(settings.max_poll_interval_ms),
+        XLEDGER_LOG_LEVEL="WARNING",
+        PYTHONPATH=str(ROOT),
+    )
+    return env
+
+
+def _spawn(settings: Settings, *command: str) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-m", "services.cli", *command], env=_env(settings), cwd=str(ROOT),
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+def _stop(proc: subprocess.Popen) -> None:
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout=5)
+
+
+class _Receipts(threading.Thread):
+    """Collects (arrival time, message id) of every receipt sent to the publisher."""
+
+    def __init__(self, bootstrap: str):
+        super().__init__(daemon=True)
+        from kafka import KafkaConsumer, TopicPartition
+
+        from schemas.codec import AvroCodec
+
+        self.codec = AvroCodec()
+        self.consumer = KafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False,
+                                      allow_auto_create_topics=False)
+        tp = TopicPartition(topics.receipts(SENDER[0]), 0)
+        self.consumer.assign([tp])
+        self.consumer.seek_to_beginning(tp)
+        self.arrivals: dict[str, float] = {}
+        self.times: list[float] = []
+        self.stopping = threading.Event()
+
+    def run(self) -> None:
+        while not self.stopping.is_set():
+            for batch in self.consumer.poll(timeout_ms=100).values():
+                now = time.perf_counter()
+                for rec in batch:
+                    mid = self.codec.decode(rec.value).record["message_id"]
+                    if mid not in self.arrivals:
+                        self.arrivals[mid] = now
+                        self.times.append(now)
+        self.consumer.close()
+
+    def wait(self, count: int, timeout: float) -> bool:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if len(self.arrivals) >= count:
+                return True
+            time.sleep(0.05)
+        return len(self.arrivals) >= count
+
+
+def _produce(settings: Settings, messages, pace: float | None = None) -> dict[str, float]:
+    """Sends (key, value) pairs; returns message id -> send time when paced."""
+    from services.kafka import make_producer
+
+    producer = make_producer(settings, client_id="bench-publisher")
+    sent: dict[str, float] = {}
+    t_next = time.perf_counter()
+    for i, (key, value, mid) in enumerate(messages):
+        if pace:
+            t_next += 1.0 / pace
+            delay = t_next - time.perf_counter()
+            if delay > 0:
+                time.sleep(delay)
+            sent[mid] = time.perf_counter()
+        producer.send(topics.REQUESTS, key=key, value=value)
+    producer.flush()
+    producer.close()
+    return sent
+
+
+def one_run(ledger_url: str, gates: int, backlog, latency_msgs, timeout: float = 600) -> dict:
+    """One e2e run on a fresh broker; returns throughput, latencies, gate RSS, and the broker for baselines."""
+    from services.runtime import Runtime
+
+    broker = EmbeddedBroker().start()
+    procs: list[subprocess.Popen] = []
+    receipts = None
+    try:
+        settings = Settings.from_env(env={}, ledger_url=ledger_url).with_embedded_broker(broker.bootstrap)
+        rt = Runtime(settings)
+        rt.create_topics([SENDER[0], RECIPIENT[0]])
+        _produce(settings, backlog)
+        receipts = _Receipts(broker.bootstrap)
+        receipts.start()
+        t_start = time.perf_counter()
+        gate_procs = [_spawn(settings, "gate", "run", "--name", f"bench-gate-{i}") for i in range(gates)]
+        procs += gate_procs
+        procs.append(_spawn(settings, "relay", "run"))
+        n = len(backlog)
+        if not receipts.wait(n, timeout):
+            raise RuntimeError(f"only {len(receipts.arrivals)} of {n} receipts after {timeout}s")
+        times = sorted(receipts.times[:n])
+        t10, t90 = times[int(0.1 * n)], times[int(0.9 * n) - 1]
+        wall = times[-1] - t_start
+        # Tiny loads arrive in one poll: then only the wall-clock rate (start-up included) is left.
+        throughput = (int(0.9 * n) - int(0.1 * n)) / (t90 - t10) if t90 - t10 > 0.05 else n / wall
+        # latency: paced well below the measured rate
+        pace = max(20.0, min(200.0, throughput * 0.3))
+        sent = _produce(settings, latency_msgs, pace=pace)
+        if not receipts.wait(n + len(latency_msgs), 120):
+            raise RuntimeError("latency receipts missing")
+        lat = [(receipts.arrivals[m] - t) * 1000 for m, t in sent.items()]
+        rss = [peak_rss_mb(p.pid) for p in gate_procs]
+        return {"throughput": throughput, "wall_rate": n / wall, "p50": percentile(lat, 50),
+                "p99": percentile(lat, 99), "rss": max(rss), "pace": pace}
+    finally:
+        for p in procs:
+            _stop(p)
+        if receipts is not None:
+            receipts.stopping.set()
+            receipts.join(timeout=5)
+        broker.stop()
+
+
+# --------------------------------------------------------------------------- baselines
+
+
+def kafka_consume_rate(backlog, repeat: int = 3) -> float:
+    from kafka import KafkaConsumer, TopicPartition
+
+    from services.kafka import make_producer
+
+    with EmbeddedBroker() as broker:
+        settings = Settings().with_embedded_broker(broker.bootstrap)
+        broker.create_topics([topics.REQUESTS], partitions=4)
+        _produce(settings, backlog)
+        n = len(backlog)
+
+        def consume() -> int:
+            c = KafkaConsumer(bootstrap_servers=broker.bootstrap, enable_auto_commit=False,
+                              allow_auto_create_topics=False, max_poll_records=500)
+            tps = [TopicPartition(topics.REQUESTS, p) for p in range(4)]
+            c.assign(tps)
+            c.seek_to_beginning(*tps)
+            got = 0
+            while got < n:
+                for batch in c.poll(timeout_ms=500).values():
+                    got += len(batch)
+            c.close()
+            return got
+
+        return rate(consume, repeat)
+
+
+def component_rates(backlog, repeat: int = 3) -> dict[str, float]:
+    """fastavro decode of the three layers, and Ed25519 verification, over the same messages."""
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+    from fastavro import parse_schema, schemaless_reader
+
+    from policies.directory import Directory
+    from schemas.codec import HEADER_LEN, AvroCodec
+    from services.signing import DOMAIN
+
+    codec = AvroCodec()
+    reg = codec.registry
+    values = [v for _, v, _ in backlog]
+    signed_s = parse_schema(reg.latest("dk.xledger.SignedMessage").raw)
+    env_s = parse_schema(reg.latest("dk.xledger.ExchangeRequest").raw)
+    pay_s = {}
+
+    def decode() -> int:
+        for v in values:
+            s = schemaless_reader(io.BytesIO(v[HEADER_LEN:]), signed_s, signed_s)
+            body = s["body"]
+            e = schemaless_reader(io.BytesIO(body[HEADER_LEN:]), env_s, env_s)
+            t = e["payload_type"]
+            ps = pay_s.get(t) or pay_s.setdefault(t, parse_schema(reg.latest(t).raw))
+            schemaless_reader(io.BytesIO(e["payload"][HEADER_LEN:]), ps, ps)
+        return len(values)
+
+    signed = [codec.decode(v).record for v in values]
+    from datetime import date
+    key = Directory.load().public_keys(SENDER[0], date.today())[0]
+    pub = Ed25519PublicKey.from_public_bytes(base64.b64decode(key.public_key))
+
+    def ed25519() -> int:
+        for s in signed:
+            pub.verify(s["signature"], DOMAIN + s["body"])
+        return len(signed)
+
+    decode(), ed25519()
+    return paired_rates({"fastavro_decode": decode, "ed25519_verify": ed25519}, repeat)
+
+
+_RAW_TYPES = None
+
+
+def _raw_types():
+    global _RAW_TYPES
+    if _RAW_TYPES is None:
+        from uuid import NAMESPACE_URL, uuid5
+
+        from eventsourcing.application import Application
+        from eventsourcing.domain import Aggregate
+
+        class Msg(Aggregate):
+            def __init__(self, mid: str, value: str):
+                self.mid, self.value = mid, value
+
+            @staticmethod
+            def create_id(mid: str, value: str):
+                return uuid5(NAMESPACE_URL, mid)
+
+        class Raw(Application):
+            name = "rawbench"
+            env = {"AGGREGATE_CACHE_MAXSIZE": "0", "IS_SNAPSHOTTING_ENABLED": "n"}
+
+            def construct_recorder(self):
+                return self.factory.process_recorder()
+
+        _RAW_TYPES = (Msg, Raw)
+    return _RAW_TYPES
+
+
+def eventsourcing_append_rate(ledger_url: str, backlog, batch: int = 500) -> float:
+    """Plain eventsourcing: one small aggregate per message (carrying the message bytes), one
+    transaction per batch of ``batch`` with one tracking record, on a process recorder."""
+    from ledger.url import persistence_env
+    from eventsourcing.application import ProcessingEvent
+    from eventsourcing.persistence import Tracking
+
+    Msg, Raw = _raw_types()
+    app = Raw(env=persistence_env(ledger_url))
+    aggs = [Msg(mid, base64.b64encode(v).decode()) for _, v, mid in backlog]  # built outside the timing
+    t0 = time.perf_counter()
+    for k, i in enumerate(range(0, len(aggs), batch)):
+        p = ProcessingEvent(tracking=Tracking("kafka:bench:0", k + 1))
+        p.collect_events(*aggs[i: i + batch])
+        app._record(p)
+    dt = time.perf_counter() - t0
+    app.close()
+    return len(aggs) / dt
+
+
+# --------------------------------------------------------------------------- run
+
+
+def run(n: int = 5000, latency_n: int = 300, backends=("sqlite", "postgres"), gates=(1, 2),
+        baseline_repeat: int = 3) -> list[dict]:
+    t0 = time.perf_counter()
+    backlog = [(k, v, f"e2e-{i:07d}") for i, (k, v) in enumerate(signed_messages(n, "e2e"))]
+    latency_msgs = [(k, v, f"lat-{i:07d}") for i, (k, v) in enumerate(signed_messages(latency_n, "lat"))]
+    print(f"  e2e: {n + latency_n} messages signed in {time.perf_counter() - t0:.1f}s", file=sys.stderr)
+    comps = component_rates(backlog, baseline_repeat)
+    comps["kafka_consume"] = kafka_consume_rate(backlog, baseline_repeat)
+    rows: list[dict] = []
+    peak_rss = 0.0
+    with ExitStack() as stack:
+        tmp = stack.enter_context(tempfile.TemporaryDirectory(prefix="xlbench_e2e_"))
+        pg = stack.enter_context(pg_database()) if "postgres" in backends else None
+        for backend in backends:
+            def url(tag: str) -> str:
+                if backend == "sqlite":
+                    return f"sqlite:///{tmp}/{tag}.sqlite"
+                return pg_schema_url(pg)
+
+            es_rate = statistics.median(eventsourcing_append_rate(url(f"es{i}"), backlog)
+                                        for i in range(baseline_repeat))
+            base = dict(comps, eventsourcing_append=es_rate)
+            slowest = min(base, key=base.get)
+            for g in gates:
+                r = one_run(url(f"e2e{g}"), g, backlog, latency_msgs)
+                print(f"  e2e {backend} gates={g}: {r['throughput']:.0f}/s (wall {r['wall_rate']:.0f}/s), "
+                      f"p50 {r['p50']:.0f} ms, p99 {r['p99']:.0f} ms", file=sys.stderr)
+                peak_rss = max(peak_rss, r["rss"])
+                tag = f"e2e.{backend}.gates{g}"
+                rows.append(row(f"{tag}.throughput", r["throughput"], "exchanges/s",
+                                f"slowest raw component: {slowest}", base[slowest], target=0.5))
+                for comp in ("kafka_consume", "fastavro_decode", "ed25519_verify", "eventsourcing_append"):
+                    rows.append(row(f"{tag}.throughput.vs_{comp}", r["throughput"], "exchanges/s",
+                                    _label(comp, backend), base[comp]))
+                rows.append(row(f"{tag}.latency_p50", r["p50"], "ms",
+                                f"paced at {r['pace']:.0f}/s; publish → receipt"))
+                rows.append(row(f"{tag}.latency_p99", r["p99"], "ms",
+                                f"paced at {r['pace']:.0f}/s; publish → receipt"))
+    rows.append(row("e2e.gate.peak_rss", peak_rss, "MB", "max VmHWM of the gate processes over all runs"))
+    return rows
+
+
+def _label(comp: str, backend: str) -> str:
+    return {
+        "kafka_consume": "kafka-python consume only (4 partitions, same messages)",
+        "fastavro_decode": "fastavro schemaless_reader, signed message + envelope + payload",
+        "ed25519_verify": "cryptography Ed25519 verify (key pre-loaded)",
+        "eventsourcing_append": f"eventsourcing append, 1 tracking record per 500 ({backend})",
+    }[comp]
+
+
+if __name__ == "__main__":
+    quick = "--quick" in sys.argv
+    for r in run(n=1000 if quick else 5000, latency_n=100 if quick else 300):
+        print(json.dumps(r, ensure_ascii=False))

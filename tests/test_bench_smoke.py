@@ -1,0 +1,67 @@
+"""Smoke test of the benchmarks at tiny sizes: every row has the required keys and positive values.
+
+No timing is asserted (the machines are shared and noisy); `make bench` measures for real.
+"""
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from bench.common import KEYS
+
+
+def _check(rows: list[dict], prefix: str) -> None:
+    assert rows, f"{prefix}: no rows"
+    for r in rows:
+        assert set(r) == set(KEYS), r
+        assert r["name"].startswith(prefix), r
+        assert isinstance(r["value"], (int, float)) and r["value"] > 0 and math.isfinite(r["value"]), r
+        if r["baseline_value"] is not None:
+            assert r["baseline_value"] > 0, r
+            assert r["ratio"] is not None and r["ratio"] > 0, r
+
+
+def test_policy_bench_rows():
+    pytest.importorskip("cedarpy")
+    from bench import bench_policy
+
+    _check(bench_policy.run(50), "policy.")
+
+
+def test_avro_bench_rows():
+    from bench import bench_avro
+
+    _check(bench_avro.run(20, 1), "avro.")
+
+
+def test_ledger_bench_rows(tmp_path):
+    from bench import bench_ledger
+
+    rows = bench_ledger.run((1000, 2000), workdir=str(tmp_path))
+    names = {r["name"].rsplit(".", 1)[0] for r in rows}
+    assert {"scale.append.record", "scale.append.merkle", "scale.inclusion_proof"} <= names
+    assert any(r["name"].startswith("verify.") for r in rows)
+    assert any(r["name"].startswith("replay.") for r in rows)
+    for r in rows:
+        _check([r], r["name"].split(".")[0] + ".")
+
+
+def test_e2e_bench_rows():
+    from bench import bench_e2e
+
+    rows = bench_e2e.run(n=30, latency_n=5, backends=("sqlite", "postgres"), gates=(1,), baseline_repeat=1)
+    _check(rows, "e2e.")
+    names = {r["name"] for r in rows}
+    for backend in ("sqlite", "postgres"):
+        assert f"e2e.{backend}.gates1.throughput" in names
+        assert f"e2e.{backend}.gates1.latency_p99" in names
+    assert "e2e.gate.peak_rss" in names
+
+
+def test_markdown_table():
+    from bench.__main__ import to_markdown
+    from bench.common import row
+
+    md = to_markdown([row("x.y", 2.0, "ops/s", "base", 4.0, target=0.5)])
+    assert "| x.y | 2.0 | ops/s | base | 4.0 | 0.5 | ≥ 0.5 | yes |" in md
