@@ -119,9 +119,12 @@ def kill_repeatedly(settings, command: tuple[str, ...], done, kills: int, rng: r
         if done():
             break
     final = spawn(settings, *command)
+    started = time.monotonic()
     try:
         assert wait_for(done, timeout=180), f"{command} did not finish after the kills"
     finally:
+        # A graceful stop is only meaningful once the process is running (not still importing).
+        time.sleep(max(0.0, 5.0 - (time.monotonic() - started)))
         final.send_signal(signal.SIGTERM)
         assert final.wait(timeout=20) == 0, "graceful SIGTERM shutdown must exit 0"
 
