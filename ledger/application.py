@@ -99,8 +99,18 @@ class Ledger(Application[UUID]):
         return self.recorder.max_tracking_id(tracking_name)
 
     def existing(self, ids: Sequence[UUID]) -> set[UUID]:
-        """Which of these aggregate ids already have events (one query per id, but no decoding)."""
-        return {i for i in ids if self.recorder.select_events(i, limit=1)}
+        """Which of these aggregate ids already have events: one query for the whole batch."""
+        if not ids:
+            return set()
+        table = self.recorder.events_table_name
+        if self.tables.is_postgres:
+            sql = f'SELECT DISTINCT originator_id FROM {self.recorder.datastore.schema}."{table}" WHERE originator_id = ANY(?)'
+            rows = self.tables.fetchall(sql, (list(ids),))
+            return {r[0] if isinstance(r[0], UUID) else UUID(str(r[0])) for r in rows}
+        marks = ",".join("?" * len(ids))
+        rows = self.tables.fetchall(f"SELECT DISTINCT originator_id FROM {table} WHERE originator_id IN ({marks})",
+                                    [i.hex for i in ids])
+        return {UUID(r[0]) for r in rows}
 
     def notifications(self, start: int, limit: int = 1000) -> Sequence[Notification]:
         return self.recorder.select_notifications(start, limit=limit)
