@@ -45,15 +45,7 @@ ROOT = Path(__file__).resolve().parent.parent
 
 def _env(settings: Settings) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("XLEDGER_")}
-    env.update(
-        XLEDGER_BOOTSTRAP_SERVERS=settings.bootstrap_servers,
-        XLEDGER_LEDGER_URL=settings.ledger_url,
-        XLEDGER_SESSION_TIMEOUT_MS=str(settings.session_timeout_ms),
-        XLEDGER_HEARTBEAT_INTERVAL_MS=str(settings.heartbeat_interval_ms),
-        XLEDGER_MAX_POLL_INTERVAL_MS=str(settings.max_poll_interval_ms),
-        XLEDGER_LOG_LEVEL="WARNING",
-        PYTHONPATH=str(ROOT),
-    )
+    env.update(settings.to_env(), XLEDGER_LOG_LEVEL="WARNING", PYTHONPATH=str(ROOT))
     return env
 
 

@@ -11,12 +11,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-from kafka import KafkaConsumer, KafkaProducer, TopicPartition
+from kafka import KafkaConsumer, KafkaProducer
 
 from policies.directory import Directory
 from schemas.codec import AvroCodec
 from services import topics
-from services.agency import Inbox, Publisher, Sent
+from services.agency import Inbox, Publisher, Sent, assign_from_start
 
 P = "dk.xledger.payload."
 RELEASE, INTAKE = P + "ReleaseNotice", P + "IntakeNotice"
@@ -97,17 +97,18 @@ class AgencyService:
         return cls(org, role, kind, publisher, codec)
 
     def publish(self, **request: Any) -> Sent:
-        payload_type = request.get("payload_type")
+        self._check_sends(request.get("payload_type"))
+        return self.publisher.publish(**request)
+
+    def send(self, **request: Any):
+        self._check_sends(request.get("payload_type"))
+        return self.publisher.send(**request)
+
+    def _check_sends(self, payload_type: Any) -> None:
         if payload_type not in self.kind.sends:
             raise AgencyError(
                 f"a {self.kind.name} does not send {payload_type!r}; it sends {[t.rsplit('.', 1)[1] for t in self.kind.sends]}"
             )
-        return self.publisher.publish(**request)
-
-    def send(self, **request: Any):
-        if request.get("payload_type") not in self.kind.sends:
-            raise AgencyError(f"a {self.kind.name} does not send {request.get('payload_type')!r}")
-        return self.publisher.send(**request)
 
 
 def open_inbox(org: str, consumer: KafkaConsumer, codec: AvroCodec | None = None) -> Inbox:
@@ -117,9 +118,4 @@ def open_inbox(org: str, consumer: KafkaConsumer, codec: AvroCodec | None = None
 
 
 def open_receipts(org: str, consumer: KafkaConsumer) -> KafkaConsumer:
-    topic = topics.receipts(org)
-    parts = consumer.partitions_for_topic(topic) or {0}
-    tps = [TopicPartition(topic, p) for p in sorted(parts)]
-    consumer.assign(tps)
-    consumer.seek_to_beginning(*tps)
-    return consumer
+    return assign_from_start(consumer, topics.receipts(org))

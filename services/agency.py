@@ -149,10 +149,7 @@ class Inbox:
         return topics.inbox(self.org)
 
     def assign_from_start(self) -> None:
-        parts = self.consumer.partitions_for_topic(self.topic) or {0}
-        tps = [TopicPartition(self.topic, p) for p in sorted(parts)]
-        self.consumer.assign(tps)
-        self.consumer.seek_to_beginning(*tps)
+        assign_from_start(self.consumer, self.topic)
 
     def poll(self, timeout_ms: int = 500) -> list[Received]:
         out: list[Received] = []
@@ -166,6 +163,14 @@ class Inbox:
                 payload = self.codec.decode(record["payload"]).record
                 out.append(Received(record["delivery_id"], record, record["payload_type"], payload))
         return out
+
+
+def assign_from_start(consumer: KafkaConsumer, topic: str) -> KafkaConsumer:
+    """Reads every partition of ``topic`` from its beginning, outside any consumer group."""
+    tps = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or {0})]
+    consumer.assign(tps)
+    consumer.seek_to_beginning(*tps)
+    return consumer
 
 
 def read_receipts(consumer: KafkaConsumer, org: str, codec: AvroCodec | None = None, timeout_ms: int = 500) -> list[dict]:

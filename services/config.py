@@ -64,6 +64,10 @@ class Settings:
         values.update({k: v for k, v in overrides.items() if v is not None})
         return cls(**values)
 
+    def to_env(self) -> dict[str, str]:
+        """The XLEDGER_* variables that make ``from_env`` return these settings (for child processes)."""
+        return {PREFIX + f.name.upper(): str(getattr(self, f.name)) for f in fields(self)}
+
     @property
     def embedded(self) -> bool:
         return not self.bootstrap_servers

@@ -47,10 +47,8 @@ class DeliveryRelay:
         """Relays one page of the outbox; returns how many notifications it consumed."""
         start = (self.ledger.position(OUTBOX_TRACKING) or 0) + 1
         page = self.ledger.notifications(start, self.page_size)
-        if self.maintain is not None:
-            self.maintain()
         if not page:
-            return 0
+            return 0  # nothing new in the log, so nothing derived from it can be stale
         deliveries: list[Delivery] = []
         for notification in page:
             if notification.topic.endswith(_DECIDED):
@@ -63,6 +61,8 @@ class DeliveryRelay:
             log.warning("relay.page_already_recorded", first=page[0].id, last=page[-1].id)
             return len(page)
         log.info("relay.page_recorded", first=page[0].id, last=page[-1].id, deliveries=len(deliveries))
+        if self.maintain is not None:
+            self.maintain()
         return len(page)
 
     def run(self, *, idle_stop_after: float | None = None, poll_interval: float = 0.1) -> dict[str, int]:

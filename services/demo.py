@@ -16,6 +16,7 @@ from typing import Any
 
 from services import topics
 from services.agency import Publisher
+from services.audit import recorded_decisions
 from services.broker import EmbeddedBroker
 from services.config import Settings
 from services.keyring import DEV_KEY_ID, dev_private_key
@@ -186,17 +187,11 @@ def _summarise(rt: Runtime, report: DemoReport, sent: dict[str, Case]) -> None:
     report.allowed, report.denied, report.escalated = counts["allowed"], counts["denied"], counts["escalated"]
     report.rejected = counts["rejected"]
     report.recorded = counts["requests"] + counts["rejected"]
-    report.ledger_entries = counts["entries"]
-    start = 1
-    while page := rt.ledger.notifications(start, 1000):
-        for n in page:
-            if n.topic.endswith("Exchange.Decided"):
-                exchange = rt.ledger.get_exchange(n.originator_id)
-                case = sent.get(exchange.message_id)
-                for result in exchange.decision["results"]:
-                    key = (exchange.summary["context"], result["outcome"], result["reason"] or result["rule"])
-                    report.by_context_rule[key] = report.by_context_rule.get(key, 0) + 1
-                    got = result["rule"] if result["outcome"] == "ALLOW" else result["reason"]
-                    if case is not None and got != case.expect:
-                        report.unexpected.append(f"{case.label} → {result['recipient']}: expected {case.expect}, got {got}")
-        start = page[-1].id + 1
+    for recorded in recorded_decisions(rt.ledger):
+        case = sent.get(recorded.message_id)
+        for result in recorded.decision["results"]:
+            key = (recorded.summary["context"], result["outcome"], result["reason"] or result["rule"])
+            report.by_context_rule[key] = report.by_context_rule.get(key, 0) + 1
+            got = result["rule"] if result["outcome"] == "ALLOW" else result["reason"]
+            if case is not None and got != case.expect:
+                report.unexpected.append(f"{case.label} → {result['recipient']}: expected {case.expect}, got {got}")
