@@ -5,14 +5,18 @@ purpose families, subject scopes, numbers, reason codes, check names and
 citations come from the bundle in force (:mod:`policies.bundle`); organisations,
 validity and memberships from the directory (:mod:`policies.directory`).
 
-Per request, everything that does not depend on the recipient is evaluated
-once; each recipient then assembles its trace from shared, immutable
-:class:`CheckResult` objects plus its own checks.
+Trace items (:class:`CheckResult`) are immutable and shared: per bundle, an
+item is built once per distinct input (e.g. E1 per context and recipient role,
+C7/C1 per resolved party) and reused by every later request.  Per request,
+everything that does not depend on the recipient is evaluated once; each
+recipient then assembles its trace from those shared items, and recipients that
+differ only in identity (same role and membership, no consent) share one
+evaluation.  Nothing is cached per request: every call evaluates its request and
+computes its digest.
 """
 from __future__ import annotations
 
-import hashlib
-from datetime import date, datetime, time, timedelta
+from datetime import date, datetime, time
 from typing import Iterable
 
 from .bundle import Bundle, BundleSet
@@ -31,17 +35,9 @@ from .model import (
 
 ALLOW, DENY, ESCALATE = Outcome.ALLOW, Outcome.DENY, Outcome.ESCALATE
 
-
-class _Party:
-    __slots__ = ("org", "role", "ok", "why", "member", "member_detail", "label")
-
-    def __init__(self, org: str, role, ok: bool, why: str, member: bool):
-        self.org = org
-        self.role = role._value_ if role is not None else None
-        self.ok = ok          # known and valid on the exchange date (C7)
-        self.why = why        # C7 detail
-        self.member = member  # member of request.cooperation_id on the exchange date (C1)
-        self.label = f"{org} ({role})" if role else org
+#: Bound on every memo table (keys such as dates, text lengths or party ids are open-ended).
+#: The tables hold pure functions of their keys, so clearing one only costs rebuilding.
+_CACHE_MAX = 8192
 
 
 def _in(d: date, vf: date | None, vt: date | None) -> bool:
@@ -52,81 +48,306 @@ def _span(vf, vt) -> str:
     return f"{vf or '…'} – {vt or '…'}"
 
 
-_CACHE_MAX = 8192
+def _is(flag: bool) -> str:
+    return "er" if flag else "er ikke"
 
 
-def _digest(req: ExchangeRequest) -> str:
-    """``ExchangeRequest.digest()``, computed the same way (the same canonical JSON) but
-    with pydantic's serialization warnings off: identical bytes, ~40% less time (the
-    discriminated ``Party`` unions are otherwise checked again while serializing)."""
-    return "sha256:" + hashlib.sha256(req.model_dump_json(warnings=False).encode("utf-8")).hexdigest()
+class _Memo(dict):
+    """key -> ``build(key)``, built on first use.  A hit is a plain dict look-up
+    (``__missing__`` runs only on a miss), which is why this is a dict subclass."""
+    __slots__ = ("build",)
+
+    def __init__(self, build):
+        super().__init__()
+        self.build = build
+
+    def __missing__(self, key):
+        v = self.build(key)
+        if len(self) >= _CACHE_MAX:
+            self.clear()
+        self[key] = v
+        return v
+
+
+class _Party:
+    """A resolved sender/recipient with its own trace items (C7 and C1 name the org)."""
+    __slots__ = ("org", "role", "ok", "member", "c7s", "c7r", "c1s", "c1r")
+
+    def __init__(self, t: "_Tables", org: str, role, ok: bool, why: str, member: bool,
+                 coop_id: str | None, d: date):
+        self.org = org
+        self.role = role._value_ if role is not None else None
+        self.ok = ok          # known and valid on the exchange date (C7)
+        self.member = member  # member of request.cooperation_id on the exchange date (C1)
+        self.c7s = t.item("C7_SENDER", ok, why)
+        self.c7r = t.item("C7_RECIPIENT", ok, why)
+        if ok:
+            m = f"{org} {_is(member)} medlem af {coop_id} {d.isoformat()}"
+            self.c1s = t.item("C1_SENDER", member, m)
+            self.c1r = t.item("C1_RECIPIENT", member, m)
+        else:  # an invalid party never gets as far as C1
+            self.c1s = self.c1r = None
+
+
+class _Tables:
+    """One bundle's trace items, each built once per distinct input, plus the
+    resolved parties (whose items carry this bundle's check names)."""
+
+    def __init__(self, b: Bundle):
+        self.b = b
+        self.parties: dict[tuple, _Party] = {}
+        self.reason = {slot: spec.reason for slot, spec in b.checks.items()}
+        cit = b.citations
+        self.reason_cit = {slot: cit[r] if r is not None else None
+                           for slot, r in self.reason.items()}
+        self.h1 = _Memo(self._h1)
+        self.c4p = _Memo(self._c4p)
+        self.h2 = _Memo(self._h2)
+        self.e1 = _Memo(self._e1)
+        self.e2 = _Memo(self._e2)
+        self.a3 = _Memo(self._a3)
+        self.a2 = _Memo(self._a2)
+        self.h3 = _Memo(self._h3)
+        self.p9 = _Memo(self._p9)
+        self.c5 = _Memo(self._c5)
+        self.esc = _Memo(self._esc)
+        self.roles115 = _Memo(self._roles115)
+        self.c2s = _Memo(lambda k: self._c2("C2_SENDER", *k))
+        self.c2r = _Memo(lambda k: self._c2("C2_RECIPIENT", *k))
+        self.c8 = _Memo(self._c8)
+        self.c3_in = _Memo(self._c3_in)
+        self.c3_open = _Memo(self._c3_open)
+        self.c4n = _Memo(self._c4n)
+        self.rule = _Memo(self._rule)
+        self.d0 = _Memo(lambda ctx: self.item(
+            "D0", False, f"kontekst {ctx._value_}: ingen § 115-hjemmel og intet samtykke"))
+        self.c4tp_none = self.item("C4_THIRD_PARTY", True, "ingen tredjemandsoplysninger")
+        self.c4tp_given = self.item("C4_THIRD_PARTY", True,
+                                    "tredjemandsoplysninger; begrundelse angivet")
+        self.c4tp_missing = self.item("C4_THIRD_PARTY", False,
+                                      "tredjemandsoplysninger; begrundelse mangler")
+        self.self_gov = self.item("RULE", True, f"{b.self_gov_rule}: selvejende institution deltager")
+        w = b.warning
+        self.warn_code = w.code
+        self.warn = CheckResult(w.step, w.name, False, "anmodningen er markeret som pligtig (mandatory)")
+
+    def item(self, slot: str, passed: bool, detail: str) -> CheckResult:
+        step, name = self.b.check_sn[slot]
+        return CheckResult(step, name, passed, detail)
+
+    # Builders: each key holds every input of its check's outcome and detail text.
+    def _h1(self, k) -> CheckResult:
+        purpose, ctx, prov_ctx = k
+        b = self.b
+        inv = purpose in b.investigative
+        fail = inv and (ctx in b.contexts_115 or (prov_ctx is not None and prov_ctx in b.contexts_115))
+        return self.item("H1", not fail,
+                         f"formål {purpose._value_} ({'efterforskning' if inv else 'ikke efterforskning'}); "
+                         f"kontekst {ctx._value_}"
+                         + (f"; oplysninger fra {prov_ctx._value_}" if prov_ctx is not None else ""))
+
+    def _c4p(self, extra: frozenset) -> CheckResult:
+        return self.item("C4_PRESENT", not extra,
+                         "ikke anmeldt: " + ", ".join(sorted(extra)) if extra
+                         else "alle fundne kategorier er anmeldt")
+
+    def _h2(self, cats: frozenset) -> CheckResult:
+        extra = cats.difference(self.b.network_allowed)
+        return self.item("H2", not extra,
+                         "personoplysninger: " + ", ".join(sorted(extra)) if extra
+                         else "kun " + ", ".join(sorted(cats)))
+
+    def _e1(self, k) -> CheckResult:
+        ctx, role = k
+        b = self.b
+        return self.item("E1", not (ctx in b.pet_contexts or role in b.pet_roles),
+                         f"kontekst {ctx._value_}, modtagerrolle {role}")
+
+    def _e2(self, k) -> CheckResult:
+        sender_role, role = k
+        other = self.b.other_basis_roles
+        return self.item("E2", not (sender_role in other or role in other),
+                         f"afsenderrolle {sender_role}, modtagerrolle {role}")
+
+    def _esc(self, k) -> tuple[tuple[CheckResult, ...], tuple[str, str] | None]:
+        """E1, E2 up to the first failure, and its (rule, slot)."""
+        ctx, sender_role, role = k
+        e1 = self.e1[ctx, role]
+        if not e1.passed:
+            return (e1,), ("E1", "E1")
+        e2 = self.e2[sender_role, role]
+        return (e1, e2), None if e2.passed else ("E2", "E2")
+
+    def _roles115(self, k) -> tuple[tuple[CheckResult, ...], tuple[str, str] | None]:
+        """C5, C2 sender, C2 recipient up to the first failure, and its (rule, slot)."""
+        sender_role, role, basis = k
+        c5 = self.c5[role]
+        if not c5.passed:
+            return (c5,), ("C5", "C5")
+        c2s = self.c2s[sender_role, basis]
+        if not c2s.passed:
+            return (c5, c2s), ("C2", "C2_SENDER")
+        c2r = self.c2r[role, basis]
+        return (c5, c2s, c2r), None if c2r.passed else ("C2", "C2_RECIPIENT")
+
+    def _a3(self, cats: frozenset) -> CheckResult:
+        return self.item("A3", cats <= self.b.non_personal, "kategorier: " + ", ".join(sorted(cats)))
+
+    def _a2(self, k) -> CheckResult:
+        sender_role, role, age, purpose = k
+        b = self.b
+        bad = []
+        if sender_role in b.notif_excluded_senders:
+            bad.append(f"afsender {sender_role} er ikke en offentlig myndighed")
+        if age is None or age >= b.notif_age_below:
+            bad.append(f"personen er ikke under {b.notif_age_below} år (alder {age})")
+        if purpose not in b.notif_purposes:
+            bad.append(f"formål {purpose._value_}")
+        if role not in b.notif_recipients:
+            bad.append(f"modtagerrolle {role} er ikke kommunens børneområde")
+        return self.item("A2", not bad, "; ".join(bad) if bad else
+                         f"{sender_role} → {role}, barn {age} år, {purpose._value_}")
+
+    def _h3(self, k) -> CheckResult:
+        prov_ctx, prov_purpose, ctx, purpose = k
+        b = self.b
+        leaves = ctx not in b.contexts_115 or purpose not in b.preventive
+        return self.item("H3", not leaves,
+                         f"oplysninger fra {prov_ctx} ({prov_purpose}); ny kontekst {ctx._value_}, "
+                         f"formål {purpose._value_}: " + ("forlader § 115 / det forebyggende formål"
+                                                          if leaves else "forbliver"))
+
+    def _p9(self, basis) -> CheckResult:
+        return self.item("P9_BASIS", basis is not None,
+                         f"underliggende grundlag: {basis}" if basis else "intet grundlag angivet")
+
+    def _c5(self, role) -> CheckResult:
+        return self.item("C5", role not in self.b.private_roles, f"modtagerrolle {role}")
+
+    def _c2(self, slot: str, role, basis: str) -> CheckResult:
+        coop = self.b.coops[basis]
+        ok = role in coop.roles
+        return self.item(slot, ok, f"rolle {role} {_is(ok)} blandt {coop.basis}-rollerne")
+
+    def _c8(self, k) -> CheckResult:
+        purpose, basis = k
+        coop = self.b.coops[basis]
+        ok = purpose in coop.purposes
+        return self.item("C8", ok, f"formål {purpose._value_} {_is(ok)} "
+                                   f"tilladt i {coop.basis} ({coop.purposes_text})")
+
+    def _c3_in(self, k) -> CheckResult:
+        matched, rd, delta = k
+        extra = f" (løsladelse {rd.isoformat()}, {delta:+d} dage)" if rd is not None else ""
+        return self.item("C3", True, "omfattet af " + ", ".join(matched) + extra)
+
+    def _c3_open(self, k) -> CheckResult:
+        basis, max_age, age = k
+        return self.item("C3", True, f"ingen lovbestemt personkreds for {basis}"
+                         + (f"; alder {age} ≤ {max_age}" if max_age is not None else ""))
+
+    def _rule(self, k) -> tuple[str | None, CheckResult | None]:
+        """The first of the cooperation's P-rules that fits the sender and the matched
+        subject scopes, with its RULE item; (None, None) if none fits."""
+        basis, sender_role, matched = k
+        coop = self.b.coops[basis]
+        for rule, roles, scope in coop.rules:
+            if (roles is None or sender_role in roles) and (scope is None or scope in matched):
+                return rule, self.item("RULE", True, f"{rule}: {coop.basis}, afsender {sender_role}"
+                                                     + (f", {scope}" if scope else ""))
+        return None, None
+
+    def _c4n(self, n: int) -> CheckResult:
+        m = self.b.necessity_min
+        return self.item("C4_NECESSITY", n >= m, f"begrundelse {n} tegn (mindst {m})")
+
+
+class _Shared:
+    """What one request's recipients have in common, evaluated once per request
+    (``_shared`` stops at what no recipient can get past).  Class attributes are the
+    defaults for what a given request does not set."""
+    pre_fail = h3 = consent = p9 = via = basis = post_fail = rule = rule_item = None
+    a2 = ctx115 = warn = sender_self_gov = False
 
 
 class PolicyEngine:
     def __init__(self, bundles: BundleSet, directory: Directory):
         self.bundles = bundles
         self.directory = directory
-        self._names: dict[int, dict] = {}
-        # Speed (bench/README.md): resolved parties and immutable CheckResults are memoised.
-        # Both are pure functions of their keys (the directory and bundles never change
-        # after loading); the caches are cleared when they grow past _CACHE_MAX.
-        self._parties: dict[tuple, _Party] = {}
-        self._checks: dict[tuple, CheckResult] = {}
+        self._tables: dict[Bundle, _Tables] = {}
+        # exchange date -> tables of the bundle in force; in_force is a function of the date
+        # and neither the bundle set nor the directory changes after construction
+        self._on: dict[date, _Tables | None] = {}
+        self._max_age = {cid: c.max_age for cid, c in directory.cooperations.items()}
 
     @classmethod
     def load_default(cls) -> "PolicyEngine":
         return cls(BundleSet.load(), Directory.load())
 
+    def _tables_on(self, d: date) -> _Tables | None:
+        b = self.bundles.in_force(d)
+        if b is None:
+            return None
+        t = self._tables.get(b)
+        if t is None:
+            t = self._tables[b] = _Tables(b)
+        if len(self._on) >= _CACHE_MAX:
+            self._on.clear()
+        self._on[d] = t
+        return t
+
     # ------------------------------------------------------------------ parties
-    def _resolve(self, p, field: str, d: date, coop_id: str | None) -> _Party:
+    def _resolve(self, t: _Tables, p, i: int, d: date, coop_id: str | None) -> _Party:
         """``_resolve_uncached``, memoised per (org, date, cooperation) for directory ids and
-        for inline parties without memberships (per org, role, validity)."""
+        for inline parties without memberships (per org, role, validity).  ``i`` is the
+        recipient index, -1 for the sender."""
         if p.__class__ is str:
             key = (p, d, coop_id)
         elif not p.memberships:
             key = (p.org, p.role, p.valid_from, p.valid_to, d, coop_id)
         else:
-            return self._resolve_uncached(p, field, d, coop_id)
-        party = self._parties.get(key)
+            return self._resolve_uncached(t, p, i, d, coop_id)
+        party = t.parties.get(key)
         if party is None:
-            party = self._resolve_uncached(p, field, d, coop_id)  # may raise InvalidRequest: never cached
-            if len(self._parties) >= _CACHE_MAX:
-                self._parties.clear()
-            self._parties[key] = party
+            party = self._resolve_uncached(t, p, i, d, coop_id)  # may raise InvalidRequest: never cached
+            if len(t.parties) >= _CACHE_MAX:
+                t.parties.clear()
+            t.parties[key] = party
         return party
 
-    def _resolve_uncached(self, p, field: str, d: date, coop_id: str | None) -> _Party:
+    def _resolve_uncached(self, t: _Tables, p, i: int, d: date, coop_id: str | None) -> _Party:
         dr = self.directory
         if p.__class__ is str:
             org = dr.org(p)
             if org is None:
-                return _Party(p, None, False, f"{p} er ukendt i organisationskataloget", False)
+                return _Party(t, p, None, False, f"{p} er ukendt i organisationskataloget", False,
+                              coop_id, d)
             if len(org.roles) != 1:
-                raise InvalidRequest(field, (
+                raise InvalidRequest("sender" if i < 0 else f"recipients[{i}]", (
                     f"organisation {p!r} has several roles ({', '.join(org.roles)}); "
                     "give an inline party {org, role}"))
             role = org.roles[0]
             if not org.valid_on(d):
-                return _Party(p, role, False,
+                return _Party(t, p, role, False,
                               f"{p} er ikke gyldig {d} (gyldig {_span(org.valid_from, org.valid_to)})",
-                              False)
+                              False, coop_id, d)
             member = coop_id is not None and dr.is_member(p, coop_id, d)
-            return _Party(p, role, True, f"{p} ({role}) gyldig {d.isoformat()}", member)
+            return _Party(t, p, role, True, f"{p} ({role}) gyldig {d.isoformat()}", member, coop_id, d)
         assert isinstance(p, InlineParty)
         org = dr.org(p.org)
         role = p.role
         if org is not None:
             if role not in dr.roles(p.org):
-                return _Party(p.org, role, False,
-                              f"rollen {role} er ikke registreret for {p.org}", False)
+                return _Party(t, p.org, role, False,
+                              f"rollen {role} er ikke registreret for {p.org}", False, coop_id, d)
             if not org.valid_on(d):
-                return _Party(p.org, role, False,
+                return _Party(t, p.org, role, False,
                               f"{p.org} er ikke gyldig {d} (gyldig {_span(org.valid_from, org.valid_to)})",
-                              False)
+                              False, coop_id, d)
         if not _in(d, p.valid_from, p.valid_to):
-            return _Party(p.org, role, False,
+            return _Party(t, p.org, role, False,
                           f"{p.org} er ikke gyldig {d} (oplyst gyldighed {_span(p.valid_from, p.valid_to)})",
-                          False)
+                          False, coop_id, d)
         if p.memberships or org is None:
             member = False
             if coop_id is not None:
@@ -140,7 +361,8 @@ class PolicyEngine:
                         break
         else:
             member = coop_id is not None and dr.is_member(p.org, coop_id, d)
-        return _Party(p.org, role, True, f"{p.org} ({role}) gyldig {d.isoformat()}", member)
+        return _Party(t, p.org, role, True, f"{p.org} ({role}) gyldig {d.isoformat()}", member,
+                      coop_id, d)
 
     # ------------------------------------------------------------------ consent
     def _consent_common(self, b: Bundle, req: ExchangeRequest, cats: frozenset) -> list[str]:
@@ -178,161 +400,130 @@ class PolicyEngine:
     def decide(self, request: ExchangeRequest,
                present_categories: Iterable[Category] | None = None) -> Decision:
         req = request
-        b = self.bundles.in_force(req.occurred_at)
-        if b is None:
-            raise InvalidRequest("occurred_at",
-                                 f"no policy bundle is in force on {req.occurred_at.date()}")
         d = req.occurred_at.date()
+        t = self._on.get(d) or self._tables_on(d)
+        if t is None:
+            raise InvalidRequest("occurred_at", f"no policy bundle is in force on {d}")
         coop_id = req.cooperation_id
-        sender = self._resolve(req.sender, "sender", d, coop_id)
-        recips = [self._resolve(r, f"recipients[{i}]", d, coop_id)
-                  for i, r in enumerate(req.recipients)]
-        results = [self._decide_one(b, req, d, sender, r, present_categories, shared)
-                   for shared in (self._shared(b, req, d, sender, present_categories),)
-                   for r in recips]
-        return Decision(req.id, _digest(req), b.version, results)
+        resolve = self._resolve
+        sender = resolve(t, req.sender, -1, d, coop_id)
+        rl = req.recipients
+        recips = ([resolve(t, rl[0], 0, d, coop_id)] if len(rl) == 1 else  # the common case, cheaper
+                  [resolve(t, r, i, d, coop_id) for i, r in enumerate(rl)])
+        if sender.ok:
+            q = self._shared(t, req, d, sender, present_categories)
+            if len(recips) == 1:
+                results = [self._decide_one(t, q, recips[0])]
+            else:
+                results = self._decide_peers(t, q, recips)
+        else:
+            c7s = sender.c7s
+            results = [self._deny(t, r.org, "C7", "C7_SENDER", [c7s]) for r in recips]
+        return Decision(req.id, req.digest(), t.b.version, results)
 
-    @staticmethod
-    def _chk(b: Bundle, slot: str, passed: bool, detail: str) -> CheckResult:
-        step, name = b.check_sn[slot]
-        return CheckResult(step, name, passed, detail)
-
-    def _memo(self, key: tuple, build) -> CheckResult:
-        """The CheckResult for ``key`` (which must name the bundle, the slot and every input
-        of ``build``), built once."""
-        c = self._checks.get(key)
-        if c is None:
-            c = build()
-            if len(self._checks) >= _CACHE_MAX:
-                self._checks.clear()
-            self._checks[key] = c
-        return c
-
-    def _shared(self, b: Bundle, req: ExchangeRequest, d: date, sender: _Party,
-                present) -> dict:
-        """Everything that does not depend on the recipient, evaluated once."""
-        s: dict = {}
-        chk = self._chk
-        memo = self._memo
-        s["c7s"] = memo((b.version, "C7_SENDER", sender.ok, sender.why),
-                        lambda: chk(b, "C7_SENDER", sender.ok, sender.why))
-        if not sender.ok:
-            return s
+    def _shared(self, t: _Tables, req: ExchangeRequest, d: date, sender: _Party,
+                present) -> _Shared:
+        """Everything that does not depend on the recipient (the sender is valid)."""
+        b = t.b
+        q = _Shared()
+        q.c7s = sender.c7s
         cats = frozenset(req.data_categories)
-        s["cats"] = cats
-        cats_txt = ", ".join(sorted(cats))
-        if present is not None:
-            extra = frozenset(present).difference(cats)
-            s["c4p"] = chk(b, "C4_PRESENT", not extra,
-                           "ikke anmeldt: " + ", ".join(sorted(extra)) if extra
-                           else "alle fundne kategorier er anmeldt")
         ctx = req.context
-        ctx115 = ctx in b.contexts_115
+        purpose = req.purpose
         prov = req.provenance
-        prov115 = prov is not None and prov.context in b.contexts_115
-        s["ctx115"] = ctx115
-        inv = req.purpose in b.investigative
-        h1_fail = inv and (ctx115 or prov115)
-        s["h1"] = memo((b.version, "H1", req.purpose, ctx, prov.context if prov else None), lambda: chk(
-            b, "H1", not h1_fail,
-            f"formål {req.purpose._value_} ({'efterforskning' if inv else 'ikke efterforskning'}); "
-            f"kontekst {ctx._value_}" + (f"; oplysninger fra {prov.context._value_}" if prov else "")))
+        # checks before the first recipient-dependent one (E1), up to the first failure
+        pre = q.pre = []
+        if present is not None:
+            c = t.c4p[frozenset(present).difference(cats)]
+            pre.append(c)
+            if not c.passed:
+                q.pre_fail = ("C4", "C4_PRESENT")
+                return q
+        c = t.h1[purpose, ctx, prov.context if prov is not None else None]
+        pre.append(c)
+        if not c.passed:
+            q.pre_fail = ("H1", "H1")
+            return q
         if ctx == b.network_context:
-            extra = cats.difference(b.network_allowed)
-            s["h2"] = chk(b, "H2", not extra,
-                          "personoplysninger: " + ", ".join(sorted(extra)) if extra
-                          else "kun " + cats_txt)
-        s["e1_ctx"] = ctx in b.pet_contexts
-        s["e2_sender"] = sender.role in b.other_basis_roles
-        a3 = cats <= b.non_personal
-        s["a3"] = memo((b.version, "A3", cats), lambda: chk(b, "A3", a3, f"kategorier: {cats_txt}"))
-        # A2 (recipient part added per recipient)
-        if ctx == b.notif_context:
-            bad = []
-            if sender.role in b.notif_excluded_senders:
-                bad.append(f"afsender {sender.role} er ikke en offentlig myndighed")
-            age = req.subject.age
-            if age is None or age >= b.notif_age_below:
-                bad.append(f"personen er ikke under {b.notif_age_below} år (alder {age})")
-            if req.purpose not in b.notif_purposes:
-                bad.append(f"formål {req.purpose._value_}")
-            s["a2_bad"] = bad
-        if prov115:
-            leaves = (not ctx115) or req.purpose not in b.preventive
-            s["h3"] = chk(b, "H3", not leaves,
-                          f"oplysninger fra {prov.context} ({prov.purpose}); ny kontekst {ctx._value_}, "
-                          f"formål {req.purpose._value_}: " + ("forlader § 115 / det forebyggende formål"
-                                                       if leaves else "forbliver"))
+            c = t.h2[cats]
+            pre.append(c)
+            if not c.passed:
+                q.pre_fail = ("H2", "H2")
+                return q
+        q.ctx = ctx
+        q.sender_role = sender.role
+        ctx115 = q.ctx115 = ctx in b.contexts_115
+        q.warn = req.mandatory and ctx115
+        q.a3 = t.a3[cats]
+        if q.a3.passed:  # every recipient past E1/E2 is allowed by A3
+            return q
+        if ctx == b.notif_context:  # every recipient past A3 is decided by A2
+            q.a2 = True
+            q.age = req.subject.age
+            q.purpose = purpose
+            return q
+        if prov is not None and prov.context in b.contexts_115:
+            q.h3 = t.h3[prov.context, prov.purpose, ctx, purpose]
         if req.consent is not None:
-            s["consent_bad"] = self._consent_common(b, req, cats)
+            q.consent = req.consent
+            q.consent_bad = self._consent_common(b, req, cats)
         if ctx115:
-            self._shared_115(b, req, d, sender, s, cats)
-        return s
+            self._shared_115(t, req, d, sender, q, cats)
+        return q
 
-    def _shared_115(self, b: Bundle, req: ExchangeRequest, d: date, sender: _Party,
-                    s: dict, cats: frozenset) -> None:
-        chk = self._chk
+    def _shared_115(self, t: _Tables, req: ExchangeRequest, d: date, sender: _Party,
+                    q: _Shared, cats: frozenset) -> None:
+        b = t.b
         ctx = req.context
         if ctx == b.infohus_context:
             basis = req.underlying_basis
-            s["p9"] = chk(b, "P9_BASIS", basis is not None,
-                          f"underliggende grundlag: {basis}" if basis else "intet grundlag angivet")
-            s["via"] = b.via_rule
-            if basis is None:
-                s["coop"] = None
+            q.p9 = t.p9[basis]
+            q.via = b.via_rule
+            if basis is None:  # P9 fails before anything below is needed
                 return
         else:
             basis = ctx
-            s["via"] = None
-        coop = b.coops[str(basis)]
-        s["coop"] = coop
-        memo = self._memo
-        s["c2s"] = memo((b.version, "C2_SENDER", sender.role, str(basis)), lambda: chk(
-            b, "C2_SENDER", sender.role in coop.roles,
-            f"rolle {sender.role} {'er' if sender.role in coop.roles else 'er ikke'} "
-            f"blandt {coop.basis}-rollerne"))
-        s["c1s"] = memo((b.version, "C1_SENDER", sender.org, sender.member, req.cooperation_id, d), lambda: chk(
-            b, "C1_SENDER", sender.member,
-            f"{sender.org} {'er' if sender.member else 'er ikke'} medlem af "
-            f"{req.cooperation_id} {d.isoformat()}"))
-        # recipient-independent checks after C1
-        post: list[tuple[str, CheckResult]] = []
-        ok = req.purpose in coop.purposes
-        post.append(("C8", memo((b.version, "C8", req.purpose, str(basis)), lambda: chk(
-            b, "C8", ok, f"formål {req.purpose._value_} {'er' if ok else 'er ikke'} "
-                         f"tilladt i {coop.basis} ({coop.purposes_text})"))))
-        if ok:
-            matched, detail = self._scope(b, coop, req, d)
-            s["matched"] = matched
-            ok = matched is not None
-            post.append(("C3", chk(b, "C3", ok, detail)))
-        if ok:
-            n = len((req.necessity or "").strip())
-            ok = n >= b.necessity_min
-            post.append(("C4_NECESSITY", memo((b.version, "C4_NECESSITY", n), lambda: chk(
-                b, "C4_NECESSITY", ok, f"begrundelse {n} tegn (mindst {b.necessity_min})"))))
-        if ok:
-            tp = cats & b.third_party
-            if tp:
-                ok = bool((req.third_party_justification or "").strip())
-                post.append(("C4_THIRD_PARTY", chk(b, "C4_THIRD_PARTY", ok,
-                                                   "tredjemandsoplysninger; begrundelse "
-                                                   + ("angivet" if ok else "mangler"))))
-            else:
-                post.append(("C4_THIRD_PARTY", memo((b.version, "C4_THIRD_PARTY", None), lambda: chk(
-                    b, "C4_THIRD_PARTY", True, "ingen tredjemandsoplysninger"))))
-        s["post"] = post
+        basis = q.basis = basis._value_
+        coop = b.coops[basis]
+        q.c1s = sender.c1s
+        q.sender_self_gov = sender.role in b.self_gov_roles
+        # recipient-independent checks after C1, up to the first failure
+        post = q.post = []
+        c = t.c8[req.purpose, basis]
+        post.append(c)
+        if not c.passed:
+            q.post_fail = (c.step, "C8")
+            return
+        matched, c = self._scope(t, coop, req, d)
+        post.append(c)
+        if matched is None:
+            q.post_fail = (c.step, "C3")
+            return
+        c = t.c4n[len((req.necessity or "").strip())]
+        post.append(c)
+        if not c.passed:
+            q.post_fail = (c.step, "C4_NECESSITY")
+            return
+        if cats & b.third_party:
+            c = t.c4tp_given if (req.third_party_justification or "").strip() else t.c4tp_missing
+        else:
+            c = t.c4tp_none
+        post.append(c)
+        if not c.passed:
+            q.post_fail = (c.step, "C4_THIRD_PARTY")
+            return
+        # the P-rule for recipients that are not self-governing (see _decide_one)
+        q.rule, q.rule_item = t.rule[basis, sender.role, matched]
 
-    def _scope(self, b: Bundle, coop, req: ExchangeRequest, d: date):
-        """C3: returns (names of matched scopes | None, detail)."""
+    def _scope(self, t: _Tables, coop, req: ExchangeRequest, d: date):
+        """C3: returns (names of matched scopes | None, check)."""
         sub = req.subject
-        max_age = self.directory.max_age(req.cooperation_id)
+        max_age = self._max_age.get(req.cooperation_id)
         if max_age is not None and (sub.age is None or sub.age > max_age):
-            return None, (f"{req.cooperation_id} har aldersgrænse {max_age} år; "
-                          f"personens alder: {sub.age if sub.age is not None else 'ukendt'}")
+            return None, t.item("C3", False, f"{req.cooperation_id} har aldersgrænse {max_age} år; "
+                                             f"personens alder: {sub.age if sub.age is not None else 'ukendt'}")
         if not coop.scopes:
-            return (), (f"ingen lovbestemt personkreds for {coop.basis}"
-                        + (f"; alder {sub.age} ≤ {max_age}" if max_age is not None else ""))
+            return (), t.c3_open[coop.basis, max_age, sub.age if max_age is not None else None]
         age = sub.age
         cust = sub.custody_status
         rd = sub.release_date
@@ -345,8 +536,7 @@ class PolicyEngine:
             and (sc.age_below is None or (age is not None and age < sc.age_below))
             and (not sc.release_window or in_window))
         if matched:
-            extra = f" (løsladelse {rd.isoformat()}, {delta:+d} dage)" if rd is not None else ""
-            return matched, "omfattet af " + ", ".join(matched) + extra
+            return matched, t.c3_in[matched, rd, delta]
         # not in scope: explain every scope's failing conditions
         why: list[str] = []
         for sc in coop.scopes:
@@ -361,160 +551,139 @@ class PolicyEngine:
                            f"løsladelse {rd} er {delta:+d} dage fra udvekslingen "
                            f"(vindue -{coop.window_before}..+{coop.window_after})")
             why.append(f"{sc.name}: " + ", ".join(bad))
-        return None, "ikke omfattet: " + "; ".join(why)
+        return None, t.item("C3", False, "ikke omfattet: " + "; ".join(why))
 
-    def _decide_one(self, b: Bundle, req: ExchangeRequest, d: date, sender: _Party,
-                    r: _Party, present, s: dict) -> RecipientDecision:
-        trace: list[CheckResult] = [s["c7s"]]
+    def _decide_peers(self, t: _Tables, q: _Shared, recips: list[_Party]) -> list[RecipientDecision]:
+        """``_decide_one`` for each recipient, evaluated once per class of peers.
+
+        Without consent, a valid recipient's decision depends on the recipient only
+        through its role and membership, and its trace only through the two items that
+        name it (C7 at index 1, and C1 if reached); its peers copy the first one's
+        decision with those two items swapped in.  (Consent is checked per org.)"""
+        one = self._decide_one
+        if q.consent is not None:
+            return [one(t, q, r) for r in recips]
+        out = []
+        peers: dict[tuple, tuple[RecipientDecision, int]] = {}
+        for r in recips:
+            if not r.ok:
+                out.append(one(t, q, r))
+                continue
+            key = (r.role, r.member)
+            p = peers.get(key)
+            if p is None:
+                first = one(t, q, r)
+                c1r = r.c1r
+                i1 = next((i for i, c in enumerate(first.trace) if c is c1r), -1)
+                peers[key] = (first, i1)
+                out.append(first)
+                continue
+            first, i1 = p
+            trace = first.trace.copy()
+            trace[1] = r.c7r
+            if i1 >= 0:
+                trace[i1] = r.c1r
+            out.append(RecipientDecision(r.org, first.outcome, first.rule, first.via, first.reason,
+                                         first.citation, first.warnings.copy(), trace))
+        return out
+
+    def _decide_one(self, t: _Tables, q: _Shared, r: _Party) -> RecipientDecision:
         org = r.org
-        if not sender.ok:
-            return self._deny(b, org, "C7", "C7_SENDER", trace)
-        memo = self._memo
-        trace.append(memo((b.version, "C7_RECIPIENT", r.ok, r.why),
-                          lambda: self._chk(b, "C7_RECIPIENT", r.ok, r.why)))
         if not r.ok:
-            return self._deny(b, org, "C7", "C7_RECIPIENT", trace)
-        c4p = s.get("c4p")
-        if c4p is not None:
-            trace.append(c4p)
-            if not c4p.passed:
-                return self._deny(b, org, "C4", "C4_PRESENT", trace)
-        h1 = s["h1"]
-        trace.append(h1)
-        if not h1.passed:
-            return self._deny(b, org, "H1", "H1", trace)
-        h2 = s.get("h2")
-        if h2 is not None:
-            trace.append(h2)
-            if not h2.passed:
-                return self._deny(b, org, "H2", "H2", trace)
-        e1 = s["e1_ctx"] or r.role in b.pet_roles
-        trace.append(memo((b.version, "E1", req.context, r.role), lambda: self._chk(
-            b, "E1", not e1, f"kontekst {req.context._value_}, modtagerrolle {r.role}")))
-        if e1:
-            return self._deny(b, org, "E1", "E1", trace, ESCALATE)
-        e2 = s["e2_sender"] or r.role in b.other_basis_roles
-        trace.append(memo((b.version, "E2", sender.role, r.role), lambda: self._chk(
-            b, "E2", not e2, f"afsenderrolle {sender.role}, modtagerrolle {r.role}")))
-        if e2:
-            return self._deny(b, org, "E2", "E2", trace, ESCALATE)
-        a3 = s["a3"]
-        trace.append(a3)
-        if a3.passed:
-            return self._allow(b, req, s, org, "A3", None, trace)
-        if "a2_bad" in s:
-            bad = list(s["a2_bad"])
-            if r.role not in b.notif_recipients:
-                bad.append(f"modtagerrolle {r.role} er ikke kommunens børneområde")
-            trace.append(self._chk(b, "A2", not bad, "; ".join(bad) if bad else
-                                   f"{sender.role} → {r.role}, barn {req.subject.age} år, "
-                                   f"{req.purpose._value_}"))
-            if bad:
-                return self._deny(b, org, "A2", "A2", trace)
-            return self._allow(b, req, s, org, "A2", None, trace)
-        h3 = s.get("h3")
-        if h3 is not None:
-            trace.append(h3)
-            if not h3.passed:
-                if req.consent is not None and self._consent(b, req, s, org, trace):
-                    return self._allow(b, req, s, org, "A1", None, trace)
-                return self._deny(b, org, "H3", "H3", trace)
-        if s["ctx115"]:
-            failed = self._checks_115(b, req, s, sender, r, trace)
-            if failed is None:
-                coop = s["coop"]
-                if sender.role in b.self_gov_roles or r.role in b.self_gov_roles:
-                    rule = b.self_gov_rule
-                    why = "selvejende institution deltager"
-                else:
-                    rule, why = None, ""
-                    matched = s["matched"]
-                    for rl, roles, scope in coop.rules:
-                        if (roles is None or sender.role in roles) and (
-                                scope is None or scope in matched):
-                            rule = rl
-                            why = (f"{coop.basis}, afsender {sender.role}"
-                                   + (f", {scope}" if scope else ""))
-                            break
-                    if rule is None:  # bundle without a catch-all rule
-                        return self._deny(b, org, "D0", "D0", trace)
-                trace.append(memo((b.version, "RULE", rule, why), lambda: self._chk(b, "RULE", True, f"{rule}: {why}")))
-                return self._allow(b, req, s, org, rule, s["via"], trace)
-            slot, rule = failed
-            if req.consent is not None:
-                if self._consent(b, req, s, org, trace):
-                    return self._allow(b, req, s, org, "A1", None, trace)
-                return self._deny(b, org, "A1", "A1", trace)
-            return self._deny(b, org, rule, slot, trace)
-        # step 8: anything else
-        if req.consent is not None:
-            if self._consent(b, req, s, org, trace):
-                return self._allow(b, req, s, org, "A1", None, trace)
-            return self._deny(b, org, "A1", "A1", trace)
-        trace.append(self._chk(b, "D0", False,
-                               f"kontekst {req.context._value_}: ingen § 115-hjemmel og intet samtykke"))
-        return self._deny(b, org, "D0", "D0", trace)
-
-    def _checks_115(self, b: Bundle, req, s: dict, sender: _Party, r: _Party,
-                    trace: list) -> tuple[str, str] | None:
-        """Step 7 checks in order; returns (slot, rule) of the first failure or None."""
-        p9 = s.get("p9")
-        if p9 is not None:
-            trace.append(p9)
-            if not p9.passed:
-                return "P9_BASIS", "P9"
-        private = r.role in b.private_roles
-        memo = self._memo
-        trace.append(memo((b.version, "C5", r.role), lambda: self._chk(b, "C5", not private, f"modtagerrolle {r.role}")))
-        if private:
-            return "C5", "C5"
-        coop = s["coop"]
-        c2s = s["c2s"]
-        trace.append(c2s)
-        if not c2s.passed:
-            return "C2_SENDER", "C2"
-        ok = r.role in coop.roles
-        trace.append(memo((b.version, "C2_RECIPIENT", r.role, coop.basis), lambda: self._chk(
-            b, "C2_RECIPIENT", ok, f"rolle {r.role} {'er' if ok else 'er ikke'} blandt {coop.basis}-rollerne")))
-        if not ok:
-            return "C2_RECIPIENT", "C2"
-        c1s = s["c1s"]
-        trace.append(c1s)
-        if not c1s.passed:
-            return "C1_SENDER", "C1"
-        trace.append(memo((b.version, "C1_RECIPIENT", r.org, r.member, req.cooperation_id, req.occurred_at.date()),
-                          lambda: self._chk(b, "C1_RECIPIENT", r.member,
-                                            f"{r.org} {'er' if r.member else 'er ikke'} medlem af "
-                                            f"{req.cooperation_id} {req.occurred_at.date().isoformat()}")))
-        if not r.member:
-            return "C1_RECIPIENT", "C1"
-        for slot, c in s["post"]:
+            return self._deny(t, org, "C7", "C7_RECIPIENT", [q.c7s, r.c7r])
+        trace = [q.c7s, r.c7r, *q.pre]
+        if q.pre_fail is not None:
+            return self._deny(t, org, *q.pre_fail, trace)
+        role = r.role
+        seg, failed = t.esc[q.ctx, q.sender_role, role]
+        trace += seg
+        if failed is not None:
+            return self._deny(t, org, *failed, trace, ESCALATE)
+        c = q.a3
+        trace.append(c)
+        if c.passed:
+            return self._allow(t, q, org, "A3", None, trace)
+        if q.a2:
+            c = t.a2[q.sender_role, role, q.age, q.purpose]
             trace.append(c)
             if not c.passed:
-                return slot, c.step
-        return None
+                return self._deny(t, org, "A2", "A2", trace)
+            return self._allow(t, q, org, "A2", None, trace)
+        c = q.h3
+        if c is not None:
+            trace.append(c)
+            if not c.passed:
+                if q.consent is not None and self._consent(t, q, org, trace):
+                    return self._allow(t, q, org, "A1", None, trace)
+                return self._deny(t, org, "H3", "H3", trace)
+        if q.ctx115:
+            failed = self._checks_115(t, q, r, trace)
+            if failed is None:
+                if q.sender_self_gov or role in t.b.self_gov_roles:
+                    rule, c = t.b.self_gov_rule, t.self_gov
+                else:
+                    rule, c = q.rule, q.rule_item
+                    if rule is None:  # bundle without a catch-all rule
+                        return self._deny(t, org, "D0", "D0", trace)
+                trace.append(c)
+                return self._allow(t, q, org, rule, q.via, trace)
+            if q.consent is not None:
+                if self._consent(t, q, org, trace):
+                    return self._allow(t, q, org, "A1", None, trace)
+                return self._deny(t, org, "A1", "A1", trace)
+            return self._deny(t, org, *failed, trace)
+        # step 8: anything else
+        if q.consent is not None:
+            if self._consent(t, q, org, trace):
+                return self._allow(t, q, org, "A1", None, trace)
+            return self._deny(t, org, "A1", "A1", trace)
+        trace.append(t.d0[q.ctx])
+        return self._deny(t, org, "D0", "D0", trace)
 
-    def _consent(self, b: Bundle, req, s: dict, org: str, trace: list) -> bool:
-        bad = s["consent_bad"]
-        if org not in req.consent.recipients:
+    @staticmethod
+    def _checks_115(t: _Tables, q: _Shared, r: _Party, trace: list) -> tuple[str, str] | None:
+        """Step 7 checks in order; returns (rule, slot) of the first failure or None."""
+        c = q.p9
+        if c is not None:
+            trace.append(c)
+            if not c.passed:
+                return "P9", "P9_BASIS"
+        seg, failed = t.roles115[q.sender_role, r.role, q.basis]
+        trace += seg
+        if failed is not None:
+            return failed
+        c = q.c1s
+        trace.append(c)
+        if not c.passed:
+            return "C1", "C1_SENDER"
+        c = r.c1r
+        trace.append(c)
+        if not c.passed:
+            return "C1", "C1_RECIPIENT"
+        trace += q.post
+        return q.post_fail
+
+    @staticmethod
+    def _consent(t: _Tables, q: _Shared, org: str, trace: list) -> bool:
+        bad = q.consent_bad
+        if org not in q.consent.recipients:
             bad = bad + [f"modtageren {org} er ikke nævnt"]
         ok = not bad
-        trace.append(self._chk(b, "A1", ok, "; ".join(bad) if bad else
-                               f"udtrykkeligt samtykke ({req.consent.given_by}) dækker modtager, "
-                               "formål og kategorier"))
+        trace.append(t.item("A1", ok, "; ".join(bad) if bad else
+                            f"udtrykkeligt samtykke ({q.consent.given_by}) dækker modtager, "
+                            "formål og kategorier"))
         return ok
 
-    def _allow(self, b: Bundle, req, s: dict, org: str, rule: str, via, trace: list
-               ) -> RecipientDecision:
-        warnings: list[str] = []
-        if req.mandatory and s["ctx115"]:
-            w = b.warning
-            warnings.append(w.code)
-            trace.append(CheckResult(w.step, w.name, False,
-                                     "anmodningen er markeret som pligtig (mandatory)"))
-        return RecipientDecision(org, ALLOW, rule, via, None, b.citations[rule], warnings, trace)
+    @staticmethod
+    def _allow(t: _Tables, q: _Shared, org: str, rule: str, via, trace: list) -> RecipientDecision:
+        if q.warn:
+            trace.append(t.warn)
+            warnings = [t.warn_code]
+        else:
+            warnings = []
+        return RecipientDecision(org, ALLOW, rule, via, None, t.b.citations[rule], warnings, trace)
 
-    def _deny(self, b: Bundle, org: str, rule: str, slot: str, trace: list,
+    @staticmethod
+    def _deny(t: _Tables, org: str, rule: str, slot: str, trace: list,
               outcome: Outcome = DENY) -> RecipientDecision:
-        reason = b.checks[slot].reason
-        return RecipientDecision(org, outcome, rule, None, reason, b.citations[reason], [], trace)
+        return RecipientDecision(org, outcome, rule, None, t.reason[slot], t.reason_cit[slot], [], trace)

