@@ -51,6 +51,7 @@ __all__ = [
     "generate_master_key",
     "load_master_key",
     "wrap_key",
+    "new_wrapped_key",
     "unwrap_key",
     "KeyStore",
     "InMemoryKeyStore",
@@ -179,6 +180,12 @@ def wrap_key(master_key: bytes, subject_id: str, key: DataKey) -> bytes:
     )
 
 
+def new_wrapped_key(master_key: bytes, subject_id: str) -> bytes:
+    """A fresh data key for the subject, wrapped under the master key, ready for the key store."""
+    fresh = DataKey.generate(_new_key_id(master_key, _subject_bytes(subject_id)))
+    return wrap_key(master_key, subject_id, fresh)
+
+
 def unwrap_key(master_key: bytes, subject_id: str, wrapped: bytes) -> DataKey:
     subject = _subject_bytes(subject_id)
     head = 1 + KEY_ID_SIZE + NONCE_SIZE
@@ -254,11 +261,10 @@ class SubjectCipher:
 
     def data_key(self, subject_id: str) -> DataKey:
         """The subject's current key, created (and stored wrapped) on first use."""
-        subject = _subject_bytes(subject_id)
+        _subject_bytes(subject_id)
         wrapped = self._store.get(subject_id)
         if wrapped is None:
-            fresh = DataKey.generate(_new_key_id(self._master, subject))
-            wrapped = self._store.create(subject_id, wrap_key(self._master, subject_id, fresh))
+            wrapped = self._store.create(subject_id, new_wrapped_key(self._master, subject_id))
         return unwrap_key(self._master, subject_id, wrapped)
 
     def seal(self, subject_id: str, plaintext: bytes, aad: bytes = b"") -> bytes:

@@ -12,13 +12,14 @@ import threading
 import time
 from dataclasses import dataclass, field
 from typing import Any, Callable
+from uuid import UUID
 
 from eventsourcing.persistence import Notification
 from kafka import KafkaProducer
 from kafka.errors import KafkaError
 
 from ledger.application import IntegrityError, Ledger, Tracking
-from ledger.domain import Delivery, Exchange, delivery_id, sealed_message_aad
+from ledger.domain import Delivery, delivery_id, sealed_message_aad
 from ledger.privacy import LedgerSealer, SubjectErased
 from schemas.codec import AvroCodec
 from services import topics
@@ -27,7 +28,26 @@ from services.logging import get_logger
 log = get_logger(__name__)
 
 OUTBOX_TRACKING = "outbox:delivery-relay"
+_REQUESTED = "Exchange.Requested"
 _DECIDED = "Exchange.Decided"
+
+
+@dataclass(frozen=True)
+class DecidedExchange:
+    """What the relay needs of one exchange: its Requested event's fields and the decision."""
+
+    id: UUID
+    sender: str
+    message_id: str
+    subject: str
+    summary: dict[str, Any]
+    sealed_message: str
+    decision: dict[str, Any]
+
+    @classmethod
+    def of(cls, requested: Any, decision: dict[str, Any]) -> DecidedExchange:
+        return cls(requested.originator_id, requested.sender, requested.message_id, requested.subject,
+                   requested.summary, requested.sealed_message, decision)
 
 
 @dataclass
@@ -49,10 +69,12 @@ class DeliveryRelay:
         page = self.ledger.notifications(start, self.page_size)
         if not page:
             return 0  # nothing new in the log, so nothing derived from it can be stale
+        decided = self._decided(page)
+        allowed = {ex.subject for ex in decided if any(r["outcome"] == "ALLOW" for r in ex.decision["results"])}
         deliveries: list[Delivery] = []
-        for notification in page:
-            if notification.topic.endswith(_DECIDED):
-                deliveries.extend(self._relay(notification))
+        with self.sealer.batch(allowed, create=False) as sealer:
+            for exchange in decided:
+                deliveries.extend(self._relay(exchange, sealer))
         self.producer.flush()
         try:
             self.ledger.record(deliveries, Tracking(OUTBOX_TRACKING, page[-1].id))
@@ -64,6 +86,25 @@ class DeliveryRelay:
         if self.maintain is not None:
             self.maintain()
         return len(page)
+
+    def _decided(self, page: list[Notification]) -> list[DecidedExchange]:
+        """The exchanges decided in this page, read from the page's own events.
+
+        The gate records an exchange's Requested and Decided events together, so the
+        Requested event is nearly always in the same page; only at a page boundary is it
+        read back from the store. No aggregate is reconstructed.
+        """
+        requested: dict[UUID, Notification] = {}
+        out: list[DecidedExchange] = []
+        to_event = self.ledger.mapper.to_domain_event
+        for n in page:
+            if n.topic.endswith(_REQUESTED):
+                requested[n.originator_id] = n
+            elif n.topic.endswith(_DECIDED):
+                first = requested.get(n.originator_id)
+                req = to_event(first) if first is not None else self.ledger.first_event(n.originator_id)
+                out.append(DecidedExchange.of(req, to_event(n).decision))
+        return out
 
     def run(self, *, idle_stop_after: float | None = None, poll_interval: float = 0.1) -> dict[str, int]:
         idle_since = time.monotonic()
@@ -90,18 +131,15 @@ class DeliveryRelay:
 
     # -- one decided exchange ------------------------------------------------------------
 
-    def _relay(self, notification: Notification) -> list[Delivery]:
-        exchange: Exchange = self.ledger.get_exchange(notification.originator_id)
+    def _relay(self, exchange: DecidedExchange, sealer: LedgerSealer) -> list[Delivery]:
         decision = exchange.decision
-        summary = exchange.summary
         out: list[Delivery] = []
         payload: dict[str, Any] | None = None
         for result in decision["results"]:
             recipient = result["recipient"]
-            outcome = result["outcome"]
-            if outcome == "ALLOW":
+            if result["outcome"] == "ALLOW":
                 if payload is None:
-                    payload = self._open_payload(exchange)
+                    payload = self._open_payload(exchange, sealer)
                 if payload is None:
                     self.stats["undeliverable"] += 1
                     out.append(self._bookkeep(exchange, recipient, "inbox", "UNDELIVERABLE_ERASED"))
@@ -110,9 +148,9 @@ class DeliveryRelay:
             out.append(self._receipt(exchange, result, decision))
         return out
 
-    def _open_payload(self, exchange: Exchange) -> dict[str, Any] | None:
+    def _open_payload(self, exchange: DecidedExchange, sealer: LedgerSealer) -> dict[str, Any] | None:
         try:
-            raw = self.sealer.open(exchange.subject, exchange.sealed_message, sealed_message_aad(exchange.id))
+            raw = sealer.open(exchange.subject, exchange.sealed_message, sealed_message_aad(exchange.id))
         except SubjectErased:
             log.warning("relay.subject_erased", exchange=str(exchange.id))
             return None
@@ -120,7 +158,7 @@ class DeliveryRelay:
         envelope = self.codec.decode(signed["body"], expect="dk.xledger.ExchangeRequest").record
         return {"payload_type": envelope["payload_type"], "payload": envelope["payload"]}
 
-    def _deliver(self, exchange: Exchange, result: dict[str, Any], payload: dict[str, Any]) -> Delivery:
+    def _deliver(self, exchange: DecidedExchange, result: dict[str, Any], payload: dict[str, Any]) -> Delivery:
         recipient = result["recipient"]
         did = str(delivery_id(exchange.id, recipient, "inbox"))
         s = exchange.summary
@@ -151,7 +189,7 @@ class DeliveryRelay:
         self.stats["inbox"] += 1
         return self._bookkeep(exchange, recipient, "inbox", "PUBLISHED", topic)
 
-    def _receipt(self, exchange: Exchange, result: dict[str, Any], decision: dict[str, Any]) -> Delivery:
+    def _receipt(self, exchange: DecidedExchange, result: dict[str, Any], decision: dict[str, Any]) -> Delivery:
         recipient = result["recipient"]
         rid = str(delivery_id(exchange.id, recipient, "receipt"))
         record = {
@@ -177,5 +215,5 @@ class DeliveryRelay:
         return self._bookkeep(exchange, recipient, "receipt", "PUBLISHED", topic)
 
     @staticmethod
-    def _bookkeep(exchange: Exchange, recipient: str, kind: str, outcome: str, topic: str = "") -> Delivery:
+    def _bookkeep(exchange: DecidedExchange, recipient: str, kind: str, outcome: str, topic: str = "") -> Delivery:
         return Delivery(exchange=str(exchange.id), recipient=recipient, kind=kind, topic=topic, outcome=outcome)

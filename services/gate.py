@@ -15,7 +15,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Callable, Protocol
+from typing import Any, Callable, ContextManager, Iterable, Protocol
 
 from kafka import KafkaConsumer, KafkaProducer, OffsetAndMetadata, TopicPartition
 from kafka.errors import KafkaError
@@ -39,6 +39,8 @@ log = get_logger(__name__)
 
 class Sealer(Protocol):
     def seal(self, subject: str, data: bytes, aad: bytes = b"") -> str: ...
+
+    def batch(self, subjects: Iterable[str]) -> ContextManager[Sealer]: ...
 
 
 class Rejected(Exception):
@@ -143,23 +145,45 @@ class GatePipeline:
     # -- running them ---------------------------------------------------------------------
 
     def process(self, msg: Inbound) -> Exchange | RejectedMessage:
+        return self.process_batch([msg])[0]
+
+    def process_batch(self, msgs: list[Inbound]) -> list[Exchange | RejectedMessage]:
+        """Runs the steps on every message, then seals the decided ones with the batch's keys read at once."""
+        worked = [self._run_steps(m) for m in msgs]
+        subjects = {w.envelope["subject"]["pseudonym"] for w in worked if isinstance(w, Work)}
+        with self.sealer.batch(subjects) as sealer:
+            return [self._exchange(w, sealer) if isinstance(w, Work) else w for w in worked]
+
+    def _run_steps(self, msg: Inbound) -> Work | RejectedMessage:
         w = Work(msg)
         step_name = ""
         try:
             for step in self.steps:
                 step_name = step.__name__
                 step(w)
-            return self._exchange(w)
+            return w
         except Rejected as r:
-            reason, detail = r.reason, r.detail
+            return self._rejected(msg, r.reason, r.detail)
         except Exception as exc:  # a poison message must not block its partition: record it, never drop it
-            log.error("gate.unexpected_error", step=step_name, error=type(exc).__name__, **msg.source)
-            reason, detail = "INTERNAL_ERROR", f"{step_name}: {type(exc).__name__}"
+            return self._internal_error(msg, step_name, exc)
+
+    def _internal_error(self, msg: Inbound, step_name: str, exc: Exception) -> RejectedMessage:
+        log.error("gate.unexpected_error", step=step_name, error=type(exc).__name__, **msg.source)
+        return self._rejected(msg, "INTERNAL_ERROR", f"{step_name}: {type(exc).__name__}")
+
+    @staticmethod
+    def _rejected(msg: Inbound, reason: str, detail: str) -> RejectedMessage:
         return RejectedMessage(
             source=msg.source, reason=reason, detail=detail, message_digest=msg.digest, size=len(msg.value)
         )
 
-    def _exchange(self, w: Work) -> Exchange:
+    def _exchange(self, w: Work, sealer: Sealer) -> Exchange | RejectedMessage:
+        try:
+            return self._build_exchange(w, sealer)
+        except Exception as exc:
+            return self._internal_error(w.msg, "seal", exc)
+
+    def _build_exchange(self, w: Work, sealer: Sealer) -> Exchange:
         env = w.envelope
         summary = {
             "occurred_at": env["occurred_at"],
@@ -185,7 +209,7 @@ class GatePipeline:
             summary=summary,
             subject=subject,
             message_digest=w.msg.digest,
-            sealed_message=self.sealer.seal(subject, w.msg.value, sealed_message_aad(exchange_id(env["sender"]["org"], env["message_id"]))),
+            sealed_message=sealer.seal(subject, w.msg.value, sealed_message_aad(exchange_id(env["sender"]["org"], env["message_id"]))),
         )
         exchange.decide(w.decision)
         return exchange
@@ -313,7 +337,7 @@ class GateWorker:
         fresh = [r for r in records if r.offset >= position]
         if not fresh:
             return
-        results = [self.pipeline.process(Inbound(r.topic, r.partition, r.offset, r.value or b"", r.key)) for r in fresh]
+        results = self.pipeline.process_batch([Inbound(r.topic, r.partition, r.offset, r.value or b"", r.key) for r in fresh])
         results = self._reject_duplicates(results, fresh)
         rejected = [r for r in results if isinstance(r, RejectedMessage)]
         for r, rec in ((r, rec) for r, rec in zip(results, fresh) if isinstance(r, RejectedMessage)):

@@ -1,0 +1,86 @@
+"""LedgerSealer.batch: one key query per batch, the same keys as one message at a time, and erasure seen at once."""
+
+from __future__ import annotations
+
+import hashlib
+
+import pytest
+
+from ledger.privacy import LedgerSealer, SqlKeyStore, SubjectErased
+
+MASTER = hashlib.sha256(b"tests/ledger sealer-batch master key").digest()
+SUBJECTS = [hashlib.sha256(f"subject {i}".encode()).hexdigest() for i in range(5)]
+
+
+class CountingStore(SqlKeyStore):
+    """The real SQL key store, counting its round trips (the database work is real)."""
+
+    def __init__(self, tables):
+        super().__init__(tables)
+        self.calls: list[str] = []
+
+    def get_many(self, subjects):
+        self.calls.append("get_many")
+        return super().get_many(subjects)
+
+    def create_many(self, wrapped):
+        self.calls.append("create_many")
+        return super().create_many(wrapped)
+
+
+def test_a_batch_reads_and_creates_its_keys_in_two_round_trips(ledger):
+    store = CountingStore(ledger.tables)
+    sealer = LedgerSealer(ledger.tables, MASTER, _store=store)
+    sealer.seal(SUBJECTS[0], b"known before the batch")
+    store.calls.clear()
+    with sealer.batch(SUBJECTS + SUBJECTS) as batch:
+        blobs = {s: batch.seal(s, f"data of {s}".encode(), b"aad") for s in SUBJECTS}
+    assert store.calls == ["get_many", "create_many"]
+    # Sealed under the stored keys: the plain per-message sealer opens every blob.
+    plain = LedgerSealer(ledger.tables, MASTER)
+    assert all(plain.open(s, b, b"aad") == f"data of {s}".encode() for s, b in blobs.items())
+
+
+def test_a_batch_without_create_leaves_unknown_subjects_without_a_key(ledger):
+    sealer = LedgerSealer(ledger.tables, MASTER)
+    with sealer.batch(SUBJECTS[:2], create=False):
+        pass
+    assert SqlKeyStore(ledger.tables).get_many(SUBJECTS[:2]) == {}
+
+
+def test_an_erasure_between_batches_is_seen_by_the_next_batch(ledger):
+    gate = LedgerSealer(ledger.tables, MASTER)
+    eraser = LedgerSealer(ledger.tables, MASTER)  # another process: `xledger subject erase`
+    with gate.batch([SUBJECTS[1]]) as batch:
+        before = batch.seal(SUBJECTS[1], b"before erasure")
+    eraser.erase(SUBJECTS[1])
+    with gate.batch([SUBJECTS[1]], create=False) as batch:
+        with pytest.raises(SubjectErased):
+            batch.open(SUBJECTS[1], before)
+    with gate.batch([SUBJECTS[1]]) as batch:
+        after = batch.seal(SUBJECTS[1], b"seen again after erasure")
+        # A new key generation: the new blob opens, the old one stays shredded.
+        assert batch.open(SUBJECTS[1], after) == b"seen again after erasure"
+        with pytest.raises(SubjectErased):
+            batch.open(SUBJECTS[1], before)
+
+
+def test_the_first_stored_key_wins_when_two_processes_create_one(ledger):
+    from ledger.subject_crypto import new_wrapped_key
+
+    store = SqlKeyStore(ledger.tables)
+    ours, theirs = new_wrapped_key(MASTER, SUBJECTS[2]), new_wrapped_key(MASTER, SUBJECTS[2])
+    assert store.create_many({SUBJECTS[2]: theirs}) == {SUBJECTS[2]: theirs}
+    # Our insert of a key made before we saw theirs loses: we get theirs back and seal under it.
+    fresh = new_wrapped_key(MASTER, SUBJECTS[3])
+    assert store.create_many({SUBJECTS[2]: ours, SUBJECTS[3]: fresh}) == {SUBJECTS[2]: theirs, SUBJECTS[3]: fresh}
+
+
+def test_many_subjects_are_read_in_bounded_statements(ledger):
+    subjects = [hashlib.sha256(f"many {i}".encode()).hexdigest() for i in range(1203)]
+    sealer = LedgerSealer(ledger.tables, MASTER)
+    with sealer.batch(subjects) as batch:
+        blobs = [batch.seal(s, b"x") for s in subjects]
+    assert len(SqlKeyStore(ledger.tables).get_many(subjects)) == 1203
+    with sealer.batch(subjects, create=False) as batch:
+        assert all(batch.open(s, b) == b"x" for s, b in zip(subjects, blobs))
