@@ -5,7 +5,7 @@ stored rows, and the read-model replay vs eventsourcing's raw notification read.
 The entries are realistic: Exchange aggregates (Requested + Decided) whose summary, decision and
 sealed message are copied from a real gate decision, one batch of 500 entries per transaction
 with a tracking record, as the gate writes them.  SQLite (the embedded default).
-Run: ``python -m bench.bench_ledger [--full]``.
+Run: ``python -m bench.bench_ledger [--full | --sizes 2000,10000]``.
 """
 from __future__ import annotations
 
@@ -18,6 +18,7 @@ import statistics
 import sys
 import tempfile
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 from bench.common import row
@@ -42,6 +43,10 @@ class _Template:
         class _Plain:
             def seal(self, subject, data, aad=b""):
                 return base64.b64encode(os.urandom(len(data) + 28)).decode()
+
+            @contextmanager
+            def batch(self, subjects):  # the gate seals a batch under keys it reads at once
+                yield self
 
         key, value = signed_messages(1, "tmpl")[0]
         pipe = GatePipeline(PolicyEngine.load_default(), _Plain(), Settings().pseudonym_secret.encode())
@@ -244,6 +249,15 @@ def run(sizes=(10_000, 100_000), verify_at: int | None = None, replay_at: int | 
 
 
 if __name__ == "__main__":
-    full = "--full" in sys.argv
-    for r in run((10_000, 100_000, 1_000_000) if full else (10_000, 100_000)):
+    import argparse
+
+    ap = argparse.ArgumentParser(prog="python -m bench.bench_ledger")
+    ap.add_argument("--full", action="store_true", help="add the 1-million-entry run")
+    ap.add_argument("--sizes", help="comma-separated ledger sizes in entries, e.g. 2000,10000 (for a quick look)")
+    args = ap.parse_args()
+    if args.sizes:
+        sizes = tuple(int(x) for x in args.sizes.split(","))
+    else:
+        sizes = (10_000, 100_000, 1_000_000) if args.full else (10_000, 100_000)
+    for r in run(sizes):
         print(json.dumps(r, ensure_ascii=False))

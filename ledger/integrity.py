@@ -195,13 +195,17 @@ def _is_race(exc: BaseException) -> bool:
 
 # --------------------------------------------------------------------------- node store
 
+# Node coordinates are sent to SQLite packed as level * _IDX_SPAN + idx.
+_IDX_SPAN = 1 << 40
+
 
 class SqlNodeStore:
     """``ledger.merkle.NodeStore`` on ``xl_merkle_nodes``, inside one open transaction.
 
-    Puts are buffered (``get`` sees them) and written by ``flush`` with plain INSERTs, so an
-    existing node is never overwritten: the primary key refuses it. ``reads`` counts the
-    database reads, which is what makes appends O(log n) observable in tests.
+    Puts are buffered (``get`` and ``get_many`` see them) and written by ``flush`` with plain
+    INSERTs, so an existing node is never overwritten: the primary key refuses it. ``reads``
+    counts the database reads (a ``get_many`` is one), which is what makes appends O(log n)
+    observable in tests.
     """
 
     def __init__(self, tx: _Tx):
@@ -217,6 +221,52 @@ class SqlNodeStore:
         self.reads += 1
         row = self._tx.one("SELECT hash FROM xl_merkle_nodes WHERE level = ? AND idx = ?", (level, index))
         return bytes(row[0]) if row else None
+
+    def get_many(self, coords: Sequence[tuple[int, int]]) -> dict[tuple[int, int], bytes]:
+        """The nodes at ``coords`` that exist (buffered puts included), in one query.
+
+        If ``size()`` was not read yet, the same query reads it: MerkleLog checks a proof's
+        sizes after reading its nodes, so a proof costs one query, not two.
+        """
+        found: dict[tuple[int, int], bytes] = {}
+        wanted = []
+        for c in dict.fromkeys(coords):
+            h = self._pending.get(c)
+            if h is not None:
+                found[c] = h
+            else:
+                wanted.append(c)
+        with_size = self._size is None
+        if not wanted and not with_size:
+            return found
+        # The size comes back as one extra row at level -1.
+        size_sql = " UNION ALL SELECT -1, MAX(idx), NULL FROM xl_merkle_nodes WHERE level = 0" if with_size else ""
+        if self._tx.backend.is_postgres:
+            rows = self._tx.all(
+                "SELECT n.level, n.idx, n.hash FROM xl_merkle_nodes n "
+                "JOIN unnest(?::integer[], ?::bigint[]) AS w(level, idx) ON n.level = w.level AND n.idx = w.idx"
+                + size_sql, ([c[0] for c in wanted], [c[1] for c in wanted]))
+        elif all(0 <= level and 0 <= idx < _IDX_SPAN for level, idx in wanted):
+            # One statement text whatever the number of nodes: eventsourcing's SQLite connections
+            # keep one prepared statement, so a text that varies with the node count (an OR or
+            # IN list) is compiled afresh every time, which costs more than the queries it
+            # replaces. Each coordinate travels as one integer, level * 2**40 + idx, in a JSON
+            # array. ("(level, idx) IN (VALUES ...)" would be worse: SQLite scans the table.)
+            rows = self._tx.all(
+                "SELECT n.level, n.idx, n.hash FROM json_each(?) AS w JOIN xl_merkle_nodes n "
+                f"ON n.level = (w.value >> 40) AND n.idx = (w.value & {_IDX_SPAN - 1})" + size_sql,
+                ("[" + ",".join([str(level << 40 | idx) for level, idx in wanted]) + "]",))
+        else:  # pragma: no cover - only a tree of 2**40 leaves or a malformed coordinate gets here
+            if with_size:
+                self.size()
+            return {**found, **{c: h for c in wanted if (h := self.get(*c)) is not None}}
+        self.reads += 1
+        for level, idx, h in rows:
+            if level == -1:
+                self._size = 0 if idx is None else int(idx) + 1
+            else:
+                found[(int(level), int(idx))] = bytes(h)
+        return found
 
     def put(self, level: int, index: int, h: bytes) -> None:
         key = (level, index)
@@ -430,8 +480,7 @@ class Integrity:
 
     def inclusion_proof(self, leaf_index: int, tree_size: int) -> InclusionProof:
         with self._log() as (_, log):
-            path = log.inclusion_proof(leaf_index, tree_size)
-            leaf = log.store.get(0, leaf_index)
+            path, leaf = log.inclusion_proof_with_leaf(leaf_index, tree_size)
         assert leaf is not None
         return InclusionProof(leaf_index, tree_size, leaf, tuple(path))
 

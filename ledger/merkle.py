@@ -84,6 +84,9 @@ class NodeStore(Protocol):
     * One ``MerkleLog.append``/``append_many`` call issues a leaf put followed by the puts of
       every parent it completes; run it inside one transaction so that a crash never leaves
       a leaf without its parents (which a later append would otherwise read as missing).
+    * Optionally ``get_many(coords)``: the nodes of a list of ``(level, index)`` that exist,
+      as a dict. Roots and proofs know every node they need before reading any, so a store
+      that offers it (one database query instead of one per node) is read once per call.
     """
 
     def get(self, level: int, index: int) -> bytes | None: ...
@@ -199,27 +202,32 @@ class MerkleLog:
 
     # -- reading -----------------------------------------------------------------
 
+    # Roots and proofs plan their nodes, read them, and only then compare the requested size
+    # with the store's: a store with ``get_many`` may learn its size from that same read.
+
     def root(self, size: int | None = None) -> bytes:
         """MTH of the first ``size`` leaves (default: all); any historical size works."""
-        current = self._store.size()
         if size is None:
-            size = current
-        if not _is_size(size) or size > current:
-            raise MerkleError(f"cannot compute root for size {size!r}; log size is {current}")
+            size = self._store.size()
+        elif not _is_size(size):
+            raise MerkleError(f"cannot compute root for size {size!r}; log size is {self._store.size()}")
         if size == 0:
             return EMPTY_ROOT
-        return self._range_hash(0, size)
+        plan = [_range_nodes(0, size)]
+        nodes = self._fetch(plan)
+        current = self._store.size()
+        if size > current:
+            raise MerkleError(f"cannot compute root for size {size!r}; log size is {current}")
+        return _fold(plan, self._require(plan, nodes))[0]
 
     def inclusion_proof(self, index: int, size: int) -> list[bytes]:
         """RFC 9162 §2.1.3.1 PATH(index, D[size]), leaf-side first."""
-        current = self._store.size()
-        if not (_is_size(size) and _is_size(index)) or size > current or index >= size:
-            raise MerkleError(
-                f"no inclusion proof for index {index!r} in size {size!r} (log size {current})"
-            )
-        path: list[bytes] = []
-        self._path(index, 0, size, path)
-        return path
+        return self._inclusion(index, size, False)[0]
+
+    def inclusion_proof_with_leaf(self, index: int, size: int) -> tuple[list[bytes], bytes | None]:
+        """PATH(index, D[size]) and the leaf hash itself (None if the store lacks it), read
+        together: with ``get_many`` that is one store call for the whole proof."""
+        return self._inclusion(index, size, True)
 
     def consistency_proof(self, old_size: int, new_size: int) -> list[bytes]:
         """RFC 9162 §2.1.4.1 PROOF(old_size, D[new_size]).
@@ -227,17 +235,34 @@ class MerkleLog:
         Empty when old_size is 0 or equal to new_size: every tree extends the empty tree, and
         equal sizes are consistent iff the roots are equal, which needs no proof.
         """
-        current = self._store.size()
-        if not (_is_size(old_size) and _is_size(new_size)) or not old_size <= new_size <= current:
-            raise MerkleError(
-                f"no consistency proof from {old_size!r} to {new_size!r} (log size {current})"
-            )
-        proof: list[bytes] = []
+        def refuse(current: int) -> MerkleError:
+            return MerkleError(f"no consistency proof from {old_size!r} to {new_size!r} (log size {current})")
+
+        if not (_is_size(old_size) and _is_size(new_size)) or old_size > new_size:
+            raise refuse(self._store.size())
+        ranges: list[tuple[int, int]] = []
         if 0 < old_size < new_size:
-            self._subproof(old_size, 0, new_size, True, proof)
-        return proof
+            _subproof_ranges(old_size, 0, new_size, True, ranges)
+        plan = [_range_nodes(lo, hi) for lo, hi in ranges]
+        nodes = self._fetch(plan) if plan else {}
+        if new_size > self._store.size():
+            raise refuse(self._store.size())
+        return _fold(plan, self._require(plan, nodes))
 
     # -- internals ---------------------------------------------------------------
+
+    def _inclusion(self, index: int, size: int, with_leaf: bool) -> tuple[list[bytes], bytes | None]:
+        def refuse(current: int) -> MerkleError:
+            return MerkleError(f"no inclusion proof for index {index!r} in size {size!r} (log size {current})")
+
+        if not (_is_size(size) and _is_size(index)) or index >= size:
+            raise refuse(self._store.size())
+        plan = _inclusion_plan(index, size)
+        leaf = (0, index)
+        nodes = self._fetch(plan, leaf if with_leaf else None)
+        if size > self._store.size():
+            raise refuse(self._store.size())
+        return _fold(plan, self._require(plan, nodes)), nodes.get(leaf) if with_leaf else None
 
     def _node(self, level: int, index: int) -> bytes:
         h = self._store.get(level, index)
@@ -245,53 +270,105 @@ class MerkleLog:
             raise MerkleError(f"store is missing complete node (level={level}, index={index})")
         return h
 
-    def _range_hash(self, lo: int, hi: int) -> bytes:
-        """MTH(D[lo:hi]) for a range the RFC recursion can produce.
+    def _fetch(self, plan: list[list[tuple[int, int]]], extra: tuple[int, int] | None = None
+               ) -> dict[tuple[int, int], bytes]:
+        """The plan's nodes (and ``extra``) that the store has: one ``get_many`` call if it
+        offers one, else a ``get`` per node."""
+        coords = [c for group in plan for c in group]
+        if extra is not None:
+            coords.append(extra)
+        get_many = getattr(self._store, "get_many", None)
+        if get_many is not None:
+            return get_many(coords)
+        get = self._store.get
+        nodes: dict[tuple[int, int], bytes] = {}
+        for c in coords:
+            if c not in nodes and (h := get(*c)) is not None:
+                nodes[c] = h
+        return nodes
 
-        Such ranges start at a multiple of a power of two at least as large as the range, so
-        they split into complete subtrees by the set bits of hi - lo, biggest first; the RFC
-        split then reduces to folding those subtrees from the right.
-        """
-        peaks: list[bytes] = []
-        start, n = lo, hi - lo
-        for level in range(n.bit_length() - 1, -1, -1):
-            if (n >> level) & 1:
-                peaks.append(self._node(level, start >> level))
-                start += 1 << level
-        h = peaks.pop()
-        while peaks:
-            h = node_hash(peaks.pop(), h)
-        return h
+    @staticmethod
+    def _require(plan: list[list[tuple[int, int]]], nodes: dict[tuple[int, int], bytes]
+                 ) -> dict[tuple[int, int], bytes]:
+        # The first missing node in plan order is the one a node-by-node reading meets first.
+        for group in plan:
+            for level, index in group:
+                if (level, index) not in nodes:
+                    raise MerkleError(f"store is missing complete node (level={level}, index={index})")
+        return nodes
 
-    def _path(self, m: int, lo: int, hi: int, out: list[bytes]) -> None:
-        # PATH(m, D[lo:hi]) with m relative to lo. Once the recursion enters a left subtree,
-        # that subtree is complete, so at most one _range_hash spans several nodes.
-        n = hi - lo
-        if n == 1:
-            return
-        k = _largest_power_of_two_below(n)
-        if m < k:
-            self._path(m, lo, lo + k, out)
-            out.append(self._range_hash(lo + k, hi))
-        else:
-            self._path(m - k, lo + k, hi, out)
-            out.append(self._range_hash(lo, lo + k))
 
-    def _subproof(self, m: int, lo: int, hi: int, complete: bool, out: list[bytes]) -> None:
-        # SUBPROOF(m, D[lo:hi], b); ``complete`` is the RFC's b: whether D[lo:lo+m] is a
-        # subtree of the *old* tree that the verifier already knows (its root).
-        n = hi - lo
-        if m == n:
-            if not complete:
-                out.append(self._range_hash(lo, hi))
-            return
-        k = _largest_power_of_two_below(n)
-        if m <= k:
-            self._subproof(m, lo, lo + k, complete, out)
-            out.append(self._range_hash(lo + k, hi))
-        else:
-            self._subproof(m - k, lo + k, hi, False, out)
-            out.append(self._range_hash(lo, lo + k))
+# Which nodes a root or proof needs depends only on sizes and indices, never on hashes. The
+# functions below plan them as one group of complete subtrees per hash to produce, so that a
+# store can be asked for all of them at once; ``_fold`` then makes the hashes.
+
+
+def _fold(plan: list[list[tuple[int, int]]], nodes: dict[tuple[int, int], bytes]) -> list[bytes]:
+    """MTH of each group's range: its subtrees (biggest first) folded from the right, which
+    is what the RFC's largest-power-of-two split reduces to for these ranges."""
+    out = []
+    for group in plan:
+        h = nodes[group[-1]]
+        for c in group[-2::-1]:
+            h = node_hash(nodes[c], h)
+        out.append(h)
+    return out
+
+
+def _range_nodes(lo: int, hi: int) -> list[tuple[int, int]]:
+    """The complete subtrees of a range the RFC recursion can produce, biggest first.
+
+    Such ranges start at a multiple of a power of two at least as large as the range, so
+    they split into complete subtrees by the set bits of hi - lo.
+    """
+    out = []
+    start, n = lo, hi - lo
+    for level in range(n.bit_length() - 1, -1, -1):
+        if (n >> level) & 1:
+            out.append((level, start >> level))
+            start += 1 << level
+    return out
+
+
+def _inclusion_plan(index: int, size: int) -> list[list[tuple[int, int]]]:
+    """PATH(index, D[size]) as node groups, leaf side first (RFC 9162 §2.1.3.1, unrolled).
+
+    Walking down from the root, each split either goes right (the complete left subtree is
+    a proof hash) or enters the left subtree (the right part is a proof hash, the only one
+    that may span several nodes). A left subtree is complete, so below it the proof is just
+    the sibling at every level.
+    """
+    upper: list[list[tuple[int, int]]] = []
+    lo, hi = 0, size
+    while hi - lo > 1:
+        k = _largest_power_of_two_below(hi - lo)
+        if index < lo + k:
+            upper.append(_range_nodes(lo + k, hi))
+            hi = lo + k
+            break
+        upper.append([(k.bit_length() - 1, lo >> (k.bit_length() - 1))])
+        lo += k
+    lower = [[(level, (index >> level) ^ 1)] for level in range((hi - lo).bit_length() - 1)]
+    upper.reverse()
+    return lower + upper
+
+
+def _subproof_ranges(m: int, lo: int, hi: int, complete: bool, out: list[tuple[int, int]]) -> None:
+    # The ranges whose hashes make SUBPROOF(m, D[lo:hi], b), in proof order; ``complete`` is
+    # the RFC's b: whether D[lo:lo+m] is a subtree of the *old* tree that the verifier already
+    # knows (its root).
+    n = hi - lo
+    if m == n:
+        if not complete:
+            out.append((lo, hi))
+        return
+    k = _largest_power_of_two_below(n)
+    if m <= k:
+        _subproof_ranges(m, lo, lo + k, complete, out)
+        out.append((lo + k, hi))
+    else:
+        _subproof_ranges(m - k, lo + k, hi, False, out)
+        out.append((lo, lo + k))
 
 
 # --------------------------------------------------------------------------- verification

@@ -7,6 +7,11 @@ keeps the live tables (prefix ``xl_rm_``) current, with one tracking record
 transaction as the rows of each page; a replay writes the same projection into
 fresh tables under another prefix and compares.
 
+A page is projected at once: its events are decoded (only the topics below), its
+rows built in Python and written with one ``executemany`` per table, the counters
+summed over the page and added with one upsert per key. The rows are exactly those
+of projecting one event at a time.
+
 Tables (prefix + name):
 
 - ``exchanges``   one row per requested exchange (no personal data; the subject pseudonym).
@@ -23,6 +28,7 @@ import re
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
+from operator import itemgetter
 from typing import Any, Callable, Iterator, Sequence
 
 from eventsourcing.persistence import IntegrityError as ESIntegrityError
@@ -87,6 +93,12 @@ def columns(table: str) -> list[str]:
     return [c for c, _ in TABLES[table][0]]
 
 
+_COLUMNS = {t: columns(t) for t in TABLES}
+_ROW = {t: itemgetter(*cols) for t, cols in _COLUMNS.items()}  # dict row -> tuple in column order
+# Bound parameters per IN (...) list; SQLite before 3.32 allows 999 in one statement.
+_IN_CHUNK = 500
+
+
 def _iso(ts: datetime) -> str:
     return ts.isoformat()
 
@@ -115,6 +127,12 @@ class ReadModels:
 
     def create(self) -> None:
         with self.tables.cursor() as c:
+            if self.tables.is_postgres:
+                # Two concurrent CREATE TABLE IF NOT EXISTS can both find the table missing, and
+                # one then fails on PostgreSQL's catalog (seen with the relay and a reader
+                # starting together): creators of one prefix take turns.
+                c.execute("SELECT pg_advisory_xact_lock(hashtextextended(?, 0))",
+                          [f"xledger-readmodels:{self.tables.schema_prefix}{self.prefix}"])
             for name, (cols, pk) in TABLES.items():
                 body = ", ".join(f"{col} {typ}" for col, typ in cols)
                 c.execute(f"CREATE TABLE IF NOT EXISTS {self.t(name)} ({body}, PRIMARY KEY ({', '.join(pk)}))")
@@ -142,23 +160,29 @@ class ReadModels:
         """
         start = (self.position() if self.tracked else self._untracked_position) + 1
         consumed = 0
+        to_event = self.ledger.mapper.to_domain_event
         while True:
             page = self.ledger.notifications(start, self.page_size)
             if not page:
                 return consumed
             stop = False
+            events: dict[int, Any] | None = None
             if until is not None:
+                # The cut needs every event's timestamp; keep the decoded events for the projection.
+                events = {}
                 kept = []
                 for n in page:
-                    if self._timestamp(n) > until:
+                    e = to_event(n)
+                    if e.timestamp > until:
                         stop = True
                         break
+                    events[n.id] = e
                     kept.append(n)
                 page = kept
                 if not page:
                     return consumed
             try:
-                self._apply_page(page)
+                self._apply_page(page, events)
             except ESIntegrityError:
                 # Another process projected this page first: continue from its position.
                 start = self.position() + 1
@@ -172,29 +196,53 @@ class ReadModels:
 
     _untracked_position = 0
 
-    def _timestamp(self, n: Notification) -> datetime:
-        return self.ledger.mapper.to_domain_event(n).timestamp
-
     @contextmanager
     def _transaction(self) -> Iterator[Any]:
         with self.tables.datastore.transaction(commit=True) as raw:
             yield raw, _Cur(raw, self.tables._sql)
 
-    def _apply_page(self, page: Sequence[Notification]) -> None:
-        mapper = self.ledger.mapper
+    def _apply_page(self, page: Sequence[Notification], events: dict[int, Any] | None = None) -> None:
+        """Projects one page in one transaction: the page's rows are built in Python and
+        written with one ``executemany`` per table (one statement per row made the
+        projection several times slower than reading and decoding the events)."""
+        to_event = self.ledger.mapper.to_domain_event
+        # Only the topics the projections read are decoded.
+        work: list[tuple[str, int, Any]] = []
+        for n in page:
+            topic = n.topic
+            if topic.endswith(_REQUESTED):
+                kind = _REQUESTED
+            elif topic.endswith(_DECIDED):
+                kind = _DECIDED
+            elif topic.endswith(_REVIEWED):
+                kind = _REVIEWED
+            elif topic.endswith(_REJECTED):
+                kind = _REJECTED
+            else:
+                continue
+            e = events.get(n.id) if events is not None else None
+            work.append((kind, n.id, e if e is not None else to_event(n)))
         with self._transaction() as (raw, c):
-            for n in page:
-                topic = n.topic
-                if topic.endswith(_REQUESTED):
-                    self._requested(c, n.id, mapper.to_domain_event(n))
-                elif topic.endswith(_DECIDED):
-                    self._decided(c, n.id, mapper.to_domain_event(n))
-                elif topic.endswith(_REVIEWED):
-                    self._reviewed(c, mapper.to_domain_event(n))
-                elif topic.endswith(_REJECTED):
-                    self._rejected(c, mapper.to_domain_event(n))
+            out = _PageRows(self, c)
+            requested = {str(e.originator_id) for kind, _, e in work if kind == _REQUESTED}
+            out.prefetch_exchanges({str(e.originator_id) for kind, _, e in work if kind == _DECIDED} - requested)
+            for kind, position, e in work:
+                if kind == _REQUESTED:
+                    self._requested(out, position, e)
+                elif kind == _DECIDED:
+                    self._decided(out, position, e)
+                elif kind == _REVIEWED:
+                    # A review updates decision rows, possibly ones from this very page.
+                    out.flush_rows()
+                    self._reviewed(c, e)
+                else:
+                    self._rejected(out, e)
+            out.flush()
             if self.tracked:
                 try:
+                    # eventsourcing has no public call that writes a tracking record inside a
+                    # transaction the caller holds; its own projection views (subclasses of its
+                    # tracking recorders) call _insert_tracking(cursor, tracking) for this.
                     self.ledger.recorder._insert_tracking(raw, Tracking(TRACKING_NAME, page[-1].id))
                 except ESIntegrityError:
                     raise
@@ -207,7 +255,7 @@ class ReadModels:
 
     # -- the projections -----------------------------------------------------------------------
 
-    def _requested(self, c: "_Cur", position: int, e: Any) -> None:
+    def _requested(self, out: "_PageRows", position: int, e: Any) -> None:
         s = e.summary
         occurred = str(s.get("occurred_at", ""))
         row = {
@@ -219,15 +267,17 @@ class ReadModels:
             "categories": ",".join(s.get("present_categories") or s.get("declared_categories") or []),
             "position": position,
         }
-        self._insert(c, "exchanges", row)
+        out.insert("exchanges", row)
+        out.exchanges[row["exchange_id"]] = row
 
-    def _decided(self, c: "_Cur", position: int, e: Any) -> None:
-        ex = self._exchange_row(c, str(e.originator_id))
+    def _decided(self, out: "_PageRows", position: int, e: Any) -> None:
+        ex = out.exchange(str(e.originator_id))
         if ex is None:  # a decision without its request cannot happen in this ledger; keep what we can
             ex = {k: "" for k in columns("exchanges")}
             ex["exchange_id"] = str(e.originator_id)
         decision = e.decision
         stats: dict[tuple[str, ...], int] = {}
+        recorded_at = _iso(e.timestamp)
         for r in decision["results"]:
             common = {
                 "exchange_id": ex["exchange_id"], "recipient": r["recipient"], "message_id": ex["message_id"],
@@ -236,18 +286,18 @@ class ReadModels:
                 "rule": r.get("rule") or "", "via": r.get("via") or "", "reason": r.get("reason") or "",
                 "citation": r.get("citation") or "", "policy_version": decision.get("policy_version", ""),
             }
-            self._insert(c, "decisions", {
-                **common, "day": ex["day"], "recorded_at": _iso(e.timestamp),
+            out.insert("decisions", {
+                **common, "day": ex["day"], "recorded_at": recorded_at,
                 "underlying_basis": ex["underlying_basis"], "warnings": ",".join(r.get("warnings") or []),
                 "review_status": "PENDING", "review_count": 0, "last_review_at": "", "position": position,
             })
-            self._insert(c, "disclosures", {
+            out.insert("disclosures", {
                 **common, "subject": ex["subject"], "categories": ex["categories"], "payload_type": ex["payload_type"],
             })
             key = (ex["day"], ex["context"], r["outcome"], r.get("rule") or "", r.get("reason") or "")
             stats[key] = stats.get(key, 0) + 1
-        for key, n in sorted(stats.items()):
-            self._bump(c, "stats", dict(zip(["day", "cooperation", "outcome", "rule", "reason"], key)), n)
+        for key, n in stats.items():
+            out.bump("stats", key, n)
 
     def _reviewed(self, c: "_Cur", e: Any) -> None:
         review = e.review or {}
@@ -264,31 +314,8 @@ class ReadModels:
             c.execute(f"UPDATE {self.t('decisions')} SET review_count = review_count + 1, last_review_at = ? "
                       f"WHERE {where}", [at, *params])
 
-    def _rejected(self, c: "_Cur", e: Any) -> None:
-        self._bump(c, "rejections", {"day": _iso(e.timestamp)[:10], "reason": e.reason}, 1)
-
-    # -- small SQL helpers ---------------------------------------------------------------------
-
-    def _insert(self, c: "_Cur", table: str, row: dict[str, Any]) -> None:
-        cols = columns(table)
-        c.execute(f"INSERT INTO {self.t(table)} ({', '.join(cols)}) VALUES ({', '.join('?' * len(cols))})",
-                  [row[k] for k in cols])
-
-    def _bump(self, c: "_Cur", table: str, key: dict[str, Any], n: int) -> None:
-        where = " AND ".join(f"{k} = ?" for k in key)
-        c.execute(f"SELECT n FROM {self.t(table)} WHERE {where}", list(key.values()))
-        if c.fetchall():
-            c.execute(f"UPDATE {self.t(table)} SET n = n + ? WHERE {where}", [n, *key.values()])
-        else:
-            cols = [*key, "n"]
-            c.execute(f"INSERT INTO {self.t(table)} ({', '.join(cols)}) VALUES ({', '.join('?' * len(cols))})",
-                      [*key.values(), n])
-
-    def _exchange_row(self, c: "_Cur", exchange_id: str) -> dict[str, Any] | None:
-        cols = columns("exchanges")
-        c.execute(f"SELECT {', '.join(cols)} FROM {self.t('exchanges')} WHERE exchange_id = ?", [exchange_id])
-        rows = c.fetchall()
-        return dict(zip(cols, rows[0])) if rows else None
+    def _rejected(self, out: "_PageRows", e: Any) -> None:
+        out.bump("rejections", (_iso(e.timestamp)[:10], e.reason), 1)
 
     # -- reading ---------------------------------------------------------------------------------
 
@@ -328,8 +355,91 @@ class _Cur:
     def execute(self, sql: str, params: Sequence[Any] = ()) -> None:
         self._c.execute(self._translate(sql), tuple(params))
 
+    def executemany(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
+        self._c.executemany(self._translate(sql), [tuple(r) for r in rows])
+
     def fetchall(self) -> list[tuple]:
         return [tuple(r.values()) if isinstance(r, dict) else tuple(r) for r in self._c.fetchall()]
+
+
+class _PageRows:
+    """The rows one page adds, written per table with ``executemany`` by ``flush``.
+
+    Counters (``stats``, ``rejections``) are summed over the page and added with one
+    upsert per key. Exchange rows of this page are kept here, and those of earlier pages
+    are read in one query up front, because each decision copies its exchange's columns.
+    """
+
+    _BUMPED = {"stats": ["day", "cooperation", "outcome", "rule", "reason"], "rejections": ["day", "reason"]}
+
+    def __init__(self, models: ReadModels, c: _Cur):
+        self.models = models
+        self.c = c
+        self.rows: dict[str, list[tuple]] = {"exchanges": [], "decisions": [], "disclosures": []}
+        self.counts: dict[str, dict[tuple, int]] = {t: {} for t in self._BUMPED}
+        # Keys with a NULL never match an existing row (SQL equality), so each bump of one is
+        # its own row, as a per-event SELECT-then-INSERT would have made it.
+        self.null_counts: dict[str, list[tuple[tuple, int]]] = {t: [] for t in self._BUMPED}
+        self.exchanges: dict[str, dict[str, Any]] = {}
+        self._stored: dict[str, dict[str, Any]] = {}
+
+    def insert(self, table: str, row: dict[str, Any]) -> None:
+        self.rows[table].append(_ROW[table](row))
+
+    def bump(self, table: str, key: tuple, n: int) -> None:
+        if None in key:
+            self.null_counts[table].append((key, n))
+            return
+        counts = self.counts[table]
+        counts[key] = counts.get(key, 0) + n
+
+    def exchange(self, exchange_id: str) -> dict[str, Any] | None:
+        row = self.exchanges.get(exchange_id)
+        return row if row is not None else self._stored.get(exchange_id)
+
+    def prefetch_exchanges(self, ids: set[str]) -> None:
+        if not ids:
+            return
+        cols = _COLUMNS["exchanges"]
+        table = self.models.t("exchanges")
+        wanted = sorted(ids)
+        for i in range(0, len(wanted), _IN_CHUNK):
+            chunk = wanted[i: i + _IN_CHUNK]
+            if self.models.tables.is_postgres:
+                self.c.execute(f"SELECT {', '.join(cols)} FROM {table} WHERE exchange_id = ANY(?)", [chunk])
+            else:
+                self.c.execute(f"SELECT {', '.join(cols)} FROM {table} WHERE exchange_id IN "
+                               f"({', '.join('?' * len(chunk))})", chunk)
+            for r in self.c.fetchall():
+                self._stored[r[0]] = dict(zip(cols, r))
+
+    def flush_rows(self) -> None:
+        for table, rows in self.rows.items():
+            if rows:
+                cols = _COLUMNS[table]
+                self.c.executemany(f"INSERT INTO {self.models.t(table)} ({', '.join(cols)}) "
+                                   f"VALUES ({', '.join('?' * len(cols))})", rows)
+                rows.clear()
+
+    def flush(self) -> None:
+        self.flush_rows()
+        for table, key_cols in self._BUMPED.items():
+            counts, nulls = self.counts[table], self.null_counts[table]
+            if counts:
+                cols = [*key_cols, "n"]
+                self.c.executemany(
+                    f"INSERT INTO {self.models.t(table)} AS cur ({', '.join(cols)}) "
+                    f"VALUES ({', '.join('?' * len(cols))}) ON CONFLICT ({', '.join(key_cols)}) "
+                    "DO UPDATE SET n = cur.n + excluded.n",
+                    # In key order, so that two processes upserting the same keys lock them in
+                    # the same order (PostgreSQL) instead of deadlocking.
+                    [[*key, n] for key, n in sorted(counts.items())])
+                counts.clear()
+            if nulls:
+                cols = [*key_cols, "n"]
+                self.c.executemany(f"INSERT INTO {self.models.t(table)} ({', '.join(cols)}) "
+                                   f"VALUES ({', '.join('?' * len(cols))})", [[*key, n] for key, n in nulls])
+                nulls.clear()
 
 
 # -- replay -------------------------------------------------------------------------------------
