@@ -11,13 +11,17 @@ from typing import Any, Iterable, Iterator, Sequence
 from uuid import UUID
 
 from eventsourcing.application import Application, ProcessingEvent
-from eventsourcing.persistence import IntegrityError, Notification, Tracking
+from eventsourcing.persistence import IntegrityError, InterfaceError, Notification, OperationalError, Tracking
 
 from ledger.domain import Delivery, Exchange, RejectedMessage, SubjectErasure
 from ledger.tables import SideTables
 from ledger.url import persistence_env
 
-__all__ = ["Ledger", "IntegrityError", "Tracking", "kafka_tracking_name"]
+__all__ = ["Ledger", "IntegrityError", "Tracking", "kafka_tracking_name", "LEDGER_UNAVAILABLE"]
+
+# What a service loop waits out and retries: the database is locked, restarting or unreachable.
+# eventsourcing maps both drivers' errors onto these.
+LEDGER_UNAVAILABLE: tuple[type[Exception], ...] = (OperationalError, InterfaceError)
 
 
 def kafka_tracking_name(topic: str, partition: int) -> str:

@@ -199,7 +199,14 @@ class ReadModels:
     @contextmanager
     def _transaction(self) -> Iterator[Any]:
         with self.tables.datastore.transaction(commit=True) as raw:
-            yield raw, _Cur(raw, self.tables._sql)
+            c = _Cur(raw, self.tables._sql)
+            if not self.tables.is_postgres:
+                # Take SQLite's write lock now, waiting up to the busy timeout. eventsourcing
+                # begins transactions deferred, and a deferred transaction that has read and then
+                # writes after another connection committed fails at once with "database is
+                # locked" (this crashed the relay next to two gates). Matches no row.
+                c.execute(f"UPDATE {self.t('exchanges')} SET position = position WHERE 0 = 1")
+            yield raw, c
 
     def _apply_page(self, page: Sequence[Notification], events: dict[int, Any] | None = None) -> None:
         """Projects one page in one transaction: the page's rows are built in Python and

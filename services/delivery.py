@@ -18,7 +18,7 @@ from eventsourcing.persistence import Notification
 from kafka import KafkaProducer
 from kafka.errors import KafkaError
 
-from ledger.application import IntegrityError, Ledger, Tracking
+from ledger.application import LEDGER_UNAVAILABLE, IntegrityError, Ledger, Tracking
 from ledger.domain import Delivery, delivery_id, sealed_message_aad
 from ledger.privacy import LedgerSealer, SubjectErased
 from schemas.codec import AvroCodec
@@ -61,7 +61,10 @@ class DeliveryRelay:
     stopping: threading.Event = field(default_factory=threading.Event)
     # Folds new entries into the Merkle tree (signing checkpoints) and the read models:
     # the relay already follows the log, so it keeps what is derived from it current.
+    # It runs whenever the relay is idle, and under a backlog every ``maintain_every``
+    # seconds over everything new, so deliveries do not wait behind it page by page.
     maintain: Callable[[], Any] | None = None
+    maintain_every: float = 1.0
 
     def run_once(self) -> int:
         """Relays one page of the outbox; returns how many notifications it consumed."""
@@ -83,8 +86,6 @@ class DeliveryRelay:
             log.warning("relay.page_already_recorded", first=page[0].id, last=page[-1].id)
             return len(page)
         log.info("relay.page_recorded", first=page[0].id, last=page[-1].id, deliveries=len(deliveries))
-        if self.maintain is not None:
-            self.maintain()
         return len(page)
 
     def _decided(self, page: list[Notification]) -> list[DecidedExchange]:
@@ -109,15 +110,26 @@ class DeliveryRelay:
     def run(self, *, idle_stop_after: float | None = None, poll_interval: float = 0.1) -> dict[str, int]:
         idle_since = time.monotonic()
         backoff = 0.5
+        stale, maintained_at = True, time.monotonic()
         while not self.stopping.is_set():
             try:
                 consumed = self.run_once()
                 backoff = 0.5
-            except KafkaError as exc:
-                log.warning("relay.broker_unavailable", error=type(exc).__name__, retry_in_s=backoff)
+            except (KafkaError, *LEDGER_UNAVAILABLE) as exc:
+                # Nothing of the page was recorded: it is read and sent again (same delivery ids).
+                log.warning("relay.broker_unavailable" if isinstance(exc, KafkaError) else "relay.ledger_unavailable",
+                            error=type(exc).__name__, retry_in_s=backoff)
                 self.stopping.wait(backoff)
                 backoff = min(backoff * 2, 10.0)
                 continue
+            stale = stale or bool(consumed)
+            if self.maintain is not None and stale and (
+                    not consumed or time.monotonic() - maintained_at >= self.maintain_every):
+                try:
+                    self.maintain()
+                    stale, maintained_at = False, time.monotonic()
+                except LEDGER_UNAVAILABLE as exc:
+                    log.warning("relay.maintain_failed", error=type(exc).__name__)
             if consumed:
                 idle_since = time.monotonic()
                 continue

@@ -21,7 +21,7 @@ from kafka import KafkaConsumer, KafkaProducer, OffsetAndMetadata, TopicPartitio
 from kafka.errors import KafkaError
 from pydantic import ValidationError
 
-from ledger.application import IntegrityError, Ledger, Tracking, kafka_tracking_name
+from ledger.application import LEDGER_UNAVAILABLE, IntegrityError, Ledger, Tracking, kafka_tracking_name
 from ledger.domain import Exchange, RejectedMessage, exchange_id, sealed_message_aad
 from policies.engine import PolicyEngine
 from policies.model import ExchangeRequest, InvalidRequest
@@ -228,6 +228,13 @@ class GatePipeline:
             raise Rejected("INVALID_RECORD", str(exc)) from None
 
 
+def _connected(consumer: KafkaConsumer) -> bool:
+    """Whether the consumer holds any broker connection (kafka-python 3's bootstrap_connected()
+    is only true while bootstrapping, so it cannot tell idle from unreachable)."""
+    counts = [v for group in consumer.metrics().values() for k, v in group.items() if k == "connection-count"]
+    return any(c > 0 for c in counts)
+
+
 def dead_letter_headers(rejected: RejectedMessage) -> list[tuple[str, bytes]]:
     s = rejected.source
     return [
@@ -314,7 +321,16 @@ class GateWorker:
                 self._broker_lost = False
             idle_since = time.monotonic()
             for tp, records in polled.items():
-                self.handle_batch(tp, records)
+                try:
+                    self.handle_batch(tp, records)
+                except LEDGER_UNAVAILABLE as exc:
+                    # Nothing of this batch was recorded: go back to the last recorded offset
+                    # (the consumer has moved past the batch) and try again after a pause.
+                    log.warning("gate.ledger_unavailable", worker=self.name, partition=tp.partition,
+                                error=type(exc).__name__, retry_in_s=backoff)
+                    self.consumer.seek(tp, self._positions.get(tp, 0))
+                    self.stopping.wait(backoff)
+                    backoff = min(backoff * 2, 10.0)
         return self.stats
 
     def stop(self) -> None:
@@ -325,7 +341,7 @@ class GateWorker:
         if time.monotonic() - idle_since < 10 or time.monotonic() - self._last_watch < 10:
             return
         self._last_watch = time.monotonic()
-        reachable = self.consumer.bootstrap_connected()
+        reachable = _connected(self.consumer)
         if not reachable and not self._broker_lost:
             log.warning("gate.broker_unreachable", worker=self.name, idle_s=round(time.monotonic() - idle_since))
         elif reachable and self._broker_lost:

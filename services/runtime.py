@@ -78,8 +78,9 @@ class Runtime:
         return ReadModels(self.ledger)
 
     def maintain(self) -> None:
-        """Keeps what is derived from the log current: the Merkle tree with its checkpoints, and the read models."""
-        self.integrate()
+        """Brings what is derived from the log up to date: the Merkle tree with its checkpoints, and the read models."""
+        while self.integrate().appended:
+            pass
         self.read_models.catch_up()
 
     def relay(self) -> DeliveryRelay:
