@@ -199,7 +199,7 @@ class ReadModels:
     @contextmanager
     def _transaction(self) -> Iterator[Any]:
         with self.tables.datastore.transaction(commit=True) as raw:
-            c = _Cur(raw, self.tables._sql)
+            c = _Cur(raw, self.tables.translate)
             if not self.tables.is_postgres:
                 # Take SQLite's write lock now, waiting up to the busy timeout. eventsourcing
                 # begins transactions deferred, and a deferred transaction that has read and then

@@ -42,14 +42,15 @@ class SideTables:
             for ddl in _DDL:
                 c.execute(ddl.format(blob=blob))
 
-    def _sql(self, sql: str) -> str:
+    def translate(self, sql: str) -> str:
+        """The statement for this backend: schema-qualified side tables, and psycopg's %s for ?."""
         sql = sql.replace("xl_", self.schema_prefix + "xl_")
         return sql.replace("?", "%s") if self.is_postgres else sql
 
     @contextmanager
     def cursor(self, commit: bool = True) -> Iterator[Any]:
         with self.datastore.transaction(commit=commit) as c:
-            yield _Cursor(c, self._sql)
+            yield _Cursor(c, self.translate)
 
     def fetchall(self, sql: str, params: Sequence[Any] = ()) -> list[Any]:
         with self.cursor(commit=False) as c:
