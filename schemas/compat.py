@@ -215,7 +215,7 @@ def check_annotations(version: SchemaVersion) -> list[Problem]:
         if categories != {AGGREGATE}:
             bad(f"mixes {AGGREGATE} with personal-data categories; an aggregate payload holds nothing else")
         if "cpr" in top:
-            bad(f"an aggregate payload must not have a cpr field")
+            bad("an aggregate payload must not have a cpr field")
     else:
         cpr = top.get("cpr")
         if cpr is None:

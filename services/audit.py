@@ -8,7 +8,6 @@ the subject pseudonym: requests are opened in memory only to re-decide them.
 from __future__ import annotations
 
 import uuid
-from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from pathlib import Path

@@ -69,6 +69,7 @@ def consumer_config(settings: Settings, group_id: str | None) -> dict[str, Any]:
         "heartbeat_interval_ms": settings.heartbeat_interval_ms,
         "max_poll_interval_ms": settings.max_poll_interval_ms,
         "max_poll_records": settings.max_poll_records,
+        "fetch_max_wait_ms": settings.fetch_max_wait_ms,
     }
 
 

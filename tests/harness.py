@@ -61,3 +61,18 @@ def read_topic(bootstrap: str, topic: str, expect: int, timeout: float = 10.0) -
         return out
     finally:
         consumer.close()
+
+
+@contextmanager
+def ksp_runtime(settings, request_partitions: int = 4):
+    """A Runtime with the topics of the KSP pair the tests send between (Horserød → Kalundborg)."""
+    from services.demo import KALUNDBORG_SOCIAL, KSP_SENDER
+    from services.runtime import Runtime
+
+    runtime = Runtime(settings)
+    runtime.create_topics([KSP_SENDER[0], KALUNDBORG_SOCIAL[0]], request_partitions=request_partitions)
+    try:
+        yield runtime
+    finally:
+        runtime.close()
+

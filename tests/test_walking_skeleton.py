@@ -10,9 +10,8 @@ from ledger.domain import Exchange, RejectedMessage
 from schemas.codec import AvroCodec
 from services import topics
 from services.demo import KALUNDBORG_SOCIAL, KSP_SENDER, release_notice
-from services.gate import GatePipeline
 from services.runtime import Runtime
-from tests.harness import read_topic, running, wait_for
+from tests.harness import ksp_runtime, read_topic, running, wait_for
 
 NOW = datetime.now(timezone.utc)
 
@@ -28,10 +27,8 @@ def decisions(rt: Runtime) -> dict[str, dict]:
 
 @pytest.fixture
 def rt(settings):
-    runtime = Runtime(settings)
-    runtime.create_topics([KSP_SENDER[0], KALUNDBORG_SOCIAL[0]])
-    yield runtime
-    runtime.close()
+    with ksp_runtime(settings) as runtime:
+        yield runtime
 
 
 def publish_pair(rt: Runtime):

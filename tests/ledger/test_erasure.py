@@ -12,7 +12,7 @@ from ledger.erasure import ErasureError
 from ledger.privacy import LedgerSealer, SqlKeyStore, SubjectErased
 from ledger.proofs import verify_consistency_bundle, verify_inclusion_bundle
 from services.cli import app
-from tests.ledger.conftest import ORIGIN, PRIVATE_KEY, fill, make_exchange
+from tests.ledger.conftest import ORIGIN, fill, make_exchange
 
 MASTER = hashlib.sha256(b"tests/ledger master key").digest()
 ERASED = hashlib.sha256(b"to be erased").hexdigest()

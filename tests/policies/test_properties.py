@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import json
-import random
 from datetime import date, datetime, timedelta, timezone
 
 import pydantic

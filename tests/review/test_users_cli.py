@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import pytest
 from typer.testing import CliRunner
 
 from ledger.application import Ledger
-from services.review.users import UserError, UserStore, hash_password, verify_password
+from services.review.users import UserStore, hash_password, verify_password
 
 runner = CliRunner()
 

@@ -23,7 +23,7 @@ from schemas.codec import AvroCodec
 from services import topics
 from services.demo import KALUNDBORG_SOCIAL, KSP_SENDER, release_notice
 from services.runtime import Runtime
-from tests.harness import read_topic, wait_for
+from tests.harness import ksp_runtime, read_topic, wait_for
 
 SLOW = os.environ.get("XLEDGER_SLOW") == "1"
 EXCHANGES = 5000 if SLOW else 1200
@@ -120,10 +120,8 @@ def kill_repeatedly(settings, command: tuple[str, ...], done, kills: int, rng: r
 
 @pytest.fixture
 def rt(settings):
-    runtime = Runtime(settings)
-    runtime.create_topics([KSP_SENDER[0], KALUNDBORG_SOCIAL[0]], request_partitions=4)
-    yield runtime
-    runtime.close()
+    with ksp_runtime(settings) as runtime:
+        yield runtime
 
 
 def test_gate_and_relay_killed_at_random_lose_and_duplicate_nothing(rt, settings, broker):

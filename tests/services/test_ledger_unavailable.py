@@ -21,8 +21,7 @@ from services.delivery import OUTBOX_TRACKING, DeliveryRelay
 from services.demo import KALUNDBORG_SOCIAL, KSP_SENDER, release_notice
 from services.gate import GatePipeline, GateWorker
 from services.kafka import make_consumer, make_producer
-from services.runtime import Runtime
-from tests.harness import read_topic, running, wait_for
+from tests.harness import ksp_runtime, read_topic, running, wait_for
 
 NOW = datetime.now(timezone.utc)
 
@@ -31,10 +30,8 @@ NOW = datetime.now(timezone.utc)
 def rt(settings):
     if not settings.ledger_url.startswith("sqlite"):
         pytest.skip("the lock is SQLite's")
-    runtime = Runtime(settings)
-    runtime.create_topics([KSP_SENDER[0], KALUNDBORG_SOCIAL[0]], request_partitions=1)
-    yield runtime
-    runtime.close()
+    with ksp_runtime(settings, request_partitions=1) as runtime:
+        yield runtime
 
 
 def hold_write_lock(path: str, seconds: float) -> threading.Thread:

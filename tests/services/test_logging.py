@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 from datetime import datetime, timezone
 
-import structlog
 from structlog.testing import capture_logs
 
 from services.demo import KALUNDBORG_SOCIAL, KSP_SENDER, release_notice

@@ -12,8 +12,7 @@ from services import topics
 from services.delivery import DeliveryRelay
 from services.demo import KALUNDBORG_SOCIAL, KSP_SENDER, release_notice
 from services.kafka import make_producer
-from services.runtime import Runtime
-from tests.harness import read_topic, running, wait_for
+from tests.harness import ksp_runtime, read_topic, running, wait_for
 
 NOW = datetime.now(timezone.utc)
 CPRS = ["1203911234", "0508882345", "2211901111", "0101801234", "1512851234"]
@@ -21,10 +20,8 @@ CPRS = ["1203911234", "0508882345", "2211901111", "0101801234", "1512851234"]
 
 @pytest.fixture
 def rt(settings):
-    runtime = Runtime(settings)
-    runtime.create_topics([KSP_SENDER[0], KALUNDBORG_SOCIAL[0]])
-    yield runtime
-    runtime.close()
+    with ksp_runtime(settings) as runtime:
+        yield runtime
 
 
 @pytest.mark.parametrize("page_size", [1, 3])
