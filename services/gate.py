@@ -328,7 +328,8 @@ class GateWorker:
                     # (the consumer has moved past the batch) and try again after a pause.
                     log.warning("gate.ledger_unavailable", worker=self.name, partition=tp.partition,
                                 error=type(exc).__name__, retry_in_s=backoff)
-                    self.consumer.seek(tp, self._positions.get(tp, 0))
+                    if tp in self._positions:  # still ours (a rebalance may have moved it meanwhile)
+                        self.consumer.seek(tp, self._positions[tp])
                     self.stopping.wait(backoff)
                     backoff = min(backoff * 2, 10.0)
         return self.stats
