@@ -41,7 +41,10 @@ class Ledger(Application[UUID]):
 
     def construct_recorder(self):
         # A process recorder stores tracking records in the same transaction as events.
-        return self.factory.process_recorder()
+        recorder = self.factory.process_recorder()
+        if _is_psycopg_sql(getattr(recorder, "insert_events_statement", None)):  # PostgreSQL
+            recorder.insert_events_statement = _binary_events_parameter(recorder.insert_events_statement)
+        return recorder
 
     # -- writing ----------------------------------------------------------------------------
 
@@ -160,3 +163,31 @@ class Ledger(Application[UUID]):
 
 
 __all__ += ["Exchange", "RejectedMessage", "Delivery", "SubjectErasure"]
+
+
+def _is_psycopg_sql(statement) -> bool:
+    from psycopg import sql
+
+    return isinstance(statement, sql.Composable)
+
+
+def _binary_events_parameter(statement):
+    """eventsourcing's PostgreSQL insert with its array of stored events sent in binary.
+
+    With ``%s`` psycopg picks the composite type's text dumper, which escapes the hex of
+    every event with a regular expression: ~0.14 ms of the gate's ~0.6 ms per exchange.
+    ``%b`` selects the binary dumper that psycopg registers beside it; the stored bytes are
+    the same.
+    """
+    from psycopg import sql
+
+    parts = []
+    for part in statement:
+        if isinstance(part, sql.SQL):
+            part = sql.SQL(part.as_string(None).replace("unnest(%s::", "unnest(%b::"))
+        parts.append(part)
+    rewritten = sql.Composed(parts)
+    if rewritten.as_string(None) == statement.as_string(None):
+        raise RuntimeError("eventsourcing's PostgreSQL insert statement changed shape; see _binary_events_parameter")
+    return rewritten
+
