@@ -152,8 +152,10 @@ class ReadModels:
     def position(self) -> int:
         return self.ledger.position(TRACKING_NAME) or 0 if self.tracked else 0
 
-    def catch_up(self, *, until: datetime | None = None, progress: Callable[[int, int], None] | None = None) -> int:
-        """Projects every notification after the tracked position; returns how many it consumed.
+    def catch_up(self, *, until: datetime | None = None, progress: Callable[[int, int], None] | None = None,
+                 max_entries: int | None = None) -> int:
+        """Projects every notification after the tracked position (with ``max_entries``, stops
+        at the first page end past that many); returns how many it consumed.
 
         With ``tracked`` each page is one transaction with its tracking record, so a
         page is projected exactly once even when two processes catch up at once.
@@ -191,7 +193,7 @@ class ReadModels:
             if progress is not None:
                 progress(page[-1].id, len(page))
             start = page[-1].id + 1
-            if stop:
+            if stop or (max_entries is not None and consumed >= max_entries):
                 return consumed
 
     _untracked_position = 0

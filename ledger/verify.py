@@ -203,11 +203,11 @@ def verify_ledger(
             end = min(n, start + page_size)
             if rows and len(rows) == end - start and rows[0][0] == start and rows[-1][0] == end - 1:
                 # idx is unique and sorted, so first and last in place mean no gap. A page whose
-                # every leaf has its event row, in increasing notification order (nids are
-                # unique: one leaf per notification), is hashed in one comprehension; any other
+                # every leaf has its event row, in strictly increasing notification order (as the
+                # row-by-row loop requires), is hashed in one comprehension; any other
                 # page goes through the row-by-row loop below, which names what is wrong.
                 nids = [r[3] for r in rows]
-                clean = None not in nids and nids[0] > last_nid and nids == sorted(nids)
+                clean = None not in nids and nids[0] > last_nid and all(a < b for a, b in zip(nids, nids[1:]))
             else:
                 clean = False
             if clean:

@@ -62,7 +62,8 @@ class DeliveryRelay:
     # Folds new entries into the Merkle tree (signing checkpoints) and the read models:
     # the relay already follows the log, so it keeps what is derived from it current.
     # It runs whenever the relay is idle, and under a backlog every ``maintain_every``
-    # seconds over everything new, so deliveries do not wait behind it page by page.
+    # seconds, a bounded step each time, so deliveries do not wait behind it. It returns
+    # whether everything derived is current (a falsy result means "call me again").
     maintain: Callable[[], Any] | None = None
     maintain_every: float = 1.0
 
@@ -126,8 +127,8 @@ class DeliveryRelay:
             if self.maintain is not None and stale and (
                     not consumed or time.monotonic() - maintained_at >= self.maintain_every):
                 try:
-                    self.maintain()
-                    stale, maintained_at = False, time.monotonic()
+                    current = self.maintain()
+                    stale, maintained_at = current is False, time.monotonic()
                 except LEDGER_UNAVAILABLE as exc:
                     log.warning("relay.maintain_failed", error=type(exc).__name__)
             if consumed:

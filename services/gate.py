@@ -180,6 +180,8 @@ class GatePipeline:
     def _exchange(self, w: Work, sealer: Sealer) -> Exchange | RejectedMessage:
         try:
             return self._build_exchange(w, sealer)
+        except LEDGER_UNAVAILABLE:
+            raise  # transient: the batch is retried, the message must not be rejected for it
         except Exception as exc:
             return self._internal_error(w.msg, "seal", exc)
 
@@ -285,7 +287,13 @@ class GateWorker:
 
             def on_partitions_assigned(self, assigned):
                 for tp in assigned:
-                    worker._resume(tp)
+                    try:
+                        worker._resume(tp)
+                    except LEDGER_UNAVAILABLE as exc:
+                        # Without its ledger position the partition is not read: handle_batch
+                        # resumes it first (from the ledger, never from Kafka's committed offset).
+                        log.warning("gate.ledger_unavailable", worker=worker.name, partition=tp.partition,
+                                    error=type(exc).__name__)
 
         self.consumer.subscribe([self.topic], listener=Listener())
 
@@ -301,7 +309,7 @@ class GateWorker:
     def run(self, *, idle_stop_after: float | None = None) -> dict[str, int]:
         self.start()
         idle_since = time.monotonic()
-        backoff = 0.5
+        backoff = ledger_backoff = 0.5
         while not self.stopping.is_set():
             try:
                 polled = self.consumer.poll(timeout_ms=200)
@@ -323,16 +331,25 @@ class GateWorker:
             for tp, records in polled.items():
                 try:
                     self.handle_batch(tp, records)
+                    ledger_backoff = 0.5
                 except LEDGER_UNAVAILABLE as exc:
-                    # Nothing of this batch was recorded: go back to the last recorded offset
-                    # (the consumer has moved past the batch) and try again after a pause.
                     log.warning("gate.ledger_unavailable", worker=self.name, partition=tp.partition,
-                                error=type(exc).__name__, retry_in_s=backoff)
-                    if tp in self._positions:  # still ours (a rebalance may have moved it meanwhile)
-                        self.consumer.seek(tp, self._positions[tp])
-                    self.stopping.wait(backoff)
-                    backoff = min(backoff * 2, 10.0)
+                                error=type(exc).__name__, retry_in_s=ledger_backoff)
+                    self._rewind(tp, records[0].offset)
+                    self.stopping.wait(ledger_backoff)
+                    ledger_backoff = min(ledger_backoff * 2, 10.0)
         return self.stats
+
+    def _rewind(self, tp: TopicPartition, first_offset: int) -> None:
+        """After a failed batch: read it again, and re-read the position from the ledger first.
+
+        The consumer has moved past the batch, so it seeks back to it; the position held in
+        memory is forgotten, because a commit that failed ambiguously may have landed, and
+        handle_batch resumes from what the ledger says before deciding anything.
+        """
+        known = self._positions.pop(tp, None)
+        if tp in self.consumer.assignment():
+            self.consumer.seek(tp, first_offset if known is None else min(known, first_offset))
 
     def stop(self) -> None:
         self.stopping.set()
@@ -350,7 +367,12 @@ class GateWorker:
         self._broker_lost = not reachable
 
     def handle_batch(self, tp: TopicPartition, records: list) -> None:
-        position = self._positions.get(tp, 0)
+        if tp not in self._positions:
+            # Assigned while the ledger was unavailable, or rewound after a failure: start from
+            # the ledger's position; these records are fetched again from there.
+            self._resume(tp)
+            return
+        position = self._positions[tp]
         fresh = [r for r in records if r.offset >= position]
         if not fresh:
             return
@@ -373,6 +395,7 @@ class GateWorker:
         self._positions[tp] = next_offset
         self.stats["batches"] += 1
         self.stats["rejected"] += len(rejected)
+        self.stats["duplicates"] += sum(r.reason == "DUPLICATE_MESSAGE" for r in rejected)
         self.stats["decided"] += len(results) - len(rejected)
         log.info(
             "gate.batch_recorded", worker=self.name, partition=tp.partition, first_offset=fresh[0].offset,
@@ -391,7 +414,6 @@ class GateWorker:
         for r, rec in zip(results, records):
             if isinstance(r, Exchange):
                 if r.id in known:
-                    self.stats["duplicates"] += 1
                     r = RejectedMessage(
                         source=r.source, reason="DUPLICATE_MESSAGE",
                         detail=f"message_id already recorded for {r.sender}", message_digest=r.message_digest,

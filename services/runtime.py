@@ -18,6 +18,11 @@ from services.kafka import client_config, make_consumer, make_producer
 from services.keyring import DEV_KEY_ID, dev_private_key
 
 
+# Ledger entries the relay folds into the Merkle tree and the read models per turn between pages:
+# ~0.1–0.3 s of work, so a backlog of derived work never holds deliveries up for long.
+MAINTAIN_STEP = 5000
+
+
 class Runtime:
     def __init__(self, settings: Settings):
         self.settings = settings
@@ -77,15 +82,23 @@ class Runtime:
 
         return ReadModels(self.ledger)
 
-    def maintain(self) -> None:
-        """Brings what is derived from the log up to date: the Merkle tree with its checkpoints, and the read models."""
-        while self.integrate().appended:
-            pass
-        self.read_models.catch_up()
+    def maintain(self, *, max_entries: int | None = None) -> bool:
+        """Brings what is derived from the log up to date: the Merkle tree with its checkpoints, and
+        the read models. With ``max_entries`` it does about that much of each and returns whether
+        both are now current (the relay calls it so, between pages, so deliveries never wait long)."""
+        integrated, tree_current = 0, False
+        while max_entries is None or integrated < max_entries:
+            step = self.integrate().appended
+            if not step:
+                tree_current = True
+                break
+            integrated += step
+        projected = self.read_models.catch_up(max_entries=max_entries)
+        return tree_current and (max_entries is None or projected < max_entries)
 
     def relay(self) -> DeliveryRelay:
         return DeliveryRelay(self.ledger, make_producer(self.settings, client_id="delivery-relay"), self.sealer,
-                             self.codec, maintain=self.maintain)
+                             self.codec, maintain=lambda: self.maintain(max_entries=MAINTAIN_STEP))
 
     def dev_publisher(self, org: str, role: str) -> Publisher:
         """A publisher signing with the development key of ``org`` (embedded demo and tests only)."""

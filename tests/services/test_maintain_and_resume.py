@@ -1,0 +1,68 @@
+"""Bounded maintenance for the relay, and the gate resuming a partition from the ledger (unit level,
+real ledgers on both backends; the Kafka consumer is a recording stand-in)."""
+
+from __future__ import annotations
+
+from kafka import TopicPartition
+
+from ledger.application import Tracking, kafka_tracking_name
+from services.config import Settings
+from services.gate import GateWorker
+from services.runtime import Runtime
+from tests.ledger.conftest import fill
+
+
+def test_bounded_maintain_reports_until_everything_is_current(ledger_url):
+    rt = Runtime(Settings(ledger_url=ledger_url))
+    try:
+        fill(rt.ledger, 0, 300)  # 300 exchanges + 30 rejections = 630 entries
+        turns = []
+        while True:
+            turns.append(rt.maintain(max_entries=200))
+            if turns[-1]:
+                break
+            assert len(turns) < 20
+        assert turns[:-1] and not any(turns[:-1])  # more than one bounded step, then current
+        assert rt.ledger.integrity.tree_size() == rt.ledger.max_notification_id() == 630
+        assert rt.read_models.position() == 630
+        assert rt.maintain(max_entries=200) is True  # nothing new: current at once
+    finally:
+        rt.close()
+
+
+class RecordingConsumer:
+    def __init__(self, tp):
+        self.tp, self.seeks, self.commits = tp, [], []
+
+    def seek(self, tp, offset):
+        self.seeks.append((tp, offset))
+
+    def assignment(self):
+        return {self.tp}
+
+    def commit(self, offsets):
+        self.commits.append(offsets)
+
+
+class Record:
+    def __init__(self, offset):
+        self.topic, self.partition, self.offset, self.key, self.value = "exchange.requests", 0, offset, None, b"x"
+
+
+def test_a_partition_without_a_ledger_position_is_resumed_from_the_ledger_first(ledger_url):
+    rt = Runtime(Settings(ledger_url=ledger_url))
+    try:
+        tp = TopicPartition("exchange.requests", 0)
+        rt.ledger.record([], Tracking(kafka_tracking_name(tp.topic, tp.partition), 7))
+        consumer = RecordingConsumer(tp)
+        gate = GateWorker(rt.pipeline(), rt.ledger, consumer, producer=None)
+        # As after an assignment during a ledger outage, or a rewind: Kafka hands out offsets
+        # 3..5 (its committed offset lags), the ledger says 7.
+        gate.handle_batch(tp, [Record(3), Record(4), Record(5)])
+        assert consumer.seeks == [(tp, 7)]
+        assert gate.stats["batches"] == 0 and rt.ledger.position(kafka_tracking_name(tp.topic, 0)) == 7
+        # A rewind after a failed batch forgets the position and seeks back to the batch.
+        gate._rewind(tp, 7)
+        assert consumer.seeks[-1] == (tp, 7) and tp not in gate._positions
+    finally:
+        rt.close()
