@@ -61,9 +61,10 @@ class DeliveryRelay:
     stopping: threading.Event = field(default_factory=threading.Event)
     # Folds new entries into the Merkle tree (signing checkpoints) and the read models:
     # the relay already follows the log, so it keeps what is derived from it current.
-    # It runs whenever the relay is idle, and under a backlog every ``maintain_every``
-    # seconds, a bounded step each time, so deliveries do not wait behind it. It returns
-    # whether everything derived is current (a falsy result means "call me again").
+    # One bounded step runs whenever the relay is idle, under a backlog every
+    # ``maintain_every`` seconds, and after every page while it is behind; so deliveries
+    # wait at most one step, and derived data keeps pace with any rate. It returns whether
+    # everything derived is current (False: "call me again").
     maintain: Callable[[], Any] | None = None
     maintain_every: float = 1.0
 
@@ -111,7 +112,7 @@ class DeliveryRelay:
     def run(self, *, idle_stop_after: float | None = None, poll_interval: float = 0.1) -> dict[str, int]:
         idle_since = time.monotonic()
         backoff = 0.5
-        stale, maintained_at = True, time.monotonic()
+        stale, behind, maintained_at = True, False, time.monotonic()
         while not self.stopping.is_set():
             try:
                 consumed = self.run_once()
@@ -124,13 +125,16 @@ class DeliveryRelay:
                 backoff = min(backoff * 2, 10.0)
                 continue
             stale = stale or bool(consumed)
+            # Idle, a step left over from last time, or a second since the last step: one bounded step.
             if self.maintain is not None and stale and (
-                    not consumed or time.monotonic() - maintained_at >= self.maintain_every):
+                    not consumed or behind or time.monotonic() - maintained_at >= self.maintain_every):
                 try:
-                    current = self.maintain()
-                    stale, maintained_at = current is False, time.monotonic()
+                    behind = self.maintain() is False
+                    stale, maintained_at = behind, time.monotonic()
                 except LEDGER_UNAVAILABLE as exc:
-                    log.warning("relay.maintain_failed", error=type(exc).__name__)
+                    log.warning("relay.ledger_unavailable", error=type(exc).__name__, retry_in_s=backoff)
+                    self.stopping.wait(backoff)
+                    backoff = min(backoff * 2, 10.0)
             if consumed:
                 idle_since = time.monotonic()
                 continue
