@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import math
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
@@ -29,6 +30,7 @@ from ledger.readmodels import ReadModels
 from services.review.charts import stacked_bars
 from services.review.i18n import LANGS, translator
 from services.review.sessions import COOKIE, LANG_COOKIE, MAX_AGE, SessionCodec, new_csrf, session_secret
+from services.review.throttle import LoginThrottle
 from services.review.users import User, UserStore
 
 HERE = Path(__file__).parent
@@ -95,8 +97,9 @@ class LookupBody(BaseModel):
 
 def create_app(ledger: Any, *, pseudonym_secret: bytes, session_secret_value: str | None = None,
                secure_cookies: bool | None = None, bundles: Any = None, checkpoint_public_key: Any = None,
-               origin: str | None = None) -> FastAPI:
-    """``secure_cookies``: None decides per request (Secure unless the host is a loopback name)."""
+               origin: str | None = None, login_throttle: LoginThrottle | None = None) -> FastAPI:
+    """``secure_cookies``: None decides per request (Secure unless the host is a loopback name).
+    ``login_throttle``: locks out repeated failed log-ins (default: 5 in 15 min, 30 s doubling)."""
     app = FastAPI(title="exchange-ledger review API", version="1",
                   description="Decision queue, decisions with check traces, reviews, subject reports, statistics "
                               "and ledger status. Log in with POST /api/login; send the returned csrf_token as "
@@ -104,6 +107,7 @@ def create_app(ledger: Any, *, pseudonym_secret: bytes, session_secret_value: st
     templates = Jinja2Templates(directory=str(HERE / "templates"))
     codec = SessionCodec(session_secret_value or session_secret())
     users = UserStore(ledger.tables)
+    throttle = login_throttle or LoginThrottle()
     models = ReadModels(ledger)
     if bundles is None:
         from policies.bundle import BundleSet
@@ -113,6 +117,10 @@ def create_app(ledger: Any, *, pseudonym_secret: bytes, session_secret_value: st
     app.mount("/static", StaticFiles(directory=str(HERE / "static")), name="static")
 
     # -- sessions, roles, CSRF ---------------------------------------------------------------------
+
+    def throttle_keys(request: Request, username: str) -> tuple[str, str]:
+        # The user name first: a success clears it, while the address keeps its failures.
+        return f"user:{username.strip().lower()}", f"addr:{request.client.host if request.client else '-'}"
 
     def is_secure(request: Request) -> bool:
         if secure_cookies is not None:
@@ -417,9 +425,19 @@ def create_app(ledger: Any, *, pseudonym_secret: bytes, session_secret_value: st
         ctx = context(request)
         form = await request.form()
         await check_csrf(ctx, form)
-        user = users.authenticate(str(form.get("username", "")), str(form.get("password", "")))
+        username = str(form.get("username", ""))
+        keys = throttle_keys(request, username)
+        wait = throttle.retry_after(*keys)
+        if wait > 0:
+            response = render(ctx, "login.html", status=429, next=_safe_next(str(form.get("next", "/"))),
+                              failed=False, retry_after=math.ceil(wait))
+            response.headers["Retry-After"] = str(math.ceil(wait))
+            return response
+        user = users.authenticate(username, str(form.get("password", "")))
         if user is None:
+            throttle.failed(*keys)
             return render(ctx, "login.html", status=401, next=_safe_next(str(form.get("next", "/"))), failed=True)
+        throttle.succeeded(keys[0])
         ctx.csrf = new_csrf()  # a fresh token for the new session
         ctx.new_cookie = codec.dumps({"u": user.username, "v": user.fingerprint, "c": ctx.csrf})
         return finish(ctx, RedirectResponse(_safe_next(str(form.get("next", "/"))), status_code=303))
@@ -531,9 +549,16 @@ def create_app(ledger: Any, *, pseudonym_secret: bytes, session_secret_value: st
     @app.post("/api/login", tags=["session"], summary="Log in; returns the CSRF token for later POSTs")
     async def api_login(request: Request, body: LoginBody):
         ctx = context(request, api=True)
+        keys = throttle_keys(request, body.username)
+        wait = throttle.retry_after(*keys)
+        if wait > 0:
+            return JSONResponse({"detail": f"too many failed log-ins; try again in {math.ceil(wait)} s"},
+                                status_code=429, headers={"Retry-After": str(math.ceil(wait))})
         user = users.authenticate(body.username, body.password)
         if user is None:
+            throttle.failed(*keys)
             return JSONResponse({"detail": "wrong user name or password"}, status_code=401)
+        throttle.succeeded(keys[0])
         ctx.csrf = new_csrf()
         ctx.new_cookie = codec.dumps({"u": user.username, "v": user.fingerprint, "c": ctx.csrf})
         return json_out(ctx, {"username": user.username, "roles": list(user.roles), "csrf_token": ctx.csrf})

@@ -11,6 +11,8 @@ TEXT: dict[str, tuple[str, str]] = {
     "username": ("Brugernavn", "User name"),
     "password": ("Adgangskode", "Password"),
     "login_failed": ("Forkert brugernavn eller adgangskode.", "Wrong user name or password."),
+    "login_throttled": ("For mange mislykkede forsøg. Prøv igen om {seconds} sekunder.",
+                        "Too many failed attempts. Try again in {seconds} seconds."),
     "queue": ("Afgørelser", "Decisions"),
     "decision": ("Afgørelse", "Decision"),
     "subjects": ("Registerindsigt", "Subject report"),
