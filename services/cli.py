@@ -162,7 +162,10 @@ def gate_run(
 
 @relay_app.command("run")
 def relay_run(bootstrap_servers: Optional[str] = BOOTSTRAP, ledger_url: Optional[str] = LEDGER_URL) -> None:
-    """Publish allowed payloads to inboxes and receipts to senders, from the ledger's outbox."""
+    """Publish allowed payloads to inboxes and receipts to senders, from the ledger's outbox.
+
+    Also keeps the Merkle tree (signing checkpoints) and the read models current, in bounded steps.
+    """
     from services.runtime import Runtime
 
     stopping = graceful_shutdown()
