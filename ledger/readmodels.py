@@ -33,6 +33,7 @@ from typing import Any, Callable, Iterator, Sequence
 
 from eventsourcing.persistence import IntegrityError as ESIntegrityError
 from eventsourcing.persistence import Notification, Tracking
+from ledger.tables import Cursor
 
 TRACKING_NAME = "readmodels"
 LIVE_PREFIX = "xl_rm_"
@@ -200,15 +201,14 @@ class ReadModels:
 
     @contextmanager
     def _transaction(self) -> Iterator[Any]:
-        with self.tables.datastore.transaction(commit=True) as raw:
-            c = _Cur(raw, self.tables.translate)
+        with self.tables.cursor() as c:
             if not self.tables.is_postgres:
                 # Take SQLite's write lock now, waiting up to the busy timeout. eventsourcing
                 # begins transactions deferred, and a deferred transaction that has read and then
                 # writes after another connection committed fails at once with "database is
                 # locked" (this crashed the relay next to two gates). Matches no row.
                 c.execute(f"UPDATE {self.t('exchanges')} SET position = position WHERE 0 = 1")
-            yield raw, c
+            yield c.raw, c
 
     def _apply_page(self, page: Sequence[Notification], events: dict[int, Any] | None = None) -> None:
         """Projects one page in one transaction: the page's rows are built in Python and
@@ -308,7 +308,7 @@ class ReadModels:
         for key, n in stats.items():
             out.bump("stats", key, n)
 
-    def _reviewed(self, c: "_Cur", e: Any) -> None:
+    def _reviewed(self, c: Cursor, e: Any) -> None:
         review = e.review or {}
         status = REVIEW_STATUS.get(str(review.get("action", "")).upper())
         where, params = "exchange_id = ?", [str(e.originator_id)]
@@ -354,23 +354,6 @@ class ReadModels:
         return self.query("disclosures", "subject = ?", [subject], order="occurred_at, message_id, recipient")
 
 
-class _Cur:
-    """A cursor on the raw transaction that speaks '?' on both backends (like ledger.tables)."""
-
-    def __init__(self, raw: Any, translate: Callable[[str], str]):
-        self._c = raw
-        self._translate = translate
-
-    def execute(self, sql: str, params: Sequence[Any] = ()) -> None:
-        self._c.execute(self._translate(sql), tuple(params))
-
-    def executemany(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
-        self._c.executemany(self._translate(sql), [tuple(r) for r in rows])
-
-    def fetchall(self) -> list[tuple]:
-        return [tuple(r.values()) if isinstance(r, dict) else tuple(r) for r in self._c.fetchall()]
-
-
 class _PageRows:
     """The rows one page adds, written per table with ``executemany`` by ``flush``.
 
@@ -381,7 +364,7 @@ class _PageRows:
 
     _BUMPED = {"stats": ["day", "cooperation", "outcome", "rule", "reason"], "rejections": ["day", "reason"]}
 
-    def __init__(self, models: ReadModels, c: _Cur):
+    def __init__(self, models: ReadModels, c: Cursor):
         self.models = models
         self.c = c
         self.rows: dict[str, list[tuple]] = {"exchanges": [], "decisions": [], "disclosures": []}

@@ -50,7 +50,7 @@ class SideTables:
     @contextmanager
     def cursor(self, commit: bool = True) -> Iterator[Any]:
         with self.datastore.transaction(commit=commit) as c:
-            yield _Cursor(c, self.translate)
+            yield Cursor(c, self.translate)
 
     def fetchall(self, sql: str, params: Sequence[Any] = ()) -> list[Any]:
         with self.cursor(commit=False) as c:
@@ -62,9 +62,12 @@ class SideTables:
         return rows[0] if rows else None
 
 
-class _Cursor:
+class Cursor:
+    """A cursor on one of eventsourcing's transactions that speaks '?' on both backends.
+    ``raw`` is eventsourcing's own cursor, for its calls that take one."""
+
     def __init__(self, cursor: Any, translate):
-        self._c = cursor
+        self._c = self.raw = cursor
         self._translate = translate
 
     def execute(self, sql: str, params: Sequence[Any] = ()) -> None:
