@@ -215,6 +215,17 @@ def create_app(ledger: Any, *, pseudonym_secret: bytes, session_secret_value: st
 
     # -- shared operations (pages and API) ---------------------------------------------------------
 
+    def day_range(params: dict[str, str], where: list[str], args: list[Any]) -> None:
+        """Adds the ``since``/``until`` day bounds of a filter."""
+        for key, op in (("since", ">="), ("until", "<=")):
+            if params.get(key):
+                try:
+                    date.fromisoformat(params[key])
+                except ValueError:
+                    raise HTTPException(422, f"{key} must be a date YYYY-MM-DD")
+                where.append(f"day {op} ?")
+                args.append(params[key])
+
     def queue_filter(ctx: Ctx, params: dict[str, str]) -> tuple[str, list[Any]]:
         where, args = [], []
         for col, key in (("outcome", "outcome"), ("context", "cooperation"), ("rule", "rule"), ("reason", "reason"),
@@ -225,14 +236,7 @@ def create_app(ledger: Any, *, pseudonym_secret: bytes, session_secret_value: st
         if params.get("authority"):
             where.append("(sender = ? OR recipient = ?)")
             args += [params["authority"], params["authority"]]
-        for key, op in (("since", ">="), ("until", "<=")):
-            if params.get(key):
-                try:
-                    date.fromisoformat(params[key])
-                except ValueError:
-                    raise HTTPException(422, f"{key} must be a date YYYY-MM-DD")
-                where.append(f"day {op} ?")
-                args.append(params[key])
+        day_range(params, where, args)
         if not ctx.full_access:
             agencies = ctx.agencies or ("-",)
             where.append(f"sender IN ({', '.join('?' * len(agencies))})")
@@ -356,14 +360,7 @@ def create_app(ledger: Any, *, pseudonym_secret: bytes, session_secret_value: st
     def stats_data(params: dict[str, str]) -> dict[str, Any]:
         models.catch_up()
         where, args = [], []
-        for key, op in (("since", ">="), ("until", "<=")):
-            if params.get(key):
-                try:
-                    date.fromisoformat(params[key])
-                except ValueError:
-                    raise HTTPException(422, f"{key} must be a date YYYY-MM-DD")
-                where.append(f"day {op} ?")
-                args.append(params[key])
+        day_range(params, where, args)
         rows = models.query("stats", " AND ".join(where), args, order="day, cooperation, outcome, rule, reason")
         return {"rows": rows}
 
