@@ -10,8 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-from kafka import KafkaConsumer, KafkaProducer
+from kafka import KafkaConsumer
 
 from policies.directory import Directory
 from schemas.codec import AvroCodec
@@ -71,18 +70,10 @@ class AgencyService:
     codec: AvroCodec = field(default_factory=AvroCodec)
 
     @classmethod
-    def create(
-        cls,
-        directory: Directory,
-        org: str,
-        role: str,
-        *,
-        producer: KafkaProducer,
-        key: Ed25519PrivateKey,
-        key_id: str,
-        pseudonym_secret: bytes,
-        codec: AvroCodec | None = None,
-    ) -> "AgencyService":
+    def create(cls, directory: Directory, publisher: Publisher) -> "AgencyService":
+        """The service for the publisher's authority and role, refused unless the directory has the
+        authority, its kind has a service, and it acts in that role."""
+        org, role = publisher.org, publisher.role
         entry = directory.org(org)
         if entry is None:
             raise AgencyError(f"{org!r} is not in the directory of authorities")
@@ -91,10 +82,7 @@ class AgencyService:
             raise AgencyError(f"{org!r} has kind {entry.kind!r}, which has no agency service")
         if role not in {r.value for r in entry.roles}:
             raise AgencyError(f"{org!r} does not act as {role} (its roles: {sorted(r.value for r in entry.roles)})")
-        codec = codec or AvroCodec()
-        publisher = Publisher(org, role, producer=producer, key=key, key_id=key_id,
-                              pseudonym_secret=pseudonym_secret, codec=codec)
-        return cls(org, role, kind, publisher, codec)
+        return cls(org, role, kind, publisher, publisher.codec)
 
     def publish(self, **request: Any) -> Sent:
         self._check_sends(request.get("payload_type"))

@@ -74,6 +74,7 @@ def register(app: typer.Typer, **_: Any) -> None:
         """Sign and publish one exchange request to exchange.requests."""
         from ledger.checkpoint import load_private_key
         from services.agencies import AgencyError, AgencyService
+        from services.agency import Publisher
         from services.kafka import make_producer
         from services.keyring import dev_private_key
         from services.runtime import Runtime
@@ -92,8 +93,9 @@ def register(app: typer.Typer, **_: Any) -> None:
         rt = Runtime(settings)
         producer = make_producer(settings, client_id=f"agency-{org}")
         try:
-            service = AgencyService.create(rt.engine.directory, org, role, producer=producer, key=key, key_id=key_id,
-                                           pseudonym_secret=rt.pseudonym_secret, codec=rt.codec)
+            publisher = Publisher(org, role, producer=producer, key=key, key_id=key_id,
+                                  pseudonym_secret=rt.pseudonym_secret, codec=rt.codec)
+            service = AgencyService.create(rt.engine.directory, publisher)
             sent = service.publish(**request)
         except (AgencyError, ValueError, TypeError, KeyError) as exc:
             fail(f"{request_file}: {exc}")

@@ -111,10 +111,7 @@ class Runtime:
         """An agency service signing with the development key of ``org`` (embedded demo and tests only)."""
         from services.agencies import AgencyService
 
-        return AgencyService.create(
-            self.engine.directory, org, role, producer=make_producer(self.settings, client_id=f"agency-{org}"),
-            key=dev_private_key(org), key_id=DEV_KEY_ID, pseudonym_secret=self.pseudonym_secret, codec=self.codec,
-        )
+        return AgencyService.create(self.engine.directory, self.dev_publisher(org, role))
 
     def inbox(self, org: str) -> Inbox:
         inbox = Inbox(org, make_consumer(self.settings, None, client_id=f"inbox-{org}"), self.codec)
