@@ -9,7 +9,7 @@ from typer.testing import CliRunner
 
 from policies.engine import PolicyEngine
 from policies.scenarios import load_scenarios
-from services.cli_policy import app
+from services.cli.policy import app
 
 CASES = Path(__file__).resolve().parents[2] / "policies" / "cases"
 FILES = sorted(CASES.glob("*.yaml"))

@@ -7,7 +7,7 @@ from typer.testing import CliRunner
 
 from schemas.asyncapi import ASYNCAPI_PATH, build, render, schema_key
 from schemas.registry import default_registry
-from services.cli_schemas import app
+from services.cli.schemas import app
 
 
 def test_committed_file_is_in_sync():

@@ -15,7 +15,7 @@ from schemas.codec import AvroCodec, CodecError
 from schemas.compat import Problem, avro_incompatibilities, check_all, roundtrip_failures
 from schemas.registry import SCHEMA_ROOT, SchemaRegistry, default_registry
 from schemas.validation import validate
-from services.cli_schemas import app
+from services.cli.schemas import app
 from tests.schemas.examples import PAYLOADS
 
 NAME = "dk.xledger.payload.ReleaseNotice"

@@ -44,7 +44,7 @@ def _json_default(value: Any) -> Any:
 
 
 def register(app: typer.Typer, **_: Any) -> None:
-    from services.cli_common import BOOTSTRAP, fail, settings_from
+    from services.cli.common import BOOTSTRAP, fail, settings_from
 
     agency_app = typer.Typer(help="Act as an authority: publish requests, read the inbox and receipts.",
                              no_args_is_help=True)

@@ -17,6 +17,7 @@ from policies.bundle import BundleError, BundleSet
 from policies.directory import Directory, DirectoryError
 from policies.engine import PolicyEngine
 from policies.model import Decision, InvalidRequest
+from services.cli.common import fail
 from policies.scenarios import Scenario, ScenarioError, load_scenarios
 
 app = typer.Typer(
@@ -29,17 +30,12 @@ app = typer.Typer(
 OUTCOME_DA = {"ALLOW": "TILLADT", "DENY": "AFVIST", "ESCALATE": "TIL MANUEL VURDERING"}
 
 
-def _fail(msg: str, code: int = 2) -> None:
-    typer.echo(msg.replace("\n", " "), err=True)
-    raise typer.Exit(code)
-
-
 def _engine(bundle: Optional[List[Path]]) -> PolicyEngine:
     try:
         bundles = BundleSet.load(bundle) if bundle else BundleSet.load()
         return PolicyEngine(bundles, Directory.load())
     except (BundleError, DirectoryError) as e:
-        _fail(f"invalid policy: {e}")
+        fail(f"invalid policy: {e}")
         raise  # unreachable
 
 
@@ -49,13 +45,13 @@ def _decide_all(engine: PolicyEngine, file: Path) -> list[tuple[Scenario, Decisi
     try:
         scenarios = load_scenarios(file)
     except ScenarioError as e:
-        _fail(f"invalid input: {e}")
+        fail(f"invalid input: {e}")
     out = []
     for sc in scenarios:  # type: ignore[union-attr]
         try:
             out.append((sc, engine.decide(sc.request, sc.present_categories)))
         except InvalidRequest as e:
-            _fail(f"invalid input: {file}: scenario {sc.id!r}: field {e.field!r}: {e.message}")
+            fail(f"invalid input: {file}: scenario {sc.id!r}: field {e.field!r}: {e.message}")
     return out
 
 

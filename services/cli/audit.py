@@ -18,42 +18,20 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from services.config import ConfigError, Settings
+from services.cli.common import LEDGER_URL, fail, ledger_settings, open_ledger
+from services.config import Settings
 
-LEDGER_URL = typer.Option(None, "--ledger-url", envvar="XLEDGER_LEDGER_URL",
-                          help="sqlite:///PATH or postgresql://USER@HOST:PORT/DB (default sqlite:///var/ledger.sqlite).")
-
-
-def _fail(message: str, code: int = 2) -> None:
-    typer.echo(f"error: {message}".replace("\n", " "), err=True)
-    raise typer.Exit(code)
-
-
-def _settings(ledger_url: Optional[str]) -> Settings:
-    try:
-        return Settings.from_env(ledger_url=ledger_url)
-    except ConfigError as exc:
-        _fail(str(exc))
-        raise  # unreachable
 
 
 def _ledger(settings: Settings):
-    from ledger.application import Ledger
-    from ledger.url import LedgerURLError
-
-    try:
-        return Ledger(settings.ledger_url)
-    except LedgerURLError as exc:
-        _fail(str(exc))
-    except Exception as exc:  # cannot connect / open
-        _fail(f"cannot open the ledger: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}")
+    return open_ledger(settings.ledger_url, must_exist=False)
 
 
 def _parse_time(value: str, what: str) -> datetime:
     try:
         t = datetime.fromisoformat(value)
     except ValueError:
-        _fail(f"{what} must be an ISO date or time, e.g. 2026-03-01 or 2026-03-01T12:00:00+00:00 (got {value!r})")
+        fail(f"{what} must be an ISO date or time, e.g. 2026-03-01 or 2026-03-01T12:00:00+00:00 (got {value!r})")
         raise
     if t.tzinfo is None:
         t = t.replace(tzinfo=timezone.utc)
@@ -85,7 +63,7 @@ def register(app: typer.Typer, subject_app: typer.Typer, policy_app: typer.Typer
         from services.audit import replay
 
         until_t = _parse_time(until, "--until") if until else None
-        settings = _settings(ledger_url)
+        settings = ledger_settings(ledger_url)
         ledger = _ledger(settings)
         console = Console(stderr=True)
         try:
@@ -144,11 +122,11 @@ def register(app: typer.Typer, subject_app: typer.Typer, policy_app: typer.Typer
         from policies.bundle import BundleError
         from services.audit import load_bundles, reevaluate
 
-        settings = _settings(ledger_url)
+        settings = ledger_settings(ledger_url)
         try:
             bundles = load_bundles(bundle)
         except BundleError as exc:
-            _fail(f"invalid policy: {exc}")
+            fail(f"invalid policy: {exc}")
         ledger = _ledger(settings)
         console = Console(stderr=True)
         try:
@@ -200,12 +178,12 @@ def register(app: typer.Typer, subject_app: typer.Typer, policy_app: typer.Typer
             try:
                 since_d = date.fromisoformat(since)
             except ValueError:
-                _fail(f"--since must be a date YYYY-MM-DD (got {since!r})")
+                fail(f"--since must be a date YYYY-MM-DD (got {since!r})")
         try:
             proposed = load_bundle(bundle)
         except BundleError as exc:
-            _fail(f"invalid policy: {exc}")
-        settings = _settings(ledger_url)
+            fail(f"invalid policy: {exc}")
+        settings = ledger_settings(ledger_url)
         ledger = _ledger(settings)
         try:
             report = impact(ledger, _redecider(settings, ledger), proposed, since=since_d)
@@ -242,12 +220,12 @@ def register(app: typer.Typer, subject_app: typer.Typer, policy_app: typer.Typer
         from services.audit import SUBJECT_COLUMNS, resolve_subject, subject_report
 
         if fmt not in ("table", "csv", "json"):
-            _fail(f"--format must be table, csv or json (got {fmt!r})")
-        settings = _settings(ledger_url)
+            fail(f"--format must be table, csv or json (got {fmt!r})")
+        settings = ledger_settings(ledger_url)
         try:
             pseudonym = resolve_subject(subject, settings.pseudonym_secret.encode())
         except InvalidCPR as exc:
-            _fail(f"not a pseudonym or a valid CPR number: {exc}")
+            fail(f"not a pseudonym or a valid CPR number: {exc}")
         ledger = _ledger(settings)
         try:
             report = subject_report(ledger, pseudonym)

@@ -13,38 +13,9 @@ from typing import Any, Optional
 
 import typer
 
+from services.cli.common import fail, ledger_settings, open_ledger
+
 LEDGER_URL_HELP = "sqlite:///PATH or postgresql://USER@HOST:PORT/DB[?schema=S] (env XLEDGER_LEDGER_URL)."
-
-
-def _fail(message: str, code: int = 2) -> None:
-    typer.echo(f"error: {message}", err=True)
-    raise typer.Exit(code)
-
-
-def _settings(ledger_url: str | None):
-    from services.config import ConfigError, Settings
-
-    try:
-        return Settings.from_env(ledger_url=ledger_url)
-    except ConfigError as exc:
-        _fail(str(exc))
-
-
-def _open_ledger(url: str, *, must_exist: bool = True):
-    """Open the ledger or exit 2 with a one-line reason (never create an empty one by mistake)."""
-    from ledger.application import Ledger
-    from ledger.url import LedgerURLError
-
-    if must_exist and url.startswith("sqlite:///"):
-        path = url[len("sqlite:///"):]
-        if path != ":memory:" and not Path(path).is_file():
-            _fail(f"no ledger at {path} (check --ledger-url / XLEDGER_LEDGER_URL)")
-    try:
-        return Ledger(url)
-    except LedgerURLError as exc:
-        _fail(str(exc))
-    except Exception as exc:  # noqa: BLE001 - e.g. PostgreSQL unreachable: one line, exit 2
-        _fail(f"cannot open the ledger: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}")
 
 
 def _signer(settings):
@@ -54,7 +25,7 @@ def _signer(settings):
     try:
         return signer_from_key(settings.checkpoint_key)
     except CheckpointError as exc:
-        _fail(f"XLEDGER_CHECKPOINT_KEY is not a usable Ed25519 private key: {exc}")
+        fail(f"XLEDGER_CHECKPOINT_KEY is not a usable Ed25519 private key: {exc}")
 
 
 def _public_key(value: str | None, settings) -> tuple[Any, bool]:
@@ -70,7 +41,7 @@ def _public_key(value: str | None, settings) -> tuple[Any, bool]:
     try:
         return load_public_key(data), True
     except CheckpointError as exc:
-        _fail(f"--public-key is not an Ed25519 public key: {exc}")
+        fail(f"--public-key is not an Ed25519 public key: {exc}")
 
 
 def _b64(data: bytes) -> str:
@@ -89,7 +60,7 @@ def _write_files(out: Path, files: dict[str, bytes | str]) -> None:
             else:
                 target.write_bytes(content)
     except OSError as exc:
-        _fail(f"cannot write to {out}: {exc.strerror or exc}")
+        fail(f"cannot write to {out}: {exc.strerror or exc}")
 
 
 def register(app: typer.Typer, subject_app: typer.Typer, policy_app: typer.Typer) -> None:  # noqa: C901
@@ -118,9 +89,9 @@ def register(app: typer.Typer, subject_app: typer.Typer, policy_app: typer.Typer
         Exit 0: everything verifies. Exit 1: tampering found (the first bad entry is named).
         Exit 2: bad input.
         """
-        settings = _settings(ledger_url)
+        settings = ledger_settings(ledger_url)
         key, given = _public_key(public_key, settings)
-        ledger = _open_ledger(settings.ledger_url)
+        ledger = open_ledger(settings.ledger_url)
         if not given:
             typer.echo("note: checking signatures with the key from XLEDGER_CHECKPOINT_KEY; an auditor "
                        "passes --public-key", err=True)
@@ -157,11 +128,11 @@ def register(app: typer.Typer, subject_app: typer.Typer, policy_app: typer.Typer
 
         Periodic checkpoints are signed every XLEDGER_CHECKPOINT_INTERVAL entries.
         """
-        settings = _settings(ledger_url)
+        settings = ledger_settings(ledger_url)
         if settings.checkpoint_interval < 1:
-            _fail("XLEDGER_CHECKPOINT_INTERVAL must be a positive number of entries")
+            fail("XLEDGER_CHECKPOINT_INTERVAL must be a positive number of entries")
         signer = _signer(settings)
-        ledger = _open_ledger(settings.ledger_url)
+        ledger = open_ledger(settings.ledger_url)
         from ledger.checkpoint import CheckpointError
         from ledger.integrity import TreeCorrupted
 
@@ -169,9 +140,9 @@ def register(app: typer.Typer, subject_app: typer.Typer, policy_app: typer.Typer
             result = ledger.integrate(signer=signer, origin=settings.ledger_origin,
                                       sign_every=settings.checkpoint_interval, checkpoint=not no_checkpoint)
         except CheckpointError as exc:
-            _fail(f"cannot sign a checkpoint: {exc}")
+            fail(f"cannot sign a checkpoint: {exc}")
         except TreeCorrupted as exc:
-            _fail(f"the stored tree is damaged, run `xledger verify`: {exc}", 1)
+            fail(f"the stored tree is damaged, run `xledger verify`: {exc}", 1)
         typer.echo(f"tree size {result.tree_size}")
         typer.echo(f"root {_b64(result.root)}")
         typer.echo(f"appended {result.appended}, signed {len(result.checkpoints)} checkpoint(s)")
@@ -183,13 +154,13 @@ def register(app: typer.Typer, subject_app: typer.Typer, policy_app: typer.Typer
         """Print the public key auditors need to check checkpoints and proofs (base64 raw Ed25519)."""
         from ledger.checkpoint import CheckpointError, encode_public_key, note_verifier_key
 
-        settings = _settings(None)
+        settings = ledger_settings(None)
         signer = _signer(settings)
         if note:
             try:
                 typer.echo(note_verifier_key(settings.ledger_origin, signer.public_key))
             except CheckpointError as exc:
-                _fail(f"XLEDGER_LEDGER_ORIGIN cannot name a note key: {exc}")
+                fail(f"XLEDGER_LEDGER_ORIGIN cannot name a note key: {exc}")
         else:
             typer.echo(encode_public_key(signer.public_key))
         typer.echo(f"key id {signer.key_id}, origin {settings.ledger_origin}", err=True)
@@ -214,15 +185,15 @@ def register(app: typer.Typer, subject_app: typer.Typer, policy_app: typer.Typer
         bytes), checked offline by:
         python -m ledger.proofs verify-inclusion DIR/proof.json DIR/checkpoint.json KEY --leaf DIR/entry.bin
         """
-        settings = _settings(ledger_url)
-        ledger = _open_ledger(settings.ledger_url)
+        settings = ledger_settings(ledger_url)
+        ledger = open_ledger(settings.ledger_url)
         integrity = ledger.integrity
         tree_size = integrity.tree_size()
         if entry < 0 or entry >= tree_size:
-            _fail(f"ENTRY must be a leaf index below the tree size {tree_size}")
+            fail(f"ENTRY must be a leaf index below the tree size {tree_size}")
         signed = _checkpoint_for(ledger, settings, size, covering=entry + 1)
         if signed.checkpoint.tree_size <= entry:
-            _fail(f"checkpoint of size {signed.checkpoint.tree_size} does not contain leaf {entry}")
+            fail(f"checkpoint of size {signed.checkpoint.tree_size} does not contain leaf {entry}")
         proof = integrity.inclusion_proof(entry, signed.checkpoint.tree_size)
         item = integrity.entry(entry)
         bundle = {
@@ -255,10 +226,10 @@ def register(app: typer.Typer, subject_app: typer.Typer, policy_app: typer.Typer
         With --out DIR it writes proof.json, old.json and new.json, checked offline by:
         python -m ledger.proofs verify-consistency DIR/proof.json DIR/old.json DIR/new.json KEY
         """
-        settings = _settings(ledger_url)
+        settings = ledger_settings(ledger_url)
         if old < 0 or new < 0 or old > new:
-            _fail("OLD and NEW must be tree sizes with 0 <= OLD <= NEW")
-        ledger = _open_ledger(settings.ledger_url)
+            fail("OLD and NEW must be tree sizes with 0 <= OLD <= NEW")
+        ledger = open_ledger(settings.ledger_url)
         old_cp = _checkpoint_for(ledger, settings, old)
         new_cp = _checkpoint_for(ledger, settings, new)
         proof = ledger.integrity.consistency_proof(old, new)
@@ -292,13 +263,13 @@ def register(app: typer.Typer, subject_app: typer.Typer, policy_app: typer.Typer
             check_pseudonym(pseudonym)
             check_reason(reason)
         except ErasureError as exc:
-            _fail(str(exc))
-        settings = _settings(ledger_url)
-        ledger = _open_ledger(settings.ledger_url)
+            fail(str(exc))
+        settings = ledger_settings(ledger_url)
+        ledger = open_ledger(settings.ledger_url)
         try:
             result = ledger.erase_subject(pseudonym, reason)
         except ErasureError as exc:
-            _fail(str(exc), 1)
+            fail(str(exc), 1)
         how = "recorded" if result.recorded else "was already recorded; key now destroyed"
         typer.echo(f"erased: key {result.key_id} destroyed, erasure {result.erasure_id} {how}")
 
@@ -321,7 +292,7 @@ def _checkpoint_for(ledger, settings, size: int | None, covering: int = 0):
         if size != current:
             sizes = integrity.checkpoint_sizes()
             shown = ", ".join(map(str, sizes[-10:])) or "none"
-            _fail(f"no signed checkpoint of size {size} (current tree size {current}; signed sizes: {shown})")
+            fail(f"no signed checkpoint of size {size} (current tree size {current}; signed sizes: {shown})")
     else:
         signed = integrity.latest_checkpoint(covering=covering)
         if signed is not None:
@@ -333,10 +304,10 @@ def _checkpoint_for(ledger, settings, size: int | None, covering: int = 0):
         # Sign the tree as it is now; do not integrate first, so the size stays the one asked for.
         result = integrity.integrate(signer=signer, origin=settings.ledger_origin, checkpoint=True, max_entries=0)
     except CheckpointError as exc:
-        _fail(f"cannot sign a checkpoint: {exc}")
+        fail(f"cannot sign a checkpoint: {exc}")
     signed = integrity.checkpoint(result.tree_size)
     if signed is None:
-        _fail("could not sign a checkpoint")
+        fail("could not sign a checkpoint")
     return signed
 
 

@@ -7,7 +7,8 @@ from typing import List, Optional
 
 import typer
 
-from services.cli_audit import LEDGER_URL, _fail, _ledger, _settings
+from services.cli.audit import _ledger
+from services.cli.common import LEDGER_URL, fail, ledger_settings
 
 
 def _password(value: Optional[str], confirm: bool = True) -> str:
@@ -47,9 +48,9 @@ def register(app: typer.Typer, subject_app: typer.Typer, policy_app: typer.Typer
         from services.review.app import create_app
         from services.review.sessions import DEV_SESSION_SECRET, session_secret
 
-        settings = _settings(ledger_url)
+        settings = ledger_settings(ledger_url)
         if host not in ("127.0.0.1", "localhost", "::1") and session_secret() == DEV_SESSION_SECRET:
-            _fail("XLEDGER_SESSION_SECRET must be set when serving on a non-loopback address")
+            fail("XLEDGER_SESSION_SECRET must be set when serving on a non-loopback address")
         ledger = _ledger(settings)
         web = create_app(ledger, pseudonym_secret=settings.pseudonym_secret.encode(),
                          checkpoint_public_key=_checkpoint_public_key(settings))
@@ -62,7 +63,7 @@ def register(app: typer.Typer, subject_app: typer.Typer, policy_app: typer.Typer
     def _store(ledger_url: Optional[str]):
         from services.review.users import UserStore
 
-        ledger = _ledger(_settings(ledger_url))
+        ledger = _ledger(ledger_settings(ledger_url))
         return ledger, UserStore(ledger.tables)
 
     @users_app.command("add")
@@ -80,7 +81,7 @@ def register(app: typer.Typer, subject_app: typer.Typer, policy_app: typer.Typer
         try:
             user = store.add(username, _password(password), role, known_orgs=Directory.load().orgs)
         except UserError as exc:
-            _fail(str(exc))
+            fail(str(exc))
         finally:
             ledger.close()
         typer.echo(f"added {user.username} ({', '.join(user.roles)})")
@@ -104,7 +105,7 @@ def register(app: typer.Typer, subject_app: typer.Typer, policy_app: typer.Typer
         finally:
             ledger.close()
         if not removed:
-            _fail(f"no user {username!r}")
+            fail(f"no user {username!r}")
         typer.echo(f"removed {username}")
 
     @users_app.command("passwd")
@@ -120,7 +121,7 @@ def register(app: typer.Typer, subject_app: typer.Typer, policy_app: typer.Typer
         try:
             store.passwd(username, _password(password))
         except UserError as exc:
-            _fail(str(exc))
+            fail(str(exc))
         finally:
             ledger.close()
         typer.echo(f"password changed for {username}")

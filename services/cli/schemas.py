@@ -1,6 +1,6 @@
 """`xledger schemas ...`: check the Avro contracts and generate the AsyncAPI document.
 
-The lead mounts ``app`` under the main CLI (``app.add_typer(cli_schemas.app, name="schemas")``).
+Mounted as ``xledger schemas`` by ``services.cli``.
 """
 
 from __future__ import annotations

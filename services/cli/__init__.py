@@ -1,0 +1,39 @@
+"""xledger: the command line of exchange-ledger.
+
+Every option also reads an XLEDGER_* environment variable. Bad input exits
+non-zero with a one-line reason on stderr. This module only assembles the
+command groups; each module of this package owns its own commands.
+"""
+
+from __future__ import annotations
+
+import sys
+
+import typer
+
+app = typer.Typer(
+    help="exchange-ledger: lawful, provable data exchange between Danish crime-prevention authorities.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
+subject_app = typer.Typer(help="One citizen's data: access reports and erasure.", no_args_is_help=True)
+app.add_typer(subject_app, name="subject")
+
+from services.cli.policy import app as policy_app  # noqa: E402  (the policy group owns check/explain)
+
+app.add_typer(policy_app, name="policy", help="Check, explain and assess disclosure policy.")
+
+# Command modules register themselves on the shared groups; each owns its own commands.
+from services.cli import agency, audit, demo, ledger, review, schemas, services  # noqa: E402
+
+for _module in (demo, services, agency, ledger, audit, review):
+    _module.register(app=app, subject_app=subject_app, policy_app=policy_app)
+app.add_typer(schemas.app, name="schemas")
+
+
+def main() -> None:
+    try:
+        app()
+    except KeyboardInterrupt:
+        sys.exit(130)
+

@@ -1,0 +1,5 @@
+"""`python -m services.cli` runs the xledger command line."""
+
+from services.cli import main
+
+main()

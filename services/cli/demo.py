@@ -1,0 +1,93 @@
+"""`xledger demo`: a scripted week of exchanges on an embedded broker and a SQLite ledger (development only)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from services import logging as xlog
+from services.cli.common import fail
+
+console = Console()
+
+
+def register(app: typer.Typer, **_: typer.Typer) -> None:
+    app.command()(demo)
+
+
+def demo(
+    ledger: Path = typer.Option(Path("var/demo.sqlite"), "--ledger", help="SQLite file for the demo ledger (recreated)."),
+    timeout: float = typer.Option(60.0, help="Give up after this many seconds."),
+    verbose: bool = typer.Option(False, "--verbose", "-v", help="Show the services' log lines."),
+    serve: bool = typer.Option(False, "--serve", help="Afterwards serve the review app on 127.0.0.1 (Ctrl-C stops)."),
+    port: int = typer.Option(8080, "--port", min=1, max=65535, help="Port of the review app with --serve."),
+) -> None:
+    """Run a week of exchanges on an embedded broker and a SQLite ledger under ./var/, then print a summary."""
+    from services.demo import run_demo
+
+    xlog.configure("INFO" if verbose else "WARNING")
+    report = run_demo(ledger_path=ledger, timeout=timeout)
+    table = Table(title="exchange-ledger demo: one week in Midt- og Vestsjællands Politikreds")
+    table.add_column("")
+    table.add_column("count", justify="right")
+    for label, value in report.rows():
+        table.add_row(label, str(value))
+    console.print(table)
+    rules = Table(title="decisions per cooperation and rule")
+    for column in ("context", "outcome", "rule / reason"):
+        rules.add_column(column)
+    rules.add_column("count", justify="right")
+    for (context, outcome, rule), count in sorted(report.by_context_rule.items()):
+        rules.add_row(context, outcome, rule, str(count))
+    console.print(rules)
+    if report.unexpected:
+        console.print(f"[bold red]{len(report.unexpected)} decisions differ from the script's expectation:[/]")
+        for line in report.unexpected:
+            console.print(f"  {line}")
+    else:
+        console.print("every decision is the one the rules call for")
+    console.print(f"ledger verification: {report.verification}")
+    console.print(f"ledger: sqlite:///{ledger}")
+    if report.recorded < report.requests:
+        fail(f"only {report.recorded} of {report.requests} requests were recorded before the timeout", 1)
+    if report.unexpected:
+        raise typer.Exit(1)
+    if serve:
+        _serve_demo(ledger, port)
+
+
+def _serve_demo(ledger_path: Path, port: int) -> None:
+    """The review app over the demo ledger, with two demo users whose passwords are made up now."""
+    import secrets
+
+    import uvicorn
+
+    from ledger.application import Ledger
+    from services.config import Settings
+    from services.review.app import create_app
+    from services.review.users import UserStore
+
+    settings = Settings.from_env(ledger_url=f"sqlite:///{ledger_path}")
+    ledger = Ledger(settings.ledger_url)
+    store = UserStore(ledger.tables)
+    for user, role in (("jurist", "legal_officer"), ("revisor", "auditor")):
+        password = secrets.token_urlsafe(9)
+        if store.get(user):
+            store.passwd(user, password)
+        else:
+            store.add(user, password, [role])
+        console.print(f"log in as [bold]{user}[/] ({role}) with password [bold]{password}[/]")
+    from services.runtime import Runtime
+
+    web = create_app(ledger, pseudonym_secret=settings.pseudonym_secret.encode(),
+                     checkpoint_public_key=Runtime(settings).checkpoint_signer.public_key)
+    console.print(f"review app on http://127.0.0.1:{port}/ (Ctrl-C stops)")
+    try:
+        uvicorn.run(web, host="127.0.0.1", port=port, log_level="warning")
+    finally:
+        ledger.close()
+
+

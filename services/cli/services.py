@@ -1,0 +1,114 @@
+"""The long-running services and their set-up: `xledger gate run`, `relay run`, `topics create`, `keys dev-generate`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from services import logging as xlog
+from services.cli.common import BOOTSTRAP, LEDGER_URL, graceful_shutdown, settings_from
+
+gate_app = typer.Typer(help="The policy gate service.", no_args_is_help=True)
+relay_app = typer.Typer(help="The delivery relay (ledger outbox → inboxes and receipts).", no_args_is_help=True)
+topics_app = typer.Typer(help="Kafka topics.", no_args_is_help=True)
+keys_app = typer.Typer(help="Authority signing keys.", no_args_is_help=True)
+
+
+def register(app: typer.Typer, **_: typer.Typer) -> None:
+    app.add_typer(gate_app, name="gate")
+    app.add_typer(relay_app, name="relay")
+    app.add_typer(topics_app, name="topics")
+    app.add_typer(keys_app, name="keys")
+
+
+@gate_app.command("run")
+def gate_run(
+    bootstrap_servers: Optional[str] = BOOTSTRAP,
+    ledger_url: Optional[str] = LEDGER_URL,
+    group_id: Optional[str] = typer.Option(None, envvar="XLEDGER_GROUP_ID", help="Consumer group of the gate."),
+    name: str = typer.Option("gate", help="This process's name in logs and client ids."),
+    workers: int = typer.Option(1, min=1, max=64, help="Group members in this process (threads); scale out with "
+                                                       "more processes and more partitions."),
+) -> None:
+    """Consume exchange.requests, decide every request, record it with its offset, dead-letter bad input.
+
+    SIGTERM or Ctrl-C finishes the batch in hand, then leaves the group.
+    """
+    import threading
+
+    from services.runtime import Runtime
+
+    stopping = graceful_shutdown()
+    settings = settings_from(bootstrap_servers, ledger_url)
+    if group_id:
+        from dataclasses import replace
+
+        settings = replace(settings, group_id=group_id)
+    rt = Runtime(settings)
+    members = [rt.gate_worker(f"{name}-{i + 1}") for i in range(workers)]
+    for member in members:
+        member.stopping = stopping
+    log = xlog.get_logger("xledger")
+    log.info("gate.starting", name=name, workers=workers, group=settings.group_id)
+    threads = [threading.Thread(target=m.run, name=m.name) for m in members[1:]]
+    try:
+        for t in threads:
+            t.start()
+        members[0].run()
+    finally:
+        stopping.set()
+        for t in threads:
+            t.join()
+        for member in members:
+            member.consumer.close()
+            member.producer.close()
+        rt.close()
+    for member in members:
+        log.info("gate.stopped", worker=member.name, **member.stats)
+
+
+@relay_app.command("run")
+def relay_run(bootstrap_servers: Optional[str] = BOOTSTRAP, ledger_url: Optional[str] = LEDGER_URL) -> None:
+    """Publish allowed payloads to inboxes and receipts to senders, from the ledger's outbox.
+
+    Also keeps the Merkle tree (signing checkpoints) and the read models current, in bounded steps.
+    """
+    from services.runtime import Runtime
+
+    stopping = graceful_shutdown()
+    rt = Runtime(settings_from(bootstrap_servers, ledger_url))
+    relay = rt.relay()
+    relay.stopping = stopping
+    try:
+        stats = relay.run()
+    finally:
+        relay.producer.close()
+        rt.close()
+    xlog.get_logger("xledger").info("relay.stopped", **stats)
+
+
+@topics_app.command("create")
+def topics_create(
+    bootstrap_servers: Optional[str] = BOOTSTRAP,
+    partitions: int = typer.Option(4, min=1, help="Partitions of exchange.requests and its dead-letter topic."),
+) -> None:
+    """Create exchange.requests, its dead-letter topic, and inbox/receipts topics for every authority."""
+    from services.runtime import Runtime
+
+    names = Runtime(settings_from(bootstrap_servers, None)).create_topics(request_partitions=partitions)
+    typer.echo(f"{len(names)} topics present")
+
+
+@keys_app.command("dev-generate")
+def keys_dev_generate(
+    output: Path = typer.Option(Path("policies/directory/keys.yaml"), help="Where to write the public keys."),
+) -> None:
+    """Write the development public keys of every directory authority (embedded demo and tests only)."""
+    from policies.directory import Directory
+    from services.keyring import write_dev_keys
+
+    typer.echo(f"{write_dev_keys(Directory.load().orgs, output)} authorities written to {output}")
+
+
