@@ -38,8 +38,16 @@ class Decoded:
 
 
 class AvroCodec:
-    def __init__(self, registry: SchemaRegistry | None = None):
+    """Encodes the standard form; decodes it, and with ``legacy_fingerprints`` also the byte-reversed
+    fingerprints of releases before 2026-11-30, which old ledgers hold.
+
+    Readers of stored data (relay, auditors) keep the default; the gate takes messages from the
+    wire in the standard form only, and names the byte-order mistake when it sees one.
+    """
+
+    def __init__(self, registry: SchemaRegistry | None = None, *, legacy_fingerprints: bool = True):
         self.registry = registry or default_registry()
+        self.legacy_fingerprints = legacy_fingerprints
         # fastavro re-parses an un-hinted schema on every read, write and validate (the
         # registry's ``parsed`` is un-hinted); parse each once here with fastavro's hint.
         self._hinted: dict[tuple[str, int], dict[str, Any]] = {}
@@ -78,9 +86,7 @@ class AvroCodec:
             raise CodecError("TRUNCATED", f"{len(data)} bytes is shorter than the {HEADER_LEN}-byte header")
         if data[:2] != MARKER:
             raise CodecError("BAD_MARKER", f"expected single-object marker c301, got {data[:2].hex()}")
-        writer = self.registry.by_fingerprint(data[2:HEADER_LEN])
-        if writer is None:
-            raise CodecError("UNKNOWN_FINGERPRINT", f"no schema has fingerprint {data[2:HEADER_LEN].hex()}")
+        writer = self._writer_of(data[2:HEADER_LEN])
         if expect is not None and writer.name != expect:
             raise CodecError("WRONG_TYPE", f"expected {expect}, got {writer.name}")
         reader = self.registry.latest(writer.name)
@@ -93,6 +99,19 @@ class AvroCodec:
         if body.tell() != len(data):
             raise CodecError("MALFORMED", f"{len(data) - body.tell()} trailing bytes after {writer.name}")
         return Decoded(writer.name, writer.version, record)
+
+    def _writer_of(self, fp: bytes) -> SchemaVersion:
+        writer = self.registry.by_fingerprint(fp)
+        if writer is not None:
+            return writer
+        legacy = self.registry.by_legacy_fingerprint(fp)
+        if legacy is None:
+            raise CodecError("UNKNOWN_FINGERPRINT", f"no schema has fingerprint {fp.hex()}")
+        if not self.legacy_fingerprints:
+            raise CodecError("UNKNOWN_FINGERPRINT", f"no schema has fingerprint {fp.hex()}; it is {legacy.name} "
+                             f"v{legacy.version}'s fingerprint in big-endian order, but single-object encoding "
+                             f"writes it little-endian: {legacy.fingerprint.hex()}")
+        return legacy
 
     def _writer(self, name: str, version: int | None) -> SchemaVersion:
         if version is None:

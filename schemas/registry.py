@@ -43,20 +43,38 @@ class SchemaVersion:
 
     @cached_property
     def fingerprint(self) -> bytes:
-        # Single-object encoding carries the fingerprint little-endian.
-        return int(fingerprint(self.canonical_form, "CRC-64-AVRO"), 16).to_bytes(8, "little")
+        """The 8 bytes single-object encoding carries: the CRC-64-AVRO fingerprint, little-endian.
+
+        fastavro's hex string already lists the bytes in that order (the Avro specification's
+        example for SignedMessage v1 is 8e675cc7c3ab57d9).
+        """
+        return bytes.fromhex(fingerprint(self.canonical_form, "CRC-64-AVRO"))
+
+    @cached_property
+    def legacy_fingerprint(self) -> bytes:
+        """The byte-reversed (big-endian) fingerprint that releases before 2026-11-30 wrote.
+
+        Ledgers recorded then hold sealed messages in this form; they must still decode.
+        """
+        return self.fingerprint[::-1]
 
 
 class SchemaRegistry:
     def __init__(self, versions: list[SchemaVersion]):
         self._by_fingerprint: dict[bytes, SchemaVersion] = {}
+        self._by_legacy_fingerprint: dict[bytes, SchemaVersion] = {}
         self._by_name: dict[str, list[SchemaVersion]] = {}
         for v in sorted(versions, key=lambda v: (v.name, v.version)):
             if v.fingerprint in self._by_fingerprint:
                 other = self._by_fingerprint[v.fingerprint]
                 raise RegistryError(f"{v.path} has the same canonical form as {other.path}")
             self._by_fingerprint[v.fingerprint] = v
+            self._by_legacy_fingerprint[v.legacy_fingerprint] = v
             self._by_name.setdefault(v.name, []).append(v)
+        clash = set(self._by_fingerprint) & set(self._by_legacy_fingerprint)
+        if any(self._by_fingerprint[fp] is not self._by_legacy_fingerprint[fp] for fp in clash):
+            # Never happens for distinct 64-bit hashes in practice; if it did, old data would be ambiguous.
+            raise RegistryError("a schema's fingerprint equals another schema's legacy (byte-reversed) fingerprint")
 
     @classmethod
     def load(cls, root: Path = SCHEMA_ROOT) -> "SchemaRegistry":
@@ -86,6 +104,9 @@ class SchemaRegistry:
 
     def by_fingerprint(self, fp: bytes) -> SchemaVersion | None:
         return self._by_fingerprint.get(fp)
+
+    def by_legacy_fingerprint(self, fp: bytes) -> SchemaVersion | None:
+        return self._by_legacy_fingerprint.get(fp)
 
     def latest(self, name: str) -> SchemaVersion:
         try:
