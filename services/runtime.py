@@ -47,8 +47,13 @@ class Runtime:
     def pseudonym_secret(self) -> bytes:
         return self.settings.pseudonym_secret.encode()
 
+    @cached_property
+    def wire_codec(self) -> AvroCodec:
+        """What the gate reads from the wire: the standard single-object encoding only."""
+        return AvroCodec(legacy_fingerprints=False)
+
     def pipeline(self) -> GatePipeline:
-        return GatePipeline(self.engine, self.sealer, self.pseudonym_secret, self.codec)
+        return GatePipeline(self.engine, self.sealer, self.pseudonym_secret, self.wire_codec)
 
     def gate_worker(self, name: str = "gate-1") -> GateWorker:
         return GateWorker(
