@@ -16,9 +16,9 @@ from contextlib import contextmanager
 from typing import Iterator
 
 from kafka import KafkaAdminClient
-from kafka.admin import NewTopic
-from kafka.errors import KafkaError, TopicAlreadyExistsError
+from kafka.errors import KafkaError
 
+from services.kafka import create_topics as kafka_create_topics
 from services.logging import get_logger
 
 log = get_logger(__name__)
@@ -142,16 +142,11 @@ def _terminate(proc: subprocess.Popen) -> None:
         pass
 
 
-def create_topics(bootstrap: str, names: list[str], partitions: int = 1, **client_config) -> None:
-    admin = KafkaAdminClient(bootstrap_servers=bootstrap, **client_config)
+def create_topics(bootstrap: str, names: list[str], partitions: int = 1) -> None:
+    """Topics on the embedded broker: one copy each, it is a single in-memory node."""
+    admin = KafkaAdminClient(bootstrap_servers=bootstrap)
     try:
-        existing = set(admin.list_topics())
-        missing = [NewTopic(n, num_partitions=partitions, replication_factor=1) for n in names if n not in existing]
-        if missing:
-            try:
-                admin.create_topics(missing)
-            except TopicAlreadyExistsError:
-                pass
+        kafka_create_topics(admin, names, partitions)
     finally:
         admin.close()
 
