@@ -12,8 +12,9 @@ from pathlib import Path
 from typing import Optional
 
 import typer
+from kafka.errors import KafkaError
 
-from services.cli.common import BOOTSTRAP, fail, settings_from
+from services.cli.common import BOOTSTRAP, fail, first_line, settings_from
 
 app = typer.Typer(help="Kafka topics and their ACLs.", no_args_is_help=True, add_completion=False)
 
@@ -44,7 +45,10 @@ def create(
     if settings.min_insync_replicas > settings.replication_factor:
         fail(f"--min-insync-replicas ({settings.min_insync_replicas}) cannot exceed --replication-factor "
              f"({settings.replication_factor})")
-    names = Runtime(settings).create_topics(request_partitions=partitions)
+    try:
+        names = Runtime(settings).create_topics(request_partitions=partitions)
+    except KafkaError as exc:  # unreachable, not authorised, or too few brokers for the replication factor
+        fail(f"topics not created: {first_line(exc)}", 1)
     typer.echo(f"{len(names)} topics present (replication factor {settings.replication_factor}, "
                f"min.insync.replicas {settings.min_insync_replicas} for those created now)")
 
@@ -78,11 +82,14 @@ def acls(
     if apply:
         from services.kafka import make_admin
 
-        admin = make_admin(settings)
         try:
-            refused = apply_bindings(admin, bindings)
-        finally:
-            admin.close()
+            admin = make_admin(settings)
+            try:
+                refused = apply_bindings(admin, bindings)
+            finally:
+                admin.close()
+        except KafkaError as exc:  # unreachable, not authorised, or a broker without an authorizer
+            fail(f"bindings not applied: {first_line(exc)}", 1)
         for binding, error in refused:
             typer.echo(f"refused: {binding.principal} {binding.operation} {binding.resource_type} "
                        f"{binding.pattern} {binding.name}: {error}", err=True)

@@ -240,6 +240,19 @@ def test_cli_apply_fails_when_the_broker_refuses(recording_admin):
     assert f"3 of {len(BINDINGS)} bindings were refused" in result.output
 
 
+def test_cli_apply_reports_an_unreachable_broker_in_one_line(monkeypatch):
+    from kafka.errors import KafkaTimeoutError
+
+    def unreachable(settings, **_):  # what kafka-python 3's admin client raises when no broker answers
+        raise KafkaTimeoutError("Unable to bootstrap from ['kafka:9092']")
+
+    monkeypatch.setattr("services.kafka.make_admin", unreachable)
+    result = CliRunner().invoke(app, ["topics", "acls", "--apply", "--bootstrap-servers", "kafka:9092"], env=SASL_ENV)
+    assert result.exit_code == 1
+    assert result.output.strip().splitlines() == [
+        "error: bindings not applied: KafkaTimeoutError: KafkaTimeoutError: Unable to bootstrap from ['kafka:9092']"]
+
+
 def test_cli_apply_needs_a_broker():
     result = CliRunner().invoke(app, ["topics", "acls", "--apply"], env={"XLEDGER_BOOTSTRAP_SERVERS": ""})
     assert result.exit_code == 2 and "--bootstrap-servers" in result.output

@@ -141,6 +141,21 @@ def test_more_in_sync_replicas_than_copies_is_refused(admin):
     assert admin.created == {}
 
 
+def test_a_broker_refusing_the_topics_is_one_line(monkeypatch):
+    from kafka.errors import InvalidReplicationFactorError
+
+    class TooFewBrokers(RecordingAdmin):
+        def create_topics(self, specs):
+            raise InvalidReplicationFactorError("Replication factor: 3 larger than available brokers: 1.")
+
+    monkeypatch.setattr("services.runtime.make_admin", lambda settings: TooFewBrokers())
+    result = CliRunner().invoke(app, ["topics", "create", "--bootstrap-servers", "kafka:9092"])
+    assert result.exit_code == 1
+    assert result.output.strip().splitlines() == [
+        "error: topics not created: InvalidReplicationFactorError: [Error 38] InvalidReplicationFactorError: "
+        "Replication factor: 3 larger than available brokers: 1."]
+
+
 def test_the_embedded_broker_keeps_one_copy(broker):
     settings = Settings.from_env(env={}).with_embedded_broker(broker.bootstrap)
     assert (settings.replication_factor, settings.min_insync_replicas) == (1, 1)
