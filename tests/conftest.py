@@ -52,6 +52,15 @@ def ledger_url(request, tmp_path) -> str:
     return f"{_pg_conninfo(dbname)}?schema={schema}"
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _logging_on_the_session_stream() -> None:
+    # structlog binds the stream it is first configured with. Configured inside a CliRunner, that
+    # would be the runner's stream, closed after the command, and later log lines would fail.
+    from services import logging as xlog
+
+    xlog.configure()
+
+
 @pytest.fixture
 def broker() -> Iterator[EmbeddedBroker]:
     b = EmbeddedBroker().start()

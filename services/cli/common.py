@@ -47,6 +47,13 @@ def settings_from(bootstrap: str | None, ledger_url: str | None, *, need_broker:
         fail(str(exc))
     if need_broker and settings.embedded:
         fail("--bootstrap-servers (or XLEDGER_BOOTSTRAP_SERVERS) is required; `xledger demo` runs an embedded broker")
+    if need_broker:
+        from services.kafka import client_config
+
+        try:
+            client_config(settings)  # an incomplete SASL set-up fails here, in one line, not at the broker
+        except ConfigError as exc:
+            fail(str(exc))
     xlog.configure(settings.log_level)
     return settings
 

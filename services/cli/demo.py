@@ -26,9 +26,14 @@ def demo(
     port: int = typer.Option(8080, "--port", min=1, max=65535, help="Port of the review app with --serve."),
 ) -> None:
     """Run a week of exchanges on an embedded broker and a SQLite ledger under ./var/, then print a summary."""
+    from services.broker import BrokerError, broker_binary
     from services.demo import run_demo
 
     xlog.configure("INFO" if verbose else "WARNING")
+    try:
+        broker_binary()  # before any work: without the embedded extra there is no broker to run on
+    except BrokerError as exc:
+        fail(str(exc))
     report = run_demo(ledger_path=ledger, timeout=timeout)
     table = Table(title="exchange-ledger demo: one week in Midt- og Vestsjællands Politikreds")
     table.add_column("")

@@ -1,4 +1,5 @@
-"""The long-running services and their set-up: `xledger gate run`, `relay run`, `topics create`, `keys dev-generate`."""
+"""The long-running services and their set-up: `xledger gate run`, `relay run`, `keys dev-generate`
+(`topics create` and `topics acls` are in topics.py)."""
 
 from __future__ import annotations
 
@@ -12,14 +13,12 @@ from services.cli.common import BOOTSTRAP, LEDGER_URL, graceful_shutdown, settin
 
 gate_app = typer.Typer(help="The policy gate service.", no_args_is_help=True)
 relay_app = typer.Typer(help="The delivery relay (ledger outbox → inboxes and receipts).", no_args_is_help=True)
-topics_app = typer.Typer(help="Kafka topics.", no_args_is_help=True)
 keys_app = typer.Typer(help="Authority signing keys.", no_args_is_help=True)
 
 
 def register(app: typer.Typer, **_: typer.Typer) -> None:
     app.add_typer(gate_app, name="gate")
     app.add_typer(relay_app, name="relay")
-    app.add_typer(topics_app, name="topics")
     app.add_typer(keys_app, name="keys")
 
 
@@ -87,18 +86,6 @@ def relay_run(bootstrap_servers: Optional[str] = BOOTSTRAP, ledger_url: Optional
         relay.producer.close()
         rt.close()
     xlog.get_logger("xledger").info("relay.stopped", **stats)
-
-
-@topics_app.command("create")
-def topics_create(
-    bootstrap_servers: Optional[str] = BOOTSTRAP,
-    partitions: int = typer.Option(4, min=1, help="Partitions of exchange.requests and its dead-letter topic."),
-) -> None:
-    """Create exchange.requests, its dead-letter topic, and inbox/receipts topics for every authority."""
-    from services.runtime import Runtime
-
-    names = Runtime(settings_from(bootstrap_servers, None)).create_topics(request_partitions=partitions)
-    typer.echo(f"{len(names)} topics present")
 
 
 @keys_app.command("dev-generate")
