@@ -18,7 +18,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from services.cli.common import LEDGER_URL, fail, ledger_settings, open_ledger
+from services.cli.common import LEDGER_URL, fail, ledger_settings, open_ledger, refuse, require_trusted
 from services.config import Settings
 
 
@@ -43,9 +43,20 @@ def _progress(console: Console, total: int, label: str) -> Progress:
 
 
 def _redecider(settings: Settings, ledger):
+    """Re-decides recorded requests as the gate did: needs the master key, the pseudonym secret and the key set."""
     from services.audit import Redecider
+    from services.config import ConfigError
+    from services.keyset import KeySet, keyset_path
 
-    return Redecider(ledger, settings.master_key, settings.pseudonym_secret.encode())
+    require_trusted(settings, "audit")
+    path = keyset_path(settings)
+    if path is None:
+        refuse(ConfigError("XLEDGER_KEYSET is not set; re-evaluation checks each signature against the key set"))
+    try:
+        keys = KeySet.load(path)
+    except ValueError as exc:
+        fail(f"XLEDGER_KEYSET: {exc}")
+    return Redecider(ledger, settings.master_key, settings.pseudonym_secret.encode(), keys)
 
 
 def register(app: typer.Typer, subject_app: typer.Typer, policy_app: typer.Typer) -> None:
@@ -222,6 +233,7 @@ def register(app: typer.Typer, subject_app: typer.Typer, policy_app: typer.Typer
         if fmt not in ("table", "csv", "json"):
             fail(f"--format must be table, csv or json (got {fmt!r})")
         settings = ledger_settings(ledger_url)
+        require_trusted(settings, "subject report")
         try:
             pseudonym = resolve_subject(subject, settings.pseudonym_secret.encode())
         except InvalidCPR as exc:
