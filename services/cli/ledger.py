@@ -188,6 +188,7 @@ def register(app: typer.Typer, subject_app: typer.Typer, policy_app: typer.Typer
         python -m ledger.proofs verify-inclusion DIR/proof.json DIR/checkpoint.json KEY --leaf DIR/entry.bin
         """
         settings = ledger_settings(ledger_url)
+        require_trusted(settings, "proof")  # it may sign a checkpoint
         ledger = open_ledger(settings.ledger_url)
         integrity = ledger.integrity
         tree_size = integrity.tree_size()
@@ -229,6 +230,7 @@ def register(app: typer.Typer, subject_app: typer.Typer, policy_app: typer.Typer
         python -m ledger.proofs verify-consistency DIR/proof.json DIR/old.json DIR/new.json KEY
         """
         settings = ledger_settings(ledger_url)
+        require_trusted(settings, "proof")  # it may sign a checkpoint
         if old < 0 or new < 0 or old > new:
             fail("OLD and NEW must be tree sizes with 0 <= OLD <= NEW")
         ledger = open_ledger(settings.ledger_url)
