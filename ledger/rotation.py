@@ -1,7 +1,7 @@
 """Master-key rotation: every subject data key re-wrapped under a new master key, while the services run.
 
 A data key keeps its id and its secret; only its wrapping changes, so nothing sealed under
-it changes and every hash stays as it was. The steps (docs/operations.md has the procedure):
+it changes and every hash stays as it was. The steps (docs/production.md has the procedure):
 
 1. The operator gives every process the new key after the old one
    (``XLEDGER_MASTER_KEY=OLD,NEW``). Nothing changes yet: new keys are wrapped under the

@@ -105,10 +105,15 @@ class Settings:
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None, **overrides: Any) -> "Settings":
+        """From XLEDGER_* variables. A secret may instead come from a file named by XLEDGER_<NAME>_FILE
+        (a mounted secret: Kubernetes, Vault agent, systemd credentials), so it never sits in the
+        process environment."""
         env = os.environ if env is None else env
         values: dict[str, Any] = {}
         for f in fields(cls):
             raw = env.get(variable(f.name))
+            if f.name in _DEV_VALUES:
+                raw = _from_file(f.name, raw, env.get(variable(f.name) + "_FILE"))
             if raw is None:
                 continue
             values[f.name] = _coerce(f.name, f.type, raw)
@@ -202,7 +207,7 @@ def _check_master_key(value: str, mode: str) -> str | None:
     if master_key_id(load_master_key(DEV_MASTER_KEY)) in ring:
         return _public(mode) if len(ring.ids) == 1 else (None if mode == DEVELOPMENT else (
             "holds the public development key; rotate away from it in development mode "
-            "(docs/operations.md), then remove it"))
+            "(docs/production.md), then remove it"))
     return None
 
 
@@ -226,6 +231,19 @@ _CHECKS = {
     MASTER_KEY: _check_master_key,
     CHECKPOINT_KEY: _check_checkpoint_key,
 }
+
+
+def _from_file(name: str, value: str | None, path: str | None) -> str | None:
+    if not path:
+        return value
+    var = variable(name)
+    if value is not None:
+        raise ConfigError(f"{var} and {var}_FILE are both set; set one")
+    try:
+        with open(path, encoding="utf-8") as f:
+            return f.read().strip()
+    except OSError as exc:
+        raise ConfigError(f"{var}_FILE: cannot read {path}: {exc.strerror or exc}") from None
 
 
 def _coerce(name: str, typ: Any, raw: str) -> Any:

@@ -187,3 +187,18 @@ def test_settings_default_to_production_and_development_must_be_said():
         Settings.from_env(env={"XLEDGER_ENV": "staging"})
     # A child process gets the mode with the rest of the settings.
     assert Settings.from_env(env=dev.to_env()) == dev
+
+
+def test_a_secret_may_come_from_a_mounted_file_but_not_from_both(tmp_path):
+    secret = tmp_path / "pseudonym-secret"
+    secret.write_text(secrets.token_hex(32) + "\n")
+    settings = Settings.from_env(env={"XLEDGER_PSEUDONYM_SECRET_FILE": str(secret)})
+    assert settings.pseudonym_secret == secret.read_text().strip() and settings.problems("pseudonym_secret") == []
+    with pytest.raises(ConfigError, match="XLEDGER_PSEUDONYM_SECRET and XLEDGER_PSEUDONYM_SECRET_FILE are both set"):
+        Settings.from_env(env={"XLEDGER_PSEUDONYM_SECRET_FILE": str(secret), "XLEDGER_PSEUDONYM_SECRET": "x" * 40})
+    with pytest.raises(ConfigError, match="XLEDGER_MASTER_KEY_FILE: cannot read"):
+        Settings.from_env(env={"XLEDGER_MASTER_KEY_FILE": str(tmp_path / "absent")})
+    # The public development value read from a file is just as public.
+    secret.write_text(DEV_PSEUDONYM_SECRET)
+    assert "public development value" in Settings.from_env(
+        env={"XLEDGER_PSEUDONYM_SECRET_FILE": str(secret)}).problems("pseudonym_secret")[0]
