@@ -202,3 +202,22 @@ def test_a_secret_may_come_from_a_mounted_file_but_not_from_both(tmp_path):
     secret.write_text(DEV_PSEUDONYM_SECRET)
     assert "public development value" in Settings.from_env(
         env={"XLEDGER_PSEUDONYM_SECRET_FILE": str(secret)}).problems("pseudonym_secret")[0]
+
+
+def test_compose_gives_every_service_what_production_needs_and_nothing_public():
+    from services.config import variable
+    from services.trust import NEEDS
+
+    doc = yaml.safe_load((Path(__file__).resolve().parents[2] / "docker-compose.yml").read_text())
+    for name, svc in doc["services"].items():
+        if not svc.get("build"):
+            continue
+        env = svc["environment"]
+        assert env.get("XLEDGER_ENV", "production") == "production", name
+        command = " ".join(svc["command"][:2])
+        for needed in NEEDS.get(command, ()):
+            assert variable(needed) in env, f"{name} ({command}) lacks {variable(needed)}"
+            value = str(env[variable(needed)])
+            assert value.startswith("${") or value.startswith("/"), f"{name}: {variable(needed)} is written in compose"
+        if "keyset" in NEEDS.get(command, ()):
+            assert any(v.endswith(":" + env["XLEDGER_KEYSET"] + ":ro") for v in svc.get("volumes", [])), name
