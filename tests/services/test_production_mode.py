@@ -220,4 +220,5 @@ def test_compose_gives_every_service_what_production_needs_and_nothing_public():
             value = str(env[variable(needed)])
             assert value.startswith("${") or value.startswith("/"), f"{name}: {variable(needed)} is written in compose"
         if "keyset" in NEEDS.get(command, ()):
-            assert any(v.endswith(":" + env["XLEDGER_KEYSET"] + ":ro") for v in svc.get("volumes", [])), name
+            assert {"type": "bind", "source": "${XLEDGER_KEYSET_DIR:?set XLEDGER_KEYSET_DIR in .env}",
+                    "target": env["XLEDGER_KEYSET"], "read_only": True} in svc.get("volumes", []), name
