@@ -71,7 +71,7 @@ def test_rotation_killed_halfway_while_the_gate_runs_then_finished(settings, bro
             assert census(rt.ledger.tables) == {OLD_ID: 60}
 
             # Slow batches, so that it is surely killed halfway.
-            rotation = rotate_master(during, "--batch", "4", "--pause", "0.5")
+            rotation = rotate_master(during, "--batch", "2", "--pause", "0.5")
             try:
                 assert wait_for(lambda: census(rt.ledger.tables).get(NEW_ID, 0) >= 8, timeout=60)
                 publish(rt, range(60, 70))  # new subjects while it runs
