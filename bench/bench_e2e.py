@@ -131,7 +131,7 @@ def one_run(ledger_url: str, gates: int, backlog, latency_msgs, timeout: float =
     procs: list[subprocess.Popen] = []
     receipts = None
     try:
-        settings = Settings.from_env(env={}, ledger_url=ledger_url).with_embedded_broker(broker.bootstrap)
+        settings = Settings.development(ledger_url=ledger_url).with_embedded_broker(broker.bootstrap)
         rt = Runtime(settings)
         rt.create_topics([SENDER[0], RECIPIENT[0]])
         _produce(settings, backlog)
@@ -175,7 +175,7 @@ def kafka_consume_rate(backlog, repeat: int = 3) -> float:
 
 
     with EmbeddedBroker() as broker:
-        settings = Settings().with_embedded_broker(broker.bootstrap)
+        settings = Settings.development().with_embedded_broker(broker.bootstrap)
         broker.create_topics([topics.REQUESTS], partitions=4)
         _produce(settings, backlog)
         n = len(backlog)
@@ -204,8 +204,8 @@ def component_rates(backlog, repeat: int = 3) -> dict[str, float]:
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
     from fastavro import parse_schema, schemaless_reader
 
-    from policies.directory import Directory
     from schemas.codec import HEADER_LEN, AvroCodec
+    from services.keyset import DEV_KEYSET, KeySet
     from services.signing import DOMAIN
 
     codec = AvroCodec()
@@ -226,9 +226,8 @@ def component_rates(backlog, repeat: int = 3) -> dict[str, float]:
         return len(values)
 
     signed = [codec.decode(v).record for v in values]
-    from datetime import date
-    key = Directory.load().public_keys(SENDER[0], date.today())[0]
-    pub = Ed25519PublicKey.from_public_bytes(base64.b64decode(key.public_key))
+    key = KeySet.load(DEV_KEYSET).keys_for(SENDER[0])[0].key
+    pub = Ed25519PublicKey.from_public_bytes(key.public_key)
 
     def ed25519() -> int:
         for s in signed:

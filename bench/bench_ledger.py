@@ -49,7 +49,10 @@ class _Template:
                 yield self
 
         key, value = signed_messages(1, "tmpl")[0]
-        pipe = GatePipeline(PolicyEngine.load_default(), _Plain(), Settings().pseudonym_secret.encode())
+        from services.keyset import DEV_KEYSET, KeySet
+
+        pipe = GatePipeline(PolicyEngine.load_default(), _Plain(), Settings.development().pseudonym_secret.encode(),
+                            KeySet.load(DEV_KEYSET))
         ex = pipe.process(Inbound("exchange.requests", 0, 0, value, key))
         self.summary = ex.summary
         self.decision = ex.decision

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from datetime import datetime, timezone
 
-from services.agency import Publisher
+from services.agency import Publisher, request_key
 from services.config import Settings
 from services.demo import KALUNDBORG_SOCIAL, KSP_SENDER, release_notice
 from services.keyring import DEV_KEY_ID, dev_private_key
@@ -17,9 +17,8 @@ SENDER, RECIPIENT = KSP_SENDER, KALUNDBORG_SOCIAL
 
 
 def publisher(settings: Settings | None = None, codec=None) -> Publisher:
-    settings = settings or Settings()
     return Publisher(*SENDER, producer=None, key=dev_private_key(SENDER[0]), key_id=DEV_KEY_ID,
-                     pseudonym_secret=settings.pseudonym_secret.encode(), codec=codec)
+                     codec=codec)
 
 
 def requests(n: int, tag: str = "bench"):
@@ -37,5 +36,5 @@ def signed_messages(n: int, tag: str = "bench", settings: Settings | None = None
     out = []
     for req in requests(n, tag):
         env = pub.envelope(**req)
-        out.append((env["subject"]["pseudonym"].encode(), pub.signed_bytes(env)))
+        out.append((request_key(env["payload_type"], req["payload"]).encode(), pub.signed_bytes(env)))
     return out

@@ -13,15 +13,17 @@ from uuid import UUID
 from eventsourcing.application import Application, ProcessingEvent
 from eventsourcing.persistence import IntegrityError, InterfaceError, Notification, OperationalError, Tracking
 
-from ledger.domain import Delivery, Exchange, RejectedMessage, SubjectErasure
+from ledger.domain import Delivery, Exchange, RejectedMessage, SubjectErasure, erasure_id
+from ledger.subject_crypto import MasterKeyUnavailable
 from ledger.tables import SideTables
 from ledger.url import persistence_env
 
 __all__ = ["Ledger", "IntegrityError", "Tracking", "kafka_tracking_name", "LEDGER_UNAVAILABLE"]
 
-# What a service loop waits out and retries: the database is locked, restarting or unreachable.
-# eventsourcing maps both drivers' errors onto these.
-LEDGER_UNAVAILABLE: tuple[type[Exception], ...] = (OperationalError, InterfaceError)
+# What a service loop waits out and retries: the database is locked, restarting or unreachable
+# (eventsourcing maps both drivers' errors onto the first two), or a master-key rotation names
+# a master key this process does not hold yet (it logs which; the operator adds it).
+LEDGER_UNAVAILABLE: tuple[type[Exception], ...] = (OperationalError, InterfaceError, MasterKeyUnavailable)
 
 
 def kafka_tracking_name(topic: str, partition: int) -> str:
@@ -97,6 +99,10 @@ class Ledger(Application[UUID]):
         from ledger.verify import verify_ledger
 
         return verify_ledger(self, public_key, origin=origin, progress=progress)
+
+    def erased_key(self, subject: str, key_id: bytes) -> bool:
+        """Whether the ledger recorded the erasure of this data key generation of the subject."""
+        return bool(self.existing([erasure_id(subject, key_id.hex())]))
 
     def erase_subject(self, subject: str, reason: str):
         """Destroy the subject's data key and record a SubjectErasure (``ledger.erasure``)."""

@@ -22,12 +22,15 @@ from eventsourcing.persistence import IntegrityError
 
 from ledger.domain import SubjectErasure, erasure_id
 from ledger.privacy import SqlKeyStore
+from ledger.subject_crypto import wrapped_key_id
 
 __all__ = ["ErasureError", "ErasureResult", "erase_subject", "check_pseudonym", "check_reason"]
 
 _PSEUDONYM = re.compile(r"[0-9a-f]{64}")
+# The gate records requests about no person (aggregate statistics) under this subject
+# (schemas.cpr.NO_SUBJECT; ledger/ imports nothing of ours).
+_NO_SUBJECT = "0" * 64
 _CPR_LIKE = re.compile(r"(?<!\d)\d{6}-?\d{4}(?!\d)")
-_KEY_ID = slice(1, 17)  # wrapped key = 0x01 || key_id (16) || ... (ledger.subject_crypto)
 
 
 class ErasureError(ValueError):
@@ -47,6 +50,9 @@ def check_pseudonym(subject: str) -> str:
         raise ErasureError("that looks like a CPR number: give the subject's pseudonym, never the CPR number")
     if not _PSEUDONYM.fullmatch(subject):
         raise ErasureError("the pseudonym must be 64 lowercase hex characters (HMAC-SHA256 of the CPR number)")
+    if subject == _NO_SUBJECT:
+        raise ErasureError("64 zeros is the subject of requests about no person (aggregate statistics); "
+                           "there is nobody to erase")
     return subject
 
 
@@ -73,7 +79,7 @@ def erase_subject(ledger: Any, subject: str, reason: str) -> ErasureResult:
     wrapped = keys.get(subject)
     if wrapped is None:
         raise ErasureError("the subject has no data key: it was never seen or is already erased")
-    key_id = bytes(wrapped)[_KEY_ID].hex()
+    key_id = wrapped_key_id(wrapped).hex()
     recorded = True
     try:
         ledger.record([SubjectErasure(subject=subject, key_id=key_id, reason=reason)])

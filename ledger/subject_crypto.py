@@ -5,8 +5,8 @@ from it. Instead every subject's data is encrypted under that subject's own AES-
 key; erasure destroys the key. The ciphertext stays, its hashes still verify, and it can
 never be read again.
 
-Key wrapping: a data key is stored only wrapped under the deployment master key, with
-AES-256-GCM whose associated data is the subject pseudonym and key id. We chose that over
+Key wrapping: a data key is stored only wrapped under a deployment master key, with
+AES-256-GCM whose associated data is the subject pseudonym, the key id and the master key id. We chose that over
 RFC 3394 AES key wrap because the binding matters here: an operator who copies subject A's
 wrapped key into subject B's row (to keep B readable after B's erasure, or to make B's new
 data readable to whoever holds A's key) gets an authentication failure, whereas RFC 3394
@@ -15,13 +15,20 @@ stays far below GCM's 2**32 random-nonce limit per master key.
 
 Formats (version byte first, so either can change without ambiguity)::
 
-    wrapped key = 0x01 || key_id (16) || nonce (12) || GCM_master(data key, aad = context)
+    wrapped key = 0x02 || master_id (8) || key_id (16) || nonce (12) || GCM_master(data key, aad = context)
+                  (0x01 || key_id (16) || nonce (12) || ...: written before master-key rotation; still read)
     sealed blob = 0x01 || key_id (16) || nonce (12) || GCM_data(plaintext, aad = context)
+
+Master keys rotate (``MasterKeyRing``; ``ledger.rotation``): a wrapped key names the master key
+that wrapped it, so a process holding several picks the right one, and re-wrapping a data key
+under a new master changes nothing sealed under the data key.
 
 ``key_id`` = 8 random bytes || first 8 bytes of HMAC-SHA256(master, subject || random):
 the random half tells generations apart (a subject erased and seen again gets a new key),
 the HMAC half lets ``open`` tell "this blob's key was destroyed" (``SubjectErased``) from
-"this blob is not this subject's" (``DecryptionError``) without keeping tombstones.
+"this blob is not this subject's" (``DecryptionError``) without keeping tombstones. The HMAC is
+under the master key current when the data key was made; once that master key has been rotated
+away, ``SubjectCipher`` asks its ``erased`` callback (the ledger's erasure records) instead.
 """
 
 from __future__ import annotations
@@ -34,7 +41,7 @@ import os
 import struct
 import threading
 from dataclasses import dataclass, field
-from typing import Protocol, runtime_checkable
+from typing import Callable, Iterable, Iterator, Protocol, Sequence, runtime_checkable
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
@@ -56,13 +63,23 @@ __all__ = [
     "KeyStore",
     "InMemoryKeyStore",
     "SubjectCipher",
+    "MasterKeyRing",
+    "MasterKeyUnavailable",
+    "load_master_keys",
+    "master_key_id",
+    "wrapped_key_id",
+    "wrapped_master_id",
+    "rewrap_key",
 ]
 
 KEY_SIZE = 32
 NONCE_SIZE = 12
 KEY_ID_SIZE = 16
+MASTER_ID_SIZE = 8
 _TAG_SIZE = 16
 _VERSION = b"\x01"
+_WRAP_V2 = b"\x02"
+_MASTER_ID_CONTEXT = b"exchange-ledger/master-key-id/v1\x00"
 _WRAP_CONTEXT = b"exchange-ledger/subject-key/v1\x00"
 _DATA_CONTEXT = b"exchange-ledger/subject-data/v1\x00"
 _KEY_ID_CONTEXT = b"exchange-ledger/subject-key-id/v1\x00"
@@ -78,6 +95,19 @@ class DecryptionError(SubjectCryptoError):
 
 class SubjectErased(SubjectCryptoError):
     """The subject's key was destroyed, so the data is gone by design."""
+
+
+class MasterKeyUnavailable(DecryptionError):
+    """The master key a data key is wrapped under (or must be wrapped under) is not configured here.
+
+    Not tampering but configuration: during a master-key rotation a process that lacks the new
+    key waits for it (the gate and the relay treat this like an unavailable ledger).
+    """
+
+    def __init__(self, master_id: str, known: Iterable[str]):
+        self.master_id = master_id
+        super().__init__(f"master key {master_id} is not configured here (XLEDGER_MASTER_KEY holds "
+                         f"{', '.join(known) or 'none'})")
 
 
 # --------------------------------------------------------------------------- primitives
@@ -156,6 +186,79 @@ def load_master_key(text: str | bytes) -> bytes:
     return raw
 
 
+def master_key_id(master_key: bytes) -> str:
+    """A master key's public name: 16 hex digits of a hash of it (never enough to recover it)."""
+    return hashlib.sha256(_MASTER_ID_CONTEXT + _secret(master_key)).hexdigest()[: 2 * MASTER_ID_SIZE]
+
+
+class MasterKeyRing:
+    """The master keys a process holds, by id. ``current`` wraps new data keys.
+
+    Unless told otherwise (``using``), the first key configured is current: a deployment lists
+    a new key after the old one, and ``ledger.rotation`` switches the ledger over to it.
+    """
+
+    def __init__(self, keys: Sequence[bytes], current: str | None = None):
+        if not keys:
+            raise ValueError("at least one master key is needed")
+        self._keys: dict[str, bytes] = {}
+        for key in keys:
+            self._keys.setdefault(master_key_id(key), _secret(key))
+        self.current_id = current or next(iter(self._keys))
+        if self.current_id not in self._keys:
+            raise MasterKeyUnavailable(self.current_id, self._keys)
+
+    @property
+    def ids(self) -> list[str]:
+        return list(self._keys)
+
+    @property
+    def current(self) -> bytes:
+        return self._keys[self.current_id]
+
+    def get(self, master_id: str) -> bytes:
+        try:
+            return self._keys[master_id]
+        except KeyError:
+            raise MasterKeyUnavailable(master_id, self._keys) from None
+
+    def using(self, master_id: str | None) -> "MasterKeyRing":
+        """The same keys with ``master_id`` current (None: unchanged)."""
+        if master_id is None or master_id == self.current_id:
+            return self
+        self.get(master_id)
+        return MasterKeyRing(list(self._keys.values()), master_id)
+
+    def __iter__(self) -> Iterator[bytes]:
+        return iter(self._keys.values())
+
+    def __contains__(self, master_id: object) -> bool:
+        return master_id in self._keys
+
+
+def load_master_keys(value: "str | bytes | MasterKeyRing") -> MasterKeyRing:
+    """A ring from one key (raw or base64), or several base64 keys separated by commas."""
+    if isinstance(value, MasterKeyRing):
+        return value
+    if isinstance(value, bytes) and len(value) == KEY_SIZE:
+        return MasterKeyRing([value])
+    if isinstance(value, bytes):
+        value = value.decode("ascii", "replace")
+    if not isinstance(value, str):
+        raise ValueError("master key must be 32 bytes or their base64")
+    entries = [e.strip() for e in value.split(",")]
+    keys = []
+    for i, entry in enumerate(entries, 1):
+        try:
+            keys.append(load_master_key(entry))
+        except ValueError as exc:
+            where = f"master key {i} of {len(entries)}" if len(entries) > 1 else "master key"
+            raise ValueError(f"{where}: {exc}") from None
+    if len(set(keys)) != len(keys):
+        raise ValueError("the same master key is listed twice")
+    return MasterKeyRing(keys)
+
+
 def _key_id_tag(master_key: bytes, subject: bytes, random_half: bytes) -> bytes:
     return hmac.new(master_key, _KEY_ID_CONTEXT + _frame(subject, random_half),
                     hashlib.sha256).digest()[: KEY_ID_SIZE // 2]
@@ -171,11 +274,16 @@ def _key_id_belongs_to(master_key: bytes, subject: bytes, key_id: bytes) -> bool
     return hmac.compare_digest(key_id[half:], _key_id_tag(master_key, subject, key_id[:half]))
 
 
+def _ring(master: "bytes | str | MasterKeyRing") -> MasterKeyRing:
+    return master if isinstance(master, MasterKeyRing) else load_master_keys(master)
+
+
 def wrap_key(master_key: bytes, subject_id: str, key: DataKey) -> bytes:
     subject = _subject_bytes(subject_id)
+    master_id = bytes.fromhex(master_key_id(master_key))
     nonce = os.urandom(NONCE_SIZE)
-    aad = _WRAP_CONTEXT + _frame(_VERSION, key.key_id, subject)
-    return _VERSION + key.key_id + nonce + AESGCM(_secret(master_key)).encrypt(
+    aad = _WRAP_CONTEXT + _frame(_WRAP_V2, master_id, key.key_id, subject)
+    return _WRAP_V2 + master_id + key.key_id + nonce + AESGCM(_secret(master_key)).encrypt(
         nonce, key.secret, aad
     )
 
@@ -186,24 +294,63 @@ def new_wrapped_key(master_key: bytes, subject_id: str) -> bytes:
     return wrap_key(master_key, subject_id, fresh)
 
 
-def unwrap_key(master_key: bytes, subject_id: str, wrapped: bytes) -> DataKey:
-    subject = _subject_bytes(subject_id)
-    head = 1 + KEY_ID_SIZE + NONCE_SIZE
-    if not isinstance(wrapped, (bytes, bytearray)) or len(wrapped) != head + KEY_SIZE + _TAG_SIZE:
+_V1_LEN = 1 + KEY_ID_SIZE + NONCE_SIZE + KEY_SIZE + _TAG_SIZE
+_V2_LEN = _V1_LEN + MASTER_ID_SIZE
+
+
+def _parse_wrapped(wrapped: bytes) -> tuple[bytes, str | None, bytes, bytes, bytes]:
+    """(version, master id or None, key id, nonce, ciphertext) of a wrapped key."""
+    if not isinstance(wrapped, (bytes, bytearray)) or not wrapped:
         raise DecryptionError("wrapped key has the wrong length")
     wrapped = bytes(wrapped)
-    if wrapped[:1] != _VERSION:
+    version = wrapped[:1]
+    if version == _VERSION and len(wrapped) == _V1_LEN:
+        master_id, rest = None, wrapped[1:]
+    elif version == _WRAP_V2 and len(wrapped) == _V2_LEN:
+        master_id, rest = wrapped[1 : 1 + MASTER_ID_SIZE].hex(), wrapped[1 + MASTER_ID_SIZE :]
+    elif version in (_VERSION, _WRAP_V2):
+        raise DecryptionError("wrapped key has the wrong length")
+    else:
         raise DecryptionError(f"unknown wrapped-key version {wrapped[0]}")
-    key_id, nonce = wrapped[1 : 1 + KEY_ID_SIZE], wrapped[1 + KEY_ID_SIZE : head]
-    aad = _WRAP_CONTEXT + _frame(_VERSION, key_id, subject)
-    try:
-        secret = AESGCM(_secret(master_key)).decrypt(nonce, wrapped[head:], aad)
-    except InvalidTag:
-        raise DecryptionError(
-            "cannot unwrap data key: wrong master key, or the key store row was altered or "
-            "belongs to another subject"
-        ) from None
-    return DataKey(key_id, secret)
+    return version, master_id, rest[:KEY_ID_SIZE], rest[KEY_ID_SIZE : KEY_ID_SIZE + NONCE_SIZE], \
+        rest[KEY_ID_SIZE + NONCE_SIZE :]
+
+
+def wrapped_key_id(wrapped: bytes) -> bytes:
+    """The data key id inside a wrapped key (either format), without unwrapping it."""
+    return _parse_wrapped(wrapped)[2]
+
+
+def wrapped_master_id(wrapped: bytes) -> str | None:
+    """Which master key wrapped this key; None for the format written before rotation existed."""
+    return _parse_wrapped(wrapped)[1]
+
+
+def unwrap_key(master: "bytes | str | MasterKeyRing", subject_id: str, wrapped: bytes) -> DataKey:
+    subject = _subject_bytes(subject_id)
+    ring = _ring(master)
+    version, master_id, key_id, nonce, sealed = _parse_wrapped(wrapped)
+    if master_id is None:
+        # Written before master keys had ids: any key of the ring may have wrapped it.
+        aad = _WRAP_CONTEXT + _frame(_VERSION, key_id, subject)
+        candidates = list(ring)
+    else:
+        aad = _WRAP_CONTEXT + _frame(_WRAP_V2, bytes.fromhex(master_id), key_id, subject)
+        candidates = [ring.get(master_id)]
+    for candidate in candidates:
+        try:
+            return DataKey(key_id, AESGCM(candidate).decrypt(nonce, sealed, aad))
+        except InvalidTag:
+            continue
+    raise DecryptionError(
+        "cannot unwrap data key: wrong master key, or the key store row was altered or "
+        "belongs to another subject"
+    )
+
+
+def rewrap_key(master: "bytes | str | MasterKeyRing", subject_id: str, wrapped: bytes, target: bytes) -> bytes:
+    """The same data key (same id, same secret) wrapped under ``target``: sealed data stays readable."""
+    return wrap_key(target, subject_id, unwrap_key(master, subject_id, wrapped))
 
 
 # --------------------------------------------------------------------------- key store
@@ -253,19 +400,26 @@ class InMemoryKeyStore:
 
 
 class SubjectCipher:
-    """Seals and opens one subject's data; ``erase`` shreds it."""
+    """Seals and opens one subject's data; ``erase`` shreds it.
 
-    def __init__(self, keystore: KeyStore, master_key: bytes) -> None:
+    ``erased(subject, key_id)`` answers, for a data key whose id can no longer be checked
+    (it was made under a master key rotated away since), whether that key generation was
+    erased; without it such a blob counts as not this subject's.
+    """
+
+    def __init__(self, keystore: KeyStore, master_key: "bytes | str | MasterKeyRing",
+                 erased: Callable[[str, bytes], bool] | None = None) -> None:
         self._store = keystore
-        self._master = load_master_key(master_key)
+        self.ring = _ring(master_key)
+        self._erased = erased
 
     def data_key(self, subject_id: str) -> DataKey:
         """The subject's current key, created (and stored wrapped) on first use."""
         _subject_bytes(subject_id)
         wrapped = self._store.get(subject_id)
         if wrapped is None:
-            wrapped = self._store.create(subject_id, new_wrapped_key(self._master, subject_id))
-        return unwrap_key(self._master, subject_id, wrapped)
+            wrapped = self._store.create(subject_id, new_wrapped_key(self.ring.current, subject_id))
+        return unwrap_key(self.ring, subject_id, wrapped)
 
     def seal(self, subject_id: str, plaintext: bytes, aad: bytes = b"") -> bytes:
         """Encrypt under the subject's key. ``aad`` should name where the blob lives (event
@@ -285,15 +439,17 @@ class SubjectCipher:
         if blob[:1] != _VERSION:
             raise DecryptionError(f"unknown sealed-blob version {blob[0]}")
         key_id = blob[1:head]
-        if not _key_id_belongs_to(self._master, subject, key_id):
-            raise DecryptionError("sealed blob was not made for this subject")
         wrapped = self._store.get(subject_id)
+        if wrapped is not None and hmac.compare_digest(wrapped_key_id(wrapped), key_id):
+            # The subject's live key: the data aad binds the subject, so a foreign blob fails here.
+            key = unwrap_key(self.ring, subject_id, wrapped)
+            return decrypt(key, blob[head:], self._aad(blob[:head], subject_id, aad))
+        if not any(_key_id_belongs_to(m, subject, key_id) for m in self.ring) and not (
+                self._erased is not None and self._erased(subject_id, key_id)):
+            raise DecryptionError("sealed blob was not made for this subject")
         if wrapped is None:
             raise SubjectErased("the subject's data key has been destroyed")
-        key = unwrap_key(self._master, subject_id, wrapped)
-        if not hmac.compare_digest(key.key_id, key_id):
-            raise SubjectErased("the data key this blob was sealed under has been destroyed")
-        return decrypt(key, blob[head:], self._aad(blob[:head], subject_id, aad))
+        raise SubjectErased("the data key this blob was sealed under has been destroyed")
 
     def erase(self, subject_id: str) -> None:
         """Crypto-shred: every blob sealed for this subject so far becomes unreadable."""

@@ -17,7 +17,18 @@ _DDL = [
     """CREATE TABLE IF NOT EXISTS xl_subject_keys (
         subject TEXT PRIMARY KEY,
         wrapped_key {blob},
-        destroyed INTEGER NOT NULL DEFAULT 0)""",
+        destroyed INTEGER NOT NULL DEFAULT 0,
+        master_key_id TEXT)""",
+    # One row: the master key new data keys are wrapped under ('' until a rotation names one;
+    # ledger.rotation). Writers of new keys read it in their transaction. The row always
+    # exists, so a rotation switching it waits for every writer that read it.
+    """CREATE TABLE IF NOT EXISTS xl_master_key_target (
+        id INTEGER PRIMARY KEY CHECK (id = 1),
+        master_key_id TEXT NOT NULL,
+        since TEXT NOT NULL,
+        completed_at TEXT)""",
+    """INSERT INTO xl_master_key_target (id, master_key_id, since) VALUES (1, '', '')
+        ON CONFLICT (id) DO NOTHING""",
     """CREATE TABLE IF NOT EXISTS xl_merkle_nodes (
         level INTEGER NOT NULL,
         idx BIGINT NOT NULL,
@@ -41,6 +52,21 @@ class SideTables:
         with self.cursor() as c:
             for ddl in _DDL:
                 c.execute(ddl.format(blob=blob))
+            self._add_missing_columns(c)
+
+    def _add_missing_columns(self, c: "Cursor") -> None:
+        # Ledgers created before master-key rotation lack the column; their rows read as NULL
+        # (wrapped in the format without a master key id) until a rotation re-wraps them.
+        # Looked up first: ALTER TABLE would lock the table on every start even when it has the column.
+        if self.is_postgres:
+            # The table name as a parameter: translate() schema-qualifies names in the SQL text.
+            c.execute("SELECT column_name FROM information_schema.columns WHERE table_name = ? "
+                      "AND table_schema = COALESCE(NULLIF(?, ''), current_schema())",
+                      ("xl_subject_keys", getattr(self.datastore, "schema", "") or ""))
+        else:
+            c.execute("SELECT name FROM pragma_table_info('xl_subject_keys')")
+        if "master_key_id" not in {row[0] for row in c.fetchall()}:
+            c.execute("ALTER TABLE xl_subject_keys ADD COLUMN master_key_id TEXT")
 
     def translate(self, sql: str) -> str:
         """The statement for this backend: schema-qualified side tables, and psycopg's %s for ?."""

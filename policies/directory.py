@@ -1,8 +1,9 @@
-"""The organisation directory: organisations, cooperation instances, public keys.
+"""The organisation directory: organisations and cooperation instances.
 
-Loaded from ``policies/directory/*.yaml`` (``organisations.yaml``,
-``cooperations.yaml`` and, when the lead has written it, ``keys.yaml``).
-All validity bounds are inclusive dates; a missing bound is open.
+Loaded from ``policies/directory/organisations.yaml`` and ``cooperations.yaml``.
+All validity bounds are inclusive dates; a missing bound is open. Which key may
+sign for an authority is not directory data: the deployment's key set says so
+(``services/keyset.py``; ``keys.yaml`` here holds the public development keys only).
 """
 from __future__ import annotations
 
@@ -60,17 +61,6 @@ class CooperationInstance(_D):
     valid_to: date | None = None
 
 
-class KeyEntry(_D):
-    key_id: str
-    public_key: str
-    valid_from: date | None = None
-    valid_to: date | None = None
-
-    def valid_on(self, d: date) -> bool:
-        return (self.valid_from is None or self.valid_from <= d) and (
-            self.valid_to is None or d <= self.valid_to)
-
-
 class _OrgFile(_D):
     organisations: dict[str, Org]
 
@@ -102,11 +92,9 @@ class Interval:
 
 
 class Directory:
-    def __init__(self, orgs: dict[str, Org], coops: dict[str, CooperationInstance],
-                 keys: dict[str, list[KeyEntry]] | None = None):
+    def __init__(self, orgs: dict[str, Org], coops: dict[str, CooperationInstance]):
         self.orgs = orgs
         self.cooperations = coops
-        self.keys = keys or {}
         self._roles = {k: frozenset(v.roles) for k, v in orgs.items()}
         # (coop_id, org_id) -> intervals (membership ∩ cooperation validity)
         self._members: dict[tuple[str, str], tuple[Interval, ...]] = {}
@@ -130,23 +118,7 @@ class Directory:
         p = Path(path) if path is not None else DIRECTORY_DIR
         orgs = _read(p / "organisations.yaml", _OrgFile).organisations  # type: ignore[attr-defined]
         coops = _read(p / "cooperations.yaml", _CoopFile).cooperations  # type: ignore[attr-defined]
-        keys: dict[str, list[KeyEntry]] = {}
-        kp = p / "keys.yaml"
-        if kp.exists():
-            try:
-                raw = yaml.safe_load(kp.read_text(encoding="utf-8")) or {}
-                if isinstance(raw, dict) and "keys" in raw and len(raw) == 1:
-                    raw = raw["keys"]
-                if not isinstance(raw, dict):
-                    raise DirectoryError(str(kp), "<root>", "expected a mapping org_id -> keys")
-                for oid, entries in raw.items():
-                    keys[oid] = [KeyEntry.model_validate(e) for e in (entries or [])]
-            except ValidationError as e:
-                err = e.errors()[0]
-                raise DirectoryError(str(kp), format_loc(err["loc"]), err["msg"]) from None
-            except yaml.YAMLError as e:
-                raise DirectoryError(str(kp), "<file>", str(e)) from None
-        return cls(orgs, coops, keys)
+        return cls(orgs, coops)
 
     # ------------------------------------------------------------------ queries
     def org(self, org_id: str) -> Org | None:
@@ -187,6 +159,3 @@ class Directory:
 
     def municipalities(self) -> dict[str, Org]:
         return {k: v for k, v in self.orgs.items() if k.startswith("kommune:")}
-
-    def public_keys(self, org_id: str, on: date) -> list[KeyEntry]:
-        return [k for k in self.keys.get(org_id, []) if k.valid_on(on)]

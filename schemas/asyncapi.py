@@ -104,8 +104,10 @@ def build(registry: SchemaRegistry | None = None) -> dict[str, Any]:
                 "address": REQUESTS,
                 "title": "Exchange requests",
                 "description": "Signed exchange requests from every authority, one per disclosure. The record key is the "
-                               "subject pseudonym, so one citizen's exchanges stay in order. The gate consumes this "
-                               "topic in one consumer group.",
+                               "ordering key of the subject's CPR number (4 hex digits, no secret involved), so one "
+                               "citizen's exchanges stay in one partition, in order; a request about no person has no "
+                               "key. Producers use Kafka's default murmur2 partitioner. The gate consumes this topic "
+                               "in one consumer group.",
                 "messages": {"SignedMessage": _ref("components", "messages", "SignedMessage")},
             },
             "deadLetters": {
@@ -182,7 +184,9 @@ def build(registry: SchemaRegistry | None = None) -> dict[str, Any]:
                     "contentType": CONTENT_TYPE,
                     "payload": latest("dk.xledger.SignedMessage"),
                     "bindings": {"kafka": {
-                        "key": {"type": "string", "description": "Subject pseudonym: HMAC-SHA256 of the CPR number, hex."},
+                        "key": {"type": "string", "description": "Ordering key: the first 2 bytes, in hex, of "
+                                "SHA-256(\"xledger-order-v1|\" + the 10 digits of the CPR number); absent for a "
+                                "payload without a CPR number (schemas/cpr.py ordering_key)."},
                         "bindingVersion": "0.5.0",
                     }},
                     "x-xledger-nesting": {

@@ -50,7 +50,8 @@ def _rfc3339_with_offset(value: str | None) -> str | None:
 
 
 class Subject(_Model):
-    pseudonym: str = Field(pattern=r"^[0-9a-f]{64}$")
+    # Deprecated since ExchangeRequest v2 (empty); a v1 sender's hex pseudonym is read but ignored.
+    pseudonym: str = Field(default="", pattern=r"^([0-9a-f]{64})?$")
     age: int | None = Field(default=None, ge=0, le=130)
     release_date: date | None = None
 
@@ -391,9 +392,9 @@ MODELS: dict[str, type[_Model]] = {
     "dk.xledger.payload.AggregateStatistics": AggregateStatistics,
 }
 
-# Payload fields holding the subject's CPR number, by record name; the gate checks the
-# envelope's pseudonym against it. Every payload about a person has one; only
-# AggregateStatistics (no personal data) has none.
+# Payload fields holding the subject's CPR number, by record name; the gate derives the
+# subject pseudonym from it. Every payload about a person has one; only
+# AggregateStatistics (no personal data) has none: its subject is cpr.NO_SUBJECT.
 CPR_FIELD: dict[str, str] = {
     "dk.xledger.payload.ReleaseNotice": "cpr",
     "dk.xledger.payload.IntakeNotice": "cpr",

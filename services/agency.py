@@ -17,7 +17,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 
 from schemas.codec import AvroCodec
-from schemas.cpr import pseudonym
+from schemas.cpr import ordering_key
 from schemas.validation import CPR_FIELD
 from services import topics
 from services.logging import get_logger
@@ -33,13 +33,17 @@ SUBJECT_FACTS = (
 @dataclass(frozen=True)
 class Sent:
     message_id: str
-    pseudonym: str
+    ordering_key: str | None  # the Kafka key: schemas.cpr.ordering_key of the CPR number, None without one
     partition: int
     offset: int
 
 
 class Publisher:
-    """Publishes signed exchange requests for one authority acting in one role."""
+    """Publishes signed exchange requests for one authority acting in one role.
+
+    It holds the authority's signing key and nothing else secret: the gate derives the subject
+    pseudonym, and the Kafka key is the public ordering bucket of the CPR number.
+    """
 
     def __init__(
         self,
@@ -49,13 +53,11 @@ class Publisher:
         producer: KafkaProducer,
         key: Ed25519PrivateKey,
         key_id: str,
-        pseudonym_secret: bytes,
         codec: AvroCodec | None = None,
     ):
         self.org, self.role = org, role
         self.producer = producer
         self.key, self.key_id = key, key_id
-        self.secret = pseudonym_secret
         self.codec = codec or AvroCodec()
 
     def envelope(
@@ -78,8 +80,6 @@ class Publisher:
         occurred_at: datetime | None = None,
         message_id: str | None = None,
     ) -> dict[str, Any]:
-        cpr_field = CPR_FIELD.get(payload_type)
-        subject_pseudonym = pseudonym(payload[cpr_field], self.secret) if cpr_field else "0" * 64
         facts = {k: v for k, v in (subject or {}).items() if k in SUBJECT_FACTS}
         unknown = set(subject or {}) - set(SUBJECT_FACTS)
         if unknown:
@@ -93,7 +93,7 @@ class Publisher:
             "underlying_basis": underlying_basis,
             "cooperation_id": cooperation_id,
             "purpose": purpose,
-            "subject": {"pseudonym": subject_pseudonym, **facts},
+            "subject": facts,
             "data_categories": list(data_categories),
             "necessity": necessity,
             "third_party_justification": third_party_justification,
@@ -113,17 +113,25 @@ class Publisher:
 
     def publish(self, **request: Any) -> Sent:
         """Publishes one request and waits until the broker has it."""
-        message_id, subject, future = self.send(**request)
+        message_id, key, future = self.send(**request)
         meta = future.get(timeout=30)
         log.info("agency.published", org=self.org, message_id=message_id, partition=meta.partition, offset=meta.offset)
-        return Sent(message_id, subject, meta.partition, meta.offset)
+        return Sent(message_id, key, meta.partition, meta.offset)
 
     def send(self, **request: Any):
-        """Publishes without waiting; returns (message_id, pseudonym, future). Call producer.flush() after a burst."""
+        """Publishes without waiting; returns (message_id, Kafka key, future). Call producer.flush() after a burst."""
         envelope = self.envelope(**request)
-        subject = envelope["subject"]["pseudonym"]
-        future = self.producer.send(topics.REQUESTS, key=subject.encode(), value=self.signed_bytes(envelope))
-        return envelope["message_id"], subject, future
+        key = request_key(envelope["payload_type"], request["payload"])
+        future = self.producer.send(topics.REQUESTS, key=key.encode() if key else None,
+                                    value=self.signed_bytes(envelope))
+        return envelope["message_id"], key, future
+
+
+def request_key(payload_type: str, payload: dict[str, Any]) -> str | None:
+    """The Kafka key of a request: the CPR number's ordering bucket, so one person's requests stay in
+    order; none for a payload about no person (any partition will do)."""
+    cpr_field = CPR_FIELD.get(payload_type)
+    return ordering_key(payload[cpr_field]) if cpr_field else None
 
 
 @dataclass

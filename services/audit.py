@@ -48,6 +48,12 @@ class Recorded:
     def occurred_on(self) -> date:
         return datetime.fromisoformat(self.summary["occurred_at"]).date()
 
+    @property
+    def verified_at(self) -> datetime:
+        """When the gate checked the sender's key: recorded in the decision, else the time it was recorded."""
+        at = self.decision.get("verified_at")
+        return datetime.fromisoformat(at) if at else self.recorded_at
+
 
 def recorded_decisions(ledger: Any, *, page_size: int = 1000,
                        progress: Callable[[int], None] | None = None) -> Iterator[Recorded]:
@@ -86,11 +92,12 @@ class PinnedBundleSet(BundleSet):
 class Redecider:
     """Rebuilds the policy request from the sealed message exactly like the gate, and decides it."""
 
-    def __init__(self, ledger: Any, master_key: str | bytes, pseudonym_secret: bytes,
+    def __init__(self, ledger: Any, master_key: str | bytes, pseudonym_secret: bytes, keys: Any,
                  directory: Directory | None = None, codec: AvroCodec | None = None):
         self.ledger = ledger
-        self.sealer = LedgerSealer(ledger.tables, master_key)
+        self.sealer = LedgerSealer.for_ledger(ledger, master_key)
         self.secret = pseudonym_secret
+        self.keys = keys  # the authority key set (services.keyset), with every key that ever signed
         self.directory = directory or Directory.load()
         self.codec = codec or AvroCodec()
         self._engines: dict[str, PolicyEngine] = {}
@@ -108,8 +115,10 @@ class Redecider:
         raw = self.sealer.open(rec.subject, rec.sealed_message, sealed_message_aad(rec.exchange_id))
         src = rec.source or {}
         msg = Inbound(src.get("topic", ""), int(src.get("partition", 0)), int(src.get("offset", 0)), raw)
-        pipeline = GatePipeline(self.engine(bundle), self.sealer, self.secret, self.codec)
-        w = Work(msg)
+        pipeline = GatePipeline(self.engine(bundle), self.sealer, self.secret, self.keys, self.codec)
+        # The sender's key is judged as the gate judged it: at the time the gate checked it
+        # (recorded since keys rotate; before that, the time of the decision).
+        w = Work(msg, at=rec.verified_at)
         for step in pipeline.steps:
             step(w)
         return w.decision

@@ -1,9 +1,12 @@
 """Configuration: environment variables with the XLEDGER_ prefix; CLI flags override them.
 
-Embedded defaults (no XLEDGER_BOOTSTRAP_SERVERS) start the in-memory test broker
-and a SQLite ledger under ./var/. The development secrets below are public and
-exist so the embedded demo runs with no set-up; a production deployment must set
-its own (``Settings.require_production_secrets`` refuses the dev ones there).
+Two modes, set by ``XLEDGER_ENV``: ``production`` (the default, so a deployment that
+sets nothing can never run on public values) and ``development`` (the demo, the
+embedded broker and the tests say so explicitly). The development secrets below are
+public: they are derived from fixed labels so the embedded demo runs with no set-up.
+In development a secret left unset takes its development value; in production it
+stays empty, and ``Settings.problems`` names every secret a command needs that is
+missing, malformed or public.
 """
 
 from __future__ import annotations
@@ -16,19 +19,49 @@ from typing import Any
 
 PREFIX = "XLEDGER_"
 
+DEVELOPMENT, PRODUCTION = "development", "production"
+MODES = (DEVELOPMENT, PRODUCTION)
+
 # Public, development-only secrets derived from a fixed label.
 DEV_PSEUDONYM_SECRET = hashlib.sha256(b"exchange-ledger dev pseudonym secret").hexdigest()
 DEV_MASTER_KEY = base64.b64encode(hashlib.sha256(b"exchange-ledger dev master key").digest()).decode()
 # Raw 32-byte Ed25519 private key (base64) that signs ledger checkpoints.
 DEV_CHECKPOINT_KEY = base64.b64encode(hashlib.sha256(b"exchange-ledger dev checkpoint key").digest()).decode()
+DEV_SESSION_SECRET = hashlib.sha256(b"exchange-ledger dev session secret").hexdigest()
+
+# Secrets that are HMAC keys: at least this many characters (256 bits of hex or 192 of base64).
+MIN_SECRET_CHARS = 32
+
+# The secrets a command may need, by Settings field. ``Settings.problems(*uses)`` checks these
+# (and "keyset", which services.keyset checks because it needs the key set itself).
+PSEUDONYM_SECRET, MASTER_KEY, CHECKPOINT_KEY, SESSION_SECRET, KEYSET = (
+    "pseudonym_secret", "master_key", "checkpoint_key", "session_secret", "keyset")
+_DEV_VALUES = {
+    PSEUDONYM_SECRET: DEV_PSEUDONYM_SECRET,
+    MASTER_KEY: DEV_MASTER_KEY,
+    CHECKPOINT_KEY: DEV_CHECKPOINT_KEY,
+    SESSION_SECRET: DEV_SESSION_SECRET,
+}
+# Field names whose variable is not simply PREFIX + NAME.
+_VARIABLE = {"mode": "ENV"}
 
 
 class ConfigError(ValueError):
-    pass
+    """Configuration that cannot be used; ``lines`` holds one line per offending setting."""
+
+    def __init__(self, message: str | list[str]):
+        self.lines = [message] if isinstance(message, str) else list(message)
+        super().__init__("; ".join(self.lines))
+
+
+def variable(name: str) -> str:
+    """The environment variable of a Settings field, e.g. ``mode`` -> ``XLEDGER_ENV``."""
+    return PREFIX + _VARIABLE.get(name, name.upper())
 
 
 @dataclass(frozen=True)
 class Settings:
+    mode: str = PRODUCTION
     bootstrap_servers: str = ""
     ledger_url: str = "sqlite:///var/ledger.sqlite"
     group_id: str = "xledger-gate"
@@ -40,7 +73,7 @@ class Settings:
     ssl_cafile: str = ""
     ssl_certfile: str = ""
     ssl_keyfile: str = ""
-    # Group timing: fast values suit the embedded broker (see shared/kafka-notes.md).
+    # Group timing: fast values suit the embedded broker (see services/README.md).
     session_timeout_ms: int = 10000
     heartbeat_interval_ms: int = 3000
     max_poll_interval_ms: int = 300000
@@ -50,28 +83,57 @@ class Settings:
     # A single-node broker (the embedded one, a one-node compose) needs 1 and 1.
     replication_factor: int = 3
     min_insync_replicas: int = 2
-    pseudonym_secret: str = field(default=DEV_PSEUDONYM_SECRET, repr=False)
-    master_key: str = field(default=DEV_MASTER_KEY, repr=False)
-    checkpoint_key: str = field(default=DEV_CHECKPOINT_KEY, repr=False)
+    # Secrets: empty means unset (development fills in the public development values).
+    pseudonym_secret: str = field(default="", repr=False)
+    # One or more base64 32-byte keys, comma-separated (ledger.master_keys: rotation).
+    master_key: str = field(default="", repr=False)
+    checkpoint_key: str = field(default="", repr=False)
+    session_secret: str = field(default="", repr=False)
+    # The authority key set: a YAML file or a directory of them (services/keyset.py).
+    keyset: str = ""
     ledger_origin: str = "exchange-ledger/dev"
     checkpoint_interval: int = 1000
     log_level: str = "INFO"
 
+    def __post_init__(self) -> None:
+        if self.mode not in MODES:
+            raise ConfigError(f"{variable('mode')} must be development or production, got {self.mode!r}")
+        if self.mode == DEVELOPMENT:
+            for name, dev in _DEV_VALUES.items():
+                if not getattr(self, name):
+                    object.__setattr__(self, name, dev)
+
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None, **overrides: Any) -> "Settings":
+        """From XLEDGER_* variables. A secret may instead come from a file named by XLEDGER_<NAME>_FILE
+        (a mounted secret: Kubernetes, Vault agent, systemd credentials), so it never sits in the
+        process environment."""
         env = os.environ if env is None else env
         values: dict[str, Any] = {}
         for f in fields(cls):
-            raw = env.get(PREFIX + f.name.upper())
+            raw = env.get(variable(f.name))
+            if f.name in _DEV_VALUES:
+                raw = _from_file(f.name, raw, env.get(variable(f.name) + "_FILE"))
             if raw is None:
                 continue
             values[f.name] = _coerce(f.name, f.type, raw)
         values.update({k: v for k, v in overrides.items() if v is not None})
+        if isinstance(values.get("mode"), str):
+            values["mode"] = values["mode"].strip().lower() or PRODUCTION
         return cls(**values)
+
+    @classmethod
+    def development(cls, **values: Any) -> "Settings":
+        """Settings in development mode (demo, tests, benchmarks): public secrets filled in."""
+        return cls(mode=DEVELOPMENT, **values)
 
     def to_env(self) -> dict[str, str]:
         """The XLEDGER_* variables that make ``from_env`` return these settings (for child processes)."""
-        return {PREFIX + f.name.upper(): str(getattr(self, f.name)) for f in fields(self)}
+        return {variable(f.name): str(getattr(self, f.name)) for f in fields(self)}
+
+    @property
+    def is_development(self) -> bool:
+        return self.mode == DEVELOPMENT
 
     @property
     def embedded(self) -> bool:
@@ -92,13 +154,96 @@ class Settings:
             min_insync_replicas=1,
         )
 
-    def require_production_secrets(self) -> None:
-        dev = (DEV_PSEUDONYM_SECRET, DEV_MASTER_KEY, DEV_CHECKPOINT_KEY)
-        if {self.pseudonym_secret, self.master_key, self.checkpoint_key} & set(dev):
-            raise ConfigError(
-                "XLEDGER_PSEUDONYM_SECRET, XLEDGER_MASTER_KEY and XLEDGER_CHECKPOINT_KEY must be set to deployment secrets "
-                "when running against an external broker"
-            )
+    def problems(self, *uses: str) -> list[str]:
+        """One line per secret in ``uses`` that this command cannot run with.
+
+        Malformed values are problems in every mode; outside development a secret that is
+        missing or equals a public development value is one too. "keyset" is skipped here:
+        ``services.keyset.keyset_problems`` checks the key set, which it has to load.
+        """
+        lines: list[str] = []
+        for name in uses:
+            if name == KEYSET:
+                continue
+            value = getattr(self, name)
+            var = variable(name)
+            if not value:
+                lines.append(f"{var} is not set; production (the default XLEDGER_ENV) needs the deployment's own value")
+                continue
+            problem = _CHECKS[name](value, self.mode)
+            if problem:
+                lines.append(f"{var} {problem}")
+        return lines
+
+    def require(self, *uses: str) -> None:
+        """Raises ConfigError with one line per problem (``problems``)."""
+        lines = self.problems(*uses)
+        if lines:
+            raise ConfigError(lines)
+
+
+def _public(mode: str) -> str | None:
+    return None if mode == DEVELOPMENT else "is the public development value; production needs the deployment's own"
+
+
+def _check_hmac_secret(dev: str):
+    def check(value: str, mode: str) -> str | None:
+        if value.strip() == dev:
+            return _public(mode)
+        if len(value.strip()) < MIN_SECRET_CHARS:
+            return f"is shorter than {MIN_SECRET_CHARS} characters"
+        return None
+
+    return check
+
+
+def _check_master_key(value: str, mode: str) -> str | None:
+    from ledger.subject_crypto import load_master_key, load_master_keys, master_key_id
+
+    try:
+        ring = load_master_keys(value)
+    except ValueError as exc:
+        return f"is malformed: {exc}"
+    if master_key_id(load_master_key(DEV_MASTER_KEY)) in ring:
+        return _public(mode) if len(ring.ids) == 1 else (None if mode == DEVELOPMENT else (
+            "holds the public development key; rotate away from it in development mode "
+            "(docs/production.md), then remove it"))
+    return None
+
+
+def _check_checkpoint_key(value: str, mode: str) -> str | None:
+    from ledger.checkpoint import CheckpointError, load_private_key
+
+    try:
+        key = load_private_key(value)
+    except CheckpointError as exc:
+        return f"is not an Ed25519 private key: {exc}"
+    from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+
+    public = key.public_key().public_bytes(Encoding.Raw, PublicFormat.Raw)
+    dev = load_private_key(DEV_CHECKPOINT_KEY).public_key().public_bytes(Encoding.Raw, PublicFormat.Raw)
+    return _public(mode) if public == dev else None
+
+
+_CHECKS = {
+    PSEUDONYM_SECRET: _check_hmac_secret(DEV_PSEUDONYM_SECRET),
+    SESSION_SECRET: _check_hmac_secret(DEV_SESSION_SECRET),
+    MASTER_KEY: _check_master_key,
+    CHECKPOINT_KEY: _check_checkpoint_key,
+}
+
+
+def _from_file(name: str, value: str | None, path: str | None) -> str | None:
+    if not path:
+        return value
+    var = variable(name)
+    if value is not None:
+        raise ConfigError(f"{var} and {var}_FILE are both set; set one")
+    try:
+        with open(path, encoding="utf-8") as f:
+            return f.read().strip()
+    except OSError as exc:
+        raise ConfigError(f"{var}_FILE: cannot read {path}: {exc.strerror or exc}") from None
 
 
 def _coerce(name: str, typ: Any, raw: str) -> Any:
@@ -106,5 +251,5 @@ def _coerce(name: str, typ: Any, raw: str) -> Any:
         try:
             return int(raw)
         except ValueError:
-            raise ConfigError(f"{PREFIX}{name.upper()} must be an integer, got {raw!r}") from None
+            raise ConfigError(f"{variable(name)} must be an integer, got {raw!r}") from None
     return raw

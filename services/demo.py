@@ -96,12 +96,18 @@ def skeleton_week(today: date) -> list[tuple[date, Case]]:
     ]
 
 
+def demo_settings(ledger_path: Path) -> Settings:
+    """The demo is always development, whatever the environment says: public secrets and the
+    development key set, on a throwaway ledger and an in-memory broker."""
+    return Settings.development(ledger_url=f"sqlite:///{ledger_path}")
+
+
 def run_demo(*, ledger_path: Path = DEMO_LEDGER, week: Builder = build_week, timeout: float = 60.0) -> DemoReport:
     for stale in ledger_path.parent.glob(ledger_path.name + "*"):
         stale.unlink()
     ledger_path.parent.mkdir(parents=True, exist_ok=True)
     with EmbeddedBroker() as broker:
-        settings = Settings.from_env(ledger_url=f"sqlite:///{ledger_path}").with_embedded_broker(broker.bootstrap)
+        settings = demo_settings(ledger_path).with_embedded_broker(broker.bootstrap)
         rt = Runtime(settings)
         try:
             return _run(rt, week(datetime.now(timezone.utc).date()), timeout)
@@ -124,8 +130,7 @@ def _publish(rt: Runtime, plan: list[tuple[date, Case]]) -> dict[str, Case]:
             continue
         if case.tamper == "forge":
             forger = Publisher(case.sender[0], case.sender[1], producer=agency.publisher.producer,
-                               key=dev_private_key("politikreds:bornholm"), key_id=DEV_KEY_ID,
-                               pseudonym_secret=rt.pseudonym_secret, codec=rt.codec)
+                               key=dev_private_key("politikreds:bornholm"), key_id=DEV_KEY_ID, codec=rt.codec)
             forger.send(occurred_at=occurred(day, i), **request)
             continue
         message_id, _, _ = agency.send(occurred_at=occurred(day, i), **request)

@@ -9,12 +9,11 @@ transaction per partition per poll, positions read back from the ledger.
 
 from __future__ import annotations
 
-import base64
 import hashlib
 import threading
 import time
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timezone
 from typing import Any, Callable, ContextManager, Iterable, Protocol
 
 from kafka import KafkaConsumer, KafkaProducer, OffsetAndMetadata, TopicPartition
@@ -27,9 +26,10 @@ from policies.engine import PolicyEngine
 from policies.model import ExchangeRequest, InvalidRequest
 from schemas.categories import present_categories
 from schemas.codec import AvroCodec, CodecError
-from schemas.cpr import pseudonym
+from schemas.cpr import NO_SUBJECT, pseudonym
 from schemas.validation import CPR_FIELD, RecordInvalid, is_payload, validate
 from services import topics
+from services.keyset import REJECTION, KeyState
 from services.logging import get_logger
 from services.policy_input import to_policy_request
 from services.signing import verify
@@ -41,6 +41,12 @@ class Sealer(Protocol):
     def seal(self, subject: str, data: bytes, aad: bytes = b"") -> str: ...
 
     def batch(self, subjects: Iterable[str]) -> ContextManager[Sealer]: ...
+
+
+class AuthorityKeys(Protocol):
+    """Which keys may sign for an authority (services.keyset: KeySet or LiveKeySet)."""
+
+    def keys_for(self, org: str, at: datetime | None = None) -> list[KeyState]: ...
 
 
 class Rejected(Exception):
@@ -71,9 +77,12 @@ class Work:
     """What the pipeline has learned about one message so far."""
 
     msg: Inbound
+    at: datetime = field(default_factory=lambda: datetime.now(timezone.utc))  # when the sender's key is checked
     signed: dict[str, Any] | None = None
     envelope: dict[str, Any] | None = None
     payload: dict[str, Any] | None = None
+    subject: str = ""  # the pseudonym the gate derived from the payload's CPR number
+    key_id: str = ""  # the key that verified the signature
     present: frozenset[str] = frozenset()
     request: ExchangeRequest | None = None
     decision: dict[str, Any] | None = None
@@ -84,7 +93,9 @@ class GatePipeline:
     engine: PolicyEngine
     sealer: Sealer
     pseudonym_secret: bytes
+    keys: AuthorityKeys
     codec: AvroCodec = field(default_factory=AvroCodec)
+    clock: Callable[[], datetime] = field(default=lambda: datetime.now(timezone.utc))
 
     def __post_init__(self) -> None:
         self.steps: list[Callable[[Work], None]] = [
@@ -107,15 +118,28 @@ class GatePipeline:
         w.envelope = envelope
 
     def verify_sender(self, w: Work) -> None:
-        signer, sender = w.signed["signer"], w.envelope["sender"]["org"]
+        """The signer must be the sender, and sign with a key of theirs that is valid now.
+
+        UNKNOWN_SIGNER: the key set has no key for the signer at all; UNKNOWN_KEY: none with this
+        id; BAD_SIGNATURE: the signature does not verify with it. A correct signature by a key
+        that is not valid at the time is KEY_REVOKED, KEY_EXPIRED or KEY_NOT_YET_VALID. The time
+        is the gate's clock, not the sender's occurred_at, so nobody can backdate a message
+        into a key's validity.
+        """
+        signer, sender, key_id = w.signed["signer"], w.envelope["sender"]["org"], w.signed["key_id"]
         if signer != sender:
             raise Rejected("SIGNER_MISMATCH", f"signed by {signer} but sent in the name of {sender}")
-        on = datetime.fromisoformat(w.envelope["occurred_at"]).date()
-        keys = [k for k in self.engine.directory.public_keys(signer, on) if k.key_id == w.signed["key_id"]]
-        if not keys:
-            raise Rejected("UNKNOWN_SIGNER", f"no key {w.signed['key_id']!r} for {signer} valid on {on}")
-        if not verify(w.signed["body"], w.signed["signature"], [base64.b64decode(k.public_key) for k in keys]):
-            raise Rejected("BAD_SIGNATURE", f"signature does not verify with {signer}'s key {w.signed['key_id']!r}")
+        states = self.keys.keys_for(signer, w.at)
+        if not states:
+            raise Rejected("UNKNOWN_SIGNER", f"the key set has no key for {signer}")
+        state = next((s for s in states if s.key.key_id == key_id), None)
+        if state is None:
+            raise Rejected("UNKNOWN_KEY", f"{signer} has no key {key_id!r} in the key set")
+        if not verify(w.signed["body"], w.signed["signature"], [state.key.public_key]):
+            raise Rejected("BAD_SIGNATURE", f"signature does not verify with {signer}'s key {key_id!r}")
+        if not state.usable:
+            raise Rejected(REJECTION[state.status], _key_status_detail(state, w.at))
+        w.key_id = key_id
 
     def decode_payload(self, w: Work) -> None:
         payload_type = w.envelope["payload_type"]
@@ -123,9 +147,9 @@ class GatePipeline:
             raise Rejected("WRONG_TYPE", f"payload_type {payload_type!r} is not a payload record")
         payload = self._decode(w.envelope["payload"], payload_type)
         self._validate(payload_type, payload)
+        # The gate alone holds the pseudonym secret; a v1 sender's subject.pseudonym is ignored.
         cpr_field = CPR_FIELD.get(payload_type)
-        if cpr_field and pseudonym(payload[cpr_field], self.pseudonym_secret) != w.envelope["subject"]["pseudonym"]:
-            raise Rejected("PSEUDONYM_MISMATCH", f"subject.pseudonym does not match the payload's {cpr_field}")
+        w.subject = pseudonym(payload[cpr_field], self.pseudonym_secret) if cpr_field else NO_SUBJECT
         w.payload = payload
 
     def categorise(self, w: Work) -> None:
@@ -136,6 +160,9 @@ class GatePipeline:
         try:
             w.request = ExchangeRequest.model_validate(to_policy_request(w.envelope))
             w.decision = self.engine.decide(w.request, w.present).to_dict()
+            # Which key verified the sender, and when: part of the decision record itself.
+            w.decision["signer_key_id"] = w.key_id
+            w.decision["verified_at"] = w.at.isoformat()
         except ValidationError as exc:
             fields = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
             raise Rejected("INVALID_REQUEST", fields) from None
@@ -150,12 +177,12 @@ class GatePipeline:
     def process_batch(self, msgs: list[Inbound]) -> list[Exchange | RejectedMessage]:
         """Runs the steps on every message, then seals the decided ones with the batch's keys read at once."""
         worked = [self._run_steps(m) for m in msgs]
-        subjects = {w.envelope["subject"]["pseudonym"] for w in worked if isinstance(w, Work)}
+        subjects = {w.subject for w in worked if isinstance(w, Work)}
         with self.sealer.batch(subjects) as sealer:
             return [self._exchange(w, sealer) if isinstance(w, Work) else w for w in worked]
 
     def _run_steps(self, msg: Inbound) -> Work | RejectedMessage:
-        w = Work(msg)
+        w = Work(msg, at=self.clock())
         step_name = ""
         try:
             for step in self.steps:
@@ -203,7 +230,7 @@ class GatePipeline:
             "has_provenance": env["provenance"] is not None,
             "signer_key_id": w.signed["key_id"],
         }
-        subject = env["subject"]["pseudonym"]
+        subject = w.subject
         exchange = Exchange(
             sender=env["sender"]["org"],
             message_id=env["message_id"],
@@ -228,6 +255,13 @@ class GatePipeline:
             validate(name, record)
         except RecordInvalid as exc:
             raise Rejected("INVALID_RECORD", str(exc)) from None
+
+
+def _key_status_detail(state: KeyState, at: datetime) -> str:
+    key = state.key
+    when = {"KEY_REVOKED": f"revoked at {key.revoked_at.isoformat() if key.revoked_at else '?'}",
+            "KEY_EXPIRED": f"valid until {key.valid_to}", "KEY_NOT_YET_VALID": f"valid from {key.valid_from}"}
+    return f"{key.org}'s key {key.key_id!r} is {when[REJECTION[state.status]]}; checked at {at.isoformat()}"
 
 
 def _connected(consumer: KafkaConsumer) -> bool:

@@ -8,13 +8,14 @@ from ledger.application import Ledger
 from ledger.privacy import LedgerSealer
 from policies.engine import PolicyEngine
 from schemas.codec import AvroCodec
-from services import topics
+from services import topics, trust
 from services.agency import Inbox, Publisher
 from services.config import Settings
 from services.delivery import DeliveryRelay
 from services.gate import GatePipeline, GateWorker
 from services.kafka import create_topics, make_admin, make_consumer, make_producer
 from services.keyring import DEV_KEY_ID, dev_private_key
+from services.keyset import LiveKeySet, live_keyset
 
 
 # Ledger entries the relay folds into the Merkle tree and the read models per turn between pages:
@@ -40,7 +41,7 @@ class Runtime:
 
     @cached_property
     def sealer(self) -> LedgerSealer:
-        return LedgerSealer(self.ledger.tables, self.settings.master_key)
+        return LedgerSealer.for_ledger(self.ledger, self.settings.master_key)
 
     @property
     def pseudonym_secret(self) -> bytes:
@@ -51,10 +52,16 @@ class Runtime:
         """What the gate reads from the wire: the standard single-object encoding only."""
         return AvroCodec(legacy_fingerprints=False)
 
+    @cached_property
+    def keyset(self) -> LiveKeySet:
+        """The authority keys the gate trusts (XLEDGER_KEYSET), re-read when the file changes."""
+        return live_keyset(self.settings, self.engine.directory.orgs)
+
     def pipeline(self) -> GatePipeline:
-        return GatePipeline(self.engine, self.sealer, self.pseudonym_secret, self.wire_codec)
+        return GatePipeline(self.engine, self.sealer, self.pseudonym_secret, self.keyset, self.wire_codec)
 
     def gate_worker(self, name: str = "gate-1") -> GateWorker:
+        trust.require(self.settings, "gate run", self.engine.directory.orgs)
         return GateWorker(
             self.pipeline(),
             self.ledger,
@@ -101,14 +108,16 @@ class Runtime:
         return tree_current and (max_entries is None or projected < max_entries)
 
     def relay(self) -> DeliveryRelay:
+        trust.require(self.settings, "relay run")
         return DeliveryRelay(self.ledger, make_producer(self.settings, client_id="delivery-relay"), self.sealer,
                              self.codec, maintain=lambda: self.maintain(max_entries=MAINTAIN_STEP))
 
     def dev_publisher(self, org: str, role: str) -> Publisher:
         """A publisher signing with the development key of ``org`` (embedded demo and tests only)."""
+        trust.require_development(self.settings, "signing with a development key")
         return Publisher(
             org, role, producer=make_producer(self.settings, client_id=f"agency-{org}"), key=dev_private_key(org),
-            key_id=DEV_KEY_ID, pseudonym_secret=self.pseudonym_secret, codec=self.codec,
+            key_id=DEV_KEY_ID, codec=self.codec,
         )
 
     def dev_agency(self, org: str, role: str):

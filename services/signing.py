@@ -29,7 +29,12 @@ def verify(body: bytes, signature: bytes, public_keys: Iterable[bytes]) -> bool:
     return False
 
 
-def public_bytes_b64(key: Ed25519PrivateKey) -> str:
+def public_bytes(key: Ed25519PrivateKey) -> bytes:
+    """The raw 32-byte public half."""
     from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
-    return base64.b64encode(key.public_key().public_bytes(Encoding.Raw, PublicFormat.Raw)).decode()
+    return key.public_key().public_bytes(Encoding.Raw, PublicFormat.Raw)
+
+
+def public_bytes_b64(key: Ed25519PrivateKey) -> str:
+    return base64.b64encode(public_bytes(key)).decode()

@@ -17,6 +17,10 @@ import pytest
 from services.broker import EmbeddedBroker
 from services.config import Settings
 
+# The test suite is development: public secrets and the development key set, unless a test
+# says production itself (Settings.from_env(env=...), or the env of a CLI run or a subprocess).
+os.environ["XLEDGER_ENV"] = "development"
+
 PG_ADMIN_URL = os.environ.get("XLEDGER_TEST_PG", "postgresql://postgres@127.0.0.1:5432/test")
 
 
@@ -72,4 +76,4 @@ def broker() -> Iterator[EmbeddedBroker]:
 
 @pytest.fixture
 def settings(broker: EmbeddedBroker, ledger_url: str) -> Settings:
-    return Settings.from_env(env={}, ledger_url=ledger_url).with_embedded_broker(broker.bootstrap)
+    return Settings.development(ledger_url=ledger_url).with_embedded_broker(broker.bootstrap)

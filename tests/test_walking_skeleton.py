@@ -157,7 +157,6 @@ def test_pipeline_rejects_a_request_signed_by_someone_else(rt):
 
     impostor = Publisher(
         KSP_SENDER[0], KSP_SENDER[1], producer=None, key=dev_private_key("politikreds:bornholm"), key_id="dev-2026",
-        pseudonym_secret=rt.pseudonym_secret,
     )
     request = release_notice(NOW.date(), cpr="1203911234", name="Test Person A", release_in_days=21, age=34)
     value = impostor.signed_bytes(impostor.envelope(occurred_at=NOW, **request))
@@ -166,7 +165,6 @@ def test_pipeline_rejects_a_request_signed_by_someone_else(rt):
     assert result.reason == "BAD_SIGNATURE"
     genuine = Publisher(
         KSP_SENDER[0], KSP_SENDER[1], producer=None, key=dev_private_key(KSP_SENDER[0]), key_id="dev-2026",
-        pseudonym_secret=rt.pseudonym_secret,
     )
     value = genuine.signed_bytes(genuine.envelope(occurred_at=NOW, **request))
     assert isinstance(rt.pipeline().process(Inbound(topics.REQUESTS, 0, 8, value)), Exchange)

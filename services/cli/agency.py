@@ -44,7 +44,7 @@ def _json_default(value: Any) -> Any:
 
 
 def register(app: typer.Typer, **_: Any) -> None:
-    from services.cli.common import BOOTSTRAP, fail, settings_from
+    from services.cli.common import BOOTSTRAP, fail, require_development, settings_from
 
     agency_app = typer.Typer(help="Act as an authority: publish requests, read the inbox and receipts.",
                              no_args_is_help=True)
@@ -67,8 +67,10 @@ def register(app: typer.Typer, **_: Any) -> None:
         org: str = typer.Option(..., "--org", help="Authority id of the sender, e.g. kommune:326."),
         role: str = typer.Option(..., "--role", help="The role the sender acts in, e.g. MUNI_SOCIAL_ADULT."),
         key_file: Optional[Path] = typer.Option(None, "--key-file", help="Ed25519 private key (PEM or base64 raw)."),
-        key_id: str = typer.Option("dev-2026", "--key-id", help="Which of the sender's directory keys signs."),
-        dev_key: bool = typer.Option(False, "--dev-key", help="Sign with the public development key (demo only)."),
+        key_id: Optional[str] = typer.Option(None, "--key-id", help="The id of that key in the deployment's key set "
+                                                                     "(required with --key-file)."),
+        dev_key: bool = typer.Option(False, "--dev-key", help="Sign with the public development key (development "
+                                                              "only: XLEDGER_ENV=development)."),
         bootstrap_servers: Optional[str] = BOOTSTRAP,
     ) -> None:
         """Sign and publish one exchange request to exchange.requests."""
@@ -76,25 +78,31 @@ def register(app: typer.Typer, **_: Any) -> None:
         from services.agencies import AgencyError, AgencyService
         from services.agency import Publisher
         from services.kafka import make_producer
-        from services.keyring import dev_private_key
+        from services.keyring import DEV_KEY_ID, dev_private_key, dev_public_key
         from services.runtime import Runtime
+        from services.signing import public_bytes
 
-        if not (key_file or dev_key):
-            fail("give --key-file PATH (the authority's private key) or --dev-key")
+        if not (key_file or dev_key) or (key_file and dev_key):
+            fail("give either --key-file PATH (the authority's private key) with --key-id, or --dev-key")
         settings = settings_from(bootstrap_servers, None)
+        if dev_key:
+            require_development(settings, "--dev-key")
         request = _load_request(request_file)
         if key_file:
+            if not key_id:
+                fail("--key-id is required with --key-file: the id of that key in the deployment's key set")
             try:
                 key = load_private_key(key_file.read_bytes().strip())
             except (OSError, ValueError) as exc:
                 fail(f"cannot load key {key_file}: {exc}")
+            if public_bytes(key) == dev_public_key(org):
+                require_development(settings, f"signing with {org}'s public development key")
         else:
-            key = dev_private_key(org)
+            key, key_id = dev_private_key(org), DEV_KEY_ID
         rt = Runtime(settings)
         producer = make_producer(settings, client_id=f"agency-{org}")
         try:
-            publisher = Publisher(org, role, producer=producer, key=key, key_id=key_id,
-                                  pseudonym_secret=rt.pseudonym_secret, codec=rt.codec)
+            publisher = Publisher(org, role, producer=producer, key=key, key_id=key_id, codec=rt.codec)
             service = AgencyService.create(rt.engine.directory, publisher)
             sent = service.publish(**request)
         except (AgencyError, ValueError, TypeError, KeyError) as exc:

@@ -18,7 +18,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from services.cli.common import LEDGER_URL, fail, ledger_settings, open_ledger
+from services.cli.common import LEDGER_URL, fail, ledger_settings, open_ledger, require_trusted
 from services.config import Settings
 
 
@@ -42,10 +42,18 @@ def _progress(console: Console, total: int, label: str) -> Progress:
     return Progress(TextColumn(label), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), console=console)
 
 
-def _redecider(settings: Settings, ledger):
+def _audit_keys(settings: Settings):
+    """Re-deciding as the gate did needs the master key, the pseudonym secret and the key set (checked first)."""
+    from services.keyset import KeySet, keyset_path
+
+    require_trusted(settings, "audit")
+    return KeySet.load(keyset_path(settings))
+
+
+def _redecider(settings: Settings, ledger, keys):
     from services.audit import Redecider
 
-    return Redecider(ledger, settings.master_key, settings.pseudonym_secret.encode())
+    return Redecider(ledger, settings.master_key, settings.pseudonym_secret.encode(), keys)
 
 
 def register(app: typer.Typer, subject_app: typer.Typer, policy_app: typer.Typer) -> None:
@@ -123,6 +131,7 @@ def register(app: typer.Typer, subject_app: typer.Typer, policy_app: typer.Typer
         from services.audit import load_bundles, reevaluate
 
         settings = ledger_settings(ledger_url)
+        keys = _audit_keys(settings)
         try:
             bundles = load_bundles(bundle)
         except BundleError as exc:
@@ -133,7 +142,7 @@ def register(app: typer.Typer, subject_app: typer.Typer, policy_app: typer.Typer
             total = ledger.max_notification_id()
             with _progress(console, total, "re-evaluating") as bar:
                 task = bar.add_task("reevaluate", total=total or 1)
-                report = reevaluate(ledger, _redecider(settings, ledger), bundles,
+                report = reevaluate(ledger, _redecider(settings, ledger, keys), bundles,
                                     progress=lambda last: bar.update(task, completed=last))
                 bar.update(task, completed=total or 1)
         finally:
@@ -184,9 +193,10 @@ def register(app: typer.Typer, subject_app: typer.Typer, policy_app: typer.Typer
         except BundleError as exc:
             fail(f"invalid policy: {exc}")
         settings = ledger_settings(ledger_url)
+        keys = _audit_keys(settings)
         ledger = _ledger(settings)
         try:
-            report = impact(ledger, _redecider(settings, ledger), proposed, since=since_d)
+            report = impact(ledger, _redecider(settings, ledger, keys), proposed, since=since_d)
         finally:
             ledger.close()
         if as_json:
@@ -222,6 +232,7 @@ def register(app: typer.Typer, subject_app: typer.Typer, policy_app: typer.Typer
         if fmt not in ("table", "csv", "json"):
             fail(f"--format must be table, csv or json (got {fmt!r})")
         settings = ledger_settings(ledger_url)
+        require_trusted(settings, "subject report")
         try:
             pseudonym = resolve_subject(subject, settings.pseudonym_secret.encode())
         except InvalidCPR as exc:

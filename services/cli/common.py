@@ -25,6 +25,34 @@ def fail(message: str, code: int = 2) -> NoReturn:
     raise typer.Exit(code)
 
 
+def refuse(exc: ConfigError) -> NoReturn:
+    """Exit 2 with one line per offending setting on stderr."""
+    for line in exc.lines:
+        typer.echo(f"error: {line}".replace("\n", " "), err=True)
+    raise typer.Exit(2)
+
+
+def require_trusted(settings: Settings, command: str) -> None:
+    """Refuse to start ``command`` on a missing or public secret or key set outside development
+    (``services.trust``): one line per offending setting, exit 2."""
+    from services import trust
+
+    try:
+        trust.require(settings, command)
+    except ConfigError as exc:
+        refuse(exc)
+
+
+def require_development(settings: Settings, what: str) -> None:
+    """Refuse a development shortcut (``what``) outside development: one line, exit 2."""
+    from services import trust
+
+    try:
+        trust.require_development(settings, what)
+    except ConfigError as exc:
+        refuse(exc)
+
+
 def first_line(exc: BaseException) -> str:
     text = str(exc)
     return f"{type(exc).__name__}: {text.splitlines()[0] if text else ''}"

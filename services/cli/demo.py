@@ -71,11 +71,11 @@ def _serve_demo(ledger_path: Path, port: int) -> None:
     import uvicorn
 
     from ledger.application import Ledger
-    from services.config import Settings
+    from services.demo import demo_settings
     from services.review.app import create_app
     from services.review.users import UserStore
 
-    settings = Settings.from_env(ledger_url=f"sqlite:///{ledger_path}")
+    settings = demo_settings(ledger_path)
     ledger = Ledger(settings.ledger_url)
     store = UserStore(ledger.tables)
     for user, role in (("jurist", "legal_officer"), ("revisor", "auditor")):
@@ -88,6 +88,7 @@ def _serve_demo(ledger_path: Path, port: int) -> None:
     from services.runtime import Runtime
 
     web = create_app(ledger, pseudonym_secret=settings.pseudonym_secret.encode(),
+                     session_secret_value=settings.session_secret,
                      checkpoint_public_key=Runtime(settings).checkpoint_signer.public_key)
     console.print(f"review app on http://127.0.0.1:{port}/ (Ctrl-C stops)")
     try:

@@ -13,15 +13,17 @@ from typing import Any, Optional
 
 import typer
 
-from services.cli.common import fail, ledger_settings, open_ledger
+from services.cli.common import fail, ledger_settings, open_ledger, require_trusted
 
 LEDGER_URL_HELP = "sqlite:///PATH or postgresql://USER@HOST:PORT/DB[?schema=S] (env XLEDGER_LEDGER_URL)."
 
 
-def _signer(settings):
+def _signer(settings, command: str = "ledger integrate"):
+    """The checkpoint signer; outside development never the public development key (exit 2)."""
     from ledger.checkpoint import CheckpointError
     from ledger.integrity import signer_from_key
 
+    require_trusted(settings, command)
     try:
         return signer_from_key(settings.checkpoint_key)
     except CheckpointError as exc:
@@ -33,7 +35,7 @@ def _public_key(value: str | None, settings) -> tuple[Any, bool]:
     from ledger.checkpoint import CheckpointError, load_public_key
 
     if value is None:
-        return _signer(settings).public_key, False
+        return _signer(settings, "verify").public_key, False
     data: Any = value
     candidate = Path(value)
     if candidate.is_file():
@@ -155,7 +157,7 @@ def register(app: typer.Typer, subject_app: typer.Typer, policy_app: typer.Typer
         from ledger.checkpoint import CheckpointError, encode_public_key, note_verifier_key
 
         settings = ledger_settings(None)
-        signer = _signer(settings)
+        signer = _signer(settings, "ledger checkpoint-key")
         if note:
             try:
                 typer.echo(note_verifier_key(settings.ledger_origin, signer.public_key))
@@ -186,6 +188,7 @@ def register(app: typer.Typer, subject_app: typer.Typer, policy_app: typer.Typer
         python -m ledger.proofs verify-inclusion DIR/proof.json DIR/checkpoint.json KEY --leaf DIR/entry.bin
         """
         settings = ledger_settings(ledger_url)
+        require_trusted(settings, "proof")  # it may sign a checkpoint
         ledger = open_ledger(settings.ledger_url)
         integrity = ledger.integrity
         tree_size = integrity.tree_size()
@@ -227,6 +230,7 @@ def register(app: typer.Typer, subject_app: typer.Typer, policy_app: typer.Typer
         python -m ledger.proofs verify-consistency DIR/proof.json DIR/old.json DIR/new.json KEY
         """
         settings = ledger_settings(ledger_url)
+        require_trusted(settings, "proof")  # it may sign a checkpoint
         if old < 0 or new < 0 or old > new:
             fail("OLD and NEW must be tree sizes with 0 <= OLD <= NEW")
         ledger = open_ledger(settings.ledger_url)
@@ -265,6 +269,7 @@ def register(app: typer.Typer, subject_app: typer.Typer, policy_app: typer.Typer
         except ErasureError as exc:
             fail(str(exc))
         settings = ledger_settings(ledger_url)
+        require_trusted(settings, "subject erase")
         ledger = open_ledger(settings.ledger_url)
         try:
             result = ledger.erase_subject(pseudonym, reason)
@@ -297,7 +302,7 @@ def _checkpoint_for(ledger, settings, size: int | None, covering: int = 0):
         signed = integrity.latest_checkpoint(covering=covering)
         if signed is not None:
             return signed
-    signer = _signer(settings)
+    signer = _signer(settings, "proof")
     from ledger.checkpoint import CheckpointError
 
     try:

@@ -8,7 +8,7 @@ from typing import List, Optional
 import typer
 
 from services.cli.audit import _ledger
-from services.cli.common import LEDGER_URL, fail, ledger_settings
+from services.cli.common import LEDGER_URL, fail, ledger_settings, require_trusted
 
 
 def _password(value: Optional[str], confirm: bool = True) -> str:
@@ -46,13 +46,15 @@ def register(app: typer.Typer, subject_app: typer.Typer, policy_app: typer.Typer
         import uvicorn
 
         from services.review.app import create_app
-        from services.review.sessions import DEV_SESSION_SECRET, session_secret
+        from services.config import DEV_SESSION_SECRET
 
         settings = ledger_settings(ledger_url)
-        if host not in ("127.0.0.1", "localhost", "::1") and session_secret() == DEV_SESSION_SECRET:
+        require_trusted(settings, "review serve")
+        if host not in ("127.0.0.1", "localhost", "::1") and settings.session_secret == DEV_SESSION_SECRET:
             fail("XLEDGER_SESSION_SECRET must be set when serving on a non-loopback address")
         ledger = _ledger(settings)
         web = create_app(ledger, pseudonym_secret=settings.pseudonym_secret.encode(),
+                         session_secret_value=settings.session_secret,
                          checkpoint_public_key=_checkpoint_public_key(settings))
         typer.echo(f"review app on http://{host}:{port}/ (API docs at /docs)")
         try:

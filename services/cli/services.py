@@ -1,25 +1,21 @@
-"""The long-running services and their set-up: `xledger gate run`, `relay run`, `keys dev-generate`
-(`topics create` and `topics acls` are in topics.py)."""
+"""The long-running services: `xledger gate run` and `relay run` (`topics …` is in topics.py, `keys …` in keys.py)."""
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Optional
 
 import typer
 
 from services import logging as xlog
-from services.cli.common import BOOTSTRAP, LEDGER_URL, graceful_shutdown, settings_from
+from services.cli.common import BOOTSTRAP, LEDGER_URL, graceful_shutdown, require_trusted, settings_from
 
 gate_app = typer.Typer(help="The policy gate service.", no_args_is_help=True)
 relay_app = typer.Typer(help="The delivery relay (ledger outbox → inboxes and receipts).", no_args_is_help=True)
-keys_app = typer.Typer(help="Authority signing keys.", no_args_is_help=True)
 
 
 def register(app: typer.Typer, **_: typer.Typer) -> None:
     app.add_typer(gate_app, name="gate")
     app.add_typer(relay_app, name="relay")
-    app.add_typer(keys_app, name="keys")
 
 
 @gate_app.command("run")
@@ -45,6 +41,7 @@ def gate_run(
         from dataclasses import replace
 
         settings = replace(settings, group_id=group_id)
+    require_trusted(settings, "gate run")
     rt = Runtime(settings)
     members = [rt.gate_worker(f"{name}-{i + 1}") for i in range(workers)]
     for member in members:
@@ -77,7 +74,9 @@ def relay_run(bootstrap_servers: Optional[str] = BOOTSTRAP, ledger_url: Optional
     from services.runtime import Runtime
 
     stopping = graceful_shutdown()
-    rt = Runtime(settings_from(bootstrap_servers, ledger_url))
+    settings = settings_from(bootstrap_servers, ledger_url)
+    require_trusted(settings, "relay run")
+    rt = Runtime(settings)
     relay = rt.relay()
     relay.stopping = stopping
     try:
@@ -86,16 +85,5 @@ def relay_run(bootstrap_servers: Optional[str] = BOOTSTRAP, ledger_url: Optional
         relay.producer.close()
         rt.close()
     xlog.get_logger("xledger").info("relay.stopped", **stats)
-
-
-@keys_app.command("dev-generate")
-def keys_dev_generate(
-    output: Path = typer.Option(Path("policies/directory/keys.yaml"), help="Where to write the public keys."),
-) -> None:
-    """Write the development public keys of every directory authority (embedded demo and tests only)."""
-    from policies.directory import Directory
-    from services.keyring import write_dev_keys
-
-    typer.echo(f"{write_dev_keys(Directory.load().orgs, output)} authorities written to {output}")
 
 

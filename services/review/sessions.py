@@ -11,7 +11,7 @@ import secrets
 import time
 from typing import Any
 
-DEV_SESSION_SECRET = hashlib.sha256(b"exchange-ledger dev session secret").hexdigest()
+from services.config import DEV_SESSION_SECRET
 COOKIE = "xl_session"
 LANG_COOKIE = "xl_lang"
 MAX_AGE = 8 * 3600

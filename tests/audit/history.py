@@ -46,7 +46,7 @@ class History:
 
     def publisher(self, org_role=KSP_SENDER) -> Publisher:
         return Publisher(org_role[0], org_role[1], producer=None, key=dev_private_key(org_role[0]), key_id=DEV_KEY_ID,
-                         pseudonym_secret=self.rt.pseudonym_secret, codec=self.rt.codec)
+                         codec=self.rt.codec)
 
     def signed(self, request: dict[str, Any], *, message_id: str, org_role=KSP_SENDER, at: datetime = NOW) -> bytes:
         pub = self.publisher(org_role)
@@ -69,7 +69,7 @@ class History:
 
 
 def build_history(ledger_url: str, plan=PLAN) -> History:
-    settings = Settings.from_env(env={}, ledger_url=ledger_url)
+    settings = Settings.development(ledger_url=ledger_url)
     rt = Runtime(settings)
     h = History(settings, rt, rt.ledger)
     for label, cpr, days, age in plan:

@@ -33,7 +33,7 @@ def history(ledger_url) -> History:
 
 
 def redecider(h: History) -> Redecider:
-    return Redecider(h.ledger, h.settings.master_key, h.rt.pseudonym_secret)
+    return Redecider(h.ledger, h.settings.master_key, h.rt.pseudonym_secret, h.rt.keyset)
 
 
 def cli(h: History, *args: str):

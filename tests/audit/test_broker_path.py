@@ -33,7 +33,7 @@ def test_replay_equals_live_and_reevaluation_agrees_after_real_exchanges(setting
         models = ReadModels(rt.ledger)
         assert models.position() == rt.ledger.max_notification_id()
         assert sorted(r["outcome"] for r in models.query("decisions")) == ["ALLOW", "ALLOW", "DENY"]
-        result = reevaluate(rt.ledger, Redecider(rt.ledger, settings.master_key, rt.pseudonym_secret), load_bundles())
+        result = reevaluate(rt.ledger, Redecider(rt.ledger, settings.master_key, rt.pseudonym_secret, rt.keyset), load_bundles())
         assert result.ok and result.agreeing == 3
     finally:
         rt.close()

@@ -11,6 +11,7 @@ from ledger.domain import SubjectErasure, erasure_id, sealed_message_aad
 from ledger.erasure import ErasureError
 from ledger.privacy import LedgerSealer, SqlKeyStore, SubjectErased
 from ledger.proofs import verify_consistency_bundle, verify_inclusion_bundle
+from ledger.subject_crypto import wrapped_key_id
 from services.cli import app
 from tests.ledger.conftest import ORIGIN, fill, make_exchange
 
@@ -83,7 +84,7 @@ def test_interrupted_erasure_converges(ledger):
     sealer = LedgerSealer(ledger.tables, MASTER)
     _sealed_exchanges(ledger, sealer)
     wrapped = SqlKeyStore(ledger.tables).get(ERASED)
-    key_id = wrapped[1:17].hex()
+    key_id = wrapped_key_id(wrapped).hex()
     ledger.record([SubjectErasure(subject=ERASED, key_id=key_id, reason="court order")])
     result = ledger.erase_subject(ERASED, "court order")
     assert not result.recorded and result.erasure_id == erasure_id(ERASED, key_id)

@@ -50,7 +50,7 @@ def test_old_ledger_still_verifies_reevaluates_and_replays(ledger_url, tmp_path)
     copied = _transplant(f"sqlite:///{source}", ledger_url)
     assert copied > 200
 
-    settings = Settings.from_env(env={}, ledger_url=ledger_url)
+    settings = Settings.development(ledger_url=ledger_url)
     rt = Runtime(settings)
     try:
         assert rt.maintain() is True

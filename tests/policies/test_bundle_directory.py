@@ -182,22 +182,6 @@ def test_cooperation_instances():
         assert oid in DIR
 
 
-def test_public_keys(tmp_path):
-    import shutil
-    d = tmp_path / "dir"
-    shutil.copytree(ROOT / "policies" / "directory", d)
-    (d / "keys.yaml").write_text(yaml.safe_dump({"kommune:326": [
-        {"key_id": "k1", "public_key": "A" * 43 + "=", "valid_from": date(2026, 1, 1),
-         "valid_to": date(2026, 6, 30)},
-        {"key_id": "k2", "public_key": "B" * 43 + "=", "valid_from": date(2026, 6, 1),
-         "valid_to": None}]}), encoding="utf-8")
-    dr = Directory.load(d)
-    assert [k.key_id for k in dr.public_keys("kommune:326", date(2026, 3, 1))] == ["k1"]
-    assert [k.key_id for k in dr.public_keys("kommune:326", date(2026, 6, 15))] == ["k1", "k2"]
-    assert dr.public_keys("kommune:101", date(2026, 6, 15)) == []
-    assert DIR.public_keys("kommune:326", date(2026, 6, 15)) == [] or True
-
-
 def test_policies_imports_only_allowed_modules():
     allowed_top = {"pydantic", "yaml", "policies", "__future__"}
     import sys

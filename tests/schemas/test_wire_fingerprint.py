@@ -75,6 +75,6 @@ def test_the_gate_reads_the_wire_in_the_standard_form_only():
     from services.config import Settings
     from services.runtime import Runtime
 
-    rt = Runtime(Settings.from_env(env={}))
+    rt = Runtime(Settings.development())
     assert rt.pipeline().codec.legacy_fingerprints is False
     assert rt.codec.legacy_fingerprints is True  # stored data of earlier releases

@@ -18,6 +18,7 @@ from tests.harness import running, wait_for
 def cli(settings, *args: str) -> subprocess.CompletedProcess:
     env = {k: v for k, v in os.environ.items() if not k.startswith("XLEDGER_")}
     env["XLEDGER_BOOTSTRAP_SERVERS"] = settings.bootstrap_servers
+    env["XLEDGER_ENV"] = "development"  # --dev-key works only there
     return subprocess.run([sys.executable, "-m", "services.cli", *args], capture_output=True, text=True, env=env,
                           timeout=120)
 

@@ -8,7 +8,7 @@ from services.config import ConfigError, Settings
 
 
 def test_to_env_is_the_inverse_of_from_env():
-    settings = Settings.from_env(env={}, ledger_url="sqlite:///x.sqlite").with_embedded_broker("127.0.0.1:1234")
+    settings = Settings.from_env(env={"XLEDGER_ENV": "development"}, ledger_url="sqlite:///x.sqlite").with_embedded_broker("127.0.0.1:1234")
     env = settings.to_env()
     assert env["XLEDGER_BOOTSTRAP_SERVERS"] == "127.0.0.1:1234" and env["XLEDGER_SESSION_TIMEOUT_MS"] == "2000"
     assert Settings.from_env(env=env) == settings

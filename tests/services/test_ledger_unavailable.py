@@ -56,7 +56,7 @@ def test_gate_and_relay_wait_out_a_locked_database(rt, broker):
     # A short busy timeout, so that the locks below outlast it.
     ledger = Ledger(rt.settings.ledger_url, env={"SQLITE_LOCK_TIMEOUT": "1"})
     sealer = LedgerSealer(ledger.tables, rt.settings.master_key)
-    pipeline = GatePipeline(rt.engine, sealer, rt.pseudonym_secret, rt.codec)
+    pipeline = GatePipeline(rt.engine, sealer, rt.pseudonym_secret, rt.keyset, rt.codec)
     gate = GateWorker(pipeline, ledger, make_consumer(rt.settings, rt.settings.group_id, client_id="locked"),
                       make_producer(rt.settings, client_id="locked-dlq"))
     relay = DeliveryRelay(ledger, make_producer(rt.settings, client_id="locked-relay"), sealer, rt.codec)

@@ -13,7 +13,7 @@ from tests.ledger.conftest import fill
 
 
 def test_bounded_maintain_reports_until_everything_is_current(ledger_url):
-    rt = Runtime(Settings(ledger_url=ledger_url))
+    rt = Runtime(Settings.development(ledger_url=ledger_url))
     try:
         fill(rt.ledger, 0, 300)  # 300 exchanges + 30 rejections = 630 entries
         turns = []
@@ -50,7 +50,7 @@ class Record:
 
 
 def test_a_partition_without_a_ledger_position_is_resumed_from_the_ledger_first(ledger_url):
-    rt = Runtime(Settings(ledger_url=ledger_url))
+    rt = Runtime(Settings.development(ledger_url=ledger_url))
     try:
         tp = TopicPartition("exchange.requests", 0)
         rt.ledger.record([], Tracking(kafka_tracking_name(tp.topic, tp.partition), 7))
