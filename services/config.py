@@ -55,6 +55,12 @@ class Settings:
     checkpoint_key: str = field(default=DEV_CHECKPOINT_KEY, repr=False)
     ledger_origin: str = "exchange-ledger/dev"
     checkpoint_interval: int = 1000
+    # A file of retired checkpoint keys with the tree sizes each signed (ledger.checkpoint.parse_key_history).
+    checkpoint_key_history: str = ""
+    # Witnesses that cosign the log's checkpoints: '<vkey>@<url>' entries, comma or space separated.
+    witnesses: str = ""
+    witness_timeout_ms: int = 2000
+    cosign_retry_ms: int = 10000
     log_level: str = "INFO"
 
     @classmethod
