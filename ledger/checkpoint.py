@@ -56,6 +56,7 @@ from ledger.note import (
     NoteError,
     NoteSignature,
     key_id as note_key_id,
+    merge_signatures,
     verifier_from_vkey,
 )
 
@@ -267,13 +268,7 @@ class SignedCheckpoint:
 
     def with_signatures(self, extra: Iterable[NoteSignature]) -> SignedCheckpoint:
         """This checkpoint with further signature lines (cosignatures); duplicates dropped."""
-        seen = {s.key for s in self.signatures}
-        added = []
-        for s in extra:
-            if s.key not in seen:
-                seen.add(s.key)
-                added.append(s)
-        return replace(self, signatures=self.signatures + tuple(added))
+        return replace(self, signatures=merge_signatures(self.signatures, extra))
 
     def log_signed(self) -> SignedCheckpoint:
         """Only what the log signed: its signature lines (named by the origin), no cosignatures."""
@@ -512,11 +507,9 @@ def parse_key_history(text: str) -> list[LogKey]:
         if len(parts) != 3:
             raise CheckpointError(f"key history line {number}: expected '<vkey> <first size> <last size>'")
         try:
-            verifier = verifier_from_vkey(parts[0])
+            verifier = verifier_from_vkey(parts[0], ED25519)
         except NoteError as exc:
             raise CheckpointError(f"key history line {number}: {exc}") from exc
-        if verifier.sig_type != ED25519:
-            raise CheckpointError(f"key history line {number}: a log key is an Ed25519 (type 0x01) key")
         if not re.fullmatch(r"[0-9]+", parts[1]) or not re.fullmatch(r"[0-9]+|-", parts[2]):
             raise CheckpointError(f"key history line {number}: sizes are decimal numbers ('-' for no end)")
         first, last = int(parts[1]), None if parts[2] == "-" else int(parts[2])

@@ -46,6 +46,7 @@ __all__ = [
     "Cosigner",
     "key_id",
     "verifier_from_vkey",
+    "merge_signatures",
     "open_note",
 ]
 
@@ -94,6 +95,17 @@ def key_id(name: str, sig_type: int, public_key: Ed25519PublicKey | bytes) -> by
 # --------------------------------------------------------------------------- note text
 
 
+def merge_signatures(existing: Sequence[NoteSignature], extra: Iterable[NoteSignature]) -> tuple[NoteSignature, ...]:
+    """``existing`` followed by those of ``extra`` from a key (name, key id) not yet present."""
+    seen = {s.key for s in existing}
+    added = []
+    for s in extra:
+        if s.key not in seen:
+            seen.add(s.key)
+            added.append(s)
+    return tuple(existing) + tuple(added)
+
+
 @dataclass(frozen=True)
 class NoteSignature:
     name: str
@@ -132,13 +144,7 @@ class Note:
 
     def with_signatures(self, extra: Iterable[NoteSignature]) -> Note:
         """This note with further signatures; one per (name, key id), earlier ones kept."""
-        seen = {s.key for s in self.signatures}
-        added = []
-        for s in extra:
-            if s.key not in seen:
-                seen.add(s.key)
-                added.append(s)
-        return Note(self.text, self.signatures + tuple(added))
+        return Note(self.text, merge_signatures(self.signatures, extra))
 
     @classmethod
     def parse(cls, message: str | bytes, *, max_signatures: int = MAX_SIGNATURES) -> Note:
@@ -257,8 +263,12 @@ class Cosigner(Ed25519Signer):
                              struct.pack(">Q", ts) + self._key.sign(_cosigned_message(ts, text)))
 
 
-def verifier_from_vkey(vkey: str) -> Ed25519Verifier:
-    """An Ed25519 (0x01) or cosignature/v1 (0x04) verifier from ``name+hash+base64(type||key)``."""
+_TYPE_NAMES = {ED25519: "an Ed25519 (type 0x01) key", COSIGNATURE_V1: "a cosignature/v1 (type 0x04) key"}
+
+
+def verifier_from_vkey(vkey: str, sig_type: int | None = None) -> Ed25519Verifier:
+    """An Ed25519 (0x01) or cosignature/v1 (0x04) verifier from ``name+hash+base64(type||key)``;
+    with ``sig_type``, only a key of that type."""
     if not isinstance(vkey, str):
         raise NoteError("a verifier key is text")
     parts = vkey.strip().split("+", 2)  # base64 may itself hold '+'
@@ -277,6 +287,8 @@ def verifier_from_vkey(vkey: str) -> Ed25519Verifier:
     verifier = (CosignatureVerifier if raw[0] == COSIGNATURE_V1 else Ed25519Verifier)(name, public)
     if verifier.key_id.hex() != hash_hex.lower():
         raise NoteError(f"verifier key hash {hash_hex} does not match its name and key")
+    if sig_type is not None and verifier.sig_type != sig_type:
+        raise NoteError(f"verifier key {vkey.strip()[:60]!r} is not {_TYPE_NAMES[sig_type]}")
     return verifier
 
 

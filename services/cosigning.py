@@ -60,11 +60,9 @@ def parse_witnesses(text: str) -> list[WitnessEndpoint]:
         if not sep or not re.match(r"https?://", url):
             raise WitnessConfigError(f"witness {entry[:80]!r} is not '<name>+<hash>+<key>@http(s)://host:port'")
         try:
-            verifier = verifier_from_vkey(vkey)
+            verifier = verifier_from_vkey(vkey, COSIGNATURE_V1)
         except NoteError as exc:
-            raise WitnessConfigError(f"witness key {vkey[:60]!r}: {exc}") from None
-        if verifier.sig_type != COSIGNATURE_V1:
-            raise WitnessConfigError(f"witness key {vkey[:60]!r} is not a cosignature/v1 (type 0x04) key")
+            raise WitnessConfigError(f"witness key: {exc}") from None
         out.append(WitnessEndpoint(verifier, url.rstrip("/")))
     if len({w.id for w in out}) != len(out):
         raise WitnessConfigError("a witness key is listed twice")

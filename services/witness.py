@@ -47,11 +47,9 @@ def load_log_keys(vkeys: Iterable[str]) -> dict[str, list[Ed25519Verifier]]:
         if not vkey or vkey.startswith("#"):
             continue
         try:
-            verifier = verifier_from_vkey(vkey)
+            verifier = verifier_from_vkey(vkey, ED25519)
         except NoteError as exc:
             raise WitnessSetupError(f"log key {number}: {exc}") from None
-        if verifier.sig_type != ED25519:
-            raise WitnessSetupError(f"log key {number}: a log key is an Ed25519 (type 0x01) verifier key")
         logs.setdefault(verifier.name, []).append(verifier)
     if not logs:
         raise WitnessSetupError("no log keys configured: the witness would have nothing to witness")

@@ -87,11 +87,9 @@ def _witness_keys(values: list[str]):
             if not line or line.startswith("#"):
                 continue
             try:
-                verifier = verifier_from_vkey(line)
+                verifier = verifier_from_vkey(line, COSIGNATURE_V1)
             except NoteError as exc:
-                fail(f"--witness {line[:60]!r}: {exc}")
-            if verifier.sig_type != COSIGNATURE_V1:
-                fail(f"--witness {line[:60]!r} is not a witness (cosignature/v1, type 0x04) key")
+                fail(f"--witness: {exc}")
             out.append(verifier)
     if len({(v.name, v.key_id) for v in out}) != len(out):
         fail("--witness lists a key twice")
