@@ -382,3 +382,10 @@ def test_checkpoint_renders_as_signed_note(keys, signed):
 def test_from_body_rejects_undecodable_or_non_ascii_numbers(body):
     with pytest.raises(CheckpointError):
         Checkpoint.from_body(body)
+
+
+def test_a_note_whose_origin_looks_like_json_is_still_a_note(keys):
+    private, public, _ = keys
+    note = CheckpointSigner(private).sign(Checkpoint("{", 0, ROOT))
+    assert SignedCheckpoint.parse(note.stored()) == note
+    CheckpointVerifier(public).verify(SignedCheckpoint.parse(note.stored()))
