@@ -18,7 +18,7 @@ CONSTRAINTS := $(VENV)/constraints.txt
 # Development extras: the embedded broker (demo, tests) and the test tools. The image has neither.
 EXTRAS := test,embedded
 
-.PHONY: demo test bench venv clean browser tools lock
+.PHONY: demo test bench venv clean browser tools lock go
 
 $(STAMP): pyproject.toml requirements.lock
 	@test -n "$(PYTHON)" || { echo "error: no Python >= 3.11 found (tried $(PYTHON_CANDIDATES)); install one, or name it: make PYTHON=/path/to/python3" >&2; exit 2; }
@@ -47,7 +47,15 @@ tools:
 	  && (apt-get update -qq && apt-get install -y -qq docker-compose shellcheck) >/dev/null 2>&1; } \
 	  || echo "docker-compose or shellcheck could not be installed: their deployment checks will be skipped"
 
-test: $(STAMP) browser tools
+# Debian's Go and golang.org/x/mod for the cross-check of checkpoints and proofs (tests/witness/test_go_crosscheck.py),
+# built offline in GOPATH mode against /usr/share/gocode.
+go:
+	@{ command -v go >/dev/null 2>&1 && [ -d /usr/share/gocode/src/golang.org/x/mod/sumdb/note ]; } \
+	  || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1 \
+	  && (apt-get update -qq && apt-get install -y -qq golang-go golang-golang-x-mod-dev) >/dev/null 2>&1; } \
+	  || echo "golang-go / golang-golang-x-mod-dev could not be installed: the Go cross-check will be skipped"
+
+test: $(STAMP) browser tools go
 	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
 
 bench: $(STAMP)

@@ -18,13 +18,14 @@ HERE = Path(__file__).resolve().parent
 
 
 def plan(quick: bool, full: bool) -> list[tuple[str, callable]]:
-    from bench import bench_avro, bench_e2e, bench_ledger, bench_policy
+    from bench import bench_avro, bench_e2e, bench_ledger, bench_policy, bench_witness
 
     if quick:
         return [
             ("policy", lambda: bench_policy.run(3000)),
             ("avro", lambda: bench_avro.run(500, 3)),
             ("ledger", lambda: bench_ledger.run((2_000, 10_000))),
+            ("witness", lambda: bench_witness.run(50, 10_000)),
             ("e2e", lambda: bench_e2e.run(n=1000, latency_n=100)),
         ]
     sizes = (10_000, 100_000, 1_000_000) if full else (10_000, 100_000)
@@ -32,6 +33,7 @@ def plan(quick: bool, full: bool) -> list[tuple[str, callable]]:
         ("policy", lambda: bench_policy.run()),
         ("avro", lambda: bench_avro.run()),
         ("ledger", lambda: bench_ledger.run(sizes, verify_at=sizes[-1], replay_at=sizes[0])),
+        ("witness", lambda: bench_witness.run()),
         ("e2e", lambda: bench_e2e.run(n=5000, latency_n=300)),
     ]
 
@@ -53,7 +55,7 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m bench", description=__doc__.splitlines()[0])
     ap.add_argument("--full", action="store_true", help="add the 1-million-entry ledger runs")
     ap.add_argument("--quick", action="store_true", help="small sizes, for a quick look")
-    ap.add_argument("--only", action="append", help="run only these groups (policy, avro, ledger, e2e)")
+    ap.add_argument("--only", action="append", help="run only these groups (policy, avro, ledger, witness, e2e)")
     ap.add_argument("--out", default=str(HERE), help="directory for results.json and results.md")
     args = ap.parse_args(argv)
 

@@ -94,11 +94,13 @@ class Ledger(Application[UUID]):
 
         return self.integrity.checkpoint_now(signer, origin or DEFAULT_ORIGIN)
 
-    def verify(self, public_key, *, origin: str | None = None, progress=None):
-        """Recompute and check everything (``ledger.verify.verify_ledger``); returns a VerifyReport."""
+    def verify(self, public_key, *, origin: str | None = None, progress=None, **options):
+        """Recompute and check everything (``ledger.verify.verify_ledger``, which takes the
+        ``options``: key history, checkpoint interval, trusted checkpoints, witnesses);
+        returns a VerifyReport."""
         from ledger.verify import verify_ledger
 
-        return verify_ledger(self, public_key, origin=origin, progress=progress)
+        return verify_ledger(self, public_key, origin=origin, progress=progress, **options)
 
     def erased_key(self, subject: str, key_id: bytes) -> bool:
         """Whether the ledger recorded the erasure of this data key generation of the subject."""

@@ -35,8 +35,8 @@ from ledger.checkpoint import (
     SignedCheckpoint,
     key_fingerprint,
     load_private_key,
-    utc_timestamp,
 )
+from ledger.note import NoteSignature
 from ledger.entry import ENTRY_HEAD, encode_entry
 from ledger.merkle import EMPTY_ROOT, MerkleError, MerkleLog
 from ledger.proofs import ConsistencyProof, InclusionProof
@@ -401,9 +401,9 @@ class Integrity:
                 for s in sizes:
                     if s in have:
                         continue
-                    cp = signer.sign(Checkpoint(origin, s, log.root(s), utc_timestamp()))
+                    cp = signer.sign(Checkpoint(origin, s, log.root(s)))
                     tx.execute("INSERT INTO xl_checkpoints (tree_size, signed_json) VALUES (?, ?)",
-                               (s, cp.to_json()))
+                               (s, cp.stored()))
                     signed.append(cp)
             root = log.root(new_size)
             self.last_step_reads = store.reads
@@ -439,22 +439,55 @@ class Integrity:
             raise TreeCorrupted(f"leaf {size - 1} has no notification mapping")
         return int(row[0])
 
-    def checkpoints(self) -> list[SignedCheckpoint]:
+    def checkpoints(self, *, cosigned: bool = True) -> list[SignedCheckpoint]:
         with self.backend.transaction(write=False) as tx:
-            rows = tx.all("SELECT signed_json FROM xl_checkpoints ORDER BY tree_size")
-        return [SignedCheckpoint.from_json(r[0]) for r in rows]
+            rows = tx.all("SELECT tree_size, signed_json FROM xl_checkpoints ORDER BY tree_size")
+            cosigs = self._cosignature_rows(tx) if cosigned else {}
+        return [_with_cosignatures(r[1], cosigs.get(int(r[0]), ())) for r in rows]
 
-    def checkpoint(self, tree_size: int) -> SignedCheckpoint | None:
+    def checkpoint(self, tree_size: int, *, cosigned: bool = True) -> SignedCheckpoint | None:
+        """The stored checkpoint of this size, with the witness cosignatures stored for it."""
         with self.backend.transaction(write=False) as tx:
             row = tx.one("SELECT signed_json FROM xl_checkpoints WHERE tree_size = ?", (tree_size,))
-        return SignedCheckpoint.from_json(row[0]) if row else None
+            cosigs = self._cosignature_rows(tx, tree_size) if row and cosigned else {}
+        return _with_cosignatures(row[0], cosigs.get(tree_size, ())) if row else None
 
-    def latest_checkpoint(self, *, covering: int = 0) -> SignedCheckpoint | None:
+    def latest_checkpoint(self, *, covering: int = 0, cosigned: bool = True) -> SignedCheckpoint | None:
         """The largest stored checkpoint, if its size is at least ``covering``."""
         with self.backend.transaction(write=False) as tx:
-            row = tx.one("SELECT signed_json FROM xl_checkpoints WHERE tree_size >= ? "
+            row = tx.one("SELECT tree_size, signed_json FROM xl_checkpoints WHERE tree_size >= ? "
                          "ORDER BY tree_size DESC LIMIT 1", (covering,))
-        return SignedCheckpoint.from_json(row[0]) if row else None
+            cosigs = self._cosignature_rows(tx, int(row[0])) if row and cosigned else {}
+        return _with_cosignatures(row[1], cosigs.get(int(row[0]), ())) if row else None
+
+    @staticmethod
+    def _cosignature_rows(tx: _Tx, tree_size: int | None = None) -> dict[int, list[str]]:
+        if tree_size is None:
+            rows = tx.all("SELECT tree_size, line FROM xl_cosignatures ORDER BY tree_size, witness")
+        else:
+            rows = tx.all("SELECT tree_size, line FROM xl_cosignatures WHERE tree_size = ? ORDER BY witness",
+                          (tree_size,))
+        out: dict[int, list[str]] = {}
+        for size, line in rows:
+            out.setdefault(int(size), []).append(line)
+        return out
+
+    def add_cosignatures(self, tree_size: int, signatures: Sequence[NoteSignature]) -> int:
+        """Store witness cosignatures of the checkpoint of ``tree_size`` (checked by the caller);
+        one per witness key, a repeat is ignored. Returns how many were new."""
+        with self.backend.transaction(write=True) as tx:
+            have = {r[0] for r in tx.all("SELECT witness FROM xl_cosignatures WHERE tree_size = ?", (tree_size,))}
+            rows = {f"{s.name}+{s.key_id.hex()}": s.line() for s in signatures}
+            new = [(tree_size, w, line) for w, line in rows.items() if w not in have]
+            tx.executemany("INSERT INTO xl_cosignatures (tree_size, witness, line) VALUES (?, ?, ?) "
+                           "ON CONFLICT DO NOTHING", new)
+        return len(new)
+
+    def last_cosigned_size(self, witness: str) -> int | None:
+        """The largest checkpoint size this witness ('<name>+<key id hex>') has a stored cosignature on."""
+        with self.backend.transaction(write=False) as tx:
+            row = tx.one("SELECT MAX(tree_size) FROM xl_cosignatures WHERE witness = ?", (witness,))
+        return None if row is None or row[0] is None else int(row[0])
 
     def checkpoint_sizes(self) -> list[int]:
         with self.backend.transaction(write=False) as tx:
@@ -487,6 +520,13 @@ class Integrity:
     def consistency_proof(self, old_size: int, new_size: int) -> ConsistencyProof:
         with self._log() as (_, log):
             return ConsistencyProof(old_size, new_size, tuple(log.consistency_proof(old_size, new_size)))
+
+
+def _with_cosignatures(stored: str, lines: Sequence[str]) -> SignedCheckpoint:
+    signed = SignedCheckpoint.parse(stored)
+    if not lines:
+        return signed
+    return signed.with_signatures(NoteSignature.parse_line(line) for line in lines)
 
 
 def _leaf_hashes(rows: Sequence[Any], oid_bytes) -> list[bytes]:

@@ -1,8 +1,9 @@
 """Portable proofs: what an auditor needs, as JSON, to check the log without trusting it.
 
-An auditor holds the operator's Ed25519 public key (published out of band). Given a proof
-file and one or two signed checkpoint files (``ledger.checkpoint``), the functions here, or
-``python -m ledger.proofs``, check that
+An auditor holds the operator's Ed25519 public key (published out of band), and after a
+key rotation the published key history. Given a proof file and one or two signed checkpoint
+files (``ledger.checkpoint``: C2SP signed notes, or the v1 JSON form of older ledgers), the
+functions here, or ``python -m ledger.proofs``, check that
 
 * each checkpoint is signed by that key,
 * the proof is about exactly the tree sizes the checkpoints commit to, and
@@ -37,7 +38,7 @@ from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
-from ledger.checkpoint import CheckpointError, CheckpointVerifier, SignedCheckpoint
+from ledger.checkpoint import CheckpointError, CheckpointVerifier, LogKey, SignedCheckpoint, parse_key_history
 from ledger.merkle import HASH_SIZE, MerkleLog, leaf_hash, verify_consistency, verify_inclusion
 
 __all__ = [
@@ -203,14 +204,15 @@ def _parse_checkpoint(text: str | bytes | dict, which: str) -> SignedCheckpoint:
     try:
         if isinstance(text, dict):
             return SignedCheckpoint.from_dict(text)
-        return SignedCheckpoint.from_json(text)
+        return SignedCheckpoint.parse(text)
     except CheckpointError as exc:
         raise ProofFormatError(f"{which} checkpoint is malformed: {exc}") from exc
 
 
-def _verifier(public_key: Ed25519PublicKey | bytes | str, key_id: str | None, origin: str | None):
+def _verifier(public_key: Ed25519PublicKey | bytes | str, key_id: str | None, origin: str | None,
+              history: Sequence[LogKey] = ()):
     try:
-        return CheckpointVerifier(public_key, key_id, origin=origin)
+        return CheckpointVerifier(public_key, key_id, origin=origin, history=history)
     except CheckpointError as exc:
         raise ProofFormatError(f"public key is unusable: {exc}") from exc
 
@@ -230,6 +232,7 @@ def verify_inclusion_bundle(
     key_id: str | None = None,
     origin: str | None = None,
     leaf_data: bytes | None = None,
+    history: Sequence[LogKey] = (),
 ) -> None:
     """Raise ProofError unless the signed checkpoint's tree contains the proof's leaf.
 
@@ -238,7 +241,7 @@ def verify_inclusion_bundle(
     """
     proof = InclusionProof.from_json(proof_json)
     signed = _parse_checkpoint(signed_checkpoint_json, "the")
-    _check_signature(_verifier(public_key, key_id, origin), signed, "the")
+    _check_signature(_verifier(public_key, key_id, origin, history), signed, "the")
     cp = signed.checkpoint
     if proof.tree_size != cp.tree_size:
         raise ProofError(
@@ -264,12 +267,13 @@ def verify_consistency_bundle(
     *,
     key_id: str | None = None,
     origin: str | None = None,
+    history: Sequence[LogKey] = (),
 ) -> None:
     """Raise ProofError unless the new signed tree is an append-only extension of the old."""
     proof = ConsistencyProof.from_json(proof_json)
     old = _parse_checkpoint(old_checkpoint_json, "old")
     new = _parse_checkpoint(new_checkpoint_json, "new")
-    verifier = _verifier(public_key, key_id, origin)
+    verifier = _verifier(public_key, key_id, origin, history)
     _check_signature(verifier, old, "old")
     _check_signature(verifier, new, "new")
     if old.checkpoint.origin != new.checkpoint.origin:
@@ -326,12 +330,14 @@ def _parser() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--key-id", help="require checkpoints to carry this key id")
     common.add_argument("--origin", help="require checkpoints to be for this log origin")
+    common.add_argument("--key-history", metavar="FILE",
+                        help="earlier log keys with the checkpoint sizes each signed (after a key rotation)")
 
     inc = sub.add_parser(
         "verify-inclusion", parents=[common], help="an entry is in a signed tree"
     )
     inc.add_argument("proof", metavar="PROOF.json")
-    inc.add_argument("checkpoint", metavar="CHECKPOINT.json")
+    inc.add_argument("checkpoint", metavar="CHECKPOINT", help="checkpoint.note (or a v1 checkpoint.json)")
     inc.add_argument("public_key", metavar="PUBKEY", help="key file (base64 or PEM) or base64")
     inc.add_argument("--leaf", metavar="ENTRY", help="file with the entry bytes to match")
 
@@ -339,8 +345,8 @@ def _parser() -> argparse.ArgumentParser:
         "verify-consistency", parents=[common], help="a signed tree extends an older one"
     )
     con.add_argument("proof", metavar="PROOF.json")
-    con.add_argument("old", metavar="OLD.json")
-    con.add_argument("new", metavar="NEW.json")
+    con.add_argument("old", metavar="OLD", help="old.note (or a v1 .json)")
+    con.add_argument("new", metavar="NEW", help="new.note (or a v1 .json)")
     con.add_argument("public_key", metavar="PUBKEY", help="key file (base64 or PEM) or base64")
     return parser
 
@@ -349,6 +355,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
         key = _public_key_arg(args.public_key)
+        history: list[LogKey] = []
+        if args.key_history:
+            try:
+                history = parse_key_history(_read(args.key_history, "key history").decode("utf-8"))
+            except (CheckpointError, UnicodeDecodeError) as exc:
+                raise ProofFormatError(f"key history {args.key_history!r}: {exc}") from exc
         if args.command == "verify-inclusion":
             leaf = _read(args.leaf, "entry") if args.leaf else None
             proof_text = _read(args.proof, "proof")
@@ -359,6 +371,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 key_id=args.key_id,
                 origin=args.origin,
                 leaf_data=leaf,
+                history=history,
             )
             proof = InclusionProof.from_json(proof_text)
             print(f"OK: leaf {proof.leaf_index} is included in the signed tree of size "
@@ -372,6 +385,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 key,
                 key_id=args.key_id,
                 origin=args.origin,
+                history=history,
             )
             proof = ConsistencyProof.from_json(proof_text)
             print(f"OK: the signed tree of size {proof.new_size} extends the one of size "

@@ -37,9 +37,18 @@ _DDL = [
     """CREATE TABLE IF NOT EXISTS xl_merkle_leaves (
         idx BIGINT PRIMARY KEY,
         notification_id BIGINT NOT NULL UNIQUE)""",
+    # signed_json: the checkpoint as signed, a C2SP signed note (or, in ledgers written
+    # before v2, the v1 JSON form; see ledger.checkpoint). The name is kept for old ledgers.
     """CREATE TABLE IF NOT EXISTS xl_checkpoints (
         tree_size BIGINT PRIMARY KEY,
         signed_json TEXT NOT NULL)""",
+    # Witness cosignatures of stored checkpoints: one signature line per (size, witness),
+    # where witness is '<name>+<note key id hex>'.
+    """CREATE TABLE IF NOT EXISTS xl_cosignatures (
+        tree_size BIGINT NOT NULL,
+        witness TEXT NOT NULL,
+        line TEXT NOT NULL,
+        PRIMARY KEY (tree_size, witness))""",
 ]
 
 

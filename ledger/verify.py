@@ -11,12 +11,20 @@
    rows were inserted, and an anti-join names them;
 3. rebuilds every level of the tree from the recomputed leaves and compares each stored
    interior node (proofs are served from those);
-4. checks every stored checkpoint: signature, origin, that its tree size exists, that its
-   root is the recomputed root of that size, and an RFC 9162 consistency proof (built from
-   the recomputed tree) between each pair of consecutive checkpoints.
+4. checks every stored checkpoint: signature (current key or the key history), origin, that
+   its tree size exists, that its root is the recomputed root of that size, and an RFC 9162
+   consistency proof (built from the recomputed tree) between each pair of consecutive
+   checkpoints; with ``checkpoint_interval``, that no stretch of more than that many entries
+   lacks a checkpoint (the signer signs one at every multiple, so a gap means deleted ones);
+5. with ``trusted`` checkpoints (saved by an auditor or a monitor), that the recomputed tree
+   has each one's root at its size: a rewrite rebuilt and re-signed by an insider fails here;
+6. with ``witnesses`` and ``quorum``, that every stored cosignature verifies and that the
+   latest checkpoint carries cosignatures of at least ``quorum`` of those witnesses.
 
 Every problem is a ``Finding``; ``VerifyReport.first`` is the earliest one in the log, named
-by leaf index, notification id, aggregate id/version and event topic where known.
+by leaf index, notification id, aggregate id/version and event topic where known. What
+could not be checked at all (no entries, entries not yet in the tree, no checkpoint signed
+by the given key or for the given origin) is listed in ``VerifyReport.unchecked``.
 
 Memory: the recomputed tree is kept as packed 32-byte hashes, about 64 bytes per entry.
 """
@@ -27,13 +35,14 @@ import hashlib
 import struct
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 from uuid import UUID
 
-from ledger.checkpoint import CheckpointError, CheckpointVerifier, SignedCheckpoint
+from ledger.checkpoint import CheckpointError, CheckpointVerifier, LogKey, SignedCheckpoint, UnknownKeyError
 from ledger.entry import ENTRY_HEAD
 from ledger.integrity import Integrity
 from ledger.merkle import EMPTY_ROOT, MerkleLog, verify_consistency
+from ledger.note import NoteError, NoteSignature, NoteVerifier
 
 __all__ = ["Finding", "VerifyReport", "verify_ledger"]
 
@@ -74,11 +83,18 @@ class VerifyReport:
     root: bytes = EMPTY_ROOT
     findings: list[Finding] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
+    unchecked: list[str] = field(default_factory=list)
     findings_total: int = 0
+    cosignatures: int = 0      # valid witness cosignatures on the latest checkpoint
 
     @property
     def ok(self) -> bool:
+        """No tampering found (see ``verified`` for "and everything was checked")."""
         return not self.findings
+
+    @property
+    def verified(self) -> bool:
+        return not self.findings and not self.unchecked
 
     @property
     def first(self) -> Finding | None:
@@ -154,16 +170,27 @@ def verify_ledger(
     *,
     origin: str | None = None,
     key_id: str | None = None,
+    history: Sequence[LogKey] = (),
+    checkpoint_interval: int | None = None,
+    trusted: Sequence[SignedCheckpoint] = (),
+    witnesses: Sequence[NoteVerifier] = (),
+    quorum: int = 0,
     progress: Progress | None = None,
     page_size: int = 1000,
     max_findings: int = 100,
 ) -> VerifyReport:
     """Verify ``ledger`` (a ``ledger.application.Ledger``); see the module docstring.
 
-    ``public_key``: the operator's Ed25519 checkpoint key (object, raw bytes, base64 or PEM).
-    ``origin``: if given, every checkpoint must be for this log.
+    ``public_key``: the operator's current Ed25519 checkpoint key (object, raw bytes, base64
+    or PEM); ``history``: the retired ones. ``origin``: if given, every checkpoint must be for
+    this log. A trusted checkpoint that the keys do not verify raises CheckpointError.
     """
-    verifier = CheckpointVerifier(public_key, key_id, origin=origin)
+    verifier = CheckpointVerifier(public_key, key_id, origin=origin, history=history)
+    for t in trusted:
+        try:
+            verifier.verify(t)
+        except CheckpointError as exc:
+            raise CheckpointError(f"trusted checkpoint of size {t.checkpoint.tree_size}: {exc}") from exc
     integrity: Integrity = ledger.integrity if hasattr(ledger, "integrity") else Integrity(ledger)
     b = integrity.backend
     report = VerifyReport()
@@ -289,9 +316,6 @@ def verify_ledger(
                 at = int(tx.one("SELECT COUNT(*) FROM xl_merkle_leaves WHERE notification_id < ?", (nid,))[0])
                 add(Finding("inserted-entry", "an event row that is not in the tree sits among integrated "
                             "entries: it was inserted", at, int(nid), UUID(bytes=oid_bytes(oid)), int(version), topic))
-        if report.pending:
-            report.warnings.append(f"{report.pending} entries after the last integrated one are not yet in the "
-                                   "tree (run `xledger ledger integrate`); they are not verified")
 
         # -- 3. interior nodes -------------------------------------------------------------
         # Each stored node must be the hash of its stored children; with the leaves checked
@@ -333,16 +357,24 @@ def verify_ledger(
         prev: SignedCheckpoint | None = None
         prev_good_size = 0
         origins: set[str] = set()
+        signed_sizes: list[int] = []          # checkpoints whose signature verified
+        good: dict[int, SignedCheckpoint] = {}  # ... and whose root is the recomputed one
+        unknown_key: list[Finding] = []       # signed by no key we know: wrong key, or forged?
+        stored_sizes: set[int] = set()
         for size_col, text in tx.all("SELECT tree_size, signed_json FROM xl_checkpoints ORDER BY tree_size"):
             report.checkpoints += 1
+            stored_sizes.add(int(size_col))
             try:
-                signed = SignedCheckpoint.from_json(text)
+                signed = SignedCheckpoint.parse(text)
             except CheckpointError as exc:
                 add(Finding("checkpoint", f"stored checkpoint at size {size_col} is malformed: {exc}"))
                 continue
             cp = signed.checkpoint
             try:
                 verifier.verify(signed)
+            except UnknownKeyError as exc:
+                unknown_key.append(Finding("checkpoint-signature", f"checkpoint at size {cp.tree_size} rejected: {exc}"))
+                continue
             except CheckpointError as exc:
                 add(Finding("checkpoint-signature", f"checkpoint at size {cp.tree_size} rejected: {exc}"))
                 continue
@@ -350,6 +382,7 @@ def verify_ledger(
             if int(size_col) != cp.tree_size:
                 add(Finding("checkpoint", f"checkpoint row {size_col} holds a checkpoint of size {cp.tree_size}"))
                 continue
+            signed_sizes.append(cp.tree_size)
             if cp.tree_size > n:
                 add(Finding("checkpoint-size", f"signed checkpoint commits to {cp.tree_size} entries but the tree "
                             f"has only {n}: entries were removed", n))
@@ -368,17 +401,127 @@ def verify_ledger(
                     add(Finding("checkpoint-consistency", f"checkpoint {cp.tree_size} is not an extension of "
                                 f"checkpoint {p.tree_size}", p.tree_size))
                     continue
-                if _instant(cp.timestamp) < _instant(p.timestamp):
+                if p.timestamp and cp.timestamp and _instant(cp.timestamp) < _instant(p.timestamp):
                     report.warnings.append(f"checkpoint {cp.tree_size} is dated before checkpoint {p.tree_size}")
             prev, prev_good_size = signed, cp.tree_size
+            good[cp.tree_size] = signed
         if len(origins) > 1:
             add(Finding("checkpoint", f"checkpoints name several logs: {sorted(origins)}"))
-        if n and report.checkpoints == 0:
+        if unknown_key and not signed_sizes:
+            # Not one checkpoint verifies: most likely the auditor holds another key or origin.
+            report.unchecked.append(
+                f"none of the {len(unknown_key)} stored checkpoints is signed by the given key"
+                + (f" for origin {origin!r}" if origin else "")
+                + f" ({unknown_key[0].message.split(': ', 1)[-1]}); check --public-key, --key-history and --origin")
+        else:
+            for finding in unknown_key:
+                add(finding)
+        keys_known = bool(signed_sizes) or not unknown_key
+        if checkpoint_interval and keys_known:
+            _missing_checkpoints(report, add, signed_sizes, n, checkpoint_interval)
+        elif n and report.checkpoints == 0:
             report.warnings.append("no signed checkpoint: the tree is only checked against itself")
         elif prev is not None and prev.checkpoint.tree_size < n:
             report.warnings.append(f"the last {n - prev.checkpoint.tree_size} leaves are not yet covered by a "
                                    "signed checkpoint")
+
+        # -- 5. trusted checkpoints ----------------------------------------------------------
+        for t in trusted:
+            _check_trusted(report, add, tree, n, t, good)
+
+        # -- 6. witness cosignatures ----------------------------------------------------------
+        if witnesses:
+            _check_witnesses(report, add, tx, good, stored_sizes, signed_sizes, witnesses, quorum or len(witnesses))
+
+    if n == 0 and report.notifications == 0:
+        report.unchecked.append("nothing to verify: the ledger has no entries")
+    if report.pending:
+        report.unchecked.append(f"{report.pending} entries after the last integrated one are not yet in the tree "
+                                "(run `xledger ledger integrate`, or wait for the relay)")
     return report
+
+
+def _missing_checkpoints(report: VerifyReport, add, sizes: list[int], n: int, interval: int) -> None:
+    """The signer signs a checkpoint at every multiple of the interval, so no stretch of more
+    than ``interval`` entries is without one, and fewer than ``interval`` follow the last."""
+    prev = 0
+    for size in sizes:
+        if size - prev > interval:
+            add(Finding("checkpoint-missing", f"no signed checkpoint between sizes {prev} and {size}, although one "
+                        f"is signed every {interval} entries: checkpoints were deleted", prev))
+        prev = max(prev, size)
+    if n - prev >= interval:
+        add(Finding("checkpoint-missing", f"entries {prev}..{n - 1} have no signed checkpoint, although one is "
+                    f"signed every {interval} entries: checkpoints were deleted or never signed", prev))
+
+
+def _check_trusted(report: VerifyReport, add, tree: MerkleLog, n: int, trusted: SignedCheckpoint,
+                   good: dict[int, SignedCheckpoint]) -> None:
+    cp = trusted.checkpoint
+    root64 = _b64(cp.root_hash)
+    if cp.tree_size > n:
+        if n + report.pending >= cp.tree_size:
+            report.unchecked.append(f"the tree has {n} entries, fewer than the trusted checkpoint's "
+                                    f"{cp.tree_size}, and the rest are not yet integrated")
+        else:
+            add(Finding("trusted", f"the trusted checkpoint commits to {cp.tree_size} entries (root {root64}) but "
+                        f"the ledger has only {n + report.pending}: entries were removed (rollback)", n))
+        return
+    if tree.root(cp.tree_size) == cp.root_hash:
+        return
+    stored = good.get(cp.tree_size)
+    also = (" The log's own stored checkpoint of that size has another root: the log key signed two different "
+            "trees (a fork)." if stored is not None else "")
+    add(Finding("trusted", f"the ledger's first {cp.tree_size} entries do not hash to the root {root64} of the "
+                f"trusted checkpoint of size {cp.tree_size}: history before entry {cp.tree_size} was rewritten "
+                f"after that checkpoint was saved.{also}", cp.tree_size - 1 if cp.tree_size else None))
+
+
+def _check_witnesses(report: VerifyReport, add, tx: Any, good: dict[int, SignedCheckpoint], stored_sizes: set[int],
+                     signed_sizes: list[int], witnesses: Sequence[NoteVerifier], quorum: int) -> None:
+    known = {(w.name, w.key_id): w for w in witnesses}
+    valid: dict[int, set[tuple[str, bytes]]] = {}
+    for size, line in tx.all("SELECT tree_size, line FROM xl_cosignatures ORDER BY tree_size"):
+        size = int(size)
+        try:
+            sig = NoteSignature.parse_line(line)
+        except NoteError as exc:
+            add(Finding("cosignature", f"a stored cosignature of checkpoint {size} is malformed: {exc}"))
+            continue
+        w = known.get(sig.key)
+        if w is None:
+            continue
+        signed = good.get(size)
+        if signed is None:
+            if size not in stored_sizes:  # a stored but bad checkpoint has its own finding above
+                add(Finding("cosignature", f"witness {sig.name} cosigned a checkpoint of size {size} that the ledger "
+                            "no longer holds: the checkpoint was deleted", size))
+            continue
+        if not w.verify(signed.checkpoint.body(), sig.signature):
+            add(Finding("cosignature", f"the cosignature of witness {sig.name} does not verify on the stored "
+                        f"checkpoint of size {size}: the checkpoint was changed after it was witnessed", size))
+            continue
+        valid.setdefault(size, set()).add(sig.key)
+    latest = max(signed_sizes, default=None)
+    if latest is None:
+        add(Finding("witness-quorum", f"no signed checkpoint, so nothing carries the {quorum} witness "
+                    "cosignatures required"))
+        return
+    have = valid.get(latest, set())
+    report.cosignatures = len(have)
+    if len(have) < quorum:
+        quorate = [s for s, ws in valid.items() if len(ws) >= quorum]
+        last = f"; the latest checkpoint with {quorum} is of size {max(quorate)}" if quorate else \
+            f"; no checkpoint has {quorum}"
+        names = ", ".join(sorted(name for name, _ in have)) or "none"
+        add(Finding("witness-quorum", f"the latest checkpoint (size {latest}) carries {len(have)} of the {quorum} "
+                    f"witness cosignatures required (valid: {names}){last}", latest))
+
+
+def _b64(data: bytes) -> str:
+    import base64
+
+    return base64.b64encode(data).decode("ascii")
 
 
 def _instant(timestamp: str) -> datetime:

@@ -93,6 +93,12 @@ class Settings:
     keyset: str = ""
     ledger_origin: str = "exchange-ledger/dev"
     checkpoint_interval: int = 1000
+    # A file of retired checkpoint keys with the tree sizes each signed (ledger.checkpoint.parse_key_history).
+    checkpoint_key_history: str = ""
+    # Witnesses that cosign the log's checkpoints: '<vkey>@<url>' entries, comma or space separated.
+    witnesses: str = ""
+    witness_timeout_ms: int = 2000
+    cosign_retry_ms: int = 10000
     log_level: str = "INFO"
 
     def __post_init__(self) -> None:

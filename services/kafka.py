@@ -107,7 +107,7 @@ def make_admin(settings: Settings, **overrides: Any) -> KafkaAdminClient:
 
 
 def create_topics(admin: KafkaAdminClient, names: list[str], partitions: int, *, replication_factor: int = 1,
-                  min_insync_replicas: int = 1) -> list[str]:
+                  min_insync_replicas: int = 1, configs: dict[str, str] | None = None) -> list[str]:
     """Creates the topics of ``names`` that do not exist yet; returns the names it created.
 
     Existing topics are left as they are (Kafka cannot change a topic's replication in place).
@@ -119,7 +119,7 @@ def create_topics(admin: KafkaAdminClient, names: list[str], partitions: int, *,
     missing = [n for n in names if n not in existing]
     if missing:
         spec = {"num_partitions": partitions, "replication_factor": replication_factor,
-                "configs": {"min.insync.replicas": str(min_insync_replicas)}}
+                "configs": {"min.insync.replicas": str(min_insync_replicas), **(configs or {})}}
         try:
             admin.create_topics({name: spec for name in missing})
         except TopicAlreadyExistsError:

@@ -77,11 +77,34 @@ class Runtime:
         return signer_from_key(self.settings.checkpoint_key)
 
     def integrate(self, *, checkpoint: bool = False):
-        """Folds new ledger entries into the Merkle tree, signing a checkpoint every checkpoint_interval entries."""
-        return self.ledger.integrate(
+        """Folds new ledger entries into the Merkle tree, signing a checkpoint every checkpoint_interval entries.
+        A newly signed checkpoint wakes the cosignature collector (if one runs), which asks the witnesses."""
+        result = self.ledger.integrate(
             signer=self.checkpoint_signer, origin=self.settings.ledger_origin,
             sign_every=self.settings.checkpoint_interval, checkpoint=checkpoint, max_entries=5000,
         )
+        if result.checkpoints and "cosigning" in self.__dict__:
+            self.cosigning.wake()
+        return result
+
+    @cached_property
+    def cosigning(self):
+        """Collects witness cosignatures for new checkpoints and publishes them to ledger.checkpoints
+        (``services.cosigning``); off the delivery path, in its own thread (``start_cosigning``)."""
+        from services.cosigning import CheckpointPublisher, CosignatureCollector, parse_witnesses
+
+        publish = None
+        if not self.settings.embedded:
+            publish = CheckpointPublisher(make_producer(self.settings, client_id="checkpoint-publisher"))
+        return CosignatureCollector(
+            self.ledger, parse_witnesses(self.settings.witnesses), log_public_key=self.checkpoint_signer.public_key,
+            publish=publish, timeout=self.settings.witness_timeout_ms / 1000,
+            retry_every=self.settings.cosign_retry_ms / 1000,
+        )
+
+    def start_cosigning(self, stopping):
+        """Runs the cosignature collector in a daemon thread until ``stopping`` is set."""
+        return self.cosigning.start(stopping)
 
     def verify(self):
         """Checks the whole ledger against the checkpoint signer's public key (``ledger.verify``)."""
@@ -142,9 +165,11 @@ class Runtime:
         try:
             create_topics(admin, [topics.REQUESTS, topics.DEAD_LETTERS], request_partitions, **durability)
             create_topics(admin, per_authority, 1, **durability)
+            # Cosigned checkpoints, keyed by origin: compaction keeps the newest per log for good.
+            create_topics(admin, [topics.CHECKPOINTS], 1, configs={"cleanup.policy": "compact"}, **durability)
         finally:
             admin.close()
-        return [topics.REQUESTS, topics.DEAD_LETTERS, *per_authority]
+        return [topics.REQUESTS, topics.DEAD_LETTERS, *per_authority, topics.CHECKPOINTS]
 
     def close(self) -> None:
         if "ledger" in self.__dict__:

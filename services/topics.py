@@ -7,7 +7,8 @@ from __future__ import annotations
 
 REQUESTS = "exchange.requests"
 DEAD_LETTERS = "exchange.requests.dlq"
-# Cosigned ledger checkpoints (compacted): the relay writes it, every authority may read it.
+# Cosigned ledger checkpoints (C2SP signed notes), compacted, keyed by the log origin: the relay writes
+# it, every authority may read it.
 CHECKPOINTS = "ledger.checkpoints"
 INBOX_PREFIX = "inbox."
 RECEIPTS_PREFIX = "receipts."

@@ -35,6 +35,14 @@ def test_avro_bench_rows():
     _check(bench_avro.run(20, 1), "avro.")
 
 
+def test_witness_bench_rows():
+    from bench import bench_witness
+
+    rows = bench_witness.run(5, 1000, 10)
+    _check(rows, "witness.")
+    assert {r["name"] for r in rows} == {"witness.cosign.sqlite", "witness.cosign.memory_state"}
+
+
 def test_ledger_bench_rows(tmp_path):
     from bench import bench_ledger
 

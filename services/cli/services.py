@@ -7,7 +7,7 @@ from typing import Optional
 import typer
 
 from services import logging as xlog
-from services.cli.common import BOOTSTRAP, LEDGER_URL, graceful_shutdown, require_trusted, settings_from
+from services.cli.common import BOOTSTRAP, LEDGER_URL, fail, graceful_shutdown, require_trusted, settings_from
 
 gate_app = typer.Typer(help="The policy gate service.", no_args_is_help=True)
 relay_app = typer.Typer(help="The delivery relay (ledger outbox → inboxes and receipts).", no_args_is_help=True)
@@ -70,18 +70,26 @@ def relay_run(bootstrap_servers: Optional[str] = BOOTSTRAP, ledger_url: Optional
     """Publish allowed payloads to inboxes and receipts to senders, from the ledger's outbox.
 
     Also keeps the Merkle tree (signing checkpoints) and the read models current, in bounded steps.
+    In a thread of its own it asks the witnesses in XLEDGER_WITNESSES to cosign each new checkpoint
+    and publishes it to ledger.checkpoints; a witness that is down never holds up deliveries.
     """
+    from services.cosigning import WitnessConfigError
     from services.runtime import Runtime
 
     stopping = graceful_shutdown()
     settings = settings_from(bootstrap_servers, ledger_url)
     require_trusted(settings, "relay run")
     rt = Runtime(settings)
+    try:
+        rt.start_cosigning(stopping)
+    except WitnessConfigError as exc:
+        fail(f"XLEDGER_WITNESSES: {exc}")
     relay = rt.relay()
     relay.stopping = stopping
     try:
         stats = relay.run()
     finally:
+        stopping.set()
         relay.producer.close()
         rt.close()
     xlog.get_logger("xledger").info("relay.stopped", **stats)

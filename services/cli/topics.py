@@ -30,7 +30,8 @@ def create(
         None, "--min-insync-replicas", min=1, envvar="XLEDGER_MIN_INSYNC_REPLICAS",
         help="Copies that must hold a write before it counts, with acks=all (default 2).", show_default=False),
 ) -> None:
-    """Create exchange.requests, its dead-letter topic, and inbox/receipts topics for every authority.
+    """Create exchange.requests, its dead-letter topic, inbox/receipts topics for every authority, and the
+    compacted ledger.checkpoints (cosigned checkpoints, keyed by the log origin).
 
     Topics that exist already are left as they are.
     """

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import json
 import subprocess
 import sys
@@ -67,6 +68,10 @@ def test_verify_names_the_bad_entry_and_exits_1(cli, ledger, public_key, raw):
     ["proof", "inclusion", "999"],
     ["proof", "inclusion", "0", "--size", "3"],
     ["proof", "consistency", "20", "10"],
+    ["proof", "consistency", "27"],
+    ["proof", "consistency"],
+    ["verify", "--trusted", "/nonexistent/checkpoint.note"],
+    ["verify", "--witness", "not-a-vkey"],
     ["subject", "erase", "0101901234", "--reason", "x"],
     ["subject", "erase", "a" * 64, "--reason", " "],
 ])
@@ -95,34 +100,35 @@ def test_cli_proofs_verify_offline_from_their_files(cli, ledger, public_key, tmp
     r = cli("proof", "inclusion", "13", "--out", str(tmp_path / "inc"))
     assert r.exit_code == 0, r.output
     bundle = json.loads(r.stdout)
-    assert bundle["checkpoint"]["tree_size"] == 26
+    assert bundle["tree_size"] == 26
     verify_inclusion_bundle(bundle["proof"], bundle["checkpoint"], public_key, origin=ORIGIN)
-    done = _offline("verify-inclusion", str(tmp_path / "inc/proof.json"), str(tmp_path / "inc/checkpoint.json"),
+    done = _offline("verify-inclusion", str(tmp_path / "inc/proof.json"), str(tmp_path / "inc/checkpoint.note"),
                     str(key), "--leaf", str(tmp_path / "inc/entry.bin"), "--origin", ORIGIN)
     assert done.returncode == 0, done.stderr
     assert "leaf 13 is included" in done.stdout
 
     r = cli("proof", "inclusion", "3", "--size", "10", "--out", str(tmp_path / "inc10"))
     assert r.exit_code == 0 and json.loads(r.stdout)["proof"]["tree_size"] == 10
-    assert _offline("verify-inclusion", str(tmp_path / "inc10/proof.json"), str(tmp_path / "inc10/checkpoint.json"),
+    assert _offline("verify-inclusion", str(tmp_path / "inc10/proof.json"), str(tmp_path / "inc10/checkpoint.note"),
                     public_key).returncode == 0
 
     r = cli("proof", "consistency", "10", "26", "--out", str(tmp_path / "con"))
     assert r.exit_code == 0, r.output
     bundle = json.loads(r.stdout)
     verify_consistency_bundle(bundle["proof"], bundle["old_checkpoint"], bundle["new_checkpoint"], public_key)
-    done = _offline("verify-consistency", str(tmp_path / "con/proof.json"), str(tmp_path / "con/old.json"),
-                    str(tmp_path / "con/new.json"), str(key))
+    assert bundle["old_root"] == base64.b64encode(ledger.integrity.root(10)).decode()
+    done = _offline("verify-consistency", str(tmp_path / "con/proof.json"), str(tmp_path / "con/old.note"),
+                    str(tmp_path / "con/new.note"), str(key))
     assert done.returncode == 0, done.stderr
 
     # A doctored proof or entry fails offline.
     proof = json.loads((tmp_path / "inc/proof.json").read_text())
     proof["leaf_index"] = 12
     (tmp_path / "inc/proof.json").write_text(json.dumps(proof))
-    assert _offline("verify-inclusion", str(tmp_path / "inc/proof.json"), str(tmp_path / "inc/checkpoint.json"),
+    assert _offline("verify-inclusion", str(tmp_path / "inc/proof.json"), str(tmp_path / "inc/checkpoint.note"),
                     str(key)).returncode == 1
     (tmp_path / "inc10/entry.bin").write_bytes((tmp_path / "inc10/entry.bin").read_bytes() + b" ")
-    assert _offline("verify-inclusion", str(tmp_path / "inc10/proof.json"), str(tmp_path / "inc10/checkpoint.json"),
+    assert _offline("verify-inclusion", str(tmp_path / "inc10/proof.json"), str(tmp_path / "inc10/checkpoint.note"),
                     str(key), "--leaf", str(tmp_path / "inc10/entry.bin")).returncode == 1
 
 
@@ -131,7 +137,7 @@ def test_proof_for_an_entry_after_the_last_checkpoint_signs_one_now(cli, ledger,
     ledger.integrate(signer=signer, origin=ORIGIN, sign_every=10)  # 10, 20; 26 leaves
     r = cli("proof", "inclusion", "24")
     assert r.exit_code == 0, r.output
-    assert json.loads(r.stdout)["checkpoint"]["tree_size"] == 26
+    assert json.loads(r.stdout)["tree_size"] == 26
     assert ledger.integrity.checkpoint_sizes() == [10, 20, 26]
     r = cli("proof", "consistency", "20", "26")
     assert r.exit_code == 0
@@ -142,8 +148,9 @@ def test_forged_checkpoint_fails_offline(cli, ledger, public_key, tmp_path):
     fill(ledger, 0, 12)
     cli("ledger", "integrate")
     assert cli("proof", "inclusion", "2", "--out", str(tmp_path)).exit_code == 0
-    cp = json.loads((tmp_path / "checkpoint.json").read_text())
-    cp["tree_size"] = 27  # the signature no longer covers the body
-    (tmp_path / "checkpoint.json").write_text(json.dumps(cp))
-    done = _offline("verify-inclusion", str(tmp_path / "proof.json"), str(tmp_path / "checkpoint.json"), public_key)
+    note = (tmp_path / "checkpoint.note").read_text()
+    forged = note.replace("\n26\n", "\n27\n", 1)  # the signature no longer covers the body
+    assert forged != note
+    (tmp_path / "checkpoint.note").write_text(forged)
+    done = _offline("verify-inclusion", str(tmp_path / "proof.json"), str(tmp_path / "checkpoint.note"), public_key)
     assert done.returncode == 1 and "rejected" in done.stderr

@@ -131,29 +131,35 @@ def test_changed_tree_node_is_named(built, public_key, raw):
 
 
 def test_forged_checkpoint_signature_is_rejected(built, public_key, raw):
+    from ledger.checkpoint import SignedCheckpoint
+    from ledger.note import NoteSignature
+
     size, text = raw.rows("SELECT tree_size, signed_json FROM xl_checkpoints ORDER BY tree_size")[1]
-    data = json.loads(text)
-    sig = bytearray(__import__("base64").b64decode(data["signature"]))
-    sig[0] ^= 1
-    data["signature"] = __import__("base64").b64encode(bytes(sig)).decode()
-    raw.run("UPDATE xl_checkpoints SET signed_json = ? WHERE tree_size = ?", (json.dumps(data), size))
+    signed = SignedCheckpoint.parse(text)
+    sig = signed.signatures[0]
+    flipped = NoteSignature(sig.name, sig.key_id, bytes([sig.signature[0] ^ 1]) + sig.signature[1:])
+    forged = SignedCheckpoint(signed.checkpoint, (flipped,))
+    raw.run("UPDATE xl_checkpoints SET signed_json = ? WHERE tree_size = ?", (forged.stored(), size))
     report = built.verify(public_key)
     assert [f.kind for f in report.findings] == ["checkpoint-signature"]
 
 
 def test_checkpoint_signed_by_another_key_is_rejected(built, public_key, raw):
-    from ledger.checkpoint import Checkpoint, utc_timestamp
+    from ledger.checkpoint import Checkpoint
 
     private, public = generate_keypair()
     forger = CheckpointSigner(private, key_fingerprint(public))
     root = built.integrity.root(42)
-    forged = forger.sign(Checkpoint(ORIGIN, 42, root, utc_timestamp()))
-    raw.run("UPDATE xl_checkpoints SET signed_json = ? WHERE tree_size = 42", (forged.to_json(),))
+    forged = forger.sign(Checkpoint(ORIGIN, 42, root))
+    raw.run("UPDATE xl_checkpoints SET signed_json = ? WHERE tree_size = 42", (forged.stored(),))
     assert built.verify(public_key).first.kind == "checkpoint-signature"
 
 
-def test_checkpoint_for_another_origin_is_rejected(built, public_key, signer, raw):
-    assert built.verify(public_key, origin="exchange-ledger/prod").first.kind == "checkpoint-signature"
+def test_another_origin_or_key_is_could_not_check_not_tampered(built, public_key, signer, raw):
+    for report in (built.verify(public_key, origin="exchange-ledger/prod"),
+                   built.verify(generate_keypair()[1], origin=ORIGIN)):
+        assert report.ok and not report.verified
+        assert "none of the 5 stored checkpoints is signed by the given key" in report.unchecked[0]
 
 
 def test_a_thousand_random_single_byte_mutations_are_all_detected(built, public_key, raw):

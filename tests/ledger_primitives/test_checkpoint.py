@@ -1,4 +1,6 @@
-"""Signed checkpoints: canonical body, JSON round trip, and every way verification must fail."""
+"""Signed checkpoints: canonical body, the C2SP note form written since v2, the v1 JSON form
+that older ledgers hold (still read and verified), key history, and every way verification
+must fail."""
 
 from __future__ import annotations
 
@@ -11,8 +13,13 @@ from cryptography.hazmat.primitives import serialization
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+import hashlib
+
 from ledger.checkpoint import (
     FORMAT,
+    LogKey,
+    UnknownKeyError,
+    parse_key_history,
     Checkpoint,
     CheckpointError,
     CheckpointSigner,
@@ -26,6 +33,11 @@ from ledger.checkpoint import (
     load_public_key,
     utc_timestamp,
 )
+from ledger.note import Cosigner, Ed25519Signer, NoteSignature
+
+
+def _raw(public) -> bytes:
+    return public.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
 
 ROOT = bytes(range(32))
 ORIGIN = "exchange-ledger/test"
@@ -37,11 +49,90 @@ def keys():
     return private, public, key_fingerprint(public)
 
 
+def legacy_sign(private, key_id: str, cp: Checkpoint) -> SignedCheckpoint:
+    """A checkpoint as ledgers before v2 signed it: plain Ed25519 over the body, JSON form."""
+    return SignedCheckpoint(cp, legacy_key_id=key_id, legacy_signature=private.sign(cp.body()))
+
+
 @pytest.fixture
 def signed(keys):
+    """A v1 (JSON form) checkpoint, as older ledgers hold them."""
     private, _, key_id = keys
     cp = Checkpoint(ORIGIN, 42, ROOT, "2025-11-26T08:04:00Z")
-    return CheckpointSigner(private, key_id).sign(cp)
+    return legacy_sign(private, key_id, cp)
+
+
+@pytest.fixture
+def note_signed(keys):
+    private, _, key_id = keys
+    return CheckpointSigner(private, key_id).sign(Checkpoint(ORIGIN, 42, ROOT))
+
+
+def test_new_checkpoints_are_c2sp_notes_named_by_origin(keys, note_signed):
+    _, public, key_id = keys
+    text = note_signed.to_note()
+    body, sep, sigs = text.partition("\n\n")
+    assert body + "\n" == f"{ORIGIN}\n42\n{base64.b64encode(ROOT).decode()}\n"
+    dash, name, blob = sigs.rstrip("\n").split(" ")
+    assert (dash, name) == ("\u2014", ORIGIN)
+    raw = base64.b64decode(blob)
+    assert raw[:4] == hashlib.sha256(ORIGIN.encode() + b"\n\x01" + _raw(public)).digest()[:4]
+    public.verify(raw[4:], note_signed.checkpoint.body())
+    again = SignedCheckpoint.parse(text)
+    assert again == note_signed and again.stored() == text
+    assert CheckpointVerifier(public, key_id, origin=ORIGIN).verify(again).public_key == public
+    assert SignedCheckpoint.from_json(note_signed.to_json()) == note_signed
+
+
+def test_note_checkpoint_failures(keys, note_signed):
+    _, public, _ = keys
+    _, other = generate_keypair()
+    with pytest.raises(UnknownKeyError, match="not signed by any known key"):
+        CheckpointVerifier(other).verify(note_signed)
+    with pytest.raises(UnknownKeyError, match="origin"):
+        CheckpointVerifier(public, origin="exchange-ledger/prod").verify(note_signed)
+    sig = note_signed.signatures[0]
+    flipped = NoteSignature(sig.name, sig.key_id, bytes([sig.signature[0] ^ 1]) + sig.signature[1:])
+    with pytest.raises(CheckpointError, match="bad checkpoint signature"):
+        CheckpointVerifier(public).verify(SignedCheckpoint(note_signed.checkpoint, (flipped,)))
+    moved = SignedCheckpoint(Checkpoint(ORIGIN, 43, ROOT), note_signed.signatures)
+    with pytest.raises(CheckpointError, match="bad checkpoint signature"):
+        CheckpointVerifier(public).verify(moved)
+    # An unknown signature beside the log's own is ignored, as the note spec requires.
+    stranger = Ed25519Signer("witness.example/w", generate_keypair()[0]).sign(b"x")
+    CheckpointVerifier(public).verify(note_signed.with_signatures([stranger]))
+
+
+def test_key_history_lets_retired_keys_verify_only_their_sizes(keys):
+    old_private, old_public, _ = keys
+    new_private, new_public = generate_keypair()
+    early = CheckpointSigner(old_private).sign(Checkpoint(ORIGIN, 10, ROOT))
+    late = CheckpointSigner(new_private).sign(Checkpoint(ORIGIN, 30, ROOT))
+    assert early.signatures[0].key_id != late.signatures[0].key_id  # a new key, a new key id
+    history_text = "# retired log keys\n" + LogKey(old_public, ORIGIN, 0, 20).history_line() + "\n"
+    history = parse_key_history(history_text)
+    verifier = CheckpointVerifier(new_public, origin=ORIGIN, history=history)
+    assert verifier.verify(early).public_key == history[0].public_key
+    assert verifier.verify(late).public_key == new_public
+    with pytest.raises(UnknownKeyError):
+        CheckpointVerifier(new_public, origin=ORIGIN).verify(early)  # no history, no old key
+    # The retired key may not sign past its last size; the current key not before its first.
+    with pytest.raises(CheckpointError, match="may sign only sizes 0..20"):
+        verifier.verify(CheckpointSigner(old_private).sign(Checkpoint(ORIGIN, 25, ROOT)))
+    with pytest.raises(CheckpointError, match="may sign only sizes 21.."):
+        verifier.verify(CheckpointSigner(new_private).sign(Checkpoint(ORIGIN, 15, ROOT)))
+    # A v1 checkpoint signed by the retired key verifies through the history too.
+    v1 = legacy_sign(old_private, key_fingerprint(old_public), Checkpoint(ORIGIN, 5, ROOT, "2025-01-01T00:00:00Z"))
+    assert verifier.verify(v1).public_key == history[0].public_key
+
+
+@pytest.mark.parametrize("line", ["nonsense", "a+b+c 0 1", "{vkey} x 1", "{vkey} 5 2", "{vkey} 1", "{cosig} 0 -"])
+def test_bad_key_history_lines_are_named(keys, line):
+    _, public, _ = keys
+    vkey = LogKey(public, ORIGIN).history_line().split()[0]
+    cosig = Cosigner("w.example", generate_keypair()[0]).verifier().vkey
+    with pytest.raises(CheckpointError, match="line 2"):
+        parse_key_history("# header\n" + line.format(vkey=vkey, cosig=cosig) + "\n")
 
 
 def test_body_is_the_c2sp_checkpoint_text():
@@ -75,7 +166,7 @@ def test_sign_verify_and_json_round_trip(keys, signed):
 def test_signature_is_plain_ed25519_over_the_body(keys, signed):
     # So the checkpoint can be re-expressed as a C2SP signed note without re-signing.
     _, public, _ = keys
-    public.verify(signed.signature, signed.checkpoint.body())
+    public.verify(signed.legacy_signature, signed.checkpoint.body())
 
 
 @pytest.mark.parametrize(
@@ -106,19 +197,20 @@ def test_wrong_key_wrong_key_id_wrong_origin(keys, signed):
     with pytest.raises(CheckpointError, match="origin"):
         CheckpointVerifier(public, key_id, origin="exchange-ledger/prod").verify(signed)
     CheckpointVerifier(public, None).verify(signed)  # label check skipped, signature still needed
-    relabelled = SignedCheckpoint(signed.checkpoint, "someone-else", signed.signature)
+    relabelled = SignedCheckpoint(signed.checkpoint, legacy_key_id="someone-else",
+                                  legacy_signature=signed.legacy_signature)
     CheckpointVerifier(public, None).verify(relabelled)
-    with pytest.raises(CheckpointError, match="bad checkpoint signature"):
+    with pytest.raises(UnknownKeyError, match="not signed by any known key"):
         CheckpointVerifier(other_public, None).verify(relabelled)
 
 
 def test_flipped_signature_bit_fails(keys, signed):
     _, public, key_id = keys
-    sig = bytearray(signed.signature)
+    sig = bytearray(signed.legacy_signature)
     sig[10] ^= 0x40
     with pytest.raises(CheckpointError):
         CheckpointVerifier(public, key_id).verify(
-            SignedCheckpoint(signed.checkpoint, signed.key_id, bytes(sig))
+            SignedCheckpoint(signed.checkpoint, legacy_key_id=signed.key_id, legacy_signature=bytes(sig))
         )
 
 
@@ -228,12 +320,14 @@ def test_key_fingerprint_is_stable(keys):
 )
 def test_property_json_round_trip(keys, origin, size, root):
     private, public, key_id = keys
-    signed = CheckpointSigner(private, key_id).sign(
-        Checkpoint(origin, size, root, "2030-01-01T00:00:00.5Z")
-    )
+    signed = legacy_sign(private, key_id, Checkpoint(origin, size, root, "2030-01-01T00:00:00.5Z"))
     again = SignedCheckpoint.from_json(signed.to_json())
     assert again == signed
     CheckpointVerifier(public, key_id).verify(again)
+    if "+" not in origin:  # a note key name has no '+'
+        note = CheckpointSigner(private, key_id).sign(Checkpoint(origin, size, root))
+        assert SignedCheckpoint.parse(note.stored()) == note
+        CheckpointVerifier(public, key_id).verify(SignedCheckpoint.parse(note.stored()))
 
 
 # ---------------------------------------------------------------- C2SP signed-note interop
@@ -271,7 +365,7 @@ def test_checkpoint_renders_as_signed_note(keys, signed):
     dash, name, blob = sig_line.rstrip("\n").split(" ")
     assert (dash, name) == ("\u2014", ORIGIN)
     raw = base64.b64decode(blob)
-    assert raw[4:] == signed.signature
+    assert raw[4:] == signed.legacy_signature
     assert note_verifier_key(ORIGIN, public).split("+")[1] == raw[:4].hex()
 
 
@@ -288,3 +382,10 @@ def test_checkpoint_renders_as_signed_note(keys, signed):
 def test_from_body_rejects_undecodable_or_non_ascii_numbers(body):
     with pytest.raises(CheckpointError):
         Checkpoint.from_body(body)
+
+
+def test_a_note_whose_origin_looks_like_json_is_still_a_note(keys):
+    private, public, _ = keys
+    note = CheckpointSigner(private).sign(Checkpoint("{", 0, ROOT))
+    assert SignedCheckpoint.parse(note.stored()) == note
+    CheckpointVerifier(public).verify(SignedCheckpoint.parse(note.stored()))

@@ -14,6 +14,7 @@ from hypothesis import strategies as st
 from ledger.checkpoint import (
     Checkpoint,
     CheckpointSigner,
+    SignedCheckpoint,
     encode_public_key,
     generate_keypair,
     key_fingerprint,
@@ -48,8 +49,13 @@ class Operator:
         self.log.append_many(leaf_hash(e) for e in entries)
 
     def checkpoint(self, size: int, root: bytes | None = None, origin: str = ORIGIN) -> str:
-        cp = Checkpoint(origin, size, root or self.log.root(size), "2025-11-26T08:04:00Z")
-        return self.signer.sign(cp).to_json()
+        """A C2SP checkpoint note, as the ledger signs them since v2."""
+        return self.signer.sign(Checkpoint(origin, size, root or self.log.root(size))).stored()
+
+    def legacy_checkpoint(self, size: int) -> str:
+        """A checkpoint in the v1 JSON form that older ledgers hold."""
+        cp = Checkpoint(ORIGIN, size, self.log.root(size), "2025-11-26T08:04:00Z")
+        return SignedCheckpoint(cp, legacy_key_id=self.key_id, legacy_signature=self.private.sign(cp.body())).to_json()
 
 
 @pytest.fixture(scope="module")
@@ -102,7 +108,7 @@ def test_inclusion_failures_name_the_check(op):
         verify_inclusion_bundle(InclusionProof(20, 20, proof.leaf_hash, proof.path).to_json(),
                                 cp20, op.public)
     other = Operator()
-    with pytest.raises(ProofError, match="checkpoint rejected: bad checkpoint signature"):
+    with pytest.raises(ProofError, match="checkpoint rejected: .*not signed by any known key"):
         verify_inclusion_bundle(proof.to_json(), cp20, other.public)
     with pytest.raises(ProofError, match="checkpoint rejected"):
         verify_inclusion_bundle(proof.to_json(), cp20, op.public, key_id="other")
@@ -112,11 +118,15 @@ def test_inclusion_failures_name_the_check(op):
 
 def test_tampered_checkpoint_json_is_rejected(op):
     proof = make_inclusion_proof(op.log, 3, 20).to_json()
-    doc = json.loads(op.checkpoint(20))
-    doc["tree_size"] = 21  # a dishonest relabel, signature unchanged
     proof21 = make_inclusion_proof(op.log, 3, 21).to_json()
+    verify_inclusion_bundle(proof, op.legacy_checkpoint(20), op.public)  # old checkpoints still verify
+    doc = json.loads(op.legacy_checkpoint(20))
+    doc["tree_size"] = 21  # a dishonest relabel, signature unchanged
     with pytest.raises(ProofError, match="bad checkpoint signature"):
         verify_inclusion_bundle(proof21, json.dumps(doc), op.public)
+    note = op.checkpoint(20).replace("\n20\n", "\n21\n", 1)
+    with pytest.raises(ProofError, match="bad checkpoint signature"):
+        verify_inclusion_bundle(proof21, note, op.public)
     with pytest.raises(ProofFormatError):
         verify_inclusion_bundle(proof, "{not json", op.public)
 

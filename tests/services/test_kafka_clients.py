@@ -114,6 +114,8 @@ def test_real_kafka_gets_three_replicas_and_two_in_sync_by_default(admin):
         "exchange.requests.dlq": {"num_partitions": 4, "replication_factor": 3, "configs": {"min.insync.replicas": "2"}},
         "inbox.kommune.326": {"num_partitions": 1, "replication_factor": 3, "configs": {"min.insync.replicas": "2"}},
         "receipts.kommune.326": {"num_partitions": 1, "replication_factor": 3, "configs": {"min.insync.replicas": "2"}},
+        "ledger.checkpoints": {"num_partitions": 1, "replication_factor": 3,
+                               "configs": {"min.insync.replicas": "2", "cleanup.policy": "compact"}},
     }
 
 
@@ -124,7 +126,8 @@ def test_topics_create_takes_flags_and_environment(admin):
     assert result.exit_code == 0, result.output
     assert "replication factor 5, min.insync.replicas 3" in result.output
     assert {(s["replication_factor"], s["configs"]["min.insync.replicas"]) for s in admin.created.values()} == {(5, "3")}
-    assert len(admin.created) == 1 + 2 * 140  # the dead-letter topic and two per authority; requests existed
+    # The dead-letter topic, two per authority and ledger.checkpoints; requests existed.
+    assert len(admin.created) == 1 + 2 * 140 + 1
 
     admin.created.clear()
     result = runner.invoke(app, ["topics", "create", "--bootstrap-servers", "kafka:9092"],
