@@ -13,6 +13,7 @@ import os
 import signal
 import socket
 import subprocess
+import sys
 import time
 from contextlib import contextmanager
 from typing import Iterator
@@ -107,6 +108,7 @@ class EmbeddedBroker:
                 stdout=subprocess.DEVNULL,
                 stderr=subprocess.DEVNULL,
                 start_new_session=True,  # Ctrl-C in the terminal reaches us, and we stop it ourselves.
+                preexec_fn=_die_with_parent,
             )
             deadline = time.monotonic() + self.ready_timeout
             while time.monotonic() < deadline:
@@ -141,6 +143,20 @@ class EmbeddedBroker:
 
     def __exit__(self, *exc) -> None:
         self.stop()
+
+
+def _die_with_parent() -> None:
+    """In the broker's child process: be killed when the process that started it dies.
+
+    A demo or test killed with SIGKILL cannot stop its broker, and an in-memory broker left
+    behind only holds a port and memory. Linux only (prctl PR_SET_PDEATHSIG); elsewhere a no-op.
+    """
+    if sys.platform != "linux":
+        return
+    import ctypes
+
+    PR_SET_PDEATHSIG = 1
+    ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
 
 
 def _terminate(proc: subprocess.Popen) -> None:
