@@ -477,7 +477,8 @@ def bundle_from_data(data: object, source: str = "<memory>") -> Bundle:
         inner = ctx.get("error")
         if isinstance(inner, _PathError):
             path = format_loc(loc)
-            path = inner.path if path == "<root>" else f"{path}.{inner.path}"
+            if inner.path != "<root>":
+                path = inner.path if path == "<root>" else f"{path}.{inner.path}"
             raise BundleError(source, path, inner.problem) from None
         more = f" (and {len(e.errors()) - 1} more problem(s))" if len(e.errors()) > 1 else ""
         raise BundleError(source, format_loc(loc), err["msg"] + more) from None
