@@ -1,9 +1,15 @@
-"""The policy engine: the decision procedure of disclosure-rules.md, steps 0-8.
+"""The policy engine: the decision procedure of docs/rules.md, steps 0-8 in each bundle's order.
 
-The engine is generic: it owns the *step structure* only.  Roles, purposes,
-purpose families, subject scopes, numbers, reason codes, check names and
-citations come from the bundle in force (:mod:`policies.bundle`); organisations,
+The engine is generic: it owns what each step and check examines.  The order of
+the steps, which failures deny and which escalate, what invalid consent does where
+a step falls back on consent, roles, purposes, purpose families, subject scopes and
+the release window, numbers, reason codes, check names and citations come from the
+bundle in force on the exchange date (:mod:`policies.bundle`); organisations,
 validity and memberships from the directory (:mod:`policies.directory`).
+
+Per request, the bundle's steps become a *plan* (memoised per kind of request):
+runs of shared trace items and the per-recipient operations between them, up to
+the first step that decides every recipient reaching it.
 
 Trace items (:class:`CheckResult`) are immutable and shared: per bundle, an
 item is built once per distinct input (e.g. E1 per context and recipient role,

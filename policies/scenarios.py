@@ -1,7 +1,6 @@
 """Scenario files: a YAML or JSON list of exchange requests with ``expected`` results.
 
-Format: see disclosure-rules.md, "Scenario files".  Extensions (documented in
-policies/README.md):
+Format: see policies/README.md ("Scenario files").  Extensions (documented there too):
 
 * ``expected`` may be a single ``{outcome, rule, reason?, via?, warnings?, citation?}`` that
   applies to every recipient, or a mapping ``recipient-org-id -> {...}``.

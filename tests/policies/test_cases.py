@@ -216,3 +216,49 @@ def test_cli_bundle_option(tmp_path):
                    encoding="utf-8")
     res = runner.invoke(app, ["check", str(CASES / "worked-examples.yaml"), "--bundle", str(bad)])
     assert res.exit_code == 2 and "necessity.min_length" in res.stderr
+
+
+def test_rules_document_is_generated_from_the_bundles_and_current():
+    """docs/rules.md is what `xledger policy docs` writes from the shipped bundles."""
+    from policies.bundle import BundleSet
+    from policies.rulesdoc import render
+
+    doc = Path(__file__).resolve().parents[2] / "docs" / "rules.md"
+    bundles = BundleSet.load().bundles
+    assert doc.read_text(encoding="utf-8") == render(bundles), \
+        "docs/rules.md is stale: run `xledger policy docs` and commit it"
+    text = doc.read_text(encoding="utf-8")
+    for b in bundles:
+        assert f"## Version `{b.name}`" in text and b.version in text
+        for slot, spec in b.checks.items():
+            assert spec.name in text, (b.name, slot)
+            if spec.reason:
+                assert f"`{spec.reason}`" in text and b.check_citation(slot) in text, (b.name, slot)
+        for rule, citation in b.citations.items():
+            assert citation in text, (b.name, rule)
+    res = runner.invoke(app, ["docs", "--check", "--output", str(doc)])
+    assert res.exit_code == 0, res.output
+
+
+def test_policy_docs_check_fails_on_a_stale_file(tmp_path):
+    stale = tmp_path / "rules.md"
+    stale.write_text("# old rules\n", encoding="utf-8")
+    res = runner.invoke(app, ["docs", "--check", "--output", str(stale)])
+    assert res.exit_code == 1 and "stale" in res.stderr
+    res = runner.invoke(app, ["docs", "--output", str(stale)])
+    assert res.exit_code == 0
+    res = runner.invoke(app, ["docs", "--check", "--output", str(stale)])
+    assert res.exit_code == 0
+
+
+def test_cli_explain_shows_both_versions():
+    res = runner.invoke(app, ["explain", str(CASES / "v2-date-boundary.yaml")])
+    assert res.exit_code == 0
+    out = res.stdout
+    assert "Regelsæt dk-115-2026 (gælder fra 2026-01-01)" in out
+    assert "Regelsæt dk-115-2026-12-15 (gælder fra 2026-12-15)" in out
+    assert "TIL MANUEL VURDERING (H3; databeskyttelsesforordningen art. 5, stk. 1, litra b" in out
+    assert "Afventer juridisk kontrol" in out
+    res = runner.invoke(app, ["check", str(CASES / "v2-date-boundary.yaml")])
+    assert res.exit_code == 0
+    assert "(dk-115-2026, from 2026-01-01)" in res.stdout and "(dk-115-2026-12-15, from 2026-12-15)" in res.stdout
