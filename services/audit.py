@@ -15,7 +15,7 @@ from typing import Any, Callable, Iterable, Iterator
 
 from ledger.domain import sealed_message_aad
 from ledger.privacy import DecryptionError, LedgerSealer, SubjectErased
-from ledger.readmodels import ReadModels, TableDiff, compare, replay_prefix
+from ledger.readmodels import TABLES, ReadModels, TableDiff, compare, replay_prefix
 from policies.bundle import Bundle, BundleSet, load_bundle
 from policies.directory import Directory
 from policies.engine import PolicyEngine
@@ -24,6 +24,7 @@ from services.gate import GatePipeline, Inbound, Rejected, Work
 
 _REQUESTED = "Exchange.Requested"
 _DECIDED = "Exchange.Decided"
+_VERDICT = "Exchange.EscalationVerdict"
 
 
 # -- the recorded history ------------------------------------------------------------------------
@@ -77,6 +78,15 @@ def recorded_decisions(ledger: Any, *, page_size: int = 1000,
         if progress is not None:
             progress(page[-1].id)
         start = page[-1].id + 1
+
+
+def recorded_verdicts(ledger: Any) -> dict[uuid.UUID, list[dict[str, Any]]]:
+    """Every legal officer's verdict on an escalation, per exchange, in the order recorded."""
+    out: dict[uuid.UUID, list[dict[str, Any]]] = {}
+    for n in ledger.all_notifications():
+        if n.topic.endswith(_VERDICT):
+            out.setdefault(n.originator_id, []).append(ledger.mapper.to_domain_event(n).verdict)
+    return out
 
 
 class PinnedBundleSet(BundleSet):
@@ -184,8 +194,7 @@ def replay(ledger: Any, *, until: datetime | None = None, keep: bool = False, co
             compared = True
         else:
             consumed = fresh.catch_up(until=until, progress=progress)
-            diffs = [TableDiff(t, 0, len(fresh.rows(t))) for t in ("exchanges", "decisions", "disclosures", "stats",
-                                                                    "rejections")]
+            diffs = [TableDiff(t, 0, len(fresh.rows(t))) for t in TABLES]
             compared = False
         return ReplayReport(fresh.prefix, consumed, until, diffs, compared)
     finally:
@@ -236,6 +245,8 @@ class ReevaluationReport:
     divergent: list[Divergence] = field(default_factory=list)
     not_reevaluable: list[dict[str, str]] = field(default_factory=list)  # erased subjects
     errors: list[dict[str, str]] = field(default_factory=list)  # unknown policy version, undecryptable, rejected
+    # escalated recipients by their status after legal review (the recorded ESCALATE stays the decision)
+    reviewed: dict[str, int] = field(default_factory=lambda: {"APPROVED": 0, "REFUSED": 0, "OPEN": 0})
 
     @property
     def ok(self) -> bool:
@@ -244,7 +255,7 @@ class ReevaluationReport:
     def to_dict(self) -> dict[str, Any]:
         return {"checked": self.checked, "agreeing": self.agreeing, "ok": self.ok,
                 "divergent": [d.to_dict() for d in self.divergent], "not_reevaluable": self.not_reevaluable,
-                "errors": self.errors}
+                "errors": self.errors, "reviewed": self.reviewed}
 
 
 def diff_decisions(recorded: dict[str, Any], recomputed: dict[str, Any]) -> list[tuple[str, str, Any, Any]]:
@@ -268,12 +279,24 @@ def diff_decisions(recorded: dict[str, Any], recomputed: dict[str, Any]) -> list
 
 def reevaluate(ledger: Any, redecider: Redecider, bundles: Any,
                progress: Callable[[int], None] | None = None) -> ReevaluationReport:
+    """Every recorded decision re-decided under its own policy version. An escalation's legal
+    review follows the decision and does not change it: an approved or refused escalation is
+    consistent when the decision still escalates and its verdicts keep the rules of review."""
+    from services.escalations import audit_verdicts
+
     report = ReevaluationReport()
+    verdicts = recorded_verdicts(ledger)
     for rec in recorded_decisions(ledger, progress=progress):
         report.checked += 1
         ident = {"exchange_id": str(rec.exchange_id), "message_id": rec.message_id, "sender": rec.sender}
         version = rec.decision.get("policy_version", "")
         bundle = bundles.by_version(version)
+        if any(r["outcome"] == "ESCALATE" for r in rec.decision["results"]) or rec.exchange_id in verdicts:
+            status, problems = audit_verdicts(rec.summary, rec.decision, verdicts.get(rec.exchange_id, []), bundle)
+            for s in status.values():
+                report.reviewed[s] = report.reviewed.get(s, 0) + 1
+            for recipient, code, detail in problems:
+                report.errors.append({**ident, "recipient": recipient, "error": code, "detail": detail[:200]})
         if bundle is None:
             report.errors.append({**ident, "error": "UNKNOWN_POLICY_VERSION", "detail": version})
             continue
@@ -416,7 +439,7 @@ def resolve_subject(value: str, secret: bytes) -> str:
 
 
 __all__ = [
-    "Recorded", "recorded_decisions", "PinnedBundleSet", "Redecider", "load_bundles", "replay", "ReplayReport",
+    "Recorded", "recorded_decisions", "recorded_verdicts", "PinnedBundleSet", "Redecider", "load_bundles", "replay", "ReplayReport",
     "reevaluate", "ReevaluationReport", "Divergence", "diff_decisions", "impact", "ImpactReport", "subject_report",
     "resolve_subject", "SUBJECT_COLUMNS",
 ]
