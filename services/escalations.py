@@ -307,7 +307,9 @@ class EscalationDesk:
         except IntegrityError:
             # Another verdict on this exchange was recorded since it was read: judge again on the new state.
             raise EscalationError("CONFLICT", "another verdict was recorded meanwhile; look again and retry") from None
-        return {**verdict, "exchange_id": str(ex.id), "message_id": ex.message_id, "sender": ex.sender}
+        approvals = len(esc.approvers) + (verdict["verdict"] == APPROVE)
+        return {**verdict, "approvals": approvals, "exchange_id": str(ex.id), "message_id": ex.message_id,
+                "sender": ex.sender}
 
 
 def audit_verdicts(summary: dict[str, Any], decision: dict[str, Any], verdicts: list[dict[str, Any]],
