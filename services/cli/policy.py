@@ -29,8 +29,8 @@ app = typer.Typer(
 )
 
 OUTCOME_DA = {"ALLOW": "TILLADT", "DENY": "AFVIST", "ESCALATE": "TIL MANUEL VURDERING"}
-#: the repository's rules document (the package sits in the repository's root)
-DOCS_PATH = Path(__file__).resolve().parents[1] / "docs" / "rules.md"
+#: the repository's rules document (the services package sits in the repository's root)
+DOCS_PATH = Path(__file__).resolve().parents[2] / "docs" / "rules.md"
 
 
 def _engine(bundle: Optional[List[Path]]) -> PolicyEngine:
@@ -39,7 +39,6 @@ def _engine(bundle: Optional[List[Path]]) -> PolicyEngine:
         return PolicyEngine(bundles, Directory.load())
     except (BundleError, DirectoryError) as e:
         fail(f"invalid policy: {e}")
-        raise  # unreachable
 
 
 def _decide_all(engine: PolicyEngine, file: Path) -> list[tuple[Scenario, Decision]]:
@@ -177,17 +176,15 @@ def docs(
     try:
         bundles = BundleSet.load(bundle) if bundle else BundleSet.load()
     except BundleError as e:
-        _fail(f"invalid policy: {e}")
-        raise  # unreachable
+        fail(f"invalid policy: {e}")
     text = render(bundles.bundles)
     if check_only:
         try:
             current = output.read_text(encoding="utf-8")
         except OSError as e:
-            _fail(f"cannot read {output}: {e.strerror}", 1)
-            raise  # unreachable
+            fail(f"cannot read {output}: {e.strerror}", 1)
         if current != text:
-            _fail(f"{output} is stale: run `xledger policy docs` and commit the result", 1)
+            fail(f"{output} is stale: run `xledger policy docs` and commit the result", 1)
         typer.echo(f"{output} is current")
         return
     if str(output) == "-":
@@ -197,7 +194,7 @@ def docs(
         output.parent.mkdir(parents=True, exist_ok=True)
         output.write_text(text, encoding="utf-8")
     except OSError as e:
-        _fail(f"cannot write {output}: {e.strerror}")
+        fail(f"cannot write {output}: {e.strerror}")
     typer.echo(f"wrote {output} ({len(bundles.bundles)} bundle(s))")
 
 
