@@ -289,6 +289,11 @@ def create_app(ledger: Any, *, pseudonym_secret: bytes, session_secret_value: st
             raise AuthError(403, "forbidden")
         return ex
 
+    def bundle_of(version: str) -> dict[str, Any]:
+        """The bundle that made the decision (the rules version shown beside the policy version)."""
+        b = bundles.by_version(version) if bundles is not None else None
+        return {"bundle": b.name if b else None, "bundle_effective_from": b.effective_from.isoformat() if b else None}
+
     def citations_for(version: str) -> dict[str, str]:
         b = bundles.by_version(version) if bundles is not None else None
         return b.trace_citations() if b is not None else {}
@@ -305,6 +310,7 @@ def create_app(ledger: Any, *, pseudonym_secret: bytes, session_secret_value: st
         data = {
             "exchange_id": str(ex.id), "message_id": ex.message_id, "sender": ex.sender,
             "summary": ex.summary, "policy_version": ex.decision.get("policy_version"),
+            **bundle_of(ex.decision.get("policy_version", "")),
             "request_digest": ex.decision.get("request_digest"), "results": results, "reviews": list(ex.reviews),
             "recorded_at": ex.created_on.isoformat(),
         }

@@ -126,3 +126,16 @@ def test_html_forms_in_danish_keep_what_was_typed(client):
     assert client.get("/escalations?status=REFUSED").text.count(f'href="/escalations/{JC}"') == 1
     assert client.get("/escalations?status=bogus").status_code == 422
     assert client.get("/escalations/not-an-id").status_code == 404
+
+
+def test_decisions_show_the_version_that_made_them(client):
+    api_login(client, "lo")
+    v1 = client.get(f"/api/decisions/{PET}").json()
+    v2 = client.get(f"/api/decisions/{JC}").json()
+    assert (v1["bundle"], v1["bundle_effective_from"]) == ("dk-115-2026", "2026-01-01")
+    assert (v2["bundle"], v2["bundle_effective_from"]) == ("dk-115-2026-12-15", "2026-12-15")
+    # version 2's trace cites by step: the escalating D0 item carries D0's Danish citation
+    d0 = [c for c in v2["results"][0]["trace"] if c["step"] == "D0"]
+    assert d0 and d0[0]["citation"] == "databeskyttelsesloven §§ 6-8; databeskyttelsesforordningen art. 6 og 9"
+    page = client.get(f"/decisions/{JC}")
+    assert page.status_code == 200 and "dk-115-2026-12-15, 2026-12-15" in page.text
