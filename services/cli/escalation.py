@@ -131,7 +131,8 @@ def approve_cmd(
     exchange_id: str = typer.Argument(..., help="The exchange id (from `xledger escalation list`)."),
     officer: str = OFFICER,
     basis: str = typer.Option(..., "--basis", help="The legal basis in words."),
-    citation: str = typer.Option(..., "--citation", help="The citation, e.g. 'PET-loven § 4, stk. 1'."),
+    citation: str = typer.Option(..., "--citation", help="The citation, e.g. 'PET-loven § 4, stk. 1'; the receipt "
+                                                         "and the delivery carry it."),
     recipient: Optional[str] = RECIPIENT,
     ledger_url: Optional[str] = LEDGER_URL,
 ) -> None:
@@ -147,7 +148,8 @@ def approve_cmd(
 def refuse_cmd(
     exchange_id: str = typer.Argument(..., help="The exchange id (from `xledger escalation list`)."),
     officer: str = OFFICER,
-    reason: str = typer.Option(..., "--reason", help="Why the disclosure is refused."),
+    reason: str = typer.Option(..., "--reason", help="Why the disclosure is refused. The sender's receipt carries "
+                                                     "it: write no personal data."),
     recipient: Optional[str] = RECIPIENT,
     ledger_url: Optional[str] = LEDGER_URL,
 ) -> None:

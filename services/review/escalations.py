@@ -48,7 +48,7 @@ class ApproveBody(BaseModel):
 
 class RefuseBody(BaseModel):
     recipient: Optional[str] = Field(None, description="The escalated recipient; needed when several are escalated")
-    reason: str = Field(description="Why the disclosure is refused")
+    reason: str = Field(description="Why the disclosure is refused; the sender's receipt carries it (no personal data)")
 
 
 def _web(request: Request) -> Any:
