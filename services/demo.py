@@ -257,7 +257,7 @@ def _impact_of_newest_bundle(rt: Runtime) -> list[str]:
     """What the newest bundle would change over the week, for the legal officer."""
     bundles = load_bundles()
     newest = max(bundles.bundles, key=lambda b: b.effective_from)
-    report = impact(rt.ledger, Redecider(rt.ledger, rt.settings.master_key, rt.pseudonym_secret), newest, known=bundles)
+    report = impact(rt.ledger, Redecider(rt.ledger, rt.settings.master_key, rt.pseudonym_secret, rt.keyset), newest, known=bundles)
     if set(report.recorded_under) == {newest.name}:
         return [f"the week was decided by the newest bundle, {newest.name}: nothing to compare"]
     return impact_summary(report, examples=2)

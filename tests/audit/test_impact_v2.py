@@ -73,8 +73,7 @@ def history(ledger_url) -> History:
 
 def test_version_2_impact_over_version_1_decisions(history):
     v1, v2 = BundleSet.load().bundles
-    report = impact(history.ledger, Redecider(history.ledger, history.settings.master_key, history.rt.pseudonym_secret),
-                    v2, known=load_bundles())
+    report = impact(history.ledger, redecider(history), v2, known=load_bundles())
     assert (report.requests, report.decisions, report.recorded_under) == (7, 7, {"dk-115-2026": 7})
     flips = {(_t(g["from"]), _t(g["to"])): (g["count"], sorted(g["examples"])) for g in report.groups("flips")}
     assert flips == {
@@ -119,10 +118,13 @@ def test_each_recorded_decision_is_reproduced_under_its_own_version(history):
         if n.topic.endswith("Exchange.Decided"):
             versions[n.originator_id] = history.ledger.mapper.to_domain_event(n).decision["policy_version"]
     assert sorted(set(versions.values())) == sorted({v1.version, v2.version})
-    report = reevaluate(history.ledger, Redecider(history.ledger, history.settings.master_key, history.rt.pseudonym_secret),
-                        load_bundles())
+    report = reevaluate(history.ledger, redecider(history), load_bundles())
     assert report.ok and report.checked == report.agreeing == 14
     assert report.reviewed["OPEN"] == 3  # version 2 escalated the two onward cases and the one without a basis
+
+
+def redecider(h: History) -> Redecider:
+    return Redecider(h.ledger, h.settings.master_key, h.rt.pseudonym_secret, h.rt.keyset)
 
 
 def _t(g: dict) -> str:

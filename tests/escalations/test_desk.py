@@ -76,7 +76,7 @@ def test_reevaluation_flags_a_verdict_chain_that_breaks_the_rules(history):
     allowed.record_verdict({**forged, "recipient": "kommune:326"})
     history.ledger.record([ex, allowed])
     report = reevaluate(history.ledger, Redecider(history.ledger, history.settings.master_key,
-                                                  history.rt.pseudonym_secret), load_bundles())
+                                                  history.rt.pseudonym_secret, history.rt.keyset), load_bundles())
     assert not report.ok
     assert sorted(e["error"] for e in report.errors) == ["SAME_OFFICER_TWICE", "VERDICT_WITHOUT_ESCALATION"]
     assert report.agreeing == report.checked == 7 and not report.divergent

@@ -174,7 +174,7 @@ def test_escalations_approved_and_refused_are_delivered_and_receipted(rt, broker
     assert [d["kind"] for d in refused_chain["deliveries"]] == ["receipt", "review-receipt"]
 
     # the recorded decisions stay consistent under their own versions; an approval is not a divergence
-    report = reevaluate(rt.ledger, Redecider(rt.ledger, settings.master_key, rt.pseudonym_secret), load_bundles())
+    report = reevaluate(rt.ledger, Redecider(rt.ledger, settings.master_key, rt.pseudonym_secret, rt.keyset), load_bundles())
     assert report.ok and report.agreeing == 4 and report.checked == 4
     assert report.reviewed == {"APPROVED": 2, "REFUSED": 2, "OPEN": 0}
     # the read models: statuses, and the register shows the approved escalation as disclosed
