@@ -148,6 +148,7 @@ class ReadModels:
                 # starting together): creators of one prefix take turns.
                 c.execute("SELECT pg_advisory_xact_lock(hashtextextended(?, 0))",
                           [f"xledger-readmodels:{self.tables.schema_prefix}{self.prefix}"])
+            present = self._present_tables(c)
             for name, (cols, pk) in TABLES.items():
                 body = ", ".join(f"{col} {typ}" for col, typ in cols)
                 c.execute(f"CREATE TABLE IF NOT EXISTS {self.t(name)} ({body}, PRIMARY KEY ({', '.join(pk)}))")
@@ -156,6 +157,50 @@ class ReadModels:
                     # Index names must not be schema-qualified on PostgreSQL: no "xl_" in them.
                     ix = "ix" + self.prefix[2:] + name + "_" + "_".join(idx)
                     c.execute(f"CREATE INDEX IF NOT EXISTS {ix} ON {self.t(name)} ({', '.join(idx)})")
+        if self.tracked and present and "escalations" not in present:
+            # Read models projected before the escalations table existed: fill it from the log up to
+            # where they stand, so the live set equals a replay.
+            self._backfill_escalations()
+
+    def _present_tables(self, c: Cursor) -> set[str]:
+        names = {self.t(name): name for name in TABLES}
+        if self.tables.is_postgres:
+            # Names as parameters: translate() schema-qualifies xl_ names only in the SQL text.
+            c.execute("SELECT table_name FROM information_schema.tables "
+                      "WHERE table_schema = COALESCE(NULLIF(?, ''), current_schema())",
+                      [self.tables.schema_prefix.rstrip(".")])
+        else:
+            c.execute("SELECT name FROM sqlite_master WHERE type = 'table'")
+        return {names[r[0]] for r in c.fetchall() if r[0] in names}
+
+    def _backfill_escalations(self) -> None:
+        """The escalation rows of every decision already projected. No verdict can predate the
+        table (the code that records verdicts created it), so only decisions are read; the rows
+        are inserted if absent, so two processes starting at once both succeed."""
+        target = self.position()
+        to_event = self.ledger.mapper.to_domain_event
+        cols = _COLUMNS["escalations"]
+        rows: list[tuple] = []
+        with self._transaction() as (raw, c):
+            out = _PageRows(self, c)
+            for n in self.ledger.all_notifications():
+                if n.id > target:
+                    break
+                if not n.topic.endswith(_DECIDED):
+                    continue
+                e = to_event(n)
+                escalated = [r for r in e.decision["results"] if r["outcome"] == "ESCALATE"]
+                if not escalated:
+                    continue
+                out.prefetch_exchanges({str(e.originator_id)})
+                ex = out.exchange(str(e.originator_id))
+                if ex is None:
+                    continue
+                for r in escalated:
+                    rows.append(_ROW["escalations"](self._escalation_row(ex, r, e.decision, _iso(e.timestamp), n.id)))
+            if rows:
+                c.executemany(f"INSERT INTO {self.t('escalations')} ({', '.join(cols)}) VALUES "
+                              f"({', '.join('?' * len(cols))}) ON CONFLICT (exchange_id, recipient) DO NOTHING", rows)
 
     def drop(self) -> None:
         with self.tables.cursor() as c:
@@ -325,15 +370,7 @@ class ReadModels:
             key = (ex["day"], ex["context"], r["outcome"], r.get("rule") or "", r.get("reason") or "")
             stats[key] = stats.get(key, 0) + 1
             if r["outcome"] == "ESCALATE":
-                out.insert("escalations", {
-                    "exchange_id": ex["exchange_id"], "recipient": r["recipient"], "message_id": ex["message_id"],
-                    "sender": ex["sender"], "context": ex["context"], "purpose": ex["purpose"],
-                    "occurred_at": ex["occurred_at"], "day": ex["day"], "opened_at": recorded_at,
-                    "rule": common["rule"], "reason": common["reason"], "citation": common["citation"],
-                    "warnings": ",".join(r.get("warnings") or []), "policy_version": common["policy_version"],
-                    "categories": ex["categories"], "status": "OPEN", "approvals": 0, "approvers": "", "verdicts": 0,
-                    "resolved_at": "", "resolved_by": "", "result_citation": "", "position": position,
-                })
+                out.insert("escalations", self._escalation_row(ex, r, decision, recorded_at, position))
         for key, n in stats.items():
             out.bump("stats", key, n)
 
@@ -351,6 +388,19 @@ class ReadModels:
         else:
             c.execute(f"UPDATE {self.t('decisions')} SET review_count = review_count + 1, last_review_at = ? "
                       f"WHERE {where}", [at, *params])
+
+    @staticmethod
+    def _escalation_row(ex: dict[str, Any], r: dict[str, Any], decision: dict[str, Any], recorded_at: str,
+                        position: int) -> dict[str, Any]:
+        return {
+            "exchange_id": ex["exchange_id"], "recipient": r["recipient"], "message_id": ex["message_id"],
+            "sender": ex["sender"], "context": ex["context"], "purpose": ex["purpose"],
+            "occurred_at": ex["occurred_at"], "day": ex["day"], "opened_at": recorded_at,
+            "rule": r.get("rule") or "", "reason": r.get("reason") or "", "citation": r.get("citation") or "",
+            "warnings": ",".join(r.get("warnings") or []), "policy_version": decision.get("policy_version", ""),
+            "categories": ex["categories"], "status": "OPEN", "approvals": 0, "approvers": "", "verdicts": 0,
+            "resolved_at": "", "resolved_by": "", "result_citation": "", "position": position,
+        }
 
     def _verdict(self, c: Cursor, e: Any) -> None:
         v = e.verdict or {}

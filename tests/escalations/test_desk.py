@@ -80,3 +80,23 @@ def test_reevaluation_flags_a_verdict_chain_that_breaks_the_rules(history):
     assert not report.ok
     assert sorted(e["error"] for e in report.errors) == ["SAME_OFFICER_TWICE", "VERDICT_WITHOUT_ESCALATION"]
     assert report.agreeing == report.checked == 7 and not report.divergent
+
+
+def test_read_models_from_before_the_escalations_table_are_filled_in(history):
+    """A ledger whose read models were projected by a release without the escalations table gets the
+    table filled from the log when the new release starts, so the queue lists the old escalations and
+    the live read models equal a replay."""
+    from ledger.readmodels import ReadModels
+    from services.audit import replay
+
+    models = ReadModels(history.ledger)
+    models.catch_up()
+    with history.ledger.tables.cursor() as c:
+        c.execute(f"DROP TABLE {models.t('escalations')}")  # as an earlier release left them
+    again = ReadModels(history.ledger)  # the new release starting
+    rows = again.query("escalations")
+    assert {(r["message_id"], r["status"], r["reason"]) for r in rows} == {
+        ("pet-00001", "OPEN", "ESCALATE_OTHER_BASIS"), ("jc-000001", "OPEN", "ESCALATE_NO_BASIS_FOUND")}
+    assert ReadModels(history.ledger).query("escalations") == rows  # once only
+    assert len(EscalationDesk(history.ledger).queue()) == 2
+    assert replay(history.ledger).equal
