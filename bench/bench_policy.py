@@ -43,13 +43,13 @@ when { ["CRIMINAL_INVESTIGATION", "PROSECUTION"].contains(context.purpose) };
 """ % {"roles": json.dumps(SSP_ROLES)}
 
 
-def _request(n_recipients: int = 1) -> ExchangeRequest:
+def _request(n_recipients: int = 1, occurred_at: str = "2026-03-10T10:00:00+01:00") -> ExchangeRequest:
     recips = [{"org": "kommune:326", "role": "MUNI_SSP_UNIT"}]
     extra = ["kommune:306", "kommune:316", "kommune:329", "kommune:330", "kommune:340",
              "kommune:350", "kommune:265"]
     recips += [{"org": o, "role": "MUNI_SSP_UNIT"} for o in extra[: n_recipients - 1]]
     return ExchangeRequest.model_validate({
-        "id": "bench-ssp", "occurred_at": "2026-03-10T10:00:00+01:00",
+        "id": "bench-ssp", "occurred_at": occurred_at,
         "sender": {"org": "politikreds:midt-vestsjaelland", "role": "POLICE"},
         "recipients": recips, "context": "INFOHUS_KOMMUNE" if n_recipients > 1 else "SSP",
         "underlying_basis": "SSP",
@@ -89,6 +89,10 @@ def run(n: int = 20000) -> list[dict]:
     req = _request(1)
     dec = engine.decide(req)
     assert dec.results[0].rule == "P1" and len(dec.results[0].trace) >= 10
+    # the same request in version 2's time (dk-115-2026-12-15: its own step order and tables)
+    req_v2 = _request(1, "2027-03-10T10:00:00+01:00")
+    dec_v2 = engine.decide(req_v2)
+    assert dec_v2.results[0].rule == "P1" and dec_v2.policy_version != dec.policy_version
     ours_med = _single_latencies(lambda: engine.decide(req), n)
     req8 = _request(8)
     assert all(r.rule == "P1" for r in engine.decide(req8).results)
@@ -103,6 +107,7 @@ def run(n: int = 20000) -> list[dict]:
 
     c_dps = c_med = b_dps = None
     ours_dps, _ = _time(lambda: engine.decide(req), n)
+    v2_dps, _ = _time(lambda: engine.decide(req_v2), n)
     if cedarpy is not None:
         ps = cedarpy.PolicySet.from_str(CEDAR_POLICIES)
         ents = cedarpy.Entities.from_json_str(json.dumps([
@@ -130,8 +135,9 @@ def run(n: int = 20000) -> list[dict]:
                 return n
             return f
         rates = paired_rates({"ours": loop(lambda: engine.decide(req)),
+                              "ours_v2": loop(lambda: engine.decide(req_v2)),
                               "cedar": loop(lambda: cedarpy.is_authorized(creq, ps, ents))}, 5)
-        ours_dps, c_dps = rates["ours"], rates["cedar"]
+        ours_dps, v2_dps, c_dps = rates["ours"], rates["ours_v2"], rates["cedar"]
         c_med = _single_latencies(lambda: cedarpy.is_authorized(creq, ps, ents), n)
         batch = [creq] * 100
         bt, _ = _time(lambda: cedarpy.is_authorized_batch(batch, ps, ents), max(1, n // 100))
@@ -148,6 +154,8 @@ def run(n: int = 20000) -> list[dict]:
     rows.append(row("policy.decide.ssp.throughput", ours_dps, "decisions/s",
                     "cedarpy.is_authorized (pre-parsed PolicySet+Entities, SSP subset)", c_dps,
                     True, 5.0))
+    rows.append(row("policy.decide.ssp_v2.throughput", v2_dps, "decisions/s",
+                    "cedarpy.is_authorized (pre-parsed PolicySet+Entities, SSP subset)", c_dps, True, 5.0))
     rows.append(row("policy.decide.ssp.median_latency", ours_med, "µs/decision",
                     "cedarpy.is_authorized median", c_med, False, None))
     rows.append(row("policy.decide.ssp.throughput_vs_batch", ours_dps, "decisions/s",

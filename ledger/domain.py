@@ -34,7 +34,8 @@ def sealed_message_aad(exchange: UUID) -> bytes:
 
 
 class Exchange(Aggregate):
-    """One disclosure request and what became of it: requested, decided, delivered, reviewed."""
+    """One disclosure request and what became of it: requested, decided, reviewed, and for an
+    escalated recipient the legal officers' verdicts."""
 
     @staticmethod
     def create_id(sender: str, message_id: str, **_: Any) -> UUID:
@@ -63,6 +64,7 @@ class Exchange(Aggregate):
         self.sealed_message = sealed_message
         self.decision: dict[str, Any] | None = None
         self.reviews: list[dict[str, Any]] = []
+        self.verdicts: list[dict[str, Any]] = []
 
     @event("Decided")
     def decide(self, decision: dict[str, Any]) -> None:
@@ -73,6 +75,12 @@ class Exchange(Aggregate):
     @event("Reviewed")
     def review(self, review: dict[str, Any]) -> None:
         self.reviews.append(review)
+
+    @event("EscalationVerdict")
+    def record_verdict(self, verdict: dict[str, Any]) -> None:
+        """A legal officer's approval or refusal of an escalated recipient. The verdict says
+        whether it closes the escalation and, if so, the result the relay acts on."""
+        self.verdicts.append(verdict)
 
 
 class RejectedMessage(Aggregate):

@@ -20,6 +20,9 @@ Tables (prefix + name):
 - ``disclosures`` the per-subject register (GDPR art. 15): subject pseudonym × exchange × recipient.
 - ``stats``       decision counts by day × cooperation (context) × outcome × rule × reason.
 - ``rejections``  messages that could not be decided, by reason (no message content).
+- ``escalations`` one row per escalated exchange × recipient: when it was opened, the legal
+  officers' verdicts so far (approvals, approvers) and how it closed. A closing verdict also sets
+  the subject register's row to the result after review (an approved escalation is a disclosure).
 """
 
 from __future__ import annotations
@@ -41,6 +44,7 @@ LIVE_PREFIX = "xl_rm_"
 _REQUESTED = "Exchange.Requested"
 _DECIDED = "Exchange.Decided"
 _REVIEWED = "Exchange.Reviewed"
+_VERDICT = "Exchange.EscalationVerdict"
 _REJECTED = "RejectedMessage.Rejected"
 
 REVIEW_STATUS = {"UPHOLD": "UPHELD", "OVERTURN": "OVERTURNED", "FLAG": "FLAGGED"}
@@ -80,11 +84,21 @@ TABLES: dict[str, tuple[list[tuple[str, str]], list[str]]] = {
         [("day", "TEXT"), ("reason", "TEXT"), ("n", "BIGINT")],
         ["day", "reason"],
     ),
+    "escalations": (
+        [("exchange_id", "TEXT"), ("recipient", "TEXT"), ("message_id", "TEXT"), ("sender", "TEXT"),
+         ("context", "TEXT"), ("purpose", "TEXT"), ("occurred_at", "TEXT"), ("day", "TEXT"), ("opened_at", "TEXT"),
+         ("rule", "TEXT"), ("reason", "TEXT"), ("citation", "TEXT"), ("warnings", "TEXT"), ("policy_version", "TEXT"),
+         ("categories", "TEXT"), ("status", "TEXT"), ("approvals", "INTEGER"), ("approvers", "TEXT"),
+         ("verdicts", "INTEGER"), ("resolved_at", "TEXT"), ("resolved_by", "TEXT"), ("result_citation", "TEXT"),
+         ("position", "BIGINT")],
+        ["exchange_id", "recipient"],
+    ),
 }
 
 _INDEXES = {
     "decisions": [["day"], ["outcome"], ["sender"], ["position"]],
     "disclosures": [["subject"]],
+    "escalations": [["status"], ["opened_at"]],
 }
 
 _PREFIX_RE = re.compile(r"^xl_[a-z0-9_]{1,40}_$")
@@ -134,6 +148,7 @@ class ReadModels:
                 # starting together): creators of one prefix take turns.
                 c.execute("SELECT pg_advisory_xact_lock(hashtextextended(?, 0))",
                           [f"xledger-readmodels:{self.tables.schema_prefix}{self.prefix}"])
+            present = self._present_tables(c)
             for name, (cols, pk) in TABLES.items():
                 body = ", ".join(f"{col} {typ}" for col, typ in cols)
                 c.execute(f"CREATE TABLE IF NOT EXISTS {self.t(name)} ({body}, PRIMARY KEY ({', '.join(pk)}))")
@@ -142,6 +157,50 @@ class ReadModels:
                     # Index names must not be schema-qualified on PostgreSQL: no "xl_" in them.
                     ix = "ix" + self.prefix[2:] + name + "_" + "_".join(idx)
                     c.execute(f"CREATE INDEX IF NOT EXISTS {ix} ON {self.t(name)} ({', '.join(idx)})")
+        if self.tracked and present and "escalations" not in present:
+            # Read models projected before the escalations table existed: fill it from the log up to
+            # where they stand, so the live set equals a replay.
+            self._backfill_escalations()
+
+    def _present_tables(self, c: Cursor) -> set[str]:
+        names = {self.t(name): name for name in TABLES}
+        if self.tables.is_postgres:
+            # Names as parameters: translate() schema-qualifies xl_ names only in the SQL text.
+            c.execute("SELECT table_name FROM information_schema.tables "
+                      "WHERE table_schema = COALESCE(NULLIF(?, ''), current_schema())",
+                      [self.tables.schema_prefix.rstrip(".")])
+        else:
+            c.execute("SELECT name FROM sqlite_master WHERE type = 'table'")
+        return {names[r[0]] for r in c.fetchall() if r[0] in names}
+
+    def _backfill_escalations(self) -> None:
+        """The escalation rows of every decision already projected. No verdict can predate the
+        table (the code that records verdicts created it), so only decisions are read; the rows
+        are inserted if absent, so two processes starting at once both succeed."""
+        target = self.position()
+        to_event = self.ledger.mapper.to_domain_event
+        cols = _COLUMNS["escalations"]
+        rows: list[tuple] = []
+        with self._transaction() as (raw, c):
+            out = _PageRows(self, c)
+            for n in self.ledger.all_notifications():
+                if n.id > target:
+                    break
+                if not n.topic.endswith(_DECIDED):
+                    continue
+                e = to_event(n)
+                escalated = [r for r in e.decision["results"] if r["outcome"] == "ESCALATE"]
+                if not escalated:
+                    continue
+                out.prefetch_exchanges({str(e.originator_id)})
+                ex = out.exchange(str(e.originator_id))
+                if ex is None:
+                    continue
+                for r in escalated:
+                    rows.append(_ROW["escalations"](self._escalation_row(ex, r, e.decision, _iso(e.timestamp), n.id)))
+            if rows:
+                c.executemany(f"INSERT INTO {self.t('escalations')} ({', '.join(cols)}) VALUES "
+                              f"({', '.join('?' * len(cols))}) ON CONFLICT (exchange_id, recipient) DO NOTHING", rows)
 
     def drop(self) -> None:
         with self.tables.cursor() as c:
@@ -225,6 +284,8 @@ class ReadModels:
                 kind = _DECIDED
             elif topic.endswith(_REVIEWED):
                 kind = _REVIEWED
+            elif topic.endswith(_VERDICT):
+                kind = _VERDICT
             elif topic.endswith(_REJECTED):
                 kind = _REJECTED
             else:
@@ -244,6 +305,9 @@ class ReadModels:
                     # A review updates decision rows, possibly ones from this very page.
                     out.flush_rows()
                     self._reviewed(c, e)
+                elif kind == _VERDICT:
+                    out.flush_rows()
+                    self._verdict(c, e)
                 else:
                     self._rejected(out, e)
             out.flush()
@@ -305,6 +369,8 @@ class ReadModels:
             })
             key = (ex["day"], ex["context"], r["outcome"], r.get("rule") or "", r.get("reason") or "")
             stats[key] = stats.get(key, 0) + 1
+            if r["outcome"] == "ESCALATE":
+                out.insert("escalations", self._escalation_row(ex, r, decision, recorded_at, position))
         for key, n in stats.items():
             out.bump("stats", key, n)
 
@@ -322,6 +388,41 @@ class ReadModels:
         else:
             c.execute(f"UPDATE {self.t('decisions')} SET review_count = review_count + 1, last_review_at = ? "
                       f"WHERE {where}", [at, *params])
+
+    @staticmethod
+    def _escalation_row(ex: dict[str, Any], r: dict[str, Any], decision: dict[str, Any], recorded_at: str,
+                        position: int) -> dict[str, Any]:
+        return {
+            "exchange_id": ex["exchange_id"], "recipient": r["recipient"], "message_id": ex["message_id"],
+            "sender": ex["sender"], "context": ex["context"], "purpose": ex["purpose"],
+            "occurred_at": ex["occurred_at"], "day": ex["day"], "opened_at": recorded_at,
+            "rule": r.get("rule") or "", "reason": r.get("reason") or "", "citation": r.get("citation") or "",
+            "warnings": ",".join(r.get("warnings") or []), "policy_version": decision.get("policy_version", ""),
+            "categories": ex["categories"], "status": "OPEN", "approvals": 0, "approvers": "", "verdicts": 0,
+            "resolved_at": "", "resolved_by": "", "result_citation": "", "position": position,
+        }
+
+    def _verdict(self, c: Cursor, e: Any) -> None:
+        v = e.verdict or {}
+        approve = 1 if v.get("verdict") == "APPROVE" else 0
+        status = v.get("status") or "OPEN"
+        closed = status != "OPEN"
+        at = _iso(e.timestamp)
+        officer = str(v.get("officer", ""))
+        result = v.get("result") or {}
+        key = [str(e.originator_id), v.get("recipient", "")]
+        c.execute(
+            f"UPDATE {self.t('escalations')} SET approvals = approvals + ?, verdicts = verdicts + 1, status = ?, "
+            "approvers = CASE WHEN ? = 0 THEN approvers WHEN approvers = '' THEN ? ELSE approvers || ',' || ? END, "
+            "resolved_at = ?, resolved_by = ?, result_citation = ? WHERE exchange_id = ? AND recipient = ?",
+            [approve, status, approve, officer, officer, at if closed else "", officer if closed else "",
+             result.get("citation") or "", *key])
+        if closed and result:
+            # The register shows what became of the request: an approved escalation was disclosed.
+            c.execute(f"UPDATE {self.t('disclosures')} SET outcome = ?, rule = ?, via = ?, reason = ?, citation = ? "
+                      "WHERE exchange_id = ? AND recipient = ?",
+                      [result.get("outcome", ""), result.get("rule") or "", result.get("via") or "",
+                       result.get("reason") or "", result.get("citation") or "", *key])
 
     def _rejected(self, out: "_PageRows", e: Any) -> None:
         out.bump("rejections", (_iso(e.timestamp)[:10], e.reason), 1)
@@ -367,7 +468,7 @@ class _PageRows:
     def __init__(self, models: ReadModels, c: Cursor):
         self.models = models
         self.c = c
-        self.rows: dict[str, list[tuple]] = {"exchanges": [], "decisions": [], "disclosures": []}
+        self.rows: dict[str, list[tuple]] = {"exchanges": [], "decisions": [], "disclosures": [], "escalations": []}
         self.counts: dict[str, dict[tuple, int]] = {t: {} for t in self._BUMPED}
         # Keys with a NULL never match an existing row (SQL equality), so each bump of one is
         # its own row, as a per-event SELECT-then-INSERT would have made it.

@@ -12,10 +12,10 @@ import hashlib
 from dataclasses import dataclass
 from datetime import date, datetime
 from pathlib import Path
-from typing import Iterable, Literal
+from typing import ClassVar, Iterable, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_serializer, model_validator
 
 from .model import (
     Category,
@@ -43,6 +43,17 @@ class BundleError(ValueError):
 
 class _B(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
+    #: Fields added after a bundle was published: left out of the canonical JSON (and so of
+    #: the policy version) while they are absent, so an older bundle keeps its version.
+    _OMIT_IF_NONE: ClassVar[frozenset[str]] = frozenset()
+
+    @model_serializer(mode="wrap")
+    def _omit_absent(self, handler):
+        data = handler(self)
+        for name in self._OMIT_IF_NONE:
+            if name in data and data[name] is None:
+                del data[name]
+        return data
 
 
 #: Every check slot of the decision procedure.  The engine owns the *step
@@ -52,26 +63,48 @@ CHECK_SLOTS: tuple[str, ...] = (
     "P9_BASIS", "C5", "C2_SENDER", "C2_RECIPIENT", "C1_SENDER", "C1_RECIPIENT", "C8", "C3",
     "C4_NECESSITY", "C4_THIRD_PARTY", "A1", "D0", "RULE",
 )
-#: slots whose failure is an ESCALATE rather than a DENY
+#: slots whose failure is an ESCALATE rather than a DENY when the bundle does not say
+#: (a check's ``outcome`` overrides it)
 ESCALATING_SLOTS = frozenset({"E1", "E2"})
 #: slots that *allow* when passed (they carry ``rule`` instead of / besides ``reason``)
 ALLOWING_SLOTS = frozenset({"A3", "A2", "A1", "RULE"})
+#: The steps after C7 (and the undeclared-data check, which always directly follow each
+#: other first): a bundle lists them in its own order (``steps``).  ``SECTION_115`` is step 7,
+#: the § 115 checks (P9, C5, C2, C1, C8, C3, C4 and the P-rule).
+STEP_NAMES: tuple[str, ...] = ("H1", "H2", "E1", "E2", "A3", "A2", "H3", "SECTION_115", "D0")
+#: The order of a bundle that does not list ``steps`` (version 1 of the rules).
+DEFAULT_STEPS: tuple[str, ...] = STEP_NAMES
+#: The steps that fall back on consent, and what they do when consent is present but invalid:
+#: ``STEP`` (the step decides, as without consent), ``A1`` (rule A1 decides: DENY with A1's
+#: reason) or ``STEP_WITH_WARNING`` (the step decides and the invalid-consent warning is added).
+FALLBACK_SLOTS = ("H3", "D0")
+INVALID_CONSENT_STEP, INVALID_CONSENT_A1, INVALID_CONSENT_WARN = "STEP", "A1", "STEP_WITH_WARNING"
+DEFAULT_INVALID_CONSENT = {"H3": INVALID_CONSENT_STEP, "D0": INVALID_CONSENT_A1}
 
 BoolFact = Literal["socially_vulnerable", "crime_risk", "convicted", "radicalisation_assessed"]
 
 
 class CheckSpec(_B):
+    _OMIT_IF_NONE = frozenset({"outcome", "invalid_consent"})
     step: str = Field(min_length=1)
     name: str = Field(min_length=1)
     reason: str | None = None
+    #: DENY or ESCALATE when the check fails (absent: ESCALATE for E1/E2, DENY otherwise)
+    outcome: Literal["DENY", "ESCALATE"] | None = None
+    #: only H3 and D0: what present but invalid consent does (see FALLBACK_SLOTS)
+    invalid_consent: Literal["STEP", "A1", "STEP_WITH_WARNING"] | None = None
 
 
 class SubjectScope(_B):
+    _OMIT_IF_NONE = frozenset({"release_date_required"})
     name: str = Field(min_length=1)
     require_true: list[BoolFact] = Field(default_factory=list)
     custody_status_in: list[CustodyStatus] | None = None
     age_below: int | None = Field(default=None, ge=0)
     release_window: bool = False
+    #: with ``release_window``: whether a missing release_date is out of scope (absent: true).
+    #: false means "not yet scheduled" and is in scope; a given date must lie in the window.
+    release_date_required: bool | None = None
 
 
 class RuleSelector(_B):
@@ -81,8 +114,36 @@ class RuleSelector(_B):
 
 
 class ReleaseWindow(_B):
-    before_days: int = Field(ge=0)
-    after_days: int = Field(ge=0)
+    """In scope when exchange date - days_after_release <= release_date <= exchange date +
+    days_before_release (calendar days, inclusive).  Version 1 wrote the two numbers as
+    ``before_days`` (= days_after_release: the release lies up to so many days *before* the
+    exchange) and ``after_days`` (= days_before_release); a bundle uses one pair or the other."""
+    _OMIT_IF_NONE = frozenset({"before_days", "after_days", "days_after_release", "days_before_release"})
+    before_days: int | None = Field(default=None, ge=0)
+    after_days: int | None = Field(default=None, ge=0)
+    days_after_release: int | None = Field(default=None, ge=0)
+    days_before_release: int | None = Field(default=None, ge=0)
+
+    @model_validator(mode="after")
+    def _one_pair(self) -> "ReleaseWindow":
+        old = (self.before_days, self.after_days)
+        new = (self.days_after_release, self.days_before_release)
+        if all(v is None for v in old) and all(v is not None for v in new):
+            return self
+        if all(v is not None for v in old) and all(v is None for v in new):
+            return self
+        raise _PathError("<root>", "give days_after_release and days_before_release "
+                                   "(or the older before_days and after_days), not a mix")
+
+    @property
+    def lower(self) -> int:
+        """Days the release may lie before the exchange date."""
+        return self.days_after_release if self.days_after_release is not None else self.before_days  # type: ignore[return-value]
+
+    @property
+    def upper(self) -> int:
+        """Days the release may lie after the exchange date."""
+        return self.days_before_release if self.days_before_release is not None else self.after_days  # type: ignore[return-value]
 
 
 class CooperationPolicy(_B):
@@ -153,7 +214,19 @@ class Warning_(_B):
     name: str
 
 
+class ReviewPolicy(_B):
+    """How a legal officer resolves an ESCALATE (the decision stays; a verdict follows it)."""
+    rule: str = "L1"
+    refused_reason: str = "DENY_REFUSED_ON_REVIEW"
+    #: prefixed to the officer's citation (approval) or reason (refusal) in the result
+    citation_prefix: str = "Juridisk kontrol:"
+    #: an escalation whose data holds any of these categories needs two different officers' approval
+    four_eyes_categories: list[Category] = Field(default_factory=list)
+    name: str = "Godkendt eller afvist ved juridisk kontrol"
+
+
 class BundleModel(_B):
+    _OMIT_IF_NONE = frozenset({"steps", "step_citations", "warning_consent_invalid", "review"})
     name: str = Field(min_length=1)
     effective_from: date
     description: str = ""
@@ -171,8 +244,19 @@ class BundleModel(_B):
     cooperations: dict[Literal["SSP", "PSP", "KSP"], CooperationPolicy]
     checks: dict[str, CheckSpec]
     warning_mandatory: Warning_
+    #: without ``step_citations``: citations keyed by rule *and* by reason code (version 1);
+    #: with it: citations of the allowing rules (P1-P8, the via rule, A1-A3) only
     citations: dict[str, str]
     interpretations: list[str] = Field(default_factory=list)
+    #: the order of the steps after C7 (absent: DEFAULT_STEPS)
+    steps: list[Literal["H1", "H2", "E1", "E2", "A3", "A2", "H3", "SECTION_115", "D0"]] | None = None
+    #: citations of DENY, ESCALATE and warnings keyed by the deciding step (C7, H1, ..., C6):
+    #: where two steps share a reason code, the step decides the citation
+    step_citations: dict[str, str] | None = None
+    #: the warning added when consent is present but invalid and a step falls back with WARN
+    warning_consent_invalid: Warning_ | None = None
+    #: escalation review (absent: one approval, rule L1, DENY_REFUSED_ON_REVIEW)
+    review: ReviewPolicy | None = None
 
     @model_validator(mode="after")
     def _cross(self) -> "BundleModel":
@@ -189,21 +273,48 @@ class BundleModel(_B):
         for slot in self.checks:
             if slot not in CHECK_SLOTS:
                 raise _PathError(f"checks.{slot}", f"unknown check (known: {', '.join(CHECK_SLOTS)})")
+        by_step = self.step_citations is not None
         for slot, spec in self.checks.items():
             if slot not in ALLOWING_SLOTS or slot == "A2" or slot == "A1":
                 if not spec.reason:
                     raise _PathError(f"checks.{slot}.reason", "a reason code is required")
-            if spec.reason and spec.reason not in self.citations:
+            if spec.reason and not by_step and spec.reason not in self.citations:
                 raise _PathError(f"checks.{slot}.reason",
                                  f"reason code {spec.reason!r} has no entry in citations")
+            if spec.reason and by_step and spec.step not in self.step_citations:  # type: ignore[operator]
+                raise _PathError("step_citations", f"step {spec.step!r} (check {slot}) has no citation")
+            if spec.invalid_consent is not None and slot not in FALLBACK_SLOTS:
+                raise _PathError(f"checks.{slot}.invalid_consent",
+                                 f"only {' and '.join(FALLBACK_SLOTS)} fall back on consent")
+            if spec.outcome is not None and slot in ALLOWING_SLOTS and slot not in ("A1", "A2"):
+                raise _PathError(f"checks.{slot}.outcome", "an allowing check has no failure outcome")
         rules = {"A1", "A2", "A3", self.self_governing.rule, self.infohus.via_rule}
         for name, coop in self.cooperations.items():
             rules.update(sel.rule for sel in coop.rules)
         for r in sorted(rules):
             if r not in self.citations:
                 raise _PathError("citations", f"rule {r!r} has no citation")
-        if self.warning_mandatory.code not in self.citations:
-            raise _PathError("warning_mandatory.code", "warning code has no citation")
+        warnings = [("warning_mandatory", self.warning_mandatory)]
+        if self.warning_consent_invalid is not None:
+            warnings.append(("warning_consent_invalid", self.warning_consent_invalid))
+        for path, w in warnings:
+            if not by_step and w.code not in self.citations:
+                raise _PathError(f"{path}.code", "warning code has no citation")
+            if by_step and w.step not in self.step_citations:  # type: ignore[operator]
+                raise _PathError("step_citations", f"warning step {w.step!r} has no citation")
+        if any(self.checks[s].invalid_consent == INVALID_CONSENT_WARN for s in FALLBACK_SLOTS) \
+                and self.warning_consent_invalid is None:
+            raise _PathError("warning_consent_invalid",
+                             f"required when a check's invalid_consent is {INVALID_CONSENT_WARN}")
+        if self.steps is not None:
+            if sorted(self.steps) != sorted(STEP_NAMES):
+                missing = sorted(set(STEP_NAMES) - set(self.steps))
+                twice = sorted({s for s in self.steps if self.steps.count(s) > 1})
+                raise _PathError("steps", "every step exactly once: "
+                                 + "; ".join(p for p in (f"missing {', '.join(missing)}" if missing else "",
+                                                         f"twice {', '.join(twice)}" if twice else "") if p))
+            if self.steps[-1] != "D0":
+                raise _PathError("steps", "D0 (no basis found) must be the last step")
         return self
 
 
@@ -224,6 +335,7 @@ class CompiledScope:
     custody_in: frozenset | None
     age_below: int | None
     release_window: bool
+    date_required: bool  # with release_window: a missing release date is out of scope
 
 
 @dataclass(frozen=True, slots=True)
@@ -275,9 +387,19 @@ class Bundle:
         self.necessity_min = m.necessity.min_length
         self.third_party = frozenset(m.third_party.categories)
         self.citations = dict(m.citations)
+        self.step_citations = dict(m.step_citations) if m.step_citations is not None else None
         self.checks = {k: v for k, v in m.checks.items()}
         self.check_sn = {k: (v.step, v.name) for k, v in m.checks.items()}
         self.warning = m.warning_mandatory
+        self.warning_consent = m.warning_consent_invalid
+        self.steps: tuple[str, ...] = tuple(m.steps) if m.steps is not None else DEFAULT_STEPS
+        #: slot -> DENY or ESCALATE on failure
+        self.outcome = {k: v.outcome or ("ESCALATE" if k in ESCALATING_SLOTS else "DENY")
+                        for k, v in m.checks.items()}
+        #: H3 / D0 -> what present but invalid consent does
+        self.invalid_consent = {k: m.checks[k].invalid_consent or DEFAULT_INVALID_CONSENT[k]
+                                for k in FALLBACK_SLOTS}
+        self.review = m.review if m.review is not None else ReviewPolicy()
         self.coops: dict[str, CompiledCoop] = {}
         for basis, c in m.cooperations.items():
             self.coops[basis] = CompiledCoop(
@@ -287,9 +409,10 @@ class Bundle:
                 scopes=tuple(CompiledScope(
                     s.name, tuple(s.require_true),
                     frozenset(s.custody_status_in) if s.custody_status_in is not None else None,
-                    s.age_below, s.release_window) for s in c.subject_scopes),
-                window_before=c.release_window.before_days if c.release_window else 0,
-                window_after=c.release_window.after_days if c.release_window else 0,
+                    s.age_below, s.release_window, s.release_date_required is not False)
+                    for s in c.subject_scopes),
+                window_before=c.release_window.lower if c.release_window else 0,
+                window_after=c.release_window.upper if c.release_window else 0,
                 rules=tuple((r.rule, frozenset(r.sender_roles) if r.sender_roles is not None
                              else None, r.scope) for r in c.rules),
                 roles_text=", ".join(sorted(c.roles)),
@@ -297,7 +420,46 @@ class Bundle:
             )
 
     def citation(self, code: str) -> str:
-        return self.citations.get(code, "")
+        """The citation of a rule (P1, A1, ...) or, in a bundle keyed by code, of a reason or
+        warning code; in a bundle keyed by step, of a step (C7, H1, ...)."""
+        found = self.citations.get(code)
+        if found is None and self.step_citations is not None:
+            found = self.step_citations.get(code)
+        return found or ""
+
+    def check_citation(self, slot: str) -> str | None:
+        """The citation a DENY or ESCALATE by this check slot carries (None: no reason code)."""
+        spec = self.checks[slot]
+        if spec.reason is None:
+            return None
+        if self.step_citations is not None:
+            return self.step_citations[spec.step]
+        return self.citations[spec.reason]
+
+    def warning_citation(self, w: "Warning_") -> str:
+        if self.step_citations is not None:
+            return self.step_citations[w.step]
+        return self.citations[w.code]
+
+    def trace_citations(self) -> dict[str, str]:
+        """step -> the citation to show beside a trace item of that step (for explanations).
+        An allowing step's (A1, A2, A3) entry is its rule's citation; a P-rule item (step
+        "P") cites the decision's own rule."""
+        out: dict[str, str] = {}
+        for slot, spec in self.checks.items():
+            cit = self.check_citation(slot)
+            out.setdefault(spec.step, cit if cit is not None else self.citation(spec.step))
+        out[self.warning.step] = self.warning_citation(self.warning)
+        for rule in ("A1", "A2", "A3"):
+            out[rule] = self.citation(rule)
+        return out
+
+    def failed_trace_citations(self) -> dict[str, str]:
+        """Like :meth:`trace_citations`, for failed items where that differs: a failed A1 or
+        A2 cites its deny step in a bundle keyed by step."""
+        if self.step_citations is None:
+            return {}
+        return {step: self.step_citations[step] for step in ("A1", "A2") if step in self.step_citations}
 
     def __repr__(self) -> str:
         return f"Bundle({self.name!r}, effective_from={self.effective_from}, {self.version[:19]}…)"
@@ -315,7 +477,8 @@ def bundle_from_data(data: object, source: str = "<memory>") -> Bundle:
         inner = ctx.get("error")
         if isinstance(inner, _PathError):
             path = format_loc(loc)
-            path = inner.path if path == "<root>" else f"{path}.{inner.path}"
+            if inner.path != "<root>":
+                path = inner.path if path == "<root>" else f"{path}.{inner.path}"
             raise BundleError(source, path, inner.problem) from None
         more = f" (and {len(e.errors()) - 1} more problem(s))" if len(e.errors()) > 1 else ""
         raise BundleError(source, format_loc(loc), err["msg"] + more) from None

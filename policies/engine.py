@@ -1,9 +1,15 @@
-"""The policy engine: the decision procedure of disclosure-rules.md, steps 0-8.
+"""The policy engine: the decision procedure of docs/rules.md, steps 0-8 in each bundle's order.
 
-The engine is generic: it owns the *step structure* only.  Roles, purposes,
-purpose families, subject scopes, numbers, reason codes, check names and
-citations come from the bundle in force (:mod:`policies.bundle`); organisations,
+The engine is generic: it owns what each step and check examines.  The order of
+the steps, which failures deny and which escalate, what invalid consent does where
+a step falls back on consent, roles, purposes, purpose families, subject scopes and
+the release window, numbers, reason codes, check names and citations come from the
+bundle in force on the exchange date (:mod:`policies.bundle`); organisations,
 validity and memberships from the directory (:mod:`policies.directory`).
+
+Per request, the bundle's steps become a *plan* (memoised per kind of request):
+runs of shared trace items and the per-recipient operations between them, up to
+the first step that decides every recipient reaching it.
 
 Trace items (:class:`CheckResult`) are immutable and shared: per bundle, an
 item is built once per distinct input (e.g. E1 per context and recipient role,
@@ -19,7 +25,7 @@ from __future__ import annotations
 from datetime import date, datetime, time
 from typing import Iterable
 
-from .bundle import Bundle, BundleSet
+from .bundle import INVALID_CONSENT_A1, INVALID_CONSENT_WARN, Bundle, BundleSet
 from .directory import Directory
 from .model import (
     Category,
@@ -97,9 +103,11 @@ class _Tables:
         self.b = b
         self.parties: dict[tuple, _Party] = {}
         self.reason = {slot: spec.reason for slot, spec in b.checks.items()}
-        cit = b.citations
-        self.reason_cit = {slot: cit[r] if r is not None else None
-                           for slot, r in self.reason.items()}
+        self.reason_cit = {slot: b.check_citation(slot) for slot in b.checks}
+        self.outcome = {slot: Outcome(o) for slot, o in b.outcome.items()}
+        # a shared check that fails for every recipient: its item is already in the trace
+        self.stop_h1 = lambda t, q, r, trace: _deny(t, r.org, "H1", "H1", trace)
+        self.stop_h2 = lambda t, q, r, trace: _deny(t, r.org, "H2", "H2", trace)
         self.h1 = _Memo(self._h1)
         self.c4p = _Memo(self._c4p)
         self.h2 = _Memo(self._h2)
@@ -119,6 +127,7 @@ class _Tables:
         self.c3_open = _Memo(self._c3_open)
         self.c4n = _Memo(self._c4n)
         self.rule = _Memo(self._rule)
+        self.plans = _Memo(self._plan)
         self.d0 = _Memo(lambda ctx: self.item(
             "D0", False, f"kontekst {ctx._value_}: ingen § 115-hjemmel og intet samtykke"))
         self.c4tp_none = self.item("C4_THIRD_PARTY", True, "ingen tredjemandsoplysninger")
@@ -130,6 +139,70 @@ class _Tables:
         w = b.warning
         self.warn_code = w.code
         self.warn = CheckResult(w.step, w.name, False, "anmodningen er markeret som pligtig (mandatory)")
+        self.warn_consent_code = b.warning_consent.code if b.warning_consent is not None else None
+
+    def _plan(self, k) -> tuple[tuple, str | None]:
+        """The bundle's steps for one kind of request (the key holds every input of the shared
+        checks), as a plan: runs of shared trace items (tuples) and per-recipient operations,
+        up to the first step that decides every recipient reaching it.  Also returns that step
+        when the request's consent and § 115 facts are needed (H3, SECTION_115, D0), else None."""
+        purpose, ctx, prov_ctx, prov_purpose, cats = k
+        b = self.b
+        plan: list = []
+        seg: list[CheckResult] = []  # shared items not yet in the plan
+
+        def then(op, last: str | None = None) -> tuple[tuple, str | None]:
+            if seg:
+                plan.append(tuple(seg))
+                seg.clear()
+            plan.append(op)
+            return tuple(plan), last
+
+        steps = b.steps
+        n = len(steps)
+        i = 0
+        while i < n:
+            step = steps[i]
+            i += 1
+            if step == "H1":
+                c = self.h1[purpose, ctx, prov_ctx]
+                seg.append(c)
+                if not c.passed:
+                    return then(self.stop_h1)
+            elif step == "H2":
+                if ctx == b.network_context:
+                    c = self.h2[cats]
+                    seg.append(c)
+                    if not c.passed:
+                        return then(self.stop_h2)
+            elif step == "E1":
+                if i < n and steps[i] == "E2":  # the usual pair: one look-up for both
+                    i += 1
+                    then(_op_e1e2)
+                else:
+                    then(_op_e1)
+            elif step == "E2":
+                then(_op_e2)
+            elif step == "A3":
+                c = self.a3[cats]
+                seg.append(c)
+                if c.passed:  # every recipient that gets here is allowed by A3
+                    return then(_op_a3)
+            elif step == "A2":
+                if ctx == b.notif_context:  # every recipient that gets here is decided by A2
+                    return then(_op_a2)
+            elif step == "H3":
+                if prov_ctx is not None and prov_ctx in b.contexts_115:
+                    c = self.h3[prov_ctx, prov_purpose, ctx, purpose]
+                    seg.append(c)
+                    if not c.passed:  # consent or the fallback decide
+                        return then(_op_h3, step)
+            elif step == "SECTION_115":
+                if ctx in b.contexts_115:  # step 7 decides every recipient that gets here
+                    return then(_op_115, step)
+            else:  # D0
+                return then(_op_d0, step)
+        raise AssertionError("a bundle's steps end with D0")  # pragma: no cover
 
     def item(self, slot: str, passed: bool, detail: str) -> CheckResult:
         step, name = self.b.check_sn[slot]
@@ -237,8 +310,9 @@ class _Tables:
                                    f"tilladt i {coop.basis} ({coop.purposes_text})")
 
     def _c3_in(self, k) -> CheckResult:
-        matched, rd, delta = k
-        extra = f" (løsladelse {rd.isoformat()}, {delta:+d} dage)" if rd is not None else ""
+        matched, rd, delta, unscheduled = k
+        extra = f" (løsladelse {rd.isoformat()}, {delta:+d} dage)" if rd is not None else (
+            " (løsladelsesdato endnu ikke fastsat)" if unscheduled else "")
         return self.item("C3", True, "omfattet af " + ", ".join(matched) + extra)
 
     def _c3_open(self, k) -> CheckResult:
@@ -266,8 +340,9 @@ class _Shared:
     """What one request's recipients have in common, evaluated once per request
     (``_shared`` stops at what no recipient can get past).  Class attributes are the
     defaults for what a given request does not set."""
-    pre_fail = h3 = consent = p9 = via = basis = post_fail = rule = rule_item = None
-    a2 = ctx115 = warn = sender_self_gov = False
+    pre_fail = consent = p9 = via = basis = post_fail = rule = rule_item = None
+    ctx115 = warn = sender_self_gov = False
+    plan: list = []
 
 
 class PolicyEngine:
@@ -388,6 +463,8 @@ class PolicyEngine:
                 bad.append("givet af personen, men alderen er ukendt")
             elif age < b.consent_min_age:
                 bad.append(f"givet af personen på {age} år (kræver mindst {b.consent_min_age})")
+        elif c.given_by is None:
+            bad.append("det er ikke oplyst, hvem der har givet samtykket")
         else:
             if age is None:
                 bad.append("givet af forældremyndighedsindehaver, men alderen er ukendt")
@@ -413,17 +490,19 @@ class PolicyEngine:
         if sender.ok:
             q = self._shared(t, req, d, sender, present_categories)
             if len(recips) == 1:
-                results = [self._decide_one(t, q, recips[0])]
+                results = [_decide_one(t, q, recips[0])]
             else:
                 results = self._decide_peers(t, q, recips)
         else:
             c7s = sender.c7s
-            results = [self._deny(t, r.org, "C7", "C7_SENDER", [c7s]) for r in recips]
+            results = [_deny(t, r.org, "C7", "C7_SENDER", [c7s]) for r in recips]
         return Decision(req.id, req.digest(), t.b.version, results)
 
     def _shared(self, t: _Tables, req: ExchangeRequest, d: date, sender: _Party,
                 present) -> _Shared:
-        """Everything that does not depend on the recipient (the sender is valid)."""
+        """Everything that does not depend on the recipient (the sender is valid), and the
+        request's *plan*: the bundle's steps as runs of shared trace items and per-recipient
+        operations, up to the first step that decides for every recipient."""
         b = t.b
         q = _Shared()
         q.c7s = sender.c7s
@@ -431,45 +510,32 @@ class PolicyEngine:
         ctx = req.context
         purpose = req.purpose
         prov = req.provenance
-        # checks before the first recipient-dependent one (E1), up to the first failure
         pre = q.pre = []
-        if present is not None:
+        if present is not None:  # undeclared data: always right after C7
             c = t.c4p[frozenset(present).difference(cats)]
             pre.append(c)
             if not c.passed:
                 q.pre_fail = ("C4", "C4_PRESENT")
                 return q
-        c = t.h1[purpose, ctx, prov.context if prov is not None else None]
-        pre.append(c)
-        if not c.passed:
-            q.pre_fail = ("H1", "H1")
-            return q
-        if ctx == b.network_context:
-            c = t.h2[cats]
-            pre.append(c)
-            if not c.passed:
-                q.pre_fail = ("H2", "H2")
-                return q
         q.ctx = ctx
         q.sender_role = sender.role
         ctx115 = q.ctx115 = ctx in b.contexts_115
         q.warn = req.mandatory and ctx115
-        q.a3 = t.a3[cats]
-        if q.a3.passed:  # every recipient past E1/E2 is allowed by A3
-            return q
-        if ctx == b.notif_context:  # every recipient past A3 is decided by A2
-            q.a2 = True
-            q.age = req.subject.age
-            q.purpose = purpose
-            return q
-        if prov is not None and prov.context in b.contexts_115:
-            q.h3 = t.h3[prov.context, prov.purpose, ctx, purpose]
+        q.age = req.subject.age
+        q.purpose = purpose
+        plan, last = t.plans[purpose, ctx, prov.context if prov is not None else None,
+                             prov.purpose if prov is not None else None, cats]
+        q.plan = plan
+        if last is not None:  # the plan ends in H3, § 115 or D0: consent may decide
+            self._consent_shared(b, req, q, cats)
+            if last == "SECTION_115":
+                self._shared_115(t, req, d, sender, q, cats)
+        return q
+
+    def _consent_shared(self, b: Bundle, req: ExchangeRequest, q: _Shared, cats: frozenset) -> None:
         if req.consent is not None:
             q.consent = req.consent
             q.consent_bad = self._consent_common(b, req, cats)
-        if ctx115:
-            self._shared_115(t, req, d, sender, q, cats)
-        return q
 
     def _shared_115(self, t: _Tables, req: ExchangeRequest, d: date, sender: _Party,
                     q: _Shared, cats: frozenset) -> None:
@@ -529,14 +595,17 @@ class PolicyEngine:
         rd = sub.release_date
         delta = (rd - d).days if rd is not None else None
         in_window = delta is not None and -coop.window_before <= delta <= coop.window_after
+        # A scope whose release date is optional takes a missing date as "not yet scheduled".
         matched = tuple(
             sc.name for sc in coop.scopes
             if all(getattr(sub, f) for f in sc.require_true)
             and (sc.custody_in is None or cust in sc.custody_in)
             and (sc.age_below is None or (age is not None and age < sc.age_below))
-            and (not sc.release_window or in_window))
+            and (not sc.release_window or in_window or (rd is None and not sc.date_required)))
         if matched:
-            return matched, t.c3_in[matched, rd, delta]
+            return matched, t.c3_in[matched, rd, delta,
+                                    rd is None and any(sc.release_window for sc in coop.scopes
+                                                       if sc.name in matched)]
         # not in scope: explain every scope's failing conditions
         why: list[str] = []
         for sc in coop.scopes:
@@ -546,7 +615,7 @@ class PolicyEngine:
             if sc.age_below is not None and (age is None or age >= sc.age_below):
                 bad.append(f"alder {age if age is not None else 'ukendt'} "
                            f"(skal være under {sc.age_below})")
-            if sc.release_window and not in_window:
+            if sc.release_window and not in_window and (rd is not None or sc.date_required):
                 bad.append("ingen løsladelsesdato" if rd is None else
                            f"løsladelse {rd} er {delta:+d} dage fra udvekslingen "
                            f"(vindue -{coop.window_before}..+{coop.window_after})")
@@ -560,7 +629,7 @@ class PolicyEngine:
         through its role and membership, and its trace only through the two items that
         name it (C7 at index 1, and C1 if reached); its peers copy the first one's
         decision with those two items swapped in.  (Consent is checked per org.)"""
-        one = self._decide_one
+        one = _decide_one
         if q.consent is not None:
             return [one(t, q, r) for r in recips]
         out = []
@@ -587,103 +656,155 @@ class PolicyEngine:
                                          first.citation, first.warnings.copy(), trace))
         return out
 
-    def _decide_one(self, t: _Tables, q: _Shared, r: _Party) -> RecipientDecision:
-        org = r.org
-        if not r.ok:
-            return self._deny(t, org, "C7", "C7_RECIPIENT", [q.c7s, r.c7r])
-        trace = [q.c7s, r.c7r, *q.pre]
-        if q.pre_fail is not None:
-            return self._deny(t, org, *q.pre_fail, trace)
-        role = r.role
-        seg, failed = t.esc[q.ctx, q.sender_role, role]
-        trace += seg
-        if failed is not None:
-            return self._deny(t, org, *failed, trace, ESCALATE)
-        c = q.a3
-        trace.append(c)
-        if c.passed:
-            return self._allow(t, q, org, "A3", None, trace)
-        if q.a2:
-            c = t.a2[q.sender_role, role, q.age, q.purpose]
-            trace.append(c)
-            if not c.passed:
-                return self._deny(t, org, "A2", "A2", trace)
-            return self._allow(t, q, org, "A2", None, trace)
-        c = q.h3
-        if c is not None:
-            trace.append(c)
-            if not c.passed:
-                if q.consent is not None and self._consent(t, q, org, trace):
-                    return self._allow(t, q, org, "A1", None, trace)
-                return self._deny(t, org, "H3", "H3", trace)
-        if q.ctx115:
-            failed = self._checks_115(t, q, r, trace)
-            if failed is None:
-                if q.sender_self_gov or role in t.b.self_gov_roles:
-                    rule, c = t.b.self_gov_rule, t.self_gov
-                else:
-                    rule, c = q.rule, q.rule_item
-                    if rule is None:  # bundle without a catch-all rule
-                        return self._deny(t, org, "D0", "D0", trace)
-                trace.append(c)
-                return self._allow(t, q, org, rule, q.via, trace)
-            if q.consent is not None:
-                if self._consent(t, q, org, trace):
-                    return self._allow(t, q, org, "A1", None, trace)
-                return self._deny(t, org, "A1", "A1", trace)
-            return self._deny(t, org, *failed, trace)
-        # step 8: anything else
-        if q.consent is not None:
-            if self._consent(t, q, org, trace):
-                return self._allow(t, q, org, "A1", None, trace)
-            return self._deny(t, org, "A1", "A1", trace)
-        trace.append(t.d0[q.ctx])
-        return self._deny(t, org, "D0", "D0", trace)
 
-    @staticmethod
-    def _checks_115(t: _Tables, q: _Shared, r: _Party, trace: list) -> tuple[str, str] | None:
-        """Step 7 checks in order; returns (rule, slot) of the first failure or None."""
-        c = q.p9
-        if c is not None:
-            trace.append(c)
-            if not c.passed:
-                return "P9", "P9_BASIS"
-        seg, failed = t.roles115[q.sender_role, r.role, q.basis]
-        trace += seg
-        if failed is not None:
-            return failed
-        c = q.c1s
-        trace.append(c)
-        if not c.passed:
-            return "C1", "C1_SENDER"
-        c = r.c1r
-        trace.append(c)
-        if not c.passed:
-            return "C1", "C1_RECIPIENT"
-        trace += q.post
-        return q.post_fail
+# ---------------------------------------------------------------------------- per recipient
+# A request's plan (``_Shared.plan``) holds runs of shared trace items (tuples) and these
+# operations; an operation appends its items and returns a decision, or None to go on.
 
-    @staticmethod
-    def _consent(t: _Tables, q: _Shared, org: str, trace: list) -> bool:
-        bad = q.consent_bad
-        if org not in q.consent.recipients:
-            bad = bad + [f"modtageren {org} er ikke nævnt"]
-        ok = not bad
-        trace.append(t.item("A1", ok, "; ".join(bad) if bad else
-                            f"udtrykkeligt samtykke ({q.consent.given_by}) dækker modtager, "
-                            "formål og kategorier"))
-        return ok
 
-    @staticmethod
-    def _allow(t: _Tables, q: _Shared, org: str, rule: str, via, trace: list) -> RecipientDecision:
-        if q.warn:
-            trace.append(t.warn)
-            warnings = [t.warn_code]
+def _decide_one(t: _Tables, q: _Shared, r: _Party) -> RecipientDecision:
+    if not r.ok:
+        return _deny(t, r.org, "C7", "C7_RECIPIENT", [q.c7s, r.c7r])
+    trace = [q.c7s, r.c7r, *q.pre]
+    if q.pre_fail is not None:
+        return _deny(t, r.org, *q.pre_fail, trace)
+    for op in q.plan:
+        if op.__class__ is tuple:
+            trace += op
+            continue
+        decided = op(t, q, r, trace)
+        if decided is not None:
+            return decided
+    raise AssertionError("every plan ends with a deciding step")  # pragma: no cover
+
+
+def _op_e1e2(t: _Tables, q: _Shared, r: _Party, trace: list) -> RecipientDecision | None:
+    seg, failed = t.esc[q.ctx, q.sender_role, r.role]
+    trace += seg
+    if failed is not None:
+        return _deny(t, r.org, *failed, trace)
+    return None
+
+
+def _op_e1(t: _Tables, q: _Shared, r: _Party, trace: list) -> RecipientDecision | None:
+    c = t.e1[q.ctx, r.role]
+    trace.append(c)
+    return None if c.passed else _deny(t, r.org, "E1", "E1", trace)
+
+
+def _op_e2(t: _Tables, q: _Shared, r: _Party, trace: list) -> RecipientDecision | None:
+    c = t.e2[q.sender_role, r.role]
+    trace.append(c)
+    return None if c.passed else _deny(t, r.org, "E2", "E2", trace)
+
+
+def _op_a3(t: _Tables, q: _Shared, r: _Party, trace: list) -> RecipientDecision:
+    return _allow(t, q, r.org, "A3", None, trace)
+
+
+def _op_a2(t: _Tables, q: _Shared, r: _Party, trace: list) -> RecipientDecision:
+    c = t.a2[q.sender_role, r.role, q.age, q.purpose]
+    trace.append(c)
+    if not c.passed:
+        return _deny(t, r.org, "A2", "A2", trace)
+    return _allow(t, q, r.org, "A2", None, trace)
+
+
+def _op_h3(t: _Tables, q: _Shared, r: _Party, trace: list) -> RecipientDecision:
+    """H3 failed (the data leaves § 115 or the preventive purposes): valid consent, else the fallback."""
+    if q.consent is not None and _consent(t, q, r.org, trace):
+        return _allow(t, q, r.org, "A1", None, trace)
+    return _fallback(t, q, r.org, "H3", trace)
+
+
+def _op_115(t: _Tables, q: _Shared, r: _Party, trace: list) -> RecipientDecision:
+    """Step 7: the § 115 checks, then the P-rule; a failed check is rescued only by valid consent."""
+    org = r.org
+    failed = _checks_115(t, q, r, trace)
+    if failed is None:
+        if q.sender_self_gov or r.role in t.b.self_gov_roles:
+            rule, c = t.b.self_gov_rule, t.self_gov
         else:
-            warnings = []
-        return RecipientDecision(org, ALLOW, rule, via, None, t.b.citations[rule], warnings, trace)
+            rule, c = q.rule, q.rule_item
+            if rule is None:  # bundle without a catch-all rule
+                return _deny(t, org, "D0", "D0", trace)
+        trace.append(c)
+        return _allow(t, q, org, rule, q.via, trace)
+    if q.consent is not None:
+        if _consent(t, q, org, trace):
+            return _allow(t, q, org, "A1", None, trace)
+        return _deny(t, org, "A1", "A1", trace)
+    return _deny(t, org, *failed, trace)
 
-    @staticmethod
-    def _deny(t: _Tables, org: str, rule: str, slot: str, trace: list,
-              outcome: Outcome = DENY) -> RecipientDecision:
-        return RecipientDecision(org, outcome, rule, None, t.reason[slot], t.reason_cit[slot], [], trace)
+
+def _op_d0(t: _Tables, q: _Shared, r: _Party, trace: list) -> RecipientDecision:
+    """Step 8, no basis found: valid consent, else the fallback."""
+    if q.consent is not None and _consent(t, q, r.org, trace):
+        return _allow(t, q, r.org, "A1", None, trace)
+    return _fallback(t, q, r.org, "D0", trace)
+
+
+def _fallback(t: _Tables, q: _Shared, org: str, slot: str, trace: list) -> RecipientDecision:
+    """H3 or D0 without valid consent: the step's own outcome (DENY or ESCALATE, from the
+    bundle).  Consent that is present but invalid (its failed A1 item is in the trace) either
+    decides instead (rule A1), adds a warning, or changes nothing (see bundle.FALLBACK_SLOTS)."""
+    warnings = None
+    if q.consent is not None:
+        mode = t.b.invalid_consent[slot]
+        if mode == INVALID_CONSENT_A1:
+            return _deny(t, org, "A1", "A1", trace)
+        if mode == INVALID_CONSENT_WARN:
+            warnings = [t.warn_consent_code]
+    if slot == "D0":
+        trace.append(t.d0[q.ctx])
+    return _deny(t, org, slot, slot, trace, warnings)
+
+
+def _checks_115(t: _Tables, q: _Shared, r: _Party, trace: list) -> tuple[str, str] | None:
+    """Step 7 checks in order; returns (rule, slot) of the first failure or None."""
+    c = q.p9
+    if c is not None:
+        trace.append(c)
+        if not c.passed:
+            return "P9", "P9_BASIS"
+    seg, failed = t.roles115[q.sender_role, r.role, q.basis]
+    trace += seg
+    if failed is not None:
+        return failed
+    c = q.c1s
+    trace.append(c)
+    if not c.passed:
+        return "C1", "C1_SENDER"
+    c = r.c1r
+    trace.append(c)
+    if not c.passed:
+        return "C1", "C1_RECIPIENT"
+    trace += q.post
+    return q.post_fail
+
+
+def _consent(t: _Tables, q: _Shared, org: str, trace: list) -> bool:
+    bad = q.consent_bad
+    if org not in q.consent.recipients:
+        bad = bad + [f"modtageren {org} er ikke nævnt"]
+    ok = not bad
+    trace.append(t.item("A1", ok, "; ".join(bad) if bad else
+                        f"udtrykkeligt samtykke ({q.consent.given_by}) dækker modtager, "
+                        "formål og kategorier"))
+    return ok
+
+
+def _allow(t: _Tables, q: _Shared, org: str, rule: str, via, trace: list) -> RecipientDecision:
+    if q.warn:
+        trace.append(t.warn)
+        warnings = [t.warn_code]
+    else:
+        warnings = []
+    return RecipientDecision(org, ALLOW, rule, via, None, t.b.citations[rule], warnings, trace)
+
+
+def _deny(t: _Tables, org: str, rule: str, slot: str, trace: list,
+          warnings: list[str] | None = None) -> RecipientDecision:
+    """A DENY or an ESCALATE (the slot's outcome in the bundle) by ``slot``."""
+    return RecipientDecision(org, t.outcome[slot], rule, None, t.reason[slot], t.reason_cit[slot],
+                             warnings if warnings is not None else [], trace)

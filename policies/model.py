@@ -192,11 +192,13 @@ def _date_only(v: Any) -> Any:
 
 
 class Consent(_Input):
-    categories: list[Category]
-    explicit: StrictBool
-    given_by: ConsentGiver
-    purposes: list[Purpose]
-    recipients: list[str]
+    # Every field may be missing: consent is *present* whenever the request carries it (even
+    # as an empty object), and a missing part makes it invalid, never the request.
+    categories: list[Category] = Field(default_factory=list)
+    explicit: StrictBool = False
+    given_by: ConsentGiver | None = None
+    purposes: list[Purpose] = Field(default_factory=list)
+    recipients: list[str] = Field(default_factory=list)
     withdrawn_at: AwareDatetime | date | None = None
 
     @field_validator("withdrawn_at", mode="before")

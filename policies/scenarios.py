@@ -1,13 +1,14 @@
 """Scenario files: a YAML or JSON list of exchange requests with ``expected`` results.
 
-Format: see disclosure-rules.md, "Scenario files".  Extensions (documented in
-policies/README.md):
+Format: see policies/README.md ("Scenario files").  Extensions (documented there too):
 
-* ``expected`` may be a single ``{outcome, rule, reason?, via?, warnings?}`` that
+* ``expected`` may be a single ``{outcome, rule, reason?, via?, warnings?, citation?}`` that
   applies to every recipient, or a mapping ``recipient-org-id -> {...}``.
 * ``present_categories``: the categories the gate would find in the payload
   (input to the undeclared-data check).
 * ``description``: free text, ignored.
+* ``payload_type``: the payload record a real message of this kind carries (for the
+  test that the declared categories are those such a payload always holds); ignored.
 """
 from __future__ import annotations
 
@@ -37,12 +38,13 @@ class ExpectedResult(BaseModel):
     reason: str | None = None
     via: str | None = None
     warnings: list[str] | None = None
+    citation: str | None = None
 
     def mismatches(self, got: RecipientDecision) -> list[str]:
         out = []
         if got.outcome != self.outcome:
             out.append(f"outcome {got.outcome} != expected {self.outcome}")
-        for f in ("rule", "reason", "via"):
+        for f in ("rule", "reason", "via", "citation"):
             want = getattr(self, f)
             if f in self.model_fields_set and getattr(got, f) != want:
                 out.append(f"{f} {getattr(got, f)} != expected {want}")
@@ -70,6 +72,7 @@ class Scenario:
     expected: Expected | None
     present_categories: tuple[Category, ...] | None = None
     description: str | None = None
+    payload_type: str | None = None
 
     # behave like the (request, expected) pair of the brief
     def __iter__(self):
@@ -125,6 +128,9 @@ def parse_scenarios(data: Any, file: str = "<memory>") -> list[Scenario]:
         body = dict(item)
         exp_raw = body.pop("expected", None)
         desc = body.pop("description", None)
+        payload_type = body.pop("payload_type", None)
+        if payload_type is not None and not isinstance(payload_type, str):
+            raise ScenarioError(file, sid, "payload_type", "must be a record name")
         extra = {"present_categories": body.pop("present_categories", None)}
         try:
             req = ExchangeRequest.model_validate(body)
@@ -142,7 +148,7 @@ def parse_scenarios(data: Any, file: str = "<memory>") -> list[Scenario]:
                                         "not one of the scenario's recipients")
         out.append(Scenario(sid, req, expected,
                             tuple(ex.present_categories) if ex.present_categories is not None
-                            else None, desc if isinstance(desc, str) else None))
+                            else None, desc if isinstance(desc, str) else None, payload_type))
     return out
 
 

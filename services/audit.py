@@ -15,7 +15,7 @@ from typing import Any, Callable, Iterable, Iterator
 
 from ledger.domain import sealed_message_aad
 from ledger.privacy import DecryptionError, LedgerSealer, SubjectErased
-from ledger.readmodels import ReadModels, TableDiff, compare, replay_prefix
+from ledger.readmodels import TABLES, ReadModels, TableDiff, compare, replay_prefix
 from policies.bundle import Bundle, BundleSet, load_bundle
 from policies.directory import Directory
 from policies.engine import PolicyEngine
@@ -24,6 +24,7 @@ from services.gate import GatePipeline, Inbound, Rejected, Work
 
 _REQUESTED = "Exchange.Requested"
 _DECIDED = "Exchange.Decided"
+_VERDICT = "Exchange.EscalationVerdict"
 
 
 # -- the recorded history ------------------------------------------------------------------------
@@ -77,6 +78,15 @@ def recorded_decisions(ledger: Any, *, page_size: int = 1000,
         if progress is not None:
             progress(page[-1].id)
         start = page[-1].id + 1
+
+
+def recorded_verdicts(ledger: Any) -> dict[uuid.UUID, list[dict[str, Any]]]:
+    """Every legal officer's verdict on an escalation, per exchange, in the order recorded."""
+    out: dict[uuid.UUID, list[dict[str, Any]]] = {}
+    for n in ledger.all_notifications():
+        if n.topic.endswith(_VERDICT):
+            out.setdefault(n.originator_id, []).append(ledger.mapper.to_domain_event(n).verdict)
+    return out
 
 
 class PinnedBundleSet(BundleSet):
@@ -184,8 +194,7 @@ def replay(ledger: Any, *, until: datetime | None = None, keep: bool = False, co
             compared = True
         else:
             consumed = fresh.catch_up(until=until, progress=progress)
-            diffs = [TableDiff(t, 0, len(fresh.rows(t))) for t in ("exchanges", "decisions", "disclosures", "stats",
-                                                                    "rejections")]
+            diffs = [TableDiff(t, 0, len(fresh.rows(t))) for t in TABLES]
             compared = False
         return ReplayReport(fresh.prefix, consumed, until, diffs, compared)
     finally:
@@ -236,6 +245,8 @@ class ReevaluationReport:
     divergent: list[Divergence] = field(default_factory=list)
     not_reevaluable: list[dict[str, str]] = field(default_factory=list)  # erased subjects
     errors: list[dict[str, str]] = field(default_factory=list)  # unknown policy version, undecryptable, rejected
+    # escalated recipients by their status after legal review (the recorded ESCALATE stays the decision)
+    reviewed: dict[str, int] = field(default_factory=lambda: {"APPROVED": 0, "REFUSED": 0, "OPEN": 0})
 
     @property
     def ok(self) -> bool:
@@ -244,7 +255,7 @@ class ReevaluationReport:
     def to_dict(self) -> dict[str, Any]:
         return {"checked": self.checked, "agreeing": self.agreeing, "ok": self.ok,
                 "divergent": [d.to_dict() for d in self.divergent], "not_reevaluable": self.not_reevaluable,
-                "errors": self.errors}
+                "errors": self.errors, "reviewed": self.reviewed}
 
 
 def diff_decisions(recorded: dict[str, Any], recomputed: dict[str, Any]) -> list[tuple[str, str, Any, Any]]:
@@ -268,12 +279,24 @@ def diff_decisions(recorded: dict[str, Any], recomputed: dict[str, Any]) -> list
 
 def reevaluate(ledger: Any, redecider: Redecider, bundles: Any,
                progress: Callable[[int], None] | None = None) -> ReevaluationReport:
+    """Every recorded decision re-decided under its own policy version. An escalation's legal
+    review follows the decision and does not change it: an approved or refused escalation is
+    consistent when the decision still escalates and its verdicts keep the rules of review."""
+    from services.escalations import audit_verdicts
+
     report = ReevaluationReport()
+    verdicts = recorded_verdicts(ledger)
     for rec in recorded_decisions(ledger, progress=progress):
         report.checked += 1
         ident = {"exchange_id": str(rec.exchange_id), "message_id": rec.message_id, "sender": rec.sender}
         version = rec.decision.get("policy_version", "")
         bundle = bundles.by_version(version)
+        if any(r["outcome"] == "ESCALATE" for r in rec.decision["results"]) or rec.exchange_id in verdicts:
+            status, problems = audit_verdicts(rec.summary, rec.decision, verdicts.get(rec.exchange_id, []), bundle)
+            for s in status.values():
+                report.reviewed[s] = report.reviewed.get(s, 0) + 1
+            for recipient, code, detail in problems:
+                report.errors.append({**ident, "recipient": recipient, "error": code, "detail": detail[:200]})
         if bundle is None:
             report.errors.append({**ident, "error": "UNKNOWN_POLICY_VERSION", "detail": version})
             continue
@@ -305,6 +328,7 @@ class ImpactReport:
     bundle_name: str
     bundle_version: str
     since: date | None
+    effective_from: date | None = None
     requests: int = 0
     decisions: int = 0
     unchanged: int = 0
@@ -312,6 +336,11 @@ class ImpactReport:
     # (recorded outcome, rule, reason) -> (new outcome, rule, reason) -> message ids
     flips: dict[tuple[tuple[str, str, str], tuple[str, str, str]], list[str]] = field(default_factory=dict)
     changes: dict[tuple[tuple[str, str, str], tuple[str, str, str]], list[str]] = field(default_factory=dict)
+    # the same groups, with the decisions they hold: message id, recipient, exchange id, exchange date
+    decided: dict[tuple[tuple[str, str, str], tuple[str, str, str]], list[dict[str, str]]] = field(default_factory=dict)
+    recorded_under: dict[str, int] = field(default_factory=dict)  # bundle name (or version) -> requests
+    first_day: date | None = None
+    last_day: date | None = None
 
     @property
     def flipped(self) -> int:
@@ -322,6 +351,8 @@ class ImpactReport:
         return sum(len(v) for v in self.changes.values())
 
     def groups(self, which: str = "flips", examples: int = 5) -> list[dict[str, Any]]:
+        """The changed decisions grouped by recorded and proposed (outcome, rule, reason), largest
+        group first; ``examples`` are message ids, ``example_decisions`` say which recipient and day."""
         data = self.flips if which == "flips" else self.changes
         out = []
         for (old, new), ids in sorted(data.items(), key=lambda kv: (-len(kv[1]), kv[0])):
@@ -329,13 +360,17 @@ class ImpactReport:
                 "from": {"outcome": old[0], "rule": old[1], "reason": old[2]},
                 "to": {"outcome": new[0], "rule": new[1], "reason": new[2]},
                 "count": len(ids), "examples": list(dict.fromkeys(ids))[:examples],
+                "example_decisions": self.decided.get((old, new), [])[:examples],
             })
         return out
 
     def to_dict(self, examples: int = 5) -> dict[str, Any]:
         return {
             "bundle": self.bundle_name, "policy_version": self.bundle_version,
+            "effective_from": self.effective_from.isoformat() if self.effective_from else None,
             "since": self.since.isoformat() if self.since else None,
+            "period": [d.isoformat() for d in (self.first_day, self.last_day)] if self.first_day else None,
+            "recorded_under": self.recorded_under,
             "requests": self.requests, "decisions": self.decisions, "unchanged": self.unchanged,
             "flipped": self.flipped, "changed_rule_or_reason": self.changed,
             "flips": self.groups("flips", examples), "changes": self.groups("changes", examples),
@@ -344,13 +379,22 @@ class ImpactReport:
 
 
 def impact(ledger: Any, redecider: Redecider, bundle: Bundle, *, since: date | None = None,
-           progress: Callable[[int], None] | None = None) -> ImpactReport:
-    """Runs ``bundle`` over every recorded request (from ``since``) and groups what would change."""
-    report = ImpactReport(bundle.name, bundle.version, since)
+           progress: Callable[[int], None] | None = None, known: Any = None) -> ImpactReport:
+    """Runs ``bundle`` over every recorded request (from ``since``), whatever its date, and groups
+    what would change by recorded and proposed outcome, rule and reason. ``known`` (a bundle set)
+    names the bundles the records were decided under."""
+    report = ImpactReport(bundle.name, bundle.version, since, bundle.effective_from)
     for rec in recorded_decisions(ledger, progress=progress):
         if since is not None and rec.occurred_on < since:
             continue
         report.requests += 1
+        version = rec.decision.get("policy_version", "")
+        under = known.by_version(version) if known is not None else None
+        key = under.name if under is not None else version
+        report.recorded_under[key] = report.recorded_under.get(key, 0) + 1
+        day = rec.occurred_on
+        report.first_day = min(report.first_day or day, day)
+        report.last_day = max(report.last_day or day, day)
         try:
             recomputed = redecider.decide(rec, bundle)
         except SubjectErased:
@@ -370,11 +414,37 @@ def impact(ledger: Any, redecider: Redecider, bundle: Bundle, *, since: date | N
             b = (nr["outcome"], nr.get("rule") or "", nr.get("reason") or "")
             if a == b:
                 report.unchanged += 1
-            elif a[0] != b[0]:
-                report.flips.setdefault((a, b), []).append(rec.message_id)
-            else:
-                report.changes.setdefault((a, b), []).append(rec.message_id)
+                continue
+            (report.flips if a[0] != b[0] else report.changes).setdefault((a, b), []).append(rec.message_id)
+            report.decided.setdefault((a, b), []).append({
+                "message_id": rec.message_id, "recipient": old["recipient"], "exchange_id": str(rec.exchange_id),
+                "occurred_on": rec.occurred_on.isoformat()})
     return report
+
+
+def _triple(t: dict[str, str]) -> str:
+    return " ".join(x for x in (t["outcome"], t["rule"], t["reason"]) if x)
+
+
+def impact_summary(report: ImpactReport, examples: int = 3) -> list[str]:
+    """The impact report as plain lines for a legal officer: what it was run over, then every group of
+    changed decisions by rule and reason with its count and example decisions (message id → recipient)."""
+    period = f", exchanges of {report.first_day} – {report.last_day}" if report.first_day else ""
+    under = ", ".join(f"{n} under {name}" for name, n in sorted(report.recorded_under.items()))
+    lines = [f"policy impact of {report.bundle_name} (effective {report.effective_from}, "
+             f"{report.bundle_version[:19]}…) over {report.requests} recorded requests "
+             f"({report.decisions} decisions{period})" + (f"; recorded {under}" if under else ""),
+             f"{report.flipped} would flip outcome, {report.changed} would change rule or reason only, "
+             f"{report.unchanged} unchanged, {len(report.skipped)} skipped (erased or unreadable)"]
+    for which, title in (("flips", "would flip outcome"), ("changes", "would change rule or reason only")):
+        groups = report.groups(which, examples)
+        if groups:
+            lines.append(f"{title}, by rule and reason:")
+        for g in groups:
+            lines.append(f"  {g['count']:>4}  {_triple(g['from'])}  →  {_triple(g['to'])}")
+            lines.append("        e.g. " + "; ".join(f"{d['message_id']} → {d['recipient']} ({d['occurred_on']})"
+                                                     for d in g["example_decisions"]))
+    return lines
 
 
 # -- subject access report -------------------------------------------------------------------------
@@ -416,7 +486,8 @@ def resolve_subject(value: str, secret: bytes) -> str:
 
 
 __all__ = [
-    "Recorded", "recorded_decisions", "PinnedBundleSet", "Redecider", "load_bundles", "replay", "ReplayReport",
-    "reevaluate", "ReevaluationReport", "Divergence", "diff_decisions", "impact", "ImpactReport", "subject_report",
+    "Recorded", "recorded_decisions", "recorded_verdicts", "PinnedBundleSet", "Redecider", "load_bundles", "replay", "ReplayReport",
+    "reevaluate", "ReevaluationReport", "Divergence", "diff_decisions", "impact", "ImpactReport", "impact_summary",
+    "subject_report",
     "resolve_subject", "SUBJECT_COLUMNS",
 ]

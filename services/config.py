@@ -100,6 +100,8 @@ class Settings:
     witness_timeout_ms: int = 2000
     cosign_retry_ms: int = 10000
     log_level: str = "INFO"
+    # An escalation open longer than this is flagged in the escalation queue and its statistics.
+    escalation_max_open_hours: int = 48
 
     def __post_init__(self) -> None:
         if self.mode not in MODES:

@@ -1,7 +1,10 @@
 """The delivery relay: the ledger's notification log is the outbox.
 
 For every decided exchange it publishes the allowed payload, unchanged, to each
-allowed recipient's inbox, and a receipt for every recipient to the sender.
+allowed recipient's inbox, and a receipt for every recipient to the sender (an
+ESCALATE's receipt says it awaits legal review). For every legal officer's verdict
+that closes an escalation it does the same with the verdict's result: the payload to
+the inbox on approval, and a review receipt either way.
 Publishing happens before the bookkeeping, so a crash in between re-sends;
 delivery ids are stable, so the receiver recognises the re-send.
 """
@@ -23,6 +26,7 @@ from ledger.domain import Delivery, delivery_id, sealed_message_aad
 from ledger.privacy import LedgerSealer, SubjectErased
 from schemas.codec import AvroCodec
 from services import topics
+from services.escalations import AWAITING_REVIEW, OPEN, REVIEW_RECEIPT
 from services.logging import get_logger
 
 log = get_logger(__name__)
@@ -30,6 +34,7 @@ log = get_logger(__name__)
 OUTBOX_TRACKING = "outbox:delivery-relay"
 _REQUESTED = "Exchange.Requested"
 _DECIDED = "Exchange.Decided"
+_VERDICT = "Exchange.EscalationVerdict"
 
 
 @dataclass(frozen=True)
@@ -75,11 +80,15 @@ class DeliveryRelay:
         if not page:
             return 0  # nothing new in the log, so nothing derived from it can be stale
         decided = self._decided(page)
-        allowed = {ex.subject for ex in decided if any(r["outcome"] == "ALLOW" for r in ex.decision["results"])}
+        resolved = self._resolved(page)
+        allowed = {ex.subject for ex in decided + resolved
+                   if any(r["outcome"] == "ALLOW" for r in ex.decision["results"])}
         deliveries: list[Delivery] = []
         with self.sealer.batch(allowed, create=False) as sealer:
             for exchange in decided:
                 deliveries.extend(self._relay(exchange, sealer))
+            for exchange in resolved:
+                deliveries.extend(self._relay(exchange, sealer, receipt_kind=REVIEW_RECEIPT))
         self.producer.flush()
         try:
             self.ledger.record(deliveries, Tracking(OUTBOX_TRACKING, page[-1].id))
@@ -107,6 +116,22 @@ class DeliveryRelay:
                 first = requested.get(n.originator_id)
                 req = to_event(first) if first is not None else self.ledger.first_event(n.originator_id)
                 out.append(DecidedExchange.of(req, to_event(n).decision))
+        return out
+
+    def _resolved(self, page: list[Notification]) -> list[DecidedExchange]:
+        """Escalations closed by a verdict in this page, each as an exchange whose decision holds
+        only the verdict's result (and the original decision's policy version and digest)."""
+        out: list[DecidedExchange] = []
+        to_event = self.ledger.mapper.to_domain_event
+        for n in page:
+            if not n.topic.endswith(_VERDICT):
+                continue
+            verdict = to_event(n).verdict
+            if verdict.get("status", OPEN) == OPEN or not verdict.get("result"):
+                continue  # an approval that waits for a second officer
+            decision = {"policy_version": verdict["policy_version"], "request_digest": verdict["request_digest"],
+                        "results": [verdict["result"]]}
+            out.append(DecidedExchange.of(self.ledger.first_event(n.originator_id), decision))
         return out
 
     def run(self, *, idle_stop_after: float | None = None, poll_interval: float = 0.1) -> dict[str, int]:
@@ -148,7 +173,7 @@ class DeliveryRelay:
 
     # -- one decided exchange ------------------------------------------------------------
 
-    def _relay(self, exchange: DecidedExchange, sealer: LedgerSealer) -> list[Delivery]:
+    def _relay(self, exchange: DecidedExchange, sealer: LedgerSealer, receipt_kind: str = "receipt") -> list[Delivery]:
         decision = exchange.decision
         out: list[Delivery] = []
         payload: dict[str, Any] | None = None
@@ -162,7 +187,7 @@ class DeliveryRelay:
                     out.append(self._bookkeep(exchange, recipient, "inbox", "UNDELIVERABLE_ERASED"))
                 else:
                     out.append(self._deliver(exchange, result, payload))
-            out.append(self._receipt(exchange, result, decision))
+            out.append(self._receipt(exchange, result, decision, receipt_kind))
         return out
 
     def _open_payload(self, exchange: DecidedExchange, sealer: LedgerSealer) -> dict[str, Any] | None:
@@ -206,9 +231,13 @@ class DeliveryRelay:
         self.stats["inbox"] += 1
         return self._bookkeep(exchange, recipient, "inbox", "PUBLISHED", topic)
 
-    def _receipt(self, exchange: DecidedExchange, result: dict[str, Any], decision: dict[str, Any]) -> Delivery:
+    def _receipt(self, exchange: DecidedExchange, result: dict[str, Any], decision: dict[str, Any],
+                 kind: str = "receipt") -> Delivery:
         recipient = result["recipient"]
-        rid = str(delivery_id(exchange.id, recipient, "receipt"))
+        rid = str(delivery_id(exchange.id, recipient, kind))
+        warnings = list(result.get("warnings") or [])
+        if result["outcome"] == "ESCALATE":
+            warnings.append(AWAITING_REVIEW)
         record = {
             "receipt_id": rid,
             "exchange_id": str(exchange.id),
@@ -219,7 +248,7 @@ class DeliveryRelay:
             "via": result.get("via"),
             "reason": result.get("reason"),
             "citation": result.get("citation"),
-            "warnings": list(result.get("warnings") or []),
+            "warnings": warnings,
             "policy_version": decision["policy_version"],
             "request_digest": decision["request_digest"],
         }
@@ -229,7 +258,7 @@ class DeliveryRelay:
             headers=[("x-delivery-id", rid.encode())],
         )
         self.stats["receipts"] += 1
-        return self._bookkeep(exchange, recipient, "receipt", "PUBLISHED", topic)
+        return self._bookkeep(exchange, recipient, kind, "PUBLISHED", topic)
 
     @staticmethod
     def _bookkeep(exchange: DecidedExchange, recipient: str, kind: str, outcome: str, topic: str = "") -> Delivery:

@@ -16,9 +16,10 @@ from typing import Any
 
 from services import topics
 from services.agency import Publisher
-from services.audit import recorded_decisions
+from services.audit import Redecider, impact, impact_summary, load_bundles, recorded_decisions
 from services.broker import EmbeddedBroker
 from services.config import Settings
+from services.escalations import EscalationDesk, EscalationError
 from services.keyring import DEV_KEY_ID, dev_private_key
 from services.logging import get_logger
 from services.runtime import Runtime
@@ -27,6 +28,8 @@ from services.simulation import Builder, Case, build_week, declared_categories, 
 log = get_logger(__name__)
 
 DEMO_LEDGER = Path("var/demo.sqlite")
+#: the demo's legal officer (`xledger demo --serve` creates this review-app user)
+DEMO_OFFICER = "jurist"
 
 # Synthetic CPR numbers: valid in form and date, made up for the demo.
 KSP_SENDER = ("kriminalforsorgen:horserod", "KRIMINALFORSORGEN")
@@ -47,6 +50,8 @@ class DemoReport:
     by_context_rule: dict[tuple[str, str, str], int] = field(default_factory=dict)
     unexpected: list[str] = field(default_factory=list)
     verification: str = "not run"
+    resolutions: list[str] = field(default_factory=list)  # what the legal officer decided, and what followed
+    impact: list[str] = field(default_factory=list)  # the newest bundle over the week's decisions
 
     def rows(self) -> list[tuple[str, int]]:
         return [
@@ -152,10 +157,19 @@ def _run(rt: Runtime, plan: list[tuple[date, Case]], timeout: float) -> DemoRepo
     inboxes = {org: rt.inbox(org) for org in recipients}
     report = DemoReport(requests=len(plan))
     deadline = time.monotonic() + timeout
+    reviewed: list = []  # deliveries after legal review (rule L1)
+    resolved: dict[str, tuple[Case, dict[str, Any]]] = {}
+
+    def poll() -> None:
+        for inbox in inboxes.values():
+            for got in inbox.poll(timeout_ms=20):
+                report.inbox_received += 1
+                if got.record["rule"] == "L1":
+                    reviewed.append(got.record)
+
     try:
         while time.monotonic() < deadline:
-            for inbox in inboxes.values():
-                report.inbox_received += len(inbox.poll(timeout_ms=20))
+            poll()
             counts = rt.ledger.counts()
             decisions = counts["allowed"] + counts["denied"] + counts["escalated"]
             if counts["requests"] + counts["rejected"] >= len(plan) and relay.stats["receipts"] >= decisions \
@@ -164,6 +178,16 @@ def _run(rt: Runtime, plan: list[tuple[date, Case]], timeout: float) -> DemoRepo
             time.sleep(0.05)
         else:
             log.warning("demo.timeout", timeout_s=timeout)
+        # The legal officer's turn: the escalations the script resolves, each way once.
+        resolved = _resolve_escalations(rt, sent)
+        approved = sum(v["result"]["outcome"] == "ALLOW" for _, v in resolved.values())
+        while time.monotonic() < deadline:
+            poll()
+            if relay.stats["receipts"] >= decisions + len(resolved) and len(reviewed) >= approved:
+                break
+            time.sleep(0.05)
+        else:
+            log.warning("demo.timeout", timeout_s=timeout, waiting_for="verdicts")
     finally:
         worker.stop()
         relay.stop()
@@ -176,6 +200,8 @@ def _run(rt: Runtime, plan: list[tuple[date, Case]], timeout: float) -> DemoRepo
             inbox.consumer.close()
     report.receipts = relay.stats["receipts"]
     _summarise(rt, report, sent)
+    _report_resolutions(report, resolved, reviewed)
+    report.impact = _impact_of_newest_bundle(rt)
     rt.maintain()
     rt.ledger.checkpoint_now(rt.checkpoint_signer, origin=rt.settings.ledger_origin)
     verified = rt.verify()
@@ -187,6 +213,56 @@ def _run(rt: Runtime, plan: list[tuple[date, Case]], timeout: float) -> DemoRepo
     return report
 
 
+def _resolve_escalations(rt: Runtime, sent: dict[str, Case]) -> dict[str, tuple[Case, dict[str, Any]]]:
+    """The demo's legal officer approves and refuses the escalations the script marks."""
+    desk = EscalationDesk(rt.ledger, max_open=timedelta(hours=rt.settings.escalation_max_open_hours))
+    out: dict[str, tuple[Case, dict[str, Any]]] = {}
+    for recorded in recorded_decisions(rt.ledger):
+        case = sent.get(recorded.message_id)
+        if case is None or case.resolve is None:
+            continue
+        try:
+            if case.resolve == "approve":
+                verdict = desk.approve(recorded.exchange_id, officer=DEMO_OFFICER, roles=["legal_officer"], via="demo",
+                                       basis="PET anmoder om oplysninger til en trusselsvurdering; PET-loven giver "
+                                             "hjemmel til videregivelsen.", citation="PET-loven § 4, stk. 1")
+            else:
+                verdict = desk.refuse(recorded.exchange_id, officer=DEMO_OFFICER, roles=["legal_officer"], via="demo",
+                                      reason="Der er ikke angivet et formål, som kræver videregivelse til politiet.")
+        except EscalationError as exc:
+            log.warning("demo.verdict_failed", code=exc.code)
+            continue
+        out[recorded.message_id] = (case, verdict)
+    return out
+
+
+def _report_resolutions(report: DemoReport, resolved: dict[str, tuple[Case, dict[str, Any]]],
+                        reviewed: list[dict[str, Any]]) -> None:
+    delivered = {r["message_id"] for r in reviewed}
+    for message_id, (case, verdict) in sorted(resolved.items(), key=lambda kv: kv[1][0].label):
+        r = verdict["result"]
+        what = "approved" if r["outcome"] == "ALLOW" else "refused"
+        line = (f"{case.label}: {what} by {verdict['officer']} → {r['outcome']} {r['rule']}"
+                + (f" {r['reason']}" if r["reason"] else "") + f" ({r['citation']})")
+        if r["outcome"] == "ALLOW":
+            line += "; delivered to " + verdict["recipient"] if message_id in delivered else "; NOT delivered"
+            if message_id not in delivered:
+                report.unexpected.append(f"{case.label}: approved on review but not delivered")
+        report.resolutions.append(line)
+    if {c.resolve for c, _ in resolved.values()} != {"approve", "refuse"}:
+        report.unexpected.append("the demo's escalations were not resolved both ways")
+
+
+def _impact_of_newest_bundle(rt: Runtime) -> list[str]:
+    """What the newest bundle would change over the week, for the legal officer."""
+    bundles = load_bundles()
+    newest = max(bundles.bundles, key=lambda b: b.effective_from)
+    report = impact(rt.ledger, Redecider(rt.ledger, rt.settings.master_key, rt.pseudonym_secret, rt.keyset), newest, known=bundles)
+    if set(report.recorded_under) == {newest.name}:
+        return [f"the week was decided by the newest bundle, {newest.name}: nothing to compare"]
+    return impact_summary(report, examples=2)
+
+
 def _summarise(rt: Runtime, report: DemoReport, sent: dict[str, Case]) -> None:
     counts = rt.ledger.counts()
     report.allowed, report.denied, report.escalated = counts["allowed"], counts["denied"], counts["escalated"]
@@ -194,9 +270,11 @@ def _summarise(rt: Runtime, report: DemoReport, sent: dict[str, Case]) -> None:
     report.recorded = counts["requests"] + counts["rejected"]
     for recorded in recorded_decisions(rt.ledger):
         case = sent.get(recorded.message_id)
+        bundle = rt.engine.bundles.by_version(recorded.decision["policy_version"])
         for result in recorded.decision["results"]:
             key = (recorded.summary["context"], result["outcome"], result["reason"] or result["rule"])
             report.by_context_rule[key] = report.by_context_rule.get(key, 0) + 1
             got = result["rule"] if result["outcome"] == "ALLOW" else result["reason"]
-            if case is not None and got != case.expect:
-                report.unexpected.append(f"{case.label} → {result['recipient']}: expected {case.expect}, got {got}")
+            want = case.expected(bundle.name) if case is not None and bundle is not None else None
+            if case is not None and got != want:
+                report.unexpected.append(f"{case.label} → {result['recipient']}: expected {want}, got {got}")

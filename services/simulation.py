@@ -24,6 +24,7 @@ PSYCH = ("region:sjaelland", "TREATMENT_PSYCH")
 SOCIAL_PSYCH = ("region:sjaelland", "SOCIAL_PSYCH")
 HOTLINE = ("hotline-radikalisering:national", "OTHER_AUTHORITY")
 PET = ("pet:national", "PET")
+IMMIGRATION = ("udlaendingestyrelsen:national", "IMMIGRATION_AUTH")
 UNGEHUSET = ("selvejende:ungehuset-kalundborg", "SELF_GOV_SOCIAL")
 MENTOR = ("privat:mentorhuset-test", "PRIVATE_ENTITY")
 DISTRICT = "politikreds:midt-vestsjaelland"
@@ -42,6 +43,12 @@ class Case:
     sender: tuple[str, str]
     request: dict[str, Any]
     tamper: str | None = None  # "forge" (wrong key) or "garbage" (undecodable bytes)
+    # what a later bundle gives where it differs (bundle name -> rule or reason), for weeks it decides
+    expect_by_bundle: dict[str, str] = field(default_factory=dict)
+    resolve: str | None = None  # for an escalation: "approve" or "refuse", what the demo's legal officer does
+
+    def expected(self, bundle_name: str) -> str:
+        return self.expect_by_bundle.get(bundle_name, self.expect)
 
 
 @dataclass
@@ -140,7 +147,7 @@ NECESSARY = "Nødvendigt for at koordinere en tidlig forebyggende indsats over f
 
 
 def build_week(today: date, seed: int = 7) -> list[tuple[date, Case]]:
-    """About eighty exchanges over the seven days up to today, in a fixed, seeded order."""
+    """About sixty-five exchanges over the seven days up to today, in a fixed, seeded order."""
     rng = random.Random(seed)
     people = People(rng, today)
     cases: list[Case] = []
@@ -210,7 +217,8 @@ def build_week(today: date, seed: int = 7) -> list[tuple[date, Case]]:
                                                  "release_date": far},
             necessity="Planlægning af løsladelse om fire år.")))
         # Onward: the municipality passes PSP data to the jobcentre for an administrative case.
-        add(Case(f"Onward {slug}: social → jobcentre", "DENY_ONWARD_PURPOSE_CHANGE", muni(code, "MUNI_SOCIAL_ADULT"), dict(
+        add(Case(f"Onward {slug}: social → jobcentre", "DENY_ONWARD_PURPOSE_CHANGE", muni(code, "MUNI_SOCIAL_ADULT"),
+                 expect_by_bundle={"dk-115-2026-12-15": "ESCALATE_ONWARD_COMPATIBILITY"}, request=dict(
             payload_type=CASE_NOTE, payload=_case_note(cpr3, name3, today, "Socialforvaltningen", health=True),
             recipients=[muni(code, "MUNI_JOBCENTER")], context="NONE", purpose="OTHER_ADMIN",
             subject={"age": age3}, provenance={"exchange_id": None, "context": "PSP", "purpose": "PREVENTIVE_COORDINATION"})))
@@ -231,6 +239,20 @@ def build_week(today: date, seed: int = 7) -> list[tuple[date, Case]]:
         purpose="EXTREMISM_RISK_ASSESSMENT",
         subject={"age": age, "custody_status": "REMAND_CH70", "release_date": rel, "radicalisation_assessed": True},
         necessity="Kommunen skal kunne tilbyde exitprogram straks efter løsladelsen.")))
+    cpr, name, age = people.person(41)
+    later = today + timedelta(days=180)
+    add(Case("KSP kalundborg: Horserød → municipality, release in six months", "DENY_SUBJECT_OUT_OF_SCOPE", HORSEROD,
+             expect_by_bundle={"dk-115-2026-12-15": "P5"}, request=dict(
+        payload_type=RELEASE, payload=_release(cpr, name, later), recipients=[muni("326", "MUNI_SOCIAL_ADULT")],
+        context="KSP", cooperation_id="ksp:kalundborg", purpose="RELEASE_PLANNING",
+        subject={"age": age, "convicted": True, "custody_status": "IN_KIF_INSTITUTION", "release_date": later},
+        necessity="En bolig skal findes i god tid før løsladelsen.")))
+    cpr, name, age = people.person(14)
+    add(Case("SSP kalundborg: the municipal youth club → police", "DENY_ROLE_NOT_IN_COOPERATION",
+             muni("326", "MUNI_OTHER"), expect_by_bundle={"dk-115-2026-12-15": "P2"}, request=dict(
+        payload_type=CASE_NOTE, payload=_case_note(cpr, name, today, "Ungdomsklubben"), recipients=[POLICE],
+        context="SSP", cooperation_id="ssp:kalundborg", purpose="PREVENTIVE_COORDINATION", subject={"age": age},
+        necessity=NECESSARY)))
     cpr, name, age = people.person(17)
     add(Case("SSP kalundborg: Ungehuset (selvejende) → SSP unit", "P8", UNGEHUSET, dict(
         payload_type=CASE_NOTE, payload=_case_note(cpr, name, today, "Ungehuset"),
@@ -281,9 +303,13 @@ def build_week(today: date, seed: int = 7) -> list[tuple[date, Case]]:
              POLICE, dict(payload_type=CONCERN, payload=_concern(cpr, name, "POLICE", "Navngiven person.", extremism=True),
                           recipients=[muni("330", "MUNI_SSP_UNIT")], context="INFOHUS_NETVAERK",
                           cooperation_id=INFOHUS, purpose="STATISTICS", subject={"age": age})))
-    add(Case("PET asks the police (outside § 115: manual review)", "ESCALATE_OTHER_BASIS", POLICE, dict(
+    add(Case("PET asks the police (outside § 115: manual review, approved)", "ESCALATE_OTHER_BASIS", POLICE, dict(
         payload_type=CASE_NOTE, payload=_case_note(cpr, name, today, "Politiet"), recipients=[PET],
-        context="PET_REQUEST", purpose="EXTREMISM_RISK_ASSESSMENT", subject={"age": age})))
+        context="PET_REQUEST", purpose="EXTREMISM_RISK_ASSESSMENT", subject={"age": age}), resolve="approve"))
+    add(Case("Udlændingestyrelsen → police (outside § 115: manual review, refused)", "ESCALATE_OTHER_BASIS",
+             IMMIGRATION, dict(
+        payload_type=CONCERN, payload=_concern(cpr, name, "OTHER", "Oplysninger til brug for en sag om opholdstilladelse."),
+        recipients=[POLICE], context="NONE", purpose="OTHER_ADMIN", subject={"age": age}), resolve="refuse"))
     cpr, name, age = people.person(35)
     add(Case("KSP: intake notice, short sentence", "P5", HORSEROD, dict(
         payload_type=INTAKE, payload={"cpr": cpr, "full_name": name, "institution": "Anstalten ved Horserød",

@@ -24,12 +24,15 @@ from services.cli.policy import app as policy_app  # noqa: E402  (the policy gro
 app.add_typer(policy_app, name="policy", help="Check, explain and assess disclosure policy.")
 
 # Command modules register themselves on the shared groups; each owns its own commands.
-from services.cli import agency, audit, demo, keys, ledger, review, schemas, services, topics, witness  # noqa: E402
+from services.cli import (  # noqa: E402
+    agency, audit, demo, escalation, keys, ledger, review, schemas, services, topics, witness,
+)
 
 for _module in (demo, services, keys, agency, ledger, audit, review, witness):
     _module.register(app=app, subject_app=subject_app, policy_app=policy_app)
 app.add_typer(schemas.app, name="schemas")
 app.add_typer(topics.app, name="topics")
+app.add_typer(escalation.app, name="escalation")
 
 
 def main() -> None:

@@ -172,15 +172,17 @@ def register(app: typer.Typer, subject_app: typer.Typer, policy_app: typer.Typer
 
     @policy_app.command("impact")
     def impact_cmd(
-        bundle: Path = typer.Option(..., "--bundle", help="The proposed policy bundle (YAML)."),
+        bundle: str = typer.Option(..., "--bundle", help="The proposed policy bundle: a YAML file, or the name of a "
+                                                         "shipped bundle (e.g. dk-115-2026-12-15)."),
         since: Optional[str] = typer.Option(None, "--since", help="Only requests that occurred on or after DATE."),
         ledger_url: Optional[str] = LEDGER_URL,
-        examples: int = typer.Option(5, "--examples", min=0, help="Example message ids per group."),
+        examples: int = typer.Option(5, "--examples", min=0, help="Example decisions per group."),
         as_json: bool = typer.Option(False, "--json", help="Print the report as JSON."),
     ) -> None:
-        """Run a proposed bundle over all recorded requests; report which decisions would flip, by rule and reason."""
+        """Run a proposed bundle over all recorded requests, whatever their dates; report which decisions would
+        change, grouped by recorded and proposed rule and reason, with counts and example decisions."""
         from policies.bundle import BundleError, load_bundle
-        from services.audit import impact
+        from services.audit import impact, load_bundles
 
         since_d: date | None = None
         if since:
@@ -189,34 +191,42 @@ def register(app: typer.Typer, subject_app: typer.Typer, policy_app: typer.Typer
             except ValueError:
                 fail(f"--since must be a date YYYY-MM-DD (got {since!r})")
         try:
-            proposed = load_bundle(bundle)
+            shipped = load_bundles()
+            by_name = {b.name: b for b in shipped.bundles}
+            proposed = by_name[bundle] if bundle in by_name and not Path(bundle).exists() else load_bundle(Path(bundle))
         except BundleError as exc:
-            fail(f"invalid policy: {exc}")
+            fail(f"invalid policy: {exc}" + ("" if Path(bundle).suffix else
+                                             f" (shipped bundles: {', '.join(sorted(by_name))})"))
         settings = ledger_settings(ledger_url)
         keys = _audit_keys(settings)
         ledger = _ledger(settings)
         try:
-            report = impact(ledger, _redecider(settings, ledger, keys), proposed, since=since_d)
+            report = impact(ledger, _redecider(settings, ledger, keys), proposed, since=since_d, known=shipped)
         finally:
             ledger.close()
         if as_json:
             typer.echo(json.dumps(report.to_dict(examples), ensure_ascii=False))
             return
+        from services.audit import impact_summary
+
         out = Console(width=200)
-        out.print(f"proposed bundle {report.bundle_name} ({report.bundle_version[:23]}…) over {report.requests} "
-                  f"recorded requests ({report.decisions} decisions)" + (f" since {since_d}" if since_d else ""))
-        out.print(f"{report.flipped} would flip outcome, {report.changed} would change rule or reason only, "
-                  f"{report.unchanged} unchanged, {len(report.skipped)} skipped (erased or unreadable)")
-        for which, title in (("flips", "decisions that would flip"), ("changes", "rule or reason changes")):
+        head = impact_summary(report, examples)
+        out.print(head[0] + (f" since {since_d}" if since_d else ""))
+        out.print(head[1])
+        for which, title in (("flips", "decisions that would flip outcome"),
+                             ("changes", "decisions that would change rule or reason only")):
             groups = report.groups(which, examples)
             if not groups:
                 continue
-            t = Table(title=title)
-            for col in ("recorded", "rule", "reason", "→ proposed", "rule ", "reason ", "count", "examples (message ids)"):
+            t = Table(title=title + ", by rule and reason")
+            for col in ("recorded", "rule", "reason", "→ proposed", "rule ", "reason ", "count",
+                        "examples (message id → recipient, date)"):
                 t.add_column(col, overflow="fold")
             for g in groups:
                 t.add_row(g["from"]["outcome"], g["from"]["rule"], g["from"]["reason"], g["to"]["outcome"],
-                          g["to"]["rule"], g["to"]["reason"], str(g["count"]), ", ".join(g["examples"]))
+                          g["to"]["rule"], g["to"]["reason"], str(g["count"]),
+                          "; ".join(f"{d['message_id']} → {d['recipient']} ({d['occurred_on']})"
+                                    for d in g["example_decisions"]))
             out.print(t)
 
     @subject_app.command("report")

@@ -48,6 +48,12 @@ def demo(
     for (context, outcome, rule), count in sorted(report.by_context_rule.items()):
         rules.add_row(context, outcome, rule, str(count))
     console.print(rules)
+    console.print("[bold]escalations resolved by the legal officer[/]")
+    for line in report.resolutions:
+        console.print(f"  {line}", soft_wrap=True, markup=False)
+    console.print("[bold]impact of the newest policy bundle on this week[/]")
+    for line in report.impact:
+        console.print(f"  {line}", soft_wrap=True, markup=False)
     if report.unexpected:
         console.print(f"[bold red]{len(report.unexpected)} decisions differ from the script's expectation:[/]")
         for line in report.unexpected:

@@ -22,12 +22,15 @@ from policies.scenarios import Scenario, ScenarioError, load_scenarios
 
 app = typer.Typer(
     name="policy",
-    help="Policy gate tools: check scenario files against the § 115 rules and explain decisions.",
+    help="Policy gate tools: check scenario files against the § 115 rules, explain decisions, "
+         "document the rules.",
     no_args_is_help=True,
     add_completion=False,
 )
 
 OUTCOME_DA = {"ALLOW": "TILLADT", "DENY": "AFVIST", "ESCALATE": "TIL MANUEL VURDERING"}
+#: the repository's rules document (the services package sits in the repository's root)
+DOCS_PATH = Path(__file__).resolve().parents[2] / "docs" / "rules.md"
 
 
 def _engine(bundle: Optional[List[Path]]) -> PolicyEngine:
@@ -36,7 +39,6 @@ def _engine(bundle: Optional[List[Path]]) -> PolicyEngine:
         return PolicyEngine(bundles, Directory.load())
     except (BundleError, DirectoryError) as e:
         fail(f"invalid policy: {e}")
-        raise  # unreachable
 
 
 def _decide_all(engine: PolicyEngine, file: Path) -> list[tuple[Scenario, Decision]]:
@@ -101,8 +103,13 @@ def check(
                       r.reason or "", r.citation, ", ".join(r.warnings),
                       status if status != "MISMATCH" else "[bold red]MISMATCH[/]")
         console.print(t)
-        if decided:
-            console.print(f"policy version {decided[0][1].policy_version}")
+        used: dict[str, int] = {}
+        for _, dec in decided:
+            used[dec.policy_version] = used.get(dec.policy_version, 0) + 1
+        for version, n in used.items():
+            b = engine.bundles.by_version(version)
+            console.print(f"policy version {version} ({b.name if b else '?'}, from "
+                          f"{b.effective_from if b else '?'}): {n} scenario(s)")
     if mismatches:
         for m in mismatches:
             typer.echo(f"MISMATCH {m}", err=True)
@@ -123,13 +130,8 @@ def explain(
     for sc, dec in decided:
         b = engine.bundles.by_version(dec.policy_version)
         assert b is not None
-        cit_by_step: dict[str, str] = {}
-        for slot, spec in b.checks.items():
-            code = spec.reason or spec.step
-            cit_by_step.setdefault(spec.step, b.citation(code))
-        cit_by_step[b.warning.step] = b.citation(b.warning.code)
-        for allow_rule in ("A1", "A2", "A3"):
-            cit_by_step[allow_rule] = b.citation(allow_rule)
+        cit_by_step = b.trace_citations()
+        cit_failed = b.failed_trace_citations()
         for r in dec.results:
             head = (f"Sag {sc.id} — afsender {_org(sc.request.sender)} → modtager {r.recipient}: "
                     f"{OUTCOME_DA[str(r.outcome)]} ({r.rule}"
@@ -138,7 +140,7 @@ def explain(
             if r.reason:
                 typer.echo(f"  Begrundelse: {r.reason}")
             for c in r.trace:
-                cit = cit_by_step.get(c.step, "")
+                cit = cit_by_step.get(c.step, "") if c.passed else cit_failed.get(c.step, cit_by_step.get(c.step, ""))
                 if c.step == "P":
                     cit = b.citation(r.rule)
                 if c.step == b.warning.step:
@@ -148,8 +150,52 @@ def explain(
                 step = r.rule if c.step == "P" else c.step
                 typer.echo(f"  {step} {c.name}" + (f" ({cit})" if cit else "")
                            + f": {verdict} — {c.detail}")
-            typer.echo(f"  Politikversion {dec.policy_version}")
+            for w in r.warnings:
+                if b.warning_consent is not None and w == b.warning_consent.code:
+                    typer.echo(f"  Advarsel {w}: {b.warning_consent.name} ({b.warning_citation(b.warning_consent)})")
+            if r.outcome == "ESCALATE":
+                typer.echo("  Afventer juridisk kontrol: en jurist godkender (med hjemmel) eller afviser (med "
+                           "begrundelse); først derefter leveres eller afvises videregivelsen.")
+            typer.echo(f"  Regelsæt {b.name} (gælder fra {b.effective_from}), politikversion {dec.policy_version}")
             typer.echo("")
+
+
+@app.command("docs")
+def docs(
+    output: Path = typer.Option(
+        DOCS_PATH, "--output", "-o", help="Where to write the rules document ('-' for standard output)."),
+    check_only: bool = typer.Option(
+        False, "--check", help="Write nothing; exit 1 when the file differs from what the bundles generate."),
+    bundle: Optional[List[Path]] = typer.Option(
+        None, "--bundle", help="Policy bundle file(s) to document instead of the shipped ones (repeatable)."),
+) -> None:
+    """Generate the rules document (docs/rules.md) from the policy bundles: every step, check and
+    rule of every version with its Danish title, what it checks, its outcome and code, and its citation."""
+    from policies.rulesdoc import render
+
+    try:
+        bundles = BundleSet.load(bundle) if bundle else BundleSet.load()
+    except BundleError as e:
+        fail(f"invalid policy: {e}")
+    text = render(bundles.bundles)
+    if check_only:
+        try:
+            current = output.read_text(encoding="utf-8")
+        except OSError as e:
+            fail(f"cannot read {output}: {e.strerror}", 1)
+        if current != text:
+            fail(f"{output} is stale: run `xledger policy docs` and commit the result", 1)
+        typer.echo(f"{output} is current")
+        return
+    if str(output) == "-":
+        typer.echo(text, nl=False)
+        return
+    try:
+        output.parent.mkdir(parents=True, exist_ok=True)
+        output.write_text(text, encoding="utf-8")
+    except OSError as e:
+        fail(f"cannot write {output}: {e.strerror}")
+    typer.echo(f"wrote {output} ({len(bundles.bundles)} bundle(s))")
 
 
 def _org(p) -> str:

@@ -15,6 +15,7 @@ import math
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any, Optional
 from urllib.parse import urlencode
 from uuid import UUID
@@ -27,6 +28,7 @@ from pydantic import BaseModel, Field
 
 from ledger.access import log_access
 from ledger.readmodels import ReadModels
+from services.review import escalations
 from services.review.charts import stacked_bars
 from services.review.i18n import LANGS, translator
 from services.review.sessions import COOKIE, LANG_COOKIE, MAX_AGE, SessionCodec, new_csrf, session_secret
@@ -182,7 +184,8 @@ def create_app(ledger: Any, *, pseudonym_secret: bytes, session_secret_value: st
         return finish(ctx, response)
 
     def nav(ctx: Ctx) -> list[tuple[str, str]]:
-        items = [("/queue", "queue", QUEUE_ROLES), ("/subjects", "subjects", SUBJECT_ROLES),
+        items = [("/queue", "queue", QUEUE_ROLES), ("/escalations", "escalations", escalations.VIEW_ROLES),
+                 ("/subjects", "subjects", SUBJECT_ROLES),
                  ("/stats", "stats", STATS_ROLES), ("/ledger", "ledger", LEDGER_ROLES),
                  ("/admin/users", "users", USERS_ROLES)]
         return [(href, key) for href, key, roles in items if ctx.has(*roles)]
@@ -286,17 +289,14 @@ def create_app(ledger: Any, *, pseudonym_secret: bytes, session_secret_value: st
             raise AuthError(403, "forbidden")
         return ex
 
+    def bundle_of(version: str) -> dict[str, Any]:
+        """The bundle that made the decision (the rules version shown beside the policy version)."""
+        b = bundles.by_version(version) if bundles is not None else None
+        return {"bundle": b.name if b else None, "bundle_effective_from": b.effective_from.isoformat() if b else None}
+
     def citations_for(version: str) -> dict[str, str]:
         b = bundles.by_version(version) if bundles is not None else None
-        if b is None:
-            return {}
-        out: dict[str, str] = {}
-        for slot, spec in b.checks.items():
-            out.setdefault(spec.step, b.citation(spec.reason or spec.step))
-        out[b.warning.step] = b.citation(b.warning.code)
-        for rule in ("A1", "A2", "A3"):
-            out[rule] = b.citation(rule)
-        return out
+        return b.trace_citations() if b is not None else {}
 
     def decision_data(ctx: Ctx, ex) -> dict[str, Any]:
         cits = citations_for(ex.decision.get("policy_version", ""))
@@ -310,6 +310,7 @@ def create_app(ledger: Any, *, pseudonym_secret: bytes, session_secret_value: st
         data = {
             "exchange_id": str(ex.id), "message_id": ex.message_id, "sender": ex.sender,
             "summary": ex.summary, "policy_version": ex.decision.get("policy_version"),
+            **bundle_of(ex.decision.get("policy_version", "")),
             "request_digest": ex.decision.get("request_digest"), "results": results, "reviews": list(ex.reviews),
             "recorded_at": ex.created_on.isoformat(),
         }
@@ -401,6 +402,12 @@ def create_app(ledger: Any, *, pseudonym_secret: bytes, session_secret_value: st
                 "readmodels_position": models.position(), "checkpoints": checkpoints,
                 "verification_available": verify_available,
                 "verification": run_verify() if (verify and verify_available) else None}
+
+    # The helpers the area routers (services/review/escalations.py) use: the same sessions, roles,
+    # CSRF check, templates and ledger as the routes here.
+    app.state.web = SimpleNamespace(context=context, require=require, check_csrf=check_csrf, render=render,
+                                    json_out=json_out, finish=finish, ledger=ledger, models=models, bundles=bundles)
+    app.include_router(escalations.router)
 
     # -- pages ---------------------------------------------------------------------------------------
 

@@ -14,6 +14,7 @@ TEXT: dict[str, tuple[str, str]] = {
     "login_throttled": ("For mange mislykkede forsøg. Prøv igen om {seconds} sekunder.",
                         "Too many failed attempts. Try again in {seconds} seconds."),
     "queue": ("Afgørelser", "Decisions"),
+    "escalations": ("Eskalationer", "Escalations"),
     "decision": ("Afgørelse", "Decision"),
     "subjects": ("Registerindsigt", "Subject report"),
     "stats": ("Statistik", "Statistics"),

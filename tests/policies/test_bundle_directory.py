@@ -204,3 +204,130 @@ def test_engine_has_no_policy_literals():
     for lit in ('"POLICE"', '"MUNI_', '"SSP"', '"PSP"', '"KSP"', '"PREVENTIVE', '"THIRD_PARTY"',
                 '"AGGREGATE', "90", '"P1"', '"P5"', '"DENY_'):
         assert lit not in src, lit
+
+
+# ------------------------------------------------------------------ version 2 and bundle data
+
+SHIPPED_V2 = BUNDLE_DIR / "dk-115-2026-12-15.yaml"
+V1_VERSION = "sha256:013461e458a1cba49c905b1b8c16468b444c1850117ccbabb1a620d5814be243"
+
+
+def _data_v2():
+    return yaml.safe_load(SHIPPED_V2.read_text(encoding="utf-8"))
+
+
+def test_version_1_keeps_the_policy_version_it_was_recorded_under():
+    # Ledgers hold this version in every version-1 decision; re-evaluation looks the bundle up
+    # by it. Fields added for version 2 are left out of the canonical JSON while absent.
+    assert load_bundle(SHIPPED).version == V1_VERSION
+
+
+def test_both_versions_ship_and_decide_by_exchange_date():
+    bs = BundleSet.load()
+    assert [(b.name, b.effective_from) for b in bs.bundles] == [
+        ("dk-115-2026", date(2026, 1, 1)), ("dk-115-2026-12-15", date(2026, 12, 15))]
+    v1, v2 = bs.bundles
+    cet = timezone(timedelta(hours=1))
+    assert bs.in_force(datetime(2026, 12, 14, 23, 59, 59, tzinfo=cet)) is v1
+    assert bs.in_force(datetime(2026, 12, 15, 0, 0, tzinfo=cet)) is v2
+    assert bs.in_force(datetime(2026, 12, 15, 0, 30, tzinfo=timezone(timedelta(hours=14)))) is v2
+    assert bs.in_force(datetime(2026, 12, 14, 23, 30, tzinfo=timezone(timedelta(hours=-2)))) is v1
+    assert v2.steps[:4] == ("H2", "E1", "E2", "H1")
+    assert (v2.coops["KSP"].window_before, v2.coops["KSP"].window_after) == (90, 365)
+    assert v2.outcome["H3"] == v2.outcome["D0"] == "ESCALATE" and v1.outcome["H3"] == "DENY"
+    assert v2.review.four_eyes_categories and not v1.review.four_eyes_categories
+
+
+def test_version_1_stated_explicitly_decides_the_same(tmp_path):
+    """The defaults of the new fields are exactly version 1's former hard-coded behaviour."""
+    from policies.engine import PolicyEngine
+    from policies.scenarios import load_scenarios
+
+    d = _data()
+    d["steps"] = ["H1", "H2", "E1", "E2", "A3", "A2", "H3", "SECTION_115", "D0"]
+    d["checks"]["H3"]["invalid_consent"] = "STEP"
+    d["checks"]["D0"]["invalid_consent"] = "A1"
+    d["checks"]["E1"]["outcome"] = d["checks"]["E2"]["outcome"] = "ESCALATE"
+    d["checks"]["H1"]["outcome"] = "DENY"
+    d["cooperations"]["KSP"]["release_window"] = {"days_after_release": 90, "days_before_release": 90}
+    explicit = load_bundle(_write(tmp_path, d))
+    assert explicit.version != V1_VERSION
+    a = PolicyEngine(BundleSet([load_bundle(SHIPPED)]), Directory.load())
+    b = PolicyEngine(BundleSet([explicit]), Directory.load())
+    n = 0
+    for f in sorted((ROOT / "policies" / "cases").glob("*.yaml")):
+        for sc in load_scenarios(f):
+            if sc.request.occurred_at.date() >= date(2026, 12, 15):
+                continue
+            x = a.decide(sc.request, sc.present_categories).to_dict()
+            y = b.decide(sc.request, sc.present_categories).to_dict()
+            assert x["results"] == y["results"], sc.id
+            n += 1
+    assert n > 150
+
+
+def test_a_third_version_is_data_only(tmp_path):
+    """Step order, failure outcomes and the invalid-consent handling come from the bundle."""
+    from policies.engine import PolicyEngine
+    from policies.model import ExchangeRequest
+
+    d = _data_v2()
+    d["name"] = "dk-115-2028"
+    d["effective_from"] = date(2028, 1, 1)
+    d["steps"] = ["H1", "E1", "E2", "H2", "A3", "A2", "H3", "SECTION_115", "D0"]   # H1 absolute again
+    d["checks"]["D0"].update(outcome="DENY", invalid_consent="A1")                  # D0 denies again
+    d["checks"]["H2"]["outcome"] = "ESCALATE"                                       # network forum escalates
+    d["cooperations"]["KSP"]["release_window"] = {"days_after_release": 30, "days_before_release": 180}
+    eng = PolicyEngine(BundleSet(list(BundleSet.load().bundles) + [load_bundle(_write(tmp_path, d))]),
+                       Directory.load())
+    pet = dict(sender="politikreds:fyn", recipients=["pet:national"], context="SSP", cooperation_id="ssp:odense",
+               purpose="CRIMINAL_INVESTIGATION", subject={"age": 20}, data_categories=["IDENTITY"],
+               necessity="PET asks for the SSP's knowledge of contacts.")
+    none = dict(sender={"org": "kommune:461", "role": "MUNI_SCHOOL"},
+                recipients=[{"org": "politikreds:fyn", "role": "POLICE"}], context="NONE",
+                purpose="OTHER_ADMIN", subject={"age": 15}, data_categories=["RENT_PRIVATE"], consent={})
+    net = dict(sender="politikreds:fyn", recipients=[{"org": "kommune:461", "role": "MUNI_SSP_UNIT"}],
+               context="INFOHUS_NETVAERK", cooperation_id="infohus:fyn", purpose="STATISTICS",
+               data_categories=["IDENTITY"])
+    ksp = dict(sender="kriminalforsorgen:horserod", recipients=[{"org": "kommune:326", "role": "MUNI_SOCIAL_ADULT"}],
+               context="KSP", cooperation_id="ksp:kalundborg", purpose="RELEASE_PLANNING",
+               data_categories=["IDENTITY", "CRIMINAL"], necessity="Housing must be ready at release.")
+
+    def first(at, **kw):
+        return eng.decide(ExchangeRequest(id="x", occurred_at=at, **kw)).results[0]
+
+    assert (first("2027-06-01T10:00:00+02:00", **pet).rule, first("2028-06-01T10:00:00+02:00", **pet).rule) == ("E1", "H1")
+    r2, r3 = first("2027-06-01T10:00:00+02:00", **none), first("2028-06-01T10:00:00+02:00", **none)
+    assert (r2.outcome, r2.rule, r2.warnings) == ("ESCALATE", "D0", ["WARN_CONSENT_INVALID"])
+    assert (r3.outcome, r3.rule, r3.reason) == ("DENY", "A1", "DENY_CONSENT_INVALID")
+    r3 = first("2028-06-01T10:00:00+02:00", **net)
+    assert (r3.outcome, r3.rule, r3.reason) == ("ESCALATE", "H2", "DENY_PERSONAL_DATA_IN_NETWORK_FORUM")
+    subject = {"age": 40, "convicted": True, "custody_status": "IN_KIF_INSTITUTION"}
+    assert first("2028-01-10T10:00:00+01:00", subject={**subject, "release_date": "2028-07-08"}, **ksp).rule == "P5"
+    assert first("2028-01-10T10:00:00+01:00", subject={**subject, "release_date": "2028-07-09"}, **ksp).rule == "C3"
+
+
+@pytest.mark.parametrize("mutate,path,what", [
+    (lambda d: d["steps"].remove("H3"), "steps", "missing H3"),
+    (lambda d: d["steps"].__setitem__(0, "H1"), "steps", "twice H1"),
+    (lambda d: d.__setitem__("steps", ["D0", "H2", "E1", "E2", "H1", "A3", "A2", "H3", "SECTION_115"]),
+     "steps", "D0 (no basis found) must be the last step"),
+    (lambda d: d["checks"]["C3"].__setitem__("invalid_consent", "STEP"), "checks.C3.invalid_consent",
+     "only H3 and D0"),
+    (lambda d: d.pop("warning_consent_invalid"), "warning_consent_invalid", "STEP_WITH_WARNING"),
+    (lambda d: d["step_citations"].pop("E2"), "step_citations", "step 'E2' (check E2) has no citation"),
+    (lambda d: d["step_citations"].pop("C6"), "step_citations", "warning step 'C6'"),
+    (lambda d: d["cooperations"]["KSP"]["release_window"].__setitem__("before_days", 90),
+     "cooperations.KSP.release_window", "not a mix"),
+    (lambda d: d["checks"]["H3"].__setitem__("outcome", "MAYBE"), "checks.H3.outcome", "Input should be"),
+    (lambda d: d["review"]["four_eyes_categories"].append("SECRETS"),
+     "review.four_eyes_categories[2]", "Input should be"),
+])
+def test_version_2_bundle_errors_name_the_path(tmp_path, mutate, path, what):
+    d = _data_v2()
+    mutate(d)
+    p = _write(tmp_path, d)
+    with pytest.raises(BundleError) as ei:
+        load_bundle(p)
+    msg = str(ei.value)
+    assert f": {path}: " in msg and what in msg, msg

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+from datetime import date, timezone
 from pathlib import Path
 
 import pytest
@@ -17,9 +18,56 @@ ENGINE = PolicyEngine.load_default()
 ALL = [(f.name, sc) for f in FILES for sc in load_scenarios(f)]
 
 
+V2_EFFECTIVE = date(2026, 12, 15)
+
+
 def test_at_least_100_cases_and_15_worked_examples():
     assert len(ALL) >= 100
     assert len(load_scenarios(CASES / "worked-examples.yaml")) == 15
+
+
+def test_at_least_60_version_2_cases_and_both_sides_of_the_date_boundary():
+    v2 = [sc for f, sc in ALL if f.startswith("v2-")]
+    assert len(v2) >= 60
+    dates = {sc.request.occurred_at.date() for sc in v2}
+    assert {date(2026, 12, 14), date(2026, 12, 15)} <= dates
+    # the offset cases: the local date and the UTC date lie on different sides of the boundary
+    split = {sc.id for sc in v2 if (sc.request.occurred_at.date() >= V2_EFFECTIVE)
+             != (sc.request.occurred_at.astimezone(timezone.utc).date() >= V2_EFFECTIVE)}
+    assert len(split) >= 2, split
+    for f, sc in ALL:
+        version = ENGINE.decide(sc.request, sc.present_categories).policy_version
+        name = ENGINE.bundles.by_version(version).name
+        assert (name == "dk-115-2026-12-15") == (sc.request.occurred_at.date() >= V2_EFFECTIVE), sc.id
+
+
+def _always_carried(payload_type: str) -> set[str]:
+    """Categories every payload of this record holds: its required, non-null, non-list fields."""
+    from schemas.registry import default_registry
+
+    def walk(rec: dict) -> set[str]:
+        out: set[str] = set()
+        for f in rec.get("fields", []):
+            t = f["type"]
+            if "default" in f or isinstance(t, list) or (isinstance(t, dict) and t.get("type") in ("array", "map")):
+                continue
+            if f.get("x-category"):
+                out.add(f["x-category"])
+            if isinstance(t, dict) and t.get("type") == "record":
+                out |= walk(t)
+        return out
+
+    return walk(default_registry().latest(payload_type).raw)
+
+
+def test_worked_examples_declare_what_a_real_payload_carries():
+    worked = load_scenarios(CASES / "worked-examples.yaml")
+    assert all(sc.payload_type for sc in worked)
+    typed = [sc for _, sc in ALL if sc.payload_type]
+    assert _always_carried("dk.xledger.payload.ReleaseNotice") >= {"IDENTITY", "CRIMINAL"}
+    for sc in typed:
+        missing = _always_carried(sc.payload_type) - set(sc.request.data_categories)
+        assert not missing, f"{sc.id}: a {sc.payload_type} always carries {sorted(missing)}"
 
 
 @pytest.mark.parametrize("fname,sc", ALL, ids=[f"{f}::{sc.id}" for f, sc in ALL])
@@ -38,22 +86,28 @@ def test_case(fname, sc):
         assert r.trace and r.trace[0].step == "C7"
 
 
-def test_every_reason_code_and_rule_is_covered():
+@pytest.mark.parametrize("bundle", [b.name for b in ENGINE.bundles.bundles])
+def test_every_reason_code_and_rule_is_covered(bundle):
     reasons, rules, warnings = set(), set(), set()
+    b = next(x for x in ENGINE.bundles.bundles if x.name == bundle)
     for _, sc in ALL:
-        for r in ENGINE.decide(sc.request, sc.present_categories).results:
+        dec = ENGINE.decide(sc.request, sc.present_categories)
+        if dec.policy_version != b.version:
+            continue
+        for r in dec.results:
             reasons.add(r.reason)
             rules.add(r.rule)
             warnings.update(r.warnings)
             if r.via:
                 rules.add(r.via)
-    b = ENGINE.bundles.bundles[0]
     codes = {s.reason for s in b.checks.values() if s.reason}
     assert codes <= reasons, codes - reasons
     for rule in ["P1", "P2", "P3", "P4", "P5", "P6", "P7", "P8", "P9", "A1", "A2", "A3",
                  "E1", "E2", "H1", "H2", "H3", "C1", "C2", "C3", "C4", "C5", "C7", "C8", "D0"]:
         assert rule in rules, rule
-    assert "WARN_NO_DUTY_UNDER_115" in warnings
+    assert b.warning.code in warnings
+    if b.warning_consent is not None:
+        assert b.warning_consent.code in warnings
 
 
 runner = CliRunner()
@@ -162,3 +216,49 @@ def test_cli_bundle_option(tmp_path):
                    encoding="utf-8")
     res = runner.invoke(app, ["check", str(CASES / "worked-examples.yaml"), "--bundle", str(bad)])
     assert res.exit_code == 2 and "necessity.min_length" in res.stderr
+
+
+def test_rules_document_is_generated_from_the_bundles_and_current():
+    """docs/rules.md is what `xledger policy docs` writes from the shipped bundles."""
+    from policies.bundle import BundleSet
+    from policies.rulesdoc import render
+
+    doc = Path(__file__).resolve().parents[2] / "docs" / "rules.md"
+    bundles = BundleSet.load().bundles
+    assert doc.read_text(encoding="utf-8") == render(bundles), \
+        "docs/rules.md is stale: run `xledger policy docs` and commit it"
+    text = doc.read_text(encoding="utf-8")
+    for b in bundles:
+        assert f"## Version `{b.name}`" in text and b.version in text
+        for slot, spec in b.checks.items():
+            assert spec.name in text, (b.name, slot)
+            if spec.reason:
+                assert f"`{spec.reason}`" in text and b.check_citation(slot) in text, (b.name, slot)
+        for rule, citation in b.citations.items():
+            assert citation in text, (b.name, rule)
+    res = runner.invoke(app, ["docs", "--check", "--output", str(doc)])
+    assert res.exit_code == 0, res.output
+
+
+def test_policy_docs_check_fails_on_a_stale_file(tmp_path):
+    stale = tmp_path / "rules.md"
+    stale.write_text("# old rules\n", encoding="utf-8")
+    res = runner.invoke(app, ["docs", "--check", "--output", str(stale)])
+    assert res.exit_code == 1 and "stale" in res.stderr
+    res = runner.invoke(app, ["docs", "--output", str(stale)])
+    assert res.exit_code == 0
+    res = runner.invoke(app, ["docs", "--check", "--output", str(stale)])
+    assert res.exit_code == 0
+
+
+def test_cli_explain_shows_both_versions():
+    res = runner.invoke(app, ["explain", str(CASES / "v2-date-boundary.yaml")])
+    assert res.exit_code == 0
+    out = res.stdout
+    assert "Regelsæt dk-115-2026 (gælder fra 2026-01-01)" in out
+    assert "Regelsæt dk-115-2026-12-15 (gælder fra 2026-12-15)" in out
+    assert "TIL MANUEL VURDERING (H3; databeskyttelsesforordningen art. 5, stk. 1, litra b" in out
+    assert "Afventer juridisk kontrol" in out
+    res = runner.invoke(app, ["check", str(CASES / "v2-date-boundary.yaml")])
+    assert res.exit_code == 0
+    assert "(dk-115-2026, from 2026-01-01)" in res.stdout and "(dk-115-2026-12-15, from 2026-12-15)" in res.stdout

@@ -44,7 +44,8 @@ def test_shipped_cases_match_golden():
     now = {}
     for key, sc in ALL:
         dec = ENGINE.decide(sc.request, sc.present_categories)
-        now[key] = {"request_digest": dec.request_digest, "results": _results_hash(dec)}
+        now[key] = {"bundle": ENGINE.bundles.by_version(dec.policy_version).name,
+                    "request_digest": dec.request_digest, "results": _results_hash(dec)}
     doc = json.loads(GOLDEN.read_text(encoding="utf-8"))
     if os.environ.get("XLEDGER_REGEN_GOLDEN"):
         doc["cases"] = now

@@ -208,3 +208,57 @@ def test_decision_roundtrip():
     sc = load_scenarios(Path(__file__).resolve().parents[2] / "policies/cases/worked-examples.yaml")[6]
     d = ENGINE.decide(sc.request)
     assert Decision.from_dict(d.to_dict()).to_dict() == d.to_dict()
+
+
+# -- version 2 relaxes version 1, and escalates where it finds no basis --------------------------------
+
+def _pinned(bundle):
+    from policies.bundle import BundleSet
+    from policies.directory import Directory
+
+    class Pinned(BundleSet):  # one bundle whatever the date (as the auditors' impact analysis does)
+        def in_force(self, at):
+            return self.bundles[0]
+
+    return PolicyEngine(Pinned([bundle]), Directory.load())
+
+
+V1_ENGINE, V2_ENGINE = (_pinned(b) for b in ENGINE.bundles.bundles)
+RANK = {"DENY": 0, "ESCALATE": 1, "ALLOW": 2}
+
+
+@SET
+@given(requests())
+def test_version_2_is_nowhere_stricter_than_version_1(req):
+    """Every change of version 2 follows the statute where version 1 was stricter: a request that
+    version 1 allows, version 2 allows; one it escalates, version 2 escalates or allows."""
+    a = {r.recipient: r for r in V1_ENGINE.decide(req).results}
+    for r in V2_ENGINE.decide(req).results:
+        assert RANK[r.outcome] >= RANK[a[r.recipient].outcome], (a[r.recipient].rule, r.rule)
+
+
+@SET
+@given(requests())
+def test_version_2_escalates_where_it_finds_no_basis(req):
+    for r in V2_ENGINE.decide(req).results:
+        if r.rule in ("H3", "D0"):
+            assert r.outcome == "ESCALATE"
+        if r.outcome == "ESCALATE":
+            assert r.rule in ("E1", "E2", "H3", "D0") and "WARN_NO_DUTY_UNDER_115" not in r.warnings
+            assert set(r.warnings) <= {"WARN_CONSENT_INVALID"}
+            assert (r.warnings == ["WARN_CONSENT_INVALID"]) == (req.consent is not None and r.rule in ("H3", "D0")
+                                                                 and any(c.step == "A1" for c in r.trace))
+
+
+@SET
+@given(st.data())
+def test_version_2_investigation_is_banned_unless_pet_or_immigration_escalates(data):
+    ctx = data.draw(st.sampled_from(sorted(S115)))
+    pur = data.draw(st.sampled_from([Purpose.CRIMINAL_INVESTIGATION, Purpose.PROSECUTION]))
+    req = data.draw(requests(context=ctx, purpose=pur))
+    for r in V2_ENGINE.decide(req).results:
+        assert r.outcome != "ALLOW"
+        if r.outcome == "ESCALATE":
+            assert r.rule in ("E1", "E2")
+        elif r.rule not in ("C7", "C4"):
+            assert r.rule == "H1"
