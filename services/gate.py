@@ -29,6 +29,7 @@ from schemas.codec import AvroCodec, CodecError
 from schemas.cpr import NO_SUBJECT, pseudonym
 from schemas.validation import CPR_FIELD, RecordInvalid, is_payload, validate
 from services import topics
+from services.dead_letters import DeadLetters, DeadLetterUnavailable
 from services.keyset import REJECTION, KeyState
 from services.logging import get_logger
 from services.policy_input import to_policy_request
@@ -271,17 +272,6 @@ def _connected(consumer: KafkaConsumer) -> bool:
     return any(c > 0 for c in counts)
 
 
-def dead_letter_headers(rejected: RejectedMessage) -> list[tuple[str, bytes]]:
-    s = rejected.source
-    return [
-        ("x-error-reason", rejected.reason.encode()),
-        ("x-error-detail", rejected.detail.encode()[:2000]),
-        ("x-source-topic", s["topic"].encode()),
-        ("x-source-partition", str(s["partition"]).encode()),
-        ("x-source-offset", str(s["offset"]).encode()),
-    ]
-
-
 class GateWorker:
     """One member of the gate's consumer group."""
 
@@ -299,6 +289,7 @@ class GateWorker:
         self.ledger = ledger
         self.consumer = consumer
         self.producer = producer
+        self.dead_letters = DeadLetters(producer)
         self.topic = topic
         self.name = name
         self.stopping = threading.Event()
@@ -343,7 +334,7 @@ class GateWorker:
     def run(self, *, idle_stop_after: float | None = None) -> dict[str, int]:
         self.start()
         idle_since = time.monotonic()
-        backoff = ledger_backoff = 0.5
+        backoff = retry_backoff = 0.5
         while not self.stopping.is_set():
             try:
                 polled = self.consumer.poll(timeout_ms=200)
@@ -365,13 +356,21 @@ class GateWorker:
             for tp, records in polled.items():
                 try:
                     self.handle_batch(tp, records)
-                    ledger_backoff = 0.5
+                    retry_backoff = 0.5
+                    continue
                 except LEDGER_UNAVAILABLE as exc:
                     log.warning("gate.ledger_unavailable", worker=self.name, partition=tp.partition,
-                                error=type(exc).__name__, retry_in_s=ledger_backoff)
-                    self._rewind(tp, records[0].offset)
-                    self.stopping.wait(ledger_backoff)
-                    ledger_backoff = min(ledger_backoff * 2, 10.0)
+                                error=type(exc).__name__, retry_in_s=retry_backoff)
+                except DeadLetterUnavailable as exc:
+                    log.warning("gate.dead_letter_unavailable", worker=self.name, partition=tp.partition,
+                                error=str(exc), retry_in_s=retry_backoff)
+                except Exception as exc:  # noqa: BLE001 - a fault of ours must not end the gate or lose the batch
+                    log.error("gate.batch_failed", alert=True, worker=self.name, partition=tp.partition,
+                              first_offset=records[0].offset, error=type(exc).__name__, retry_in_s=retry_backoff)
+                # Nothing of the batch was recorded: read it again after a pause.
+                self._rewind(tp, records[0].offset)
+                self.stopping.wait(retry_backoff)
+                retry_backoff = min(retry_backoff * 2, 10.0)
         return self.stats
 
     def _rewind(self, tp: TopicPartition, first_offset: int) -> None:
@@ -413,11 +412,10 @@ class GateWorker:
         results = self.pipeline.process_batch([Inbound(r.topic, r.partition, r.offset, r.value or b"", r.key) for r in fresh])
         results = self._reject_duplicates(results, fresh)
         rejected = [r for r in results if isinstance(r, RejectedMessage)]
-        for r, rec in ((r, rec) for r, rec in zip(results, fresh) if isinstance(r, RejectedMessage)):
-            self.producer.send(topics.DEAD_LETTERS, key=rec.key, value=rec.value or b"", headers=dead_letter_headers(r))
-        if rejected:
-            # Dead letters first: a crash before the ledger commit re-sends them, never loses them.
-            self.producer.flush()
+        # Dead letters first, each stored before anything is recorded: a crash or a refusal
+        # before the ledger commit sends them again, never loses them.
+        self.dead_letters.publish([(r, rec.key, rec.value or b"") for r, rec in zip(results, fresh)
+                                   if isinstance(r, RejectedMessage)])
         next_offset = fresh[-1].offset + 1
         try:
             self.ledger.record(results, Tracking(kafka_tracking_name(tp.topic, tp.partition), next_offset))
@@ -459,4 +457,4 @@ class GateWorker:
         return out
 
 
-__all__ = ["GatePipeline", "GateWorker", "Inbound", "Rejected", "dead_letter_headers"]
+__all__ = ["GatePipeline", "GateWorker", "Inbound", "Rejected"]
