@@ -87,6 +87,8 @@ class Work:
     present: frozenset[str] = frozenset()
     request: ExchangeRequest | None = None
     decision: dict[str, Any] | None = None
+    # Set once the signature verified: from then on a rejection is the sender's to hear about.
+    sender: str | None = None
 
 
 @dataclass
@@ -99,10 +101,13 @@ class GatePipeline:
     clock: Callable[[], datetime] = field(default=lambda: datetime.now(timezone.utc))
 
     def __post_init__(self) -> None:
+        # The envelope is validated only after the signature verified, so the sender of an
+        # invalid envelope is known and gets a REJECTED receipt.
         self.steps: list[Callable[[Work], None]] = [
             self.decode_signed,
             self.decode_request,
             self.verify_sender,
+            self.validate_request,
             self.decode_payload,
             self.categorise,
             self.decide,
@@ -114,9 +119,10 @@ class GatePipeline:
         w.signed = self._decode(w.msg.value, "dk.xledger.SignedMessage")
 
     def decode_request(self, w: Work) -> None:
-        envelope = self._decode(w.signed["body"], "dk.xledger.ExchangeRequest")
-        self._validate("dk.xledger.ExchangeRequest", envelope)
-        w.envelope = envelope
+        w.envelope = self._decode(w.signed["body"], "dk.xledger.ExchangeRequest")
+
+    def validate_request(self, w: Work) -> None:
+        self._validate("dk.xledger.ExchangeRequest", w.envelope)
 
     def verify_sender(self, w: Work) -> None:
         """The signer must be the sender, and sign with a key of theirs that is valid now.
@@ -189,20 +195,24 @@ class GatePipeline:
             for step in self.steps:
                 step_name = step.__name__
                 step(w)
+                if step == self.verify_sender:
+                    w.sender = w.envelope["sender"]["org"]
             return w
         except Rejected as r:
-            return self._rejected(msg, r.reason, r.detail)
+            return self._rejected(w, r.reason, r.detail)
         except Exception as exc:  # a poison message must not block its partition: record it, never drop it
-            return self._internal_error(msg, step_name, exc)
+            return self._internal_error(w, step_name, exc)
 
-    def _internal_error(self, msg: Inbound, step_name: str, exc: Exception) -> RejectedMessage:
-        log.error("gate.unexpected_error", step=step_name, error=type(exc).__name__, **msg.source)
-        return self._rejected(msg, "INTERNAL_ERROR", f"{step_name}: {type(exc).__name__}")
+    def _internal_error(self, w: Work, step_name: str, exc: Exception) -> RejectedMessage:
+        log.error("gate.unexpected_error", step=step_name, error=type(exc).__name__, **w.msg.source)
+        return self._rejected(w, "INTERNAL_ERROR", f"{step_name}: {type(exc).__name__}")
 
     @staticmethod
-    def _rejected(msg: Inbound, reason: str, detail: str) -> RejectedMessage:
+    def _rejected(w: Work, reason: str, detail: str) -> RejectedMessage:
+        msg = w.msg
         return RejectedMessage(
-            source=msg.source, reason=reason, detail=detail, message_digest=msg.digest, size=len(msg.value)
+            source=msg.source, reason=reason, detail=detail, message_digest=msg.digest, size=len(msg.value),
+            sender=w.sender, message_id=_bounded(w.envelope["message_id"]) if w.sender else None,
         )
 
     def _exchange(self, w: Work, sealer: Sealer) -> Exchange | RejectedMessage:
@@ -211,7 +221,7 @@ class GatePipeline:
         except LEDGER_UNAVAILABLE:
             raise  # transient: the batch is retried, the message must not be rejected for it
         except Exception as exc:
-            return self._internal_error(w.msg, "seal", exc)
+            return self._internal_error(w, "seal", exc)
 
     def _build_exchange(self, w: Work, sealer: Sealer) -> Exchange:
         env = w.envelope
@@ -263,6 +273,12 @@ def _key_status_detail(state: KeyState, at: datetime) -> str:
     when = {"KEY_REVOKED": f"revoked at {key.revoked_at.isoformat() if key.revoked_at else '?'}",
             "KEY_EXPIRED": f"valid until {key.valid_to}", "KEY_NOT_YET_VALID": f"valid from {key.valid_from}"}
     return f"{key.org}'s key {key.key_id!r} is {when[REJECTION[state.status]]}; checked at {at.isoformat()}"
+
+
+def _bounded(message_id: str, limit: int = 128) -> str:
+    # An envelope that failed validation may carry any message id; its receipt quotes at most
+    # the length a valid one may have, marked as cut.
+    return message_id if len(message_id) <= limit else message_id[: limit - 1] + "…"
 
 
 def _connected(consumer: KafkaConsumer) -> bool:
@@ -449,7 +465,7 @@ class GateWorker:
                     r = RejectedMessage(
                         source=r.source, reason="DUPLICATE_MESSAGE",
                         detail=f"message_id already recorded for {r.sender}", message_digest=r.message_digest,
-                        size=len(rec.value or b""),
+                        size=len(rec.value or b""), sender=r.sender, message_id=r.message_id,
                     )
                 else:
                     known.add(r.id)
