@@ -99,6 +99,9 @@ class Settings:
     witnesses: str = ""
     witness_timeout_ms: int = 2000
     cosign_retry_ms: int = 10000
+    # Seconds to reach the Kafka broker or the ledger database at start-up before giving up
+    # with one line (exit 3); while running, the services wait outages out instead.
+    connect_timeout: int = 5
     log_level: str = "INFO"
 
     def __post_init__(self) -> None:
