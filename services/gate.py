@@ -309,7 +309,7 @@ class GateWorker:
         self.topic = topic
         self.name = name
         self.stopping = threading.Event()
-        self.stats = {"decided": 0, "rejected": 0, "duplicates": 0, "batches": 0}
+        self.stats = {"decided": 0, "rejected": 0, "duplicates": 0, "batches": 0, "polls": 0}
         self._positions: dict[TopicPartition, int] = {}
         self._broker_lost = False
         self._last_watch = 0.0
@@ -354,6 +354,7 @@ class GateWorker:
         while not self.stopping.is_set():
             try:
                 polled = self.consumer.poll(timeout_ms=200)
+                self.stats["polls"] += 1
                 backoff = 0.5
             except KafkaError as exc:
                 log.warning("gate.broker_unavailable", worker=self.name, error=type(exc).__name__, retry_in_s=backoff)
