@@ -131,7 +131,9 @@ def build(registry: SchemaRegistry | None = None) -> dict[str, Any]:
             "receipts": {
                 "address": "receipts.{authority}",
                 "title": "An authority's receipts",
-                "description": "One receipt per recipient of every request the authority sent: the gate's decision.",
+                "description": "One receipt per recipient of every request the authority sent (the gate's decision), "
+                               "and one REJECTED receipt, with reason and detail, for a request whose signature "
+                               "verified but which could not be decided.",
                 "parameters": {"authority": _ref("components", "parameters", "authority")},
                 "messages": {"DecisionReceipt": _ref("components", "messages", "DecisionReceipt")},
             },
@@ -257,9 +259,15 @@ def build(registry: SchemaRegistry | None = None) -> dict[str, Any]:
                 "DecisionReceipt": {
                     "name": "DecisionReceipt",
                     "title": "Decision receipt",
-                    "summary": "The gate's decision for one recipient of a request, with rule and citation.",
+                    "summary": "The gate's decision for one recipient of a request, with rule and citation; or "
+                               "REJECTED for a whole request that could not be decided.",
                     "contentType": CONTENT_TYPE,
                     "payload": latest("dk.xledger.DecisionReceipt"),
+                    "bindings": {"kafka": {
+                        "key": {"type": "string", "description": "Subject pseudonym; the sender's message_id for "
+                                                                 "a REJECTED receipt (no subject was established)."},
+                        "bindingVersion": "0.5.0",
+                    }},
                 },
             },
             "schemas": {
