@@ -129,6 +129,8 @@ class Settings:
         values.update({k: v for k, v in overrides.items() if v is not None})
         if isinstance(values.get("mode"), str):
             values["mode"] = values["mode"].strip().lower() or PRODUCTION
+        if values.get("connect_timeout", 1) < 1:
+            raise ConfigError(f"{PREFIX}CONNECT_TIMEOUT must be a whole number of seconds, at least 1")
         return cls(**values)
 
     @classmethod
