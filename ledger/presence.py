@@ -14,7 +14,8 @@ from urllib.parse import quote
 
 from ledger.url import LedgerURLError, persistence_env
 
-__all__ = ["NoLedger", "LedgerUnreachable", "require_ledger", "require_ledger_or_nothing", "LEDGER_TABLES"]
+__all__ = ["NoLedger", "LedgerUnreachable", "require_ledger", "require_ledger_or_nothing", "sqlite_tables",
+           "LEDGER_TABLES"]
 
 # eventsourcing's events table (it prefixes the application's name on PostgreSQL only), and
 # the subject keys every ledger of ours has had since its first release.
@@ -63,19 +64,21 @@ def _require_sqlite(url: str) -> None:
     if not file.is_file():
         raise NoLedger(f"no ledger at {path}")
     try:
-        # Read-only, so that looking never changes the file (nor creates one).
-        conn = sqlite3.connect(f"file:{quote(str(file.resolve()))}?mode=ro", uri=True)
+        tables = sqlite_tables(file)
     except sqlite3.Error as exc:
-        raise NoLedger(f"cannot open {path} as a SQLite database: {exc}") from None
-    try:
-        rows = conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'").fetchall()
-    except sqlite3.DatabaseError as exc:
         raise NoLedger(f"{path} is not a SQLite database ({exc})") from None
-    finally:
-        conn.close()
-    missing = set(LEDGER_TABLES["sqlite"]) - {r[0] for r in rows}
+    missing = set(LEDGER_TABLES["sqlite"]) - tables
     if missing:
         raise NoLedger(f"{path} is not an exchange-ledger database (no {', '.join(sorted(missing))} table)")
+
+
+def sqlite_tables(file: Path) -> set[str]:
+    """The tables in a SQLite file, read without changing it (nor creating it); sqlite3.Error if it is none."""
+    conn = sqlite3.connect(f"file:{quote(str(file.resolve()))}?mode=ro", uri=True)
+    try:
+        return {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+    finally:
+        conn.close()
 
 
 def _require_postgres(url: str, connect_timeout: int) -> None:

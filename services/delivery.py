@@ -31,6 +31,7 @@ from ledger.domain import Delivery, QuarantinedDelivery, delivery_id, sealed_mes
 from ledger.privacy import DecryptionError, LedgerSealer, SubjectErased
 from schemas.codec import AvroCodec, CodecError
 from services import topics
+from services.dead_letters import TOO_LARGE
 from services.logging import get_logger
 
 log = get_logger(__name__)
@@ -247,8 +248,6 @@ def publish(producer: KafkaProducer, items: list[Outgoing], timeout_s: float = C
 
 
 def _refusal_reason(exc: KafkaError) -> str:
-    from services.dead_letters import TOO_LARGE
-
     return "RECORD_TOO_LARGE" if isinstance(exc, TOO_LARGE) else "PUBLISH_REFUSED"
 
 

@@ -147,15 +147,11 @@ def remove_demo_ledger(path: Path) -> None:
 
 def _is_demo_ledger(path: Path) -> bool:
     import sqlite3
-    from urllib.parse import quote
+
+    from ledger.presence import sqlite_tables
 
     try:
-        conn = sqlite3.connect(f"file:{quote(str(path.resolve()))}?mode=ro", uri=True)
-        try:
-            return conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?",
-                                (DEMO_MARKER,)).fetchone() is not None
-        finally:
-            conn.close()
+        return DEMO_MARKER in sqlite_tables(path)
     except sqlite3.Error:
         return False
 
