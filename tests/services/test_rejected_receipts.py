@@ -32,17 +32,13 @@ def test_a_verified_sender_gets_a_rejected_receipt_and_an_unattributable_message
 
     def signed(**change):
         envelope = publisher.envelope(occurred_at=NOW, **request)
-        for key, value in change.items():
-            if key == "pseudonym":
-                envelope["subject"]["pseudonym"] = value
-            else:
-                envelope[key] = value
+        envelope.update(change)
         return envelope["message_id"], publisher.signed_bytes(envelope)
 
     good_id, good = signed(message_id="good-0000001")
-    mismatch_id, mismatch = signed(pseudonym="ab" * 32)
+    unfit_id, unfit = signed(context="SSP", cooperation_id=None)  # a § 115 context needs its cooperation
     invalid_id, invalid = signed(message_id="short")  # the envelope asks for at least 8 characters
-    sends = [good, good, mismatch, invalid, b"\xc3\x01" + bytes(30)]  # the second `good` is a duplicate
+    sends = [good, good, unfit, invalid, b"\xc3\x01" + bytes(30)]  # the second `good` is a duplicate
     for value in sends:
         publisher.producer.send(topics.REQUESTS, key=b"k", value=value).get(timeout=10)
     publisher.producer.close()
@@ -53,7 +49,7 @@ def test_a_verified_sender_gets_a_rejected_receipt_and_an_unattributable_message
 
     records = [rt.codec.decode(r.value).record for r in receipts]
     rejected = sorted(((r["message_id"], r["reason"]) for r in records if r["outcome"] == "REJECTED"))
-    assert rejected == sorted([(good_id, "DUPLICATE_MESSAGE"), (mismatch_id, "PSEUDONYM_MISMATCH"),
+    assert rejected == sorted([(good_id, "DUPLICATE_MESSAGE"), (unfit_id, "INVALID_REQUEST"),
                                (invalid_id, "INVALID_RECORD")])
     assert [r["outcome"] for r in records if r["message_id"] == good_id] .count("ALLOW") == 1
     duplicate = next(r for r in records if r["reason"] == "DUPLICATE_MESSAGE")
@@ -69,7 +65,7 @@ def test_a_verified_sender_gets_a_rejected_receipt_and_an_unattributable_message
     # The garbage message: dead-lettered, recorded, and no receipt for anyone.
     dead = read_topic(broker.bootstrap, topics.DEAD_LETTERS, expect=4)
     assert sorted(dict(d.headers)["x-error-reason"] for d in dead) == sorted(
-        [b"DUPLICATE_MESSAGE", b"PSEUDONYM_MISMATCH", b"INVALID_RECORD", b"UNKNOWN_FINGERPRINT"])
+        [b"DUPLICATE_MESSAGE", b"INVALID_REQUEST", b"INVALID_RECORD", b"UNKNOWN_FINGERPRINT"])
     assert len(records) == 4  # one ALLOW, three REJECTED
 
 
@@ -80,14 +76,14 @@ def test_the_rejection_records_the_sender_only_when_its_signature_verified(rt):
 
     request = release_notice(NOW.date(), cpr=CPR, name="Test Person A", release_in_days=21, age=34)
     forger = Publisher(KSP_SENDER[0], KSP_SENDER[1], producer=None, key=dev_private_key("politikreds:bornholm"),
-                       key_id=DEV_KEY_ID, pseudonym_secret=rt.pseudonym_secret)
+                       key_id=DEV_KEY_ID)
     envelope = forger.envelope(occurred_at=NOW, **request)
     envelope["message_id"] = "short"
     forged = rt.pipeline().process(Inbound(topics.REQUESTS, 0, 1, forger.signed_bytes(envelope)))
     assert forged.reason == "BAD_SIGNATURE" and (forged.sender, forged.message_id) == (None, None)
 
     genuine = Publisher(KSP_SENDER[0], KSP_SENDER[1], producer=None, key=dev_private_key(KSP_SENDER[0]),
-                        key_id=DEV_KEY_ID, pseudonym_secret=rt.pseudonym_secret)
+                        key_id=DEV_KEY_ID)
     envelope = genuine.envelope(occurred_at=NOW, **request)
     envelope["message_id"] = "short"
     invalid = rt.pipeline().process(Inbound(topics.REQUESTS, 0, 2, genuine.signed_bytes(envelope)))
