@@ -12,6 +12,7 @@ from services import logging as xlog
 from services.cli.common import fail
 
 console = Console()
+DEFAULT_LEDGER = Path("var/ledger.sqlite")  # where the other commands look when nothing is configured
 
 
 def register(app: typer.Typer, **_: typer.Typer) -> None:
@@ -19,7 +20,7 @@ def register(app: typer.Typer, **_: typer.Typer) -> None:
 
 
 def demo(
-    ledger: Path = typer.Option(Path("var/ledger.sqlite"), "--ledger",
+    ledger: Path = typer.Option(DEFAULT_LEDGER, "--ledger",
                                 help="SQLite file for the demo ledger: where the other commands look by default. "
                                      "Recreated if an earlier demo wrote it; anything else there is left alone."),
     timeout: float = typer.Option(60.0, help="Give up after this many seconds."),
@@ -65,6 +66,9 @@ def demo(
         console.print("every decision is the one the rules call for")
     console.print(f"ledger verification: {report.verification}")
     console.print(f"ledger: sqlite:///{ledger}")
+    # Its keys and secrets are the public development ones: the auditor commands accept them in development only.
+    where = "" if ledger == DEFAULT_LEDGER else f" --ledger-url sqlite:///{ledger}"
+    console.print(f"audit it with: XLEDGER_ENV=development xledger verify{where}  (or replay, subject report, …)")
     problems = report.problems()
     if problems:
         fail("; ".join(problems), 1)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 import subprocess
 import sys
@@ -13,7 +14,8 @@ from services.demo import DemoReport
 
 
 def xledger(*args: str, cwd) -> subprocess.CompletedProcess:
-    env = {k: v for k, v in __import__("os").environ.items() if not k.startswith("XLEDGER_")}
+    env = {k: v for k, v in os.environ.items() if not k.startswith("XLEDGER_")}
+    env["XLEDGER_ENV"] = "development"
     return subprocess.run([sys.executable, "-m", "services.cli", *args], capture_output=True, text=True,
                           timeout=180, cwd=cwd, env=env)
 
@@ -32,9 +34,11 @@ def test_demo_runs_the_week_verifies_and_the_auditor_commands_find_its_ledger(tm
     assert verified, out
     assert int(verified.group(1)) == entries > 0 and int(verified.group(2)) >= 1
 
-    # Nothing configured: the auditor commands read the ledger the demo wrote.
+    # No ledger URL configured: the auditor commands read the ledger the demo wrote, in development
+    # mode as the demo says, since its keys are the public development ones.
     ledger_file = tmp_path / "var" / "ledger.sqlite"
     assert ledger_file.is_file()
+    assert "audit it with: XLEDGER_ENV=development xledger verify  " in out
     check = xledger("verify", cwd=tmp_path)
     assert check.returncode == 0, check.stdout + check.stderr
     ledger = Ledger(f"sqlite:///{ledger_file}")
