@@ -275,7 +275,8 @@ class DeliveryRelay:
     codec: AvroCodec = field(default_factory=AvroCodec)
     page_size: int = 500
     stats: dict[str, int] = field(
-        default_factory=lambda: {"inbox": 0, "receipts": 0, "undeliverable": 0, "quarantined": 0})
+        default_factory=lambda: {"inbox": 0, "receipts": 0, "rejected_receipts": 0, "undeliverable": 0,
+                                 "quarantined": 0})
     stopping: threading.Event = field(default_factory=threading.Event)
     # Folds new entries into the Merkle tree (signing checkpoints) and the read models:
     # the relay already follows the log, so it keeps what is derived from it current.
@@ -436,5 +437,7 @@ class DeliveryRelay:
                 self.stats["quarantined"] += 1
             elif r.outcome == "UNDELIVERABLE_ERASED":
                 self.stats["undeliverable"] += 1
-            else:
-                self.stats["inbox" if r.kind == "inbox" else "receipts"] += 1
+            elif r.kind == "inbox":
+                self.stats["inbox"] += 1
+            else:  # a REJECTED receipt answers the whole request: no recipient
+                self.stats["receipts" if r.recipient else "rejected_receipts"] += 1

@@ -81,7 +81,7 @@ def test_a_damaged_subject_key_quarantines_that_delivery_and_the_relay_goes_on(r
         c.execute("UPDATE xl_subject_keys SET wrapped_key = ? WHERE subject = ?", (flipped, damaged))
 
     relay = relay_until_idle(rt)
-    assert relay.stats == {"inbox": 2, "receipts": 4, "undeliverable": 0, "quarantined": 1}
+    assert relay.stats == {"inbox": 2, "receipts": 4, "rejected_receipts": 0, "undeliverable": 0, "quarantined": 1}
     assert sorted(m for m, _ in inbox_message_ids(rt, broker, 2)) == sorted([ids[0], ids[2]])
     [q] = in_quarantine(rt.ledger)
     assert (q.kind, q.recipient, q.reason, q.attempts) == ("inbox", KALUNDBORG_SOCIAL[0], "SEALED_MESSAGE_UNREADABLE", 1)
@@ -111,7 +111,7 @@ def test_a_relay_with_the_wrong_master_key_quarantines_every_payload_and_a_retry
     ids = decide(rt, denied=0)
     assert rt.settings.master_key == DEV_MASTER_KEY
     relay = relay_until_idle(rt, master_key=OTHER_MASTER_KEY)
-    assert relay.stats == {"inbox": 0, "receipts": 3, "undeliverable": 0, "quarantined": 3}
+    assert relay.stats == {"inbox": 0, "receipts": 3, "rejected_receipts": 0, "undeliverable": 0, "quarantined": 3}
     assert len(in_quarantine(rt.ledger)) == 3
 
     assert retry(rt, master_key=OTHER_MASTER_KEY).failed  # the cause is not fixed yet
