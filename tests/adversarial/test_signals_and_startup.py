@@ -87,8 +87,7 @@ def test_sigterm_in_the_middle_of_work_loses_nothing(rt, settings):
 def test_an_unreachable_broker_or_database_at_start_up_is_one_line_and_exit_3(broker, tmp_path, target):
     from services.config import Settings
 
-    settings = Settings.from_env(env={}, ledger_url=f"sqlite:///{tmp_path}/l.sqlite").with_embedded_broker(
-        broker.bootstrap)
+    settings = Settings.development(ledger_url=f"sqlite:///{tmp_path}/l.sqlite").with_embedded_broker(broker.bootstrap)
     unreachable = ({"XLEDGER_BOOTSTRAP_SERVERS": "127.0.0.1:1"} if target == "broker" else
                    {"XLEDGER_LEDGER_URL": "postgresql://xledger@127.0.0.1:1/ledger"})
     for command in (("gate", "run"), ("relay", "run")):
