@@ -15,8 +15,9 @@ from __future__ import annotations
 import signal
 import threading
 
-# The commands that run until stopped (argv[1:3]).
-SERVICES = frozenset({("gate", "run"), ("relay", "run"), ("review", "serve"), ("witness", "serve")})
+# The commands that run until stopped: argv[1:3], or argv[1] for a one-word command.
+SERVICES = frozenset({("gate", "run"), ("relay", "run"), ("review", "serve"), ("witness", "serve"),
+                      ("ledger", "serve"), ("monitor",)})
 
 
 class Shutdown:
@@ -37,6 +38,16 @@ class Shutdown:
         self._running = True
         return self.requested
 
+    # The event's own calls, for a caller that waits on the Shutdown itself.
+    def wait(self, timeout: float | None = None) -> bool:
+        return self.requested.wait(timeout)
+
+    def is_set(self) -> bool:
+        return self.requested.is_set()
+
+    def set(self) -> None:
+        self.requested.set()
+
     def _handle(self, signum, frame) -> None:
         self.requested.set()
         if not self._running:
@@ -47,5 +58,5 @@ SHUTDOWN = Shutdown()
 
 
 def install_for(argv: list[str]) -> None:
-    if tuple(argv[1:3]) in SERVICES:
+    if tuple(argv[1:3]) in SERVICES or tuple(argv[1:2]) in SERVICES:
         SHUTDOWN.install()
