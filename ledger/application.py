@@ -13,7 +13,7 @@ from uuid import UUID
 from eventsourcing.application import Application, ProcessingEvent
 from eventsourcing.persistence import IntegrityError, InterfaceError, Notification, OperationalError, Tracking
 
-from ledger.domain import Delivery, Exchange, RejectedMessage, SubjectErasure, erasure_id
+from ledger.domain import Delivery, Exchange, QuarantinedDelivery, RejectedMessage, SubjectErasure, erasure_id
 from ledger.subject_crypto import MasterKeyUnavailable
 from ledger.tables import SideTables
 from ledger.url import persistence_env
@@ -134,9 +134,11 @@ class Ledger(Application[UUID]):
     def notifications(self, start: int, limit: int = 1000) -> Sequence[Notification]:
         return self.recorder.select_notifications(start, limit=limit)
 
-    def all_notifications(self, start: int = 1, page_size: int = 1000) -> Iterator[Notification]:
-        """Every notification from ``start`` on, read in pages (long histories are read fastest this way)."""
-        while page := self.notifications(start, page_size):
+    def all_notifications(self, start: int = 1, page_size: int = 1000, topics: Sequence[str] = ()
+                          ) -> Iterator[Notification]:
+        """Every notification from ``start`` on (only of these event ``topics``, if given), read in
+        pages (long histories are read fastest this way)."""
+        while page := self.recorder.select_notifications(start, limit=page_size, topics=topics):
             yield from page
             start = page[-1].id + 1
 
@@ -170,7 +172,7 @@ class Ledger(Application[UUID]):
         return out
 
 
-__all__ += ["Exchange", "RejectedMessage", "Delivery", "SubjectErasure"]
+__all__ += ["Exchange", "RejectedMessage", "Delivery", "QuarantinedDelivery", "SubjectErasure"]
 
 
 def _is_psycopg_sql(statement) -> bool:

@@ -84,19 +84,28 @@ class Exchange(Aggregate):
 
 
 class RejectedMessage(Aggregate):
-    """A message that could not be decided: undecodable, invalid, unsigned, forged or a duplicate."""
+    """A message that could not be decided: undecodable, invalid, unsigned, forged or a duplicate.
+
+    ``sender`` and ``message_id`` are set only when the sender's signature verified: that
+    sender is then told (a REJECTED receipt). A message nobody can be held to has neither.
+    """
 
     @staticmethod
     def create_id(source: dict[str, Any], **_: Any) -> UUID:
         return rejection_id(source["topic"], source["partition"], source["offset"])
 
+    # Not keyword-only: eventsourcing treats every keyword-only argument as required, and
+    # events recorded before sender and message_id existed must still reconstruct.
     @event("Rejected")
-    def __init__(self, *, source: dict[str, Any], reason: str, detail: str, message_digest: str, size: int) -> None:
+    def __init__(self, source: dict[str, Any], reason: str, detail: str, message_digest: str, size: int,
+                 sender: str | None = None, message_id: str | None = None) -> None:
         self.source = source
         self.reason = reason
         self.detail = detail
         self.message_digest = message_digest
         self.size = size
+        self.sender = sender
+        self.message_id = message_id
 
 
 class Delivery(Aggregate):
@@ -112,6 +121,47 @@ class Delivery(Aggregate):
         self.recipient = recipient
         self.kind = kind
         self.topic = topic
+        self.outcome = outcome
+
+
+def quarantine_id(delivery: UUID) -> UUID:
+    return uuid5(_NS, f"quarantine|{delivery}")
+
+
+class QuarantinedDelivery(Aggregate):
+    """A delivery the relay could not make: the payload would not open or decode, or the broker refused it.
+
+    Recorded in place of the ``Delivery`` with its reason, so one bad entry never stops the
+    relay. A retry that succeeds records the ``Delivery`` under the same delivery id, and
+    ``released`` here, in one transaction; one that fails again is recorded as a failed retry.
+    """
+
+    @staticmethod
+    def create_id(delivery: str, **_: Any) -> UUID:
+        return quarantine_id(UUID(delivery))
+
+    @event("Quarantined")
+    def __init__(self, *, delivery: str, exchange: str, recipient: str, kind: str, reason: str, detail: str) -> None:
+        self.delivery = delivery
+        self.exchange = exchange
+        self.recipient = recipient
+        self.kind = kind
+        self.reason = reason
+        self.detail = detail
+        self.attempts = 1
+        self.released = False
+
+    @event("RetryFailed")
+    def retry_failed(self, reason: str, detail: str) -> None:
+        self.reason = reason
+        self.detail = detail
+        self.attempts += 1
+
+    @event("Released")
+    def release(self, outcome: str) -> None:
+        if self.released:
+            raise ValueError("quarantined delivery is already released")
+        self.released = True
         self.outcome = outcome
 
 

@@ -30,6 +30,9 @@ PAYLOAD_NAMESPACE = "dk.xledger.payload"
 # The topic names; services/topics.py holds the same (schemas/ must not import from services/).
 REQUESTS = "exchange.requests"
 DEAD_LETTERS = "exchange.requests.dlq"
+# services/dead_letters.py cuts what does not fit the dead-letter topic to these sizes.
+DEAD_LETTER_CUT_TO = 65536
+DEAD_LETTER_KEY_CUT_TO = 1024
 CODEC_REASONS = ["OVERSIZED", "TRUNCATED", "BAD_MARKER", "UNKNOWN_FINGERPRINT", "WRONG_TYPE", "MALFORMED"]
 
 _HEADER = (
@@ -128,7 +131,9 @@ def build(registry: SchemaRegistry | None = None) -> dict[str, Any]:
             "receipts": {
                 "address": "receipts.{authority}",
                 "title": "An authority's receipts",
-                "description": "One receipt per recipient of every request the authority sent: the gate's decision.",
+                "description": "One receipt per recipient of every request the authority sent (the gate's decision), "
+                               "and one REJECTED receipt, with reason and detail, for a request whose signature "
+                               "verified but which could not be decided.",
                 "parameters": {"authority": _ref("components", "parameters", "authority")},
                 "messages": {"DecisionReceipt": _ref("components", "messages", "DecisionReceipt")},
             },
@@ -198,12 +203,13 @@ def build(registry: SchemaRegistry | None = None) -> dict[str, Any]:
                 "DeadLetter": {
                     "name": "DeadLetter",
                     "title": "Dead-lettered request",
-                    "summary": "The original record value, unchanged, with headers naming the error and the source.",
+                    "summary": "The original record value, unchanged (cut only if it does not fit), with headers "
+                               "naming the error and the source.",
                     "contentType": CONTENT_TYPE,
                     "headers": {
                         "type": "object",
                         "required": ["x-error-reason", "x-error-detail", "x-source-topic", "x-source-partition",
-                                     "x-source-offset"],
+                                     "x-source-offset", "x-message-digest", "x-original-size"],
                         "properties": {
                             "x-error-reason": {
                                 "type": "string",
@@ -219,10 +225,20 @@ def build(registry: SchemaRegistry | None = None) -> dict[str, Any]:
                                                    "description": "Partition of the original record, decimal."},
                             "x-source-offset": {"type": "string", "pattern": "^[0-9]+$",
                                                 "description": "Offset of the original record, decimal."},
+                            "x-message-digest": {"type": "string", "pattern": "^sha256:[0-9a-f]{64}$",
+                                                 "description": "SHA-256 of the original value, as recorded in the "
+                                                                "ledger's rejection."},
+                            "x-original-size": {"type": "string", "pattern": "^[0-9]+$",
+                                                "description": "Size of the original value in bytes, decimal."},
+                            "x-cut": {"type": "string", "enum": ["value", "key", "key,value"],
+                                      "description": f"Present only when the original did not fit the dead-letter "
+                                                     f"topic: the parts cut to their first {DEAD_LETTER_CUT_TO} "
+                                                     f"(value) or {DEAD_LETTER_KEY_CUT_TO} (key) bytes."},
                         },
                     },
                     "payload": {"type": "string", "format": "binary",
-                                "description": "The original value from exchange.requests, byte for byte (may be empty)."},
+                                "description": "The original value from exchange.requests, byte for byte (may be "
+                                               "empty); only its beginning when x-cut names the value."},
                     "bindings": {"kafka": {"key": {"type": "string", "description": "The original record key."},
                                            "bindingVersion": "0.5.0"}},
                 },
@@ -243,9 +259,15 @@ def build(registry: SchemaRegistry | None = None) -> dict[str, Any]:
                 "DecisionReceipt": {
                     "name": "DecisionReceipt",
                     "title": "Decision receipt",
-                    "summary": "The gate's decision for one recipient of a request, with rule and citation.",
+                    "summary": "The gate's decision for one recipient of a request, with rule and citation; or "
+                               "REJECTED for a whole request that could not be decided.",
                     "contentType": CONTENT_TYPE,
                     "payload": latest("dk.xledger.DecisionReceipt"),
+                    "bindings": {"kafka": {
+                        "key": {"type": "string", "description": "Subject pseudonym; the sender's message_id for "
+                                                                 "a REJECTED receipt (no subject was established)."},
+                        "bindingVersion": "0.5.0",
+                    }},
                 },
             },
             "schemas": {

@@ -99,6 +99,9 @@ class Settings:
     witnesses: str = ""
     witness_timeout_ms: int = 2000
     cosign_retry_ms: int = 10000
+    # Seconds to reach the Kafka broker or the ledger database at start-up before giving up
+    # with one line (exit 3); while running, the services wait outages out instead.
+    connect_timeout: int = 5
     log_level: str = "INFO"
     # An escalation open longer than this is flagged in the escalation queue and its statistics.
     escalation_max_open_hours: int = 48
@@ -128,6 +131,8 @@ class Settings:
         values.update({k: v for k, v in overrides.items() if v is not None})
         if isinstance(values.get("mode"), str):
             values["mode"] = values["mode"].strip().lower() or PRODUCTION
+        if values.get("connect_timeout", 1) < 1:
+            raise ConfigError(f"{PREFIX}CONNECT_TIMEOUT must be a whole number of seconds, at least 1")
         return cls(**values)
 
     @classmethod

@@ -2,19 +2,27 @@
 
 For every decided exchange it publishes the allowed payload, unchanged, to each
 allowed recipient's inbox, and a receipt for every recipient to the sender (an
-ESCALATE's receipt says it awaits legal review). For every legal officer's verdict
+ESCALATE's receipt says it awaits legal review); for every rejected message whose
+sender's signature verified, one REJECTED receipt. For every legal officer's verdict
 that closes an escalation it does the same with the verdict's result: the payload to
 the inbox on approval, and a review receipt either way.
 Publishing happens before the bookkeeping, so a crash in between re-sends;
 delivery ids are stable, so the receiver recognises the re-send.
+
+A delivery that cannot be made (the sealed payload does not open or decode, the
+broker refuses the record) is quarantined: recorded in the ledger as a
+``QuarantinedDelivery`` with its reason and logged as an alert, while the relay
+goes on with everything else. ``services.quarantine`` makes it later, under the
+same delivery id, once the cause is fixed.
 """
 
 from __future__ import annotations
 
+import re
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any, Callable, NamedTuple
 from uuid import UUID
 
 from eventsourcing.persistence import Notification
@@ -22,10 +30,11 @@ from kafka import KafkaProducer
 from kafka.errors import KafkaError
 
 from ledger.application import LEDGER_UNAVAILABLE, IntegrityError, Ledger, Tracking
-from ledger.domain import Delivery, delivery_id, sealed_message_aad
-from ledger.privacy import LedgerSealer, SubjectErased
-from schemas.codec import AvroCodec
+from ledger.domain import Delivery, QuarantinedDelivery, delivery_id, sealed_message_aad
+from ledger.privacy import DecryptionError, LedgerSealer, SubjectErased
+from schemas.codec import AvroCodec, CodecError
 from services import topics
+from services.dead_letters import TOO_LARGE
 from services.escalations import AWAITING_REVIEW, OPEN, REVIEW_RECEIPT
 from services.logging import get_logger
 
@@ -34,7 +43,40 @@ log = get_logger(__name__)
 OUTBOX_TRACKING = "outbox:delivery-relay"
 _REQUESTED = "Exchange.Requested"
 _DECIDED = "Exchange.Decided"
+_REJECTED = "RejectedMessage.Rejected"
 _VERDICT = "Exchange.EscalationVerdict"
+# How long the relay waits for the broker to confirm a page's records after flushing.
+CONFIRM_TIMEOUT_S = 30.0
+
+
+class Target(NamedTuple):
+    """Where one delivery goes; its id is stable, so a re-send is recognised."""
+
+    exchange: str  # the exchange's id, or the rejection's for a REJECTED receipt
+    recipient: str  # "" for a REJECTED receipt: it answers the whole request
+    kind: str  # "inbox", "receipt", or "review-receipt" (the receipt after a legal officer's verdict)
+
+    @property
+    def delivery_id(self) -> str:
+        return str(delivery_id(UUID(self.exchange), self.recipient, self.kind))
+
+
+@dataclass(frozen=True)
+class Outgoing:
+    """One record ready to send, and the delivery it makes."""
+
+    target: Target
+    topic: str
+    key: bytes
+    value: bytes
+
+
+class Undeliverable(Exception):
+    """This one delivery cannot be made now; ``reason`` is a stable code, ``detail`` holds no personal data."""
+
+    def __init__(self, reason: str, detail: str):
+        super().__init__(f"{reason}: {detail}")
+        self.reason, self.detail = reason, detail
 
 
 @dataclass(frozen=True)
@@ -55,6 +97,194 @@ class DecidedExchange:
                    requested.summary, requested.sealed_message, decision)
 
 
+@dataclass(frozen=True)
+class RejectedRequest:
+    """What the relay needs of a rejection whose sender is known: the event's fields."""
+
+    id: UUID
+    sender: str
+    message_id: str
+    reason: str
+    detail: str
+    message_digest: str
+
+    @classmethod
+    def of(cls, event: Any) -> RejectedRequest | None:
+        sender = getattr(event, "sender", None)  # absent in rejections recorded before receipts for them
+        if not sender:
+            return None
+        return cls(event.originator_id, sender, event.message_id or "", event.reason, event.detail,
+                   event.message_digest)
+
+
+# CPR-like digit runs: a detail is built from field names, but this keeps any value out for certain.
+_CPR_LIKE = re.compile(r"\d{6}-?\d{4}")
+DETAIL_MAX = 500
+
+
+def receipt_detail(detail: str) -> str:
+    """A rejection's detail as a receipt may carry it: bounded, with anything like a CPR number masked."""
+    text = _CPR_LIKE.sub("[masked]", detail)
+    return text if len(text) <= DETAIL_MAX else text[: DETAIL_MAX - 1] + "…"
+
+
+class Messages:
+    """Builds the records of deliveries: inbox deliveries, receipts and REJECTED receipts."""
+
+    def __init__(self, codec: AvroCodec):
+        self.codec = codec
+
+    def open_payload(self, exchange: DecidedExchange, sealer: LedgerSealer) -> dict[str, Any]:
+        """The payload as sent; SubjectErased when erased, Undeliverable when it cannot be read."""
+        try:
+            raw = sealer.open(exchange.subject, exchange.sealed_message, sealed_message_aad(exchange.id))
+        except SubjectErased:
+            raise
+        except DecryptionError as exc:
+            raise Undeliverable("SEALED_MESSAGE_UNREADABLE", str(exc)) from None
+        except ValueError as exc:  # the stored text is not base64
+            raise Undeliverable("SEALED_MESSAGE_UNREADABLE", type(exc).__name__) from None
+        try:
+            signed = self.codec.decode(raw, expect="dk.xledger.SignedMessage").record
+            envelope = self.codec.decode(signed["body"], expect="dk.xledger.ExchangeRequest").record
+        except CodecError as exc:
+            raise Undeliverable("PAYLOAD_UNDECODABLE", exc.reason) from None
+        return {"payload_type": envelope["payload_type"], "payload": envelope["payload"]}
+
+    def inbox(self, exchange: DecidedExchange, result: dict[str, Any], payload: dict[str, Any]) -> Outgoing:
+        recipient = result["recipient"]
+        target = Target(str(exchange.id), recipient, "inbox")
+        s = exchange.summary
+        record = {
+            "delivery_id": target.delivery_id,
+            "exchange_id": str(exchange.id),
+            "message_id": exchange.message_id,
+            "sender": {"org": s["sender"]["org"], "role": s["sender"]["role"]},
+            "recipient": recipient,
+            "context": s["context"],
+            "cooperation_id": s["cooperation_id"],
+            "purpose": s["purpose"],
+            "occurred_at": s["occurred_at"],
+            "rule": result["rule"],
+            "via": result.get("via"),
+            "citation": result["citation"],
+            "warnings": list(result.get("warnings") or []),
+            "policy_version": exchange.decision["policy_version"],
+            "subject_pseudonym": exchange.subject,
+            "payload_type": payload["payload_type"],
+            "payload": payload["payload"],
+        }
+        return self._outgoing(target, topics.inbox(recipient), exchange.subject, "dk.xledger.DeliveredExchange", record)
+
+    def receipt(self, exchange: DecidedExchange, result: dict[str, Any], kind: str = "receipt") -> Outgoing:
+        target = Target(str(exchange.id), result["recipient"], kind)
+        decision = exchange.decision
+        warnings = list(result.get("warnings") or [])
+        if result["outcome"] == "ESCALATE":
+            warnings.append(AWAITING_REVIEW)
+        record = {
+            "receipt_id": target.delivery_id,
+            "exchange_id": str(exchange.id),
+            "message_id": exchange.message_id,
+            "recipient": result["recipient"],
+            "outcome": result["outcome"],
+            "rule": result.get("rule"),
+            "via": result.get("via"),
+            "reason": result.get("reason"),
+            "citation": result.get("citation"),
+            "warnings": warnings,
+            "policy_version": decision["policy_version"],
+            "request_digest": decision["request_digest"],
+        }
+        return self._outgoing(target, topics.receipts(exchange.sender), exchange.subject, "dk.xledger.DecisionReceipt",
+                              record)
+
+    def rejected_receipt(self, rejected: RejectedRequest) -> Outgoing:
+        target = Target(str(rejected.id), "", "receipt")
+        record = {
+            "receipt_id": target.delivery_id,
+            "exchange_id": str(rejected.id),
+            "message_id": rejected.message_id,
+            "recipient": "",
+            "outcome": "REJECTED",
+            "reason": rejected.reason,
+            "detail": receipt_detail(rejected.detail),
+            "request_digest": rejected.message_digest,
+        }
+        # No subject was established for a rejected request: keyed by the sender's message id.
+        return self._outgoing(target, topics.receipts(rejected.sender), rejected.message_id,
+                              "dk.xledger.DecisionReceipt", record)
+
+    def _outgoing(self, target: Target, topic: str, key: str, schema: str, record: dict[str, Any]) -> Outgoing:
+        try:
+            value = self.codec.encode(schema, record)
+        except CodecError as exc:
+            raise Undeliverable("ENCODE_FAILED", exc.reason) from None
+        return Outgoing(target, topic, key.encode(), value)
+
+
+def publish(producer: KafkaProducer, items: list[Outgoing], timeout_s: float = CONFIRM_TIMEOUT_S,
+            ) -> list[Undeliverable | None]:
+    """Sends every item and waits until the broker stored it: per item None, or why the broker refused it.
+
+    A refusal that may pass (the broker unreachable, a leader moving) raises KafkaError instead:
+    the caller sends everything again later, under the same delivery ids.
+    """
+    futures: list[Any] = []
+    for item in items:
+        try:
+            futures.append(producer.send(item.topic, key=item.key, value=item.value,
+                                         headers=[("x-delivery-id", item.target.delivery_id.encode())]))
+        except KafkaError as exc:
+            if getattr(exc, "retriable", False):
+                raise
+            futures.append(Undeliverable(_refusal_reason(exc), type(exc).__name__))
+    producer.flush(timeout=timeout_s)
+    outcomes: list[Undeliverable | None] = []
+    for future in futures:
+        if isinstance(future, Undeliverable):
+            outcomes.append(future)
+            continue
+        try:
+            future.get(timeout=timeout_s)
+            outcomes.append(None)
+        except KafkaError as exc:
+            if getattr(exc, "retriable", False):
+                raise
+            outcomes.append(Undeliverable(_refusal_reason(exc), type(exc).__name__))
+    return outcomes
+
+
+def _refusal_reason(exc: KafkaError) -> str:
+    return "RECORD_TOO_LARGE" if isinstance(exc, TOO_LARGE) else "PUBLISH_REFUSED"
+
+
+def quarantined(target: Target, failure: Undeliverable) -> QuarantinedDelivery:
+    log.error("relay.delivery_quarantined", alert=True, delivery=target.delivery_id, exchange=target.exchange,
+              recipient=target.recipient, kind=target.kind, reason=failure.reason, detail=failure.detail)
+    return QuarantinedDelivery(delivery=target.delivery_id, exchange=target.exchange, recipient=target.recipient,
+                               kind=target.kind, reason=failure.reason, detail=failure.detail)
+
+
+def delivered(target: Target, outcome: str, topic: str = "") -> Delivery:
+    return Delivery(exchange=target.exchange, recipient=target.recipient, kind=target.kind, topic=topic,
+                    outcome=outcome)
+
+
+def closing_decision(verdict: dict[str, Any]) -> dict[str, Any] | None:
+    """What the relay acts on for a verdict that closes an escalation: a decision holding only the
+    verdict's result, with the original decision's policy version and digest; None while the
+    escalation stays open (an approval that waits for a second officer)."""
+    if verdict.get("status", OPEN) == OPEN or not verdict.get("result"):
+        return None
+    return {"policy_version": verdict["policy_version"], "request_digest": verdict["request_digest"],
+            "results": [verdict["result"]]}
+
+
+# What one planned delivery becomes: a record to send, or already its bookkeeping (erased, quarantined).
+Planned = Outgoing | Delivery | QuarantinedDelivery
+
+
 @dataclass
 class DeliveryRelay:
     ledger: Ledger
@@ -62,7 +292,9 @@ class DeliveryRelay:
     sealer: LedgerSealer
     codec: AvroCodec = field(default_factory=AvroCodec)
     page_size: int = 500
-    stats: dict[str, int] = field(default_factory=lambda: {"inbox": 0, "receipts": 0, "undeliverable": 0})
+    stats: dict[str, int] = field(
+        default_factory=lambda: {"inbox": 0, "receipts": 0, "rejected_receipts": 0, "undeliverable": 0,
+                                 "quarantined": 0})
     stopping: threading.Event = field(default_factory=threading.Event)
     # Folds new entries into the Merkle tree (signing checkpoints) and the read models:
     # the relay already follows the log, so it keeps what is derived from it current.
@@ -72,6 +304,9 @@ class DeliveryRelay:
     # everything derived is current (False: "call me again").
     maintain: Callable[[], Any] | None = None
     maintain_every: float = 1.0
+
+    def __post_init__(self) -> None:
+        self.messages = Messages(self.codec)
 
     def run_once(self) -> int:
         """Relays one page of the outbox; returns how many notifications it consumed."""
@@ -83,20 +318,24 @@ class DeliveryRelay:
         resolved = self._resolved(page)
         allowed = {ex.subject for ex in decided + resolved
                    if any(r["outcome"] == "ALLOW" for r in ex.decision["results"])}
-        deliveries: list[Delivery] = []
+        planned: list[Planned] = []
         with self.sealer.batch(allowed, create=False) as sealer:
             for exchange in decided:
-                deliveries.extend(self._relay(exchange, sealer))
+                planned.extend(self._relay(exchange, sealer))
             for exchange in resolved:
-                deliveries.extend(self._relay(exchange, sealer, receipt_kind=REVIEW_RECEIPT))
-        self.producer.flush()
+                planned.extend(self._relay(exchange, sealer, receipt_kind=REVIEW_RECEIPT))
+        for rejected in self._rejections(page):
+            planned.append(self._plan(Target(str(rejected.id), "", "receipt"),
+                                      lambda r=rejected: self.messages.rejected_receipt(r)))
+        records = self._send(planned)
         try:
-            self.ledger.record(deliveries, Tracking(OUTBOX_TRACKING, page[-1].id))
+            self.ledger.record(records, Tracking(OUTBOX_TRACKING, page[-1].id))
         except IntegrityError:
             # Another relay recorded this page: what we re-sent carries the same delivery ids.
             log.warning("relay.page_already_recorded", first=page[0].id, last=page[-1].id)
             return len(page)
-        log.info("relay.page_recorded", first=page[0].id, last=page[-1].id, deliveries=len(deliveries))
+        self._count(records)
+        log.info("relay.page_recorded", first=page[0].id, last=page[-1].id, deliveries=len(records))
         return len(page)
 
     def _decided(self, page: list[Notification]) -> list[DecidedExchange]:
@@ -126,13 +365,16 @@ class DeliveryRelay:
         for n in page:
             if not n.topic.endswith(_VERDICT):
                 continue
-            verdict = to_event(n).verdict
-            if verdict.get("status", OPEN) == OPEN or not verdict.get("result"):
-                continue  # an approval that waits for a second officer
-            decision = {"policy_version": verdict["policy_version"], "request_digest": verdict["request_digest"],
-                        "results": [verdict["result"]]}
-            out.append(DecidedExchange.of(self.ledger.first_event(n.originator_id), decision))
+            decision = closing_decision(to_event(n).verdict)
+            if decision is not None:
+                out.append(DecidedExchange.of(self.ledger.first_event(n.originator_id), decision))
         return out
+
+    def _rejections(self, page: list[Notification]) -> list[RejectedRequest]:
+        """The rejections in this page whose sender is known (its signature verified)."""
+        to_event = self.ledger.mapper.to_domain_event
+        found = (RejectedRequest.of(to_event(n)) for n in page if n.topic.endswith(_REJECTED))
+        return [r for r in found if r is not None]
 
     def run(self, *, idle_stop_after: float | None = None, poll_interval: float = 0.1) -> dict[str, int]:
         idle_since = time.monotonic()
@@ -173,93 +415,64 @@ class DeliveryRelay:
 
     # -- one decided exchange ------------------------------------------------------------
 
-    def _relay(self, exchange: DecidedExchange, sealer: LedgerSealer, receipt_kind: str = "receipt") -> list[Delivery]:
-        decision = exchange.decision
-        out: list[Delivery] = []
-        payload: dict[str, Any] | None = None
-        for result in decision["results"]:
+    def _relay(self, exchange: DecidedExchange, sealer: LedgerSealer, receipt_kind: str = "receipt") -> list[Planned]:
+        out: list[Planned] = []
+        opened: list[Any] = []  # the payload, opened once per exchange: a dict, or why it cannot be
+
+        def payload() -> dict[str, Any]:
+            if not opened:
+                try:
+                    opened.append(self.messages.open_payload(exchange, sealer))
+                except (SubjectErased, Undeliverable) as exc:
+                    opened.append(exc)
+            if isinstance(opened[0], Exception):
+                raise opened[0]
+            return opened[0]
+
+        for result in exchange.decision["results"]:
             recipient = result["recipient"]
             if result["outcome"] == "ALLOW":
-                if payload is None:
-                    payload = self._open_payload(exchange, sealer)
-                if payload is None:
-                    self.stats["undeliverable"] += 1
-                    out.append(self._bookkeep(exchange, recipient, "inbox", "UNDELIVERABLE_ERASED"))
-                else:
-                    out.append(self._deliver(exchange, result, payload))
-            out.append(self._receipt(exchange, result, decision, receipt_kind))
+                out.append(self._plan(Target(str(exchange.id), recipient, "inbox"),
+                                      lambda r=result: self.messages.inbox(exchange, r, payload())))
+            out.append(self._plan(Target(str(exchange.id), recipient, receipt_kind),
+                                  lambda r=result: self.messages.receipt(exchange, r, receipt_kind)))
         return out
 
-    def _open_payload(self, exchange: DecidedExchange, sealer: LedgerSealer) -> dict[str, Any] | None:
-        try:
-            raw = sealer.open(exchange.subject, exchange.sealed_message, sealed_message_aad(exchange.id))
-        except SubjectErased:
-            log.warning("relay.subject_erased", exchange=str(exchange.id))
-            return None
-        signed = self.codec.decode(raw, expect="dk.xledger.SignedMessage").record
-        envelope = self.codec.decode(signed["body"], expect="dk.xledger.ExchangeRequest").record
-        return {"payload_type": envelope["payload_type"], "payload": envelope["payload"]}
-
-    def _deliver(self, exchange: DecidedExchange, result: dict[str, Any], payload: dict[str, Any]) -> Delivery:
-        recipient = result["recipient"]
-        did = str(delivery_id(exchange.id, recipient, "inbox"))
-        s = exchange.summary
-        record = {
-            "delivery_id": did,
-            "exchange_id": str(exchange.id),
-            "message_id": exchange.message_id,
-            "sender": {"org": s["sender"]["org"], "role": s["sender"]["role"]},
-            "recipient": recipient,
-            "context": s["context"],
-            "cooperation_id": s["cooperation_id"],
-            "purpose": s["purpose"],
-            "occurred_at": s["occurred_at"],
-            "rule": result["rule"],
-            "via": result.get("via"),
-            "citation": result["citation"],
-            "warnings": list(result.get("warnings") or []),
-            "policy_version": exchange.decision["policy_version"],
-            "subject_pseudonym": exchange.subject,
-            "payload_type": payload["payload_type"],
-            "payload": payload["payload"],
-        }
-        topic = topics.inbox(recipient)
-        self.producer.send(
-            topic, key=exchange.subject.encode(), value=self.codec.encode("dk.xledger.DeliveredExchange", record),
-            headers=[("x-delivery-id", did.encode())],
-        )
-        self.stats["inbox"] += 1
-        return self._bookkeep(exchange, recipient, "inbox", "PUBLISHED", topic)
-
-    def _receipt(self, exchange: DecidedExchange, result: dict[str, Any], decision: dict[str, Any],
-                 kind: str = "receipt") -> Delivery:
-        recipient = result["recipient"]
-        rid = str(delivery_id(exchange.id, recipient, kind))
-        warnings = list(result.get("warnings") or [])
-        if result["outcome"] == "ESCALATE":
-            warnings.append(AWAITING_REVIEW)
-        record = {
-            "receipt_id": rid,
-            "exchange_id": str(exchange.id),
-            "message_id": exchange.message_id,
-            "recipient": recipient,
-            "outcome": result["outcome"],
-            "rule": result.get("rule"),
-            "via": result.get("via"),
-            "reason": result.get("reason"),
-            "citation": result.get("citation"),
-            "warnings": warnings,
-            "policy_version": decision["policy_version"],
-            "request_digest": decision["request_digest"],
-        }
-        topic = topics.receipts(exchange.sender)
-        self.producer.send(
-            topic, key=exchange.subject.encode(), value=self.codec.encode("dk.xledger.DecisionReceipt", record),
-            headers=[("x-delivery-id", rid.encode())],
-        )
-        self.stats["receipts"] += 1
-        return self._bookkeep(exchange, recipient, kind, "PUBLISHED", topic)
-
     @staticmethod
-    def _bookkeep(exchange: DecidedExchange, recipient: str, kind: str, outcome: str, topic: str = "") -> Delivery:
-        return Delivery(exchange=str(exchange.id), recipient=recipient, kind=kind, topic=topic, outcome=outcome)
+    def _plan(target: Target, build: Callable[[], Outgoing]) -> Planned:
+        """The record for one delivery, or its bookkeeping when it cannot be built."""
+        try:
+            return build()
+        except SubjectErased:
+            log.warning("relay.subject_erased", exchange=target.exchange)
+            return delivered(target, "UNDELIVERABLE_ERASED")
+        except Undeliverable as failure:
+            return quarantined(target, failure)
+        except LEDGER_UNAVAILABLE:
+            raise
+        except Exception as exc:  # noqa: BLE001 - one entry must never stop the relay
+            return quarantined(target, Undeliverable("INTERNAL_ERROR", type(exc).__name__))
+
+    def _send(self, planned: list[Planned]) -> list[Delivery | QuarantinedDelivery]:
+        outgoing = [p for p in planned if isinstance(p, Outgoing)]
+        outcomes = iter(publish(self.producer, outgoing))
+        records: list[Delivery | QuarantinedDelivery] = []
+        for p in planned:
+            if isinstance(p, Outgoing):
+                failure = next(outcomes)
+                records.append(delivered(p.target, "PUBLISHED", p.topic) if failure is None
+                               else quarantined(p.target, failure))
+            else:
+                records.append(p)
+        return records
+
+    def _count(self, records: list[Delivery | QuarantinedDelivery]) -> None:
+        for r in records:
+            if isinstance(r, QuarantinedDelivery):
+                self.stats["quarantined"] += 1
+            elif r.outcome == "UNDELIVERABLE_ERASED":
+                self.stats["undeliverable"] += 1
+            elif r.kind == "inbox":
+                self.stats["inbox"] += 1
+            else:  # a REJECTED receipt answers the whole request: no recipient
+                self.stats["receipts" if r.recipient else "rejected_receipts"] += 1

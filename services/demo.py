@@ -27,9 +27,17 @@ from services.simulation import Builder, Case, build_week, declared_categories, 
 
 log = get_logger(__name__)
 
-DEMO_LEDGER = Path("var/demo.sqlite")
+# Where the auditor commands look when nothing is configured (Settings.ledger_url), so that
+# `xledger verify`, `replay`, `subject report` … read the demo's ledger after `make demo`.
+DEMO_LEDGER = Path("var/ledger.sqlite")
+# A table only the demo creates: the demo replaces its own ledger, never anyone else's.
+DEMO_MARKER = "xl_demo"
 #: the demo's legal officer (`xledger demo --serve` creates this review-app user)
 DEMO_OFFICER = "jurist"
+
+
+class DemoError(Exception):
+    pass
 
 # Synthetic CPR numbers: valid in form and date, made up for the demo.
 KSP_SENDER = ("kriminalforsorgen:horserod", "KRIMINALFORSORGEN")
@@ -52,6 +60,18 @@ class DemoReport:
     verification: str = "not run"
     resolutions: list[str] = field(default_factory=list)  # what the legal officer decided, and what followed
     impact: list[str] = field(default_factory=list)  # the newest bundle over the week's decisions
+    verified: bool = False
+
+    def problems(self) -> list[str]:
+        """Why the demo did not show what it should (empty: it did); the command exits 1 on any."""
+        out = []
+        if self.recorded < self.requests:
+            out.append(f"only {self.recorded} of {self.requests} requests were recorded before the timeout")
+        if self.unexpected:
+            out.append(f"{len(self.unexpected)} decisions differ from the script's expectation")
+        if not self.verified:
+            out.append(f"the ledger did not verify: {self.verification}")
+        return out
 
     def rows(self) -> list[tuple[str, int]]:
         return [
@@ -108,16 +128,37 @@ def demo_settings(ledger_path: Path) -> Settings:
 
 
 def run_demo(*, ledger_path: Path = DEMO_LEDGER, week: Builder = build_week, timeout: float = 60.0) -> DemoReport:
-    for stale in ledger_path.parent.glob(ledger_path.name + "*"):
-        stale.unlink()
+    remove_demo_ledger(ledger_path)
     ledger_path.parent.mkdir(parents=True, exist_ok=True)
     with EmbeddedBroker() as broker:
         settings = demo_settings(ledger_path).with_embedded_broker(broker.bootstrap)
         rt = Runtime(settings)
         try:
+            with rt.ledger.tables.cursor() as c:
+                c.execute(f"CREATE TABLE IF NOT EXISTS {DEMO_MARKER} (note TEXT)")
             return _run(rt, week(datetime.now(timezone.utc).date()), timeout)
         finally:
             rt.close()
+
+
+def remove_demo_ledger(path: Path) -> None:
+    """Removes an earlier demo's ledger (with its -wal and -shm files); DemoError for anything else there."""
+    if path.is_file() and path.stat().st_size > 0 and not _is_demo_ledger(path):
+        raise DemoError(f"{path} holds data the demo did not write; the demo leaves it alone "
+                        f"(pass --ledger PATH for the demo's ledger)")
+    for name in (path.name, path.name + "-wal", path.name + "-shm", path.name + "-journal"):
+        (path.parent / name).unlink(missing_ok=True)
+
+
+def _is_demo_ledger(path: Path) -> bool:
+    import sqlite3
+
+    from ledger.presence import sqlite_tables
+
+    try:
+        return DEMO_MARKER in sqlite_tables(path)
+    except sqlite3.Error:
+        return False
 
 
 def _publish(rt: Runtime, plan: list[tuple[date, Case]]) -> dict[str, Case]:
@@ -206,9 +247,11 @@ def _run(rt: Runtime, plan: list[tuple[date, Case]], timeout: float) -> DemoRepo
     rt.ledger.checkpoint_now(rt.checkpoint_signer, origin=rt.settings.ledger_origin)
     verified = rt.verify()
     report.ledger_entries = verified.notifications
+    report.verified = verified.ok and verified.tree_size == verified.notifications > 0
     report.verification = (
         f"ok: {verified.tree_size} entries in the Merkle tree, {verified.checkpoints} signed checkpoints"
-        if verified.ok else f"FAILED: {verified.first.describe()}"
+        if report.verified else
+        f"FAILED: {verified.first.describe() if verified.first else f'{verified.tree_size} of {verified.notifications} entries in the tree'}"
     )
     return report
 

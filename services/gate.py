@@ -29,6 +29,7 @@ from schemas.codec import AvroCodec, CodecError
 from schemas.cpr import NO_SUBJECT, pseudonym
 from schemas.validation import CPR_FIELD, RecordInvalid, is_payload, validate
 from services import topics
+from services.dead_letters import DeadLetters, DeadLetterUnavailable
 from services.keyset import REJECTION, KeyState
 from services.logging import get_logger
 from services.policy_input import to_policy_request
@@ -86,6 +87,8 @@ class Work:
     present: frozenset[str] = frozenset()
     request: ExchangeRequest | None = None
     decision: dict[str, Any] | None = None
+    # Set once the signature verified: from then on a rejection is the sender's to hear about.
+    sender: str | None = None
 
 
 @dataclass
@@ -98,10 +101,13 @@ class GatePipeline:
     clock: Callable[[], datetime] = field(default=lambda: datetime.now(timezone.utc))
 
     def __post_init__(self) -> None:
+        # The envelope is validated only after the signature verified, so the sender of an
+        # invalid envelope is known and gets a REJECTED receipt.
         self.steps: list[Callable[[Work], None]] = [
             self.decode_signed,
             self.decode_request,
             self.verify_sender,
+            self.validate_request,
             self.decode_payload,
             self.categorise,
             self.decide,
@@ -113,9 +119,10 @@ class GatePipeline:
         w.signed = self._decode(w.msg.value, "dk.xledger.SignedMessage")
 
     def decode_request(self, w: Work) -> None:
-        envelope = self._decode(w.signed["body"], "dk.xledger.ExchangeRequest")
-        self._validate("dk.xledger.ExchangeRequest", envelope)
-        w.envelope = envelope
+        w.envelope = self._decode(w.signed["body"], "dk.xledger.ExchangeRequest")
+
+    def validate_request(self, w: Work) -> None:
+        self._validate("dk.xledger.ExchangeRequest", w.envelope)
 
     def verify_sender(self, w: Work) -> None:
         """The signer must be the sender, and sign with a key of theirs that is valid now.
@@ -188,20 +195,24 @@ class GatePipeline:
             for step in self.steps:
                 step_name = step.__name__
                 step(w)
+                if step == self.verify_sender:
+                    w.sender = w.envelope["sender"]["org"]
             return w
         except Rejected as r:
-            return self._rejected(msg, r.reason, r.detail)
+            return self._rejected(w, r.reason, r.detail)
         except Exception as exc:  # a poison message must not block its partition: record it, never drop it
-            return self._internal_error(msg, step_name, exc)
+            return self._internal_error(w, step_name, exc)
 
-    def _internal_error(self, msg: Inbound, step_name: str, exc: Exception) -> RejectedMessage:
-        log.error("gate.unexpected_error", step=step_name, error=type(exc).__name__, **msg.source)
-        return self._rejected(msg, "INTERNAL_ERROR", f"{step_name}: {type(exc).__name__}")
+    def _internal_error(self, w: Work, step_name: str, exc: Exception) -> RejectedMessage:
+        log.error("gate.unexpected_error", step=step_name, error=type(exc).__name__, **w.msg.source)
+        return self._rejected(w, "INTERNAL_ERROR", f"{step_name}: {type(exc).__name__}")
 
     @staticmethod
-    def _rejected(msg: Inbound, reason: str, detail: str) -> RejectedMessage:
+    def _rejected(w: Work, reason: str, detail: str) -> RejectedMessage:
+        msg = w.msg
         return RejectedMessage(
-            source=msg.source, reason=reason, detail=detail, message_digest=msg.digest, size=len(msg.value)
+            source=msg.source, reason=reason, detail=detail, message_digest=msg.digest, size=len(msg.value),
+            sender=w.sender, message_id=_bounded(w.envelope["message_id"]) if w.sender else None,
         )
 
     def _exchange(self, w: Work, sealer: Sealer) -> Exchange | RejectedMessage:
@@ -210,7 +221,7 @@ class GatePipeline:
         except LEDGER_UNAVAILABLE:
             raise  # transient: the batch is retried, the message must not be rejected for it
         except Exception as exc:
-            return self._internal_error(w.msg, "seal", exc)
+            return self._internal_error(w, "seal", exc)
 
     def _build_exchange(self, w: Work, sealer: Sealer) -> Exchange:
         env = w.envelope
@@ -264,22 +275,17 @@ def _key_status_detail(state: KeyState, at: datetime) -> str:
     return f"{key.org}'s key {key.key_id!r} is {when[REJECTION[state.status]]}; checked at {at.isoformat()}"
 
 
+def _bounded(message_id: str, limit: int = 128) -> str:
+    # An envelope that failed validation may carry any message id; its receipt quotes at most
+    # the length a valid one may have, marked as cut.
+    return message_id if len(message_id) <= limit else message_id[: limit - 1] + "…"
+
+
 def _connected(consumer: KafkaConsumer) -> bool:
     """Whether the consumer holds any broker connection (kafka-python 3's bootstrap_connected()
     is only true while bootstrapping, so it cannot tell idle from unreachable)."""
     counts = [v for group in consumer.metrics().values() for k, v in group.items() if k == "connection-count"]
     return any(c > 0 for c in counts)
-
-
-def dead_letter_headers(rejected: RejectedMessage) -> list[tuple[str, bytes]]:
-    s = rejected.source
-    return [
-        ("x-error-reason", rejected.reason.encode()),
-        ("x-error-detail", rejected.detail.encode()[:2000]),
-        ("x-source-topic", s["topic"].encode()),
-        ("x-source-partition", str(s["partition"]).encode()),
-        ("x-source-offset", str(s["offset"]).encode()),
-    ]
 
 
 class GateWorker:
@@ -299,10 +305,11 @@ class GateWorker:
         self.ledger = ledger
         self.consumer = consumer
         self.producer = producer
+        self.dead_letters = DeadLetters(producer)
         self.topic = topic
         self.name = name
         self.stopping = threading.Event()
-        self.stats = {"decided": 0, "rejected": 0, "duplicates": 0, "batches": 0}
+        self.stats = {"decided": 0, "rejected": 0, "duplicates": 0, "batches": 0, "polls": 0}
         self._positions: dict[TopicPartition, int] = {}
         self._broker_lost = False
         self._last_watch = 0.0
@@ -343,10 +350,11 @@ class GateWorker:
     def run(self, *, idle_stop_after: float | None = None) -> dict[str, int]:
         self.start()
         idle_since = time.monotonic()
-        backoff = ledger_backoff = 0.5
+        backoff = retry_backoff = 0.5
         while not self.stopping.is_set():
             try:
                 polled = self.consumer.poll(timeout_ms=200)
+                self.stats["polls"] += 1
                 backoff = 0.5
             except KafkaError as exc:
                 log.warning("gate.broker_unavailable", worker=self.name, error=type(exc).__name__, retry_in_s=backoff)
@@ -365,13 +373,21 @@ class GateWorker:
             for tp, records in polled.items():
                 try:
                     self.handle_batch(tp, records)
-                    ledger_backoff = 0.5
+                    retry_backoff = 0.5
+                    continue
                 except LEDGER_UNAVAILABLE as exc:
                     log.warning("gate.ledger_unavailable", worker=self.name, partition=tp.partition,
-                                error=type(exc).__name__, retry_in_s=ledger_backoff)
-                    self._rewind(tp, records[0].offset)
-                    self.stopping.wait(ledger_backoff)
-                    ledger_backoff = min(ledger_backoff * 2, 10.0)
+                                error=type(exc).__name__, retry_in_s=retry_backoff)
+                except DeadLetterUnavailable as exc:
+                    log.warning("gate.dead_letter_unavailable", worker=self.name, partition=tp.partition,
+                                error=str(exc), retry_in_s=retry_backoff)
+                except Exception as exc:  # noqa: BLE001 - a fault of ours must not end the gate or lose the batch
+                    log.error("gate.batch_failed", alert=True, worker=self.name, partition=tp.partition,
+                              first_offset=records[0].offset, error=type(exc).__name__, retry_in_s=retry_backoff)
+                # Nothing of the batch was recorded: read it again after a pause.
+                self._rewind(tp, records[0].offset)
+                self.stopping.wait(retry_backoff)
+                retry_backoff = min(retry_backoff * 2, 10.0)
         return self.stats
 
     def _rewind(self, tp: TopicPartition, first_offset: int) -> None:
@@ -413,11 +429,10 @@ class GateWorker:
         results = self.pipeline.process_batch([Inbound(r.topic, r.partition, r.offset, r.value or b"", r.key) for r in fresh])
         results = self._reject_duplicates(results, fresh)
         rejected = [r for r in results if isinstance(r, RejectedMessage)]
-        for r, rec in ((r, rec) for r, rec in zip(results, fresh) if isinstance(r, RejectedMessage)):
-            self.producer.send(topics.DEAD_LETTERS, key=rec.key, value=rec.value or b"", headers=dead_letter_headers(r))
-        if rejected:
-            # Dead letters first: a crash before the ledger commit re-sends them, never loses them.
-            self.producer.flush()
+        # Dead letters first, each stored before anything is recorded: a crash or a refusal
+        # before the ledger commit sends them again, never loses them.
+        self.dead_letters.publish([(r, rec.key, rec.value or b"") for r, rec in zip(results, fresh)
+                                   if isinstance(r, RejectedMessage)])
         next_offset = fresh[-1].offset + 1
         try:
             self.ledger.record(results, Tracking(kafka_tracking_name(tp.topic, tp.partition), next_offset))
@@ -451,7 +466,7 @@ class GateWorker:
                     r = RejectedMessage(
                         source=r.source, reason="DUPLICATE_MESSAGE",
                         detail=f"message_id already recorded for {r.sender}", message_digest=r.message_digest,
-                        size=len(rec.value or b""),
+                        size=len(rec.value or b""), sender=r.sender, message_id=r.message_id,
                     )
                 else:
                     known.add(r.id)
@@ -459,4 +474,4 @@ class GateWorker:
         return out
 
 
-__all__ = ["GatePipeline", "GateWorker", "Inbound", "Rejected", "dead_letter_headers"]
+__all__ = ["GatePipeline", "GateWorker", "Inbound", "Rejected"]

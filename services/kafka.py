@@ -19,6 +19,9 @@ def client_config(settings: Settings) -> dict[str, Any]:
     cfg: dict[str, Any] = {
         "bootstrap_servers": settings.bootstrap_servers.split(","),
         "security_protocol": settings.security_protocol,
+        # A client first reaches the cluster in its constructor: fail there within the
+        # configured time (kafka-python waits 30 s by default).
+        "bootstrap_timeout_ms": settings.connect_timeout * 1000,
     }
     if settings.sasl_mechanism:
         cfg.update(

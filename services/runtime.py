@@ -37,7 +37,7 @@ class Runtime:
 
     @cached_property
     def ledger(self) -> Ledger:
-        return Ledger(self.settings.ledger_url)
+        return Ledger(self.settings.ledger_url, env={"POSTGRES_CONNECT_TIMEOUT": str(self.settings.connect_timeout)})
 
     @cached_property
     def sealer(self) -> LedgerSealer:

@@ -16,6 +16,7 @@ from services.config import CHECKPOINT_KEY, KEYSET, MASTER_KEY, PSEUDONYM_SECRET
 NEEDS: dict[str, tuple[str, ...]] = {
     "gate run": (PSEUDONYM_SECRET, MASTER_KEY, KEYSET),
     "relay run": (MASTER_KEY, CHECKPOINT_KEY),
+    "relay quarantine retry": (MASTER_KEY,),
     "review serve": (PSEUDONYM_SECRET, SESSION_SECRET, CHECKPOINT_KEY),
     "ledger integrate": (CHECKPOINT_KEY,),
     "ledger checkpoint-key": (CHECKPOINT_KEY,),

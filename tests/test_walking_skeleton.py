@@ -91,8 +91,10 @@ def test_restarted_gate_appends_nothing_twice(rt, settings):
     fresh = Runtime(replace(settings, group_id="another-gate-group"))
     worker = fresh.gate_worker("second")
     with running(worker):
-        assert wait_for(lambda: worker._positions != {}, timeout=20)
-        wait_for(lambda: False, timeout=1.5)  # give it polls in which it could misbehave
+        assert wait_for(lambda: len(worker._positions) == 4, timeout=20)  # every partition assigned
+        assigned_at = worker.stats["polls"]
+        # Polls from the assigned positions, in which it could misbehave.
+        assert wait_for(lambda: worker.stats["polls"] >= assigned_at + 5, timeout=20)
     fresh.close()
     assert rt.ledger.max_notification_id() == entries
     assert rt.ledger.position("kafka:exchange.requests:0") == position

@@ -9,10 +9,19 @@ from __future__ import annotations
 
 import sys
 
-import typer
+from services.shutdown import install_for
+
+# First, before the heavy imports below: a service stopped while it starts exits 0.
+install_for(sys.argv)
+
+import typer  # noqa: E402
 
 app = typer.Typer(
-    help="exchange-ledger: lawful, provable data exchange between Danish crime-prevention authorities.",
+    help="exchange-ledger: lawful, provable data exchange between Danish crime-prevention authorities.\n\n"
+         "Only `gate run`, `relay run`, `ledger init` and `demo` create a ledger where there is none; every "
+         "other command refuses a missing ledger (exit 2). Exit codes: 0 done, 1 a check failed, 2 bad input "
+         "or no ledger, 3 could not check or could not start (e.g. the broker or ledger database did not "
+         "answer within XLEDGER_CONNECT_TIMEOUT seconds).",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
 )

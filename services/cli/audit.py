@@ -24,7 +24,7 @@ from services.config import Settings
 
 
 def _ledger(settings: Settings):
-    return open_ledger(settings.ledger_url, must_exist=False)
+    return open_ledger(settings)
 
 
 def _parse_time(value: str, what: str) -> datetime:

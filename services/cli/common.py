@@ -3,9 +3,9 @@ opening the ledger, and failing cleanly with one line on stderr."""
 
 from __future__ import annotations
 
-import threading
-from pathlib import Path
-from typing import Any, NoReturn
+import logging
+from contextlib import contextmanager
+from typing import Any, Iterator, NoReturn
 
 import typer
 
@@ -17,6 +17,13 @@ BOOTSTRAP = typer.Option(None, "--bootstrap-servers", envvar="XLEDGER_BOOTSTRAP_
 LEDGER_URL = typer.Option(None, "--ledger-url", envvar="XLEDGER_LEDGER_URL",
                           help="sqlite:///PATH or postgresql://USER@HOST:PORT/DB[?schema=S] "
                                "(default sqlite:///var/ledger.sqlite).")
+
+
+# Exit codes every command shares (README "Exit codes").
+BAD_INPUT = 2
+UNREACHABLE = 3
+# The commands that create a ledger where there is none; every other command refuses a missing one.
+CREATORS = "`gate run`, `relay run`, `ledger init` and `demo`"
 
 
 def fail(message: str, code: int = 2) -> NoReturn:
@@ -58,14 +65,39 @@ def first_line(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {text.splitlines()[0] if text else ''}"
 
 
-def graceful_shutdown() -> threading.Event:
-    """SIGTERM/SIGINT set the returned event; installed first, so a signal during start-up is not fatal."""
-    import signal
+def graceful_shutdown():
+    """The service's Shutdown (services.shutdown): a signal ends the set-up at once with exit 0;
+    call ``.running()`` once the service loop starts, then a signal sets the event it returns.
+    The signal handlers are installed by services.cli before its imports, for the service commands
+    only (so a command invoked in-process, as by a test's CliRunner, changes no handlers)."""
+    from services.shutdown import SHUTDOWN
 
-    event = threading.Event()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(sig, lambda *_: event.set())
-    return event
+    return SHUTDOWN
+
+
+@contextmanager
+def reaching(settings: Settings) -> Iterator[None]:
+    """Set-up that connects to the broker or the ledger database: an unreachable one is one line
+    and exit 3 within XLEDGER_CONNECT_TIMEOUT seconds, not a traceback."""
+    from kafka.errors import KafkaError
+
+    from ledger.application import LEDGER_UNAVAILABLE
+    from ledger.presence import LedgerUnreachable
+
+    # kafka-python logs every failed bootstrap attempt; the one line below says it all.
+    kafka_log = logging.getLogger("kafka")
+    previous = kafka_log.level
+    kafka_log.setLevel(logging.CRITICAL)
+    try:
+        yield
+    except KafkaError as exc:
+        fail(f"cannot reach the Kafka broker at {settings.bootstrap_servers} within {settings.connect_timeout} s "
+             f"({type(exc).__name__}; XLEDGER_CONNECT_TIMEOUT sets the wait)", UNREACHABLE)
+    except (*LEDGER_UNAVAILABLE, LedgerUnreachable) as exc:
+        fail(f"cannot reach the ledger database within {settings.connect_timeout} s ({first_line(exc)}; "
+             f"XLEDGER_CONNECT_TIMEOUT sets the wait)", UNREACHABLE)
+    finally:
+        kafka_log.setLevel(previous)
 
 
 def settings_from(bootstrap: str | None, ledger_url: str | None, *, need_broker: bool = True) -> Settings:
@@ -94,18 +126,29 @@ def ledger_settings(ledger_url: str | None) -> Settings:
         fail(str(exc))
 
 
-def open_ledger(url: str, *, must_exist: bool = True) -> Any:
-    """Open the ledger or exit 2 with a one-line reason (never create an empty one by mistake)."""
-    from ledger.application import Ledger
+def open_ledger(settings: Settings | str, *, create: bool = False) -> Any:
+    """Open the ledger, or exit with one line: 2 if there is none (or it is not a ledger), 3 if its
+    database does not answer. Only the commands that fill a ledger pass ``create``: anyone else
+    would answer from an empty ledger made by mistake, or leave ledger tables in a stranger's file."""
+    from ledger.application import LEDGER_UNAVAILABLE, Ledger
+    from ledger.presence import LedgerUnreachable, NoLedger, require_ledger, require_ledger_or_nothing
     from ledger.url import LedgerURLError
 
-    if must_exist and url.startswith("sqlite:///"):
-        path = url[len("sqlite:///"):]
-        if path != ":memory:" and not Path(path).is_file():
-            fail(f"no ledger at {path} (check --ledger-url / XLEDGER_LEDGER_URL)")
-    try:
-        return Ledger(url)
-    except LedgerURLError as exc:
-        fail(str(exc))
-    except Exception as exc:  # noqa: BLE001 - e.g. PostgreSQL unreachable: one line, exit 2
-        fail(f"cannot open the ledger: {first_line(exc)}")
+    if isinstance(settings, str):
+        settings = ledger_settings(settings)
+    url = settings.ledger_url
+    with reaching(settings):
+        try:
+            if create:
+                require_ledger_or_nothing(url)
+            else:
+                require_ledger(url, connect_timeout=settings.connect_timeout)
+            return Ledger(url, env={"POSTGRES_CONNECT_TIMEOUT": str(settings.connect_timeout)})
+        except LedgerURLError as exc:
+            fail(str(exc))
+        except NoLedger as exc:
+            fail(f"{exc} (check --ledger-url / XLEDGER_LEDGER_URL; only {CREATORS} create a ledger)")
+        except (*LEDGER_UNAVAILABLE, LedgerUnreachable):
+            raise
+        except Exception as exc:  # noqa: BLE001 - e.g. a directory or an unreadable file: one line
+            fail(f"cannot open the ledger: {first_line(exc)}")

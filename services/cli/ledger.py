@@ -98,6 +98,13 @@ def _witness_keys(values: list[str]):
     return out
 
 
+def _redacted(url: str) -> str:
+    from urllib.parse import urlparse
+
+    password = urlparse(url).password
+    return url.replace(password, "***") if password else url
+
+
 def _b64(data: bytes) -> str:
     import base64
 
@@ -172,7 +179,7 @@ def register(app: typer.Typer, subject_app: typer.Typer, policy_app: typer.Typer
         witnesses = _witness_keys(witness)
         if quorum is not None and quorum > len(witnesses):
             fail(f"--quorum {quorum} needs at least that many --witness keys (got {len(witnesses)})")
-        ledger = open_ledger(settings.ledger_url)
+        ledger = open_ledger(settings)
         if not given:
             typer.echo("note: checking signatures with the key from XLEDGER_CHECKPOINT_KEY; an auditor "
                        "passes --public-key", err=True)
@@ -210,6 +217,24 @@ def register(app: typer.Typer, subject_app: typer.Typer, policy_app: typer.Typer
 
     # -- xledger ledger … ---------------------------------------------------------------------
 
+    @ledger_app.command("init")
+    def init(ledger_url: Optional[str] = ledger_url_opt) -> None:
+        """Create an empty ledger at --ledger-url (nothing happens to one that exists).
+
+        Only this, `gate run`, `relay run` and `demo` create a ledger; every other command refuses
+        a missing one, so that a mistyped URL never answers from an empty ledger.
+        """
+        from ledger.presence import NoLedger, require_ledger
+
+        settings = ledger_settings(ledger_url)
+        try:
+            require_ledger(settings.ledger_url, connect_timeout=settings.connect_timeout)
+            existed = True
+        except (NoLedger, ConnectionError):
+            existed = False  # open_ledger below says what is wrong, if anything
+        open_ledger(settings, create=True).close()
+        typer.echo(f"{'ledger already there' if existed else 'ledger created'}: {_redacted(settings.ledger_url)}")
+
     @ledger_app.command("integrate")
     def integrate(
         ledger_url: Optional[str] = ledger_url_opt,
@@ -224,7 +249,7 @@ def register(app: typer.Typer, subject_app: typer.Typer, policy_app: typer.Typer
         if settings.checkpoint_interval < 1:
             fail("XLEDGER_CHECKPOINT_INTERVAL must be a positive number of entries")
         signer = _signer(settings)
-        ledger = open_ledger(settings.ledger_url)
+        ledger = open_ledger(settings)
         from ledger.checkpoint import CheckpointError
         from ledger.integrity import TreeCorrupted
 
@@ -252,7 +277,7 @@ def register(app: typer.Typer, subject_app: typer.Typer, policy_app: typer.Typer
         if not settings.witnesses:
             fail("no witnesses configured (XLEDGER_WITNESSES='<vkey>@<url> …')")
         signer = _signer(settings)
-        ledger = open_ledger(settings.ledger_url)
+        ledger = open_ledger(settings)
         outcomes = _collector(settings, ledger, signer).collect()
         if not outcomes:
             fail("the ledger has no signed checkpoint yet (run `xledger ledger integrate`)", 3)
@@ -277,7 +302,7 @@ def register(app: typer.Typer, subject_app: typer.Typer, policy_app: typer.Typer
         from services.logserver import create_log_app
 
         settings = ledger_settings(ledger_url)
-        ledger = open_ledger(settings.ledger_url)
+        ledger = open_ledger(settings)
         key = _signer(settings).public_key if settings.checkpoint_key else None
         typer.echo(f"log endpoint on http://{host}:{port}/ (Ctrl-C stops)", err=True)
         try:
@@ -320,7 +345,7 @@ def register(app: typer.Typer, subject_app: typer.Typer, policy_app: typer.Typer
         previous = parse_key_history(_read_text(history, "key history")) if history.exists() else []
         if any(key_fingerprint(k.public_key) == signer.key_id for k in previous):
             fail(f"the current key {signer.key_id} is already retired in {history}")
-        ledger = open_ledger(settings.ledger_url)
+        ledger = open_ledger(settings)
         try:
             last = ledger.checkpoint_now(signer, settings.ledger_origin).checkpoint.tree_size
         except CheckpointError as exc:
@@ -379,7 +404,7 @@ def register(app: typer.Typer, subject_app: typer.Typer, policy_app: typer.Typer
         """
         settings = ledger_settings(ledger_url)
         require_trusted(settings, "proof")  # it may sign a checkpoint
-        ledger = open_ledger(settings.ledger_url)
+        ledger = open_ledger(settings)
         integrity = ledger.integrity
         tree_size = integrity.tree_size()
         if entry < 0 or entry >= tree_size:
@@ -436,7 +461,7 @@ def register(app: typer.Typer, subject_app: typer.Typer, policy_app: typer.Typer
             old = trusted_cp.checkpoint.tree_size
         if trusted_cp is not None and trusted_cp.checkpoint.tree_size != old:
             fail(f"--trusted commits to size {trusted_cp.checkpoint.tree_size}, not OLD {old}")
-        ledger = open_ledger(settings.ledger_url)
+        ledger = open_ledger(settings)
         integrity = ledger.integrity
         tree_size = integrity.tree_size()
         if new is None:
@@ -504,7 +529,7 @@ def register(app: typer.Typer, subject_app: typer.Typer, policy_app: typer.Typer
             fail(str(exc))
         settings = ledger_settings(ledger_url)
         require_trusted(settings, "subject erase")
-        ledger = open_ledger(settings.ledger_url)
+        ledger = open_ledger(settings)
         try:
             result = ledger.erase_subject(pseudonym, reason)
         except ErasureError as exc:

@@ -122,7 +122,7 @@ def register(app: typer.Typer, **_groups) -> None:  # noqa: C901
         from services.cli.ledger import _key_history, _public_key, _witness_keys
         from services.monitor import HttpLogClient, LogUnavailable, Monitor, MonitorAlarm
 
-        stopping = graceful_shutdown()
+        stopping = graceful_shutdown().running()  # a signal ends the loop below: exit 0
         xlog.configure(os.environ.get("XLEDGER_LOG_LEVEL", "WARNING"))
         key, _ = _public_key(log_key, None)
         witnesses = _witness_keys(witness)

@@ -111,8 +111,9 @@ def test_replay_equals_live_and_detects_a_tampered_read_model(history):
 
 
 def test_replay_until_a_time_rebuilds_the_past_only(history):
-    later = NOW + timedelta(days=400)
-    history.add("late", CPR_B, 10, 37)
+    # An exchange that says it occurred long after it was recorded.
+    later = datetime.now(timezone.utc) + timedelta(days=400)
+    history.add("late", CPR_B, 10, 37, at=later)
     all_entries = history.ledger.max_notification_id()
     # every event so far carries the recording time (now); a cut before the first sees nothing
     first_ts = history.ledger.mapper.to_domain_event(history.ledger.notifications(1, 1)[0]).timestamp
@@ -121,7 +122,14 @@ def test_replay_until_a_time_rebuilds_the_past_only(history):
     report = replay(history.ledger, until=datetime.now(timezone.utc) + timedelta(days=1))
     assert report.consumed == all_entries
     assert {d.table: d.replayed for d in report.diffs}["decisions"] == 6
-    assert later  # (the --until cut is on recording time, not on the exchange's own date)
+    # The cut is on recording time, not on the exchange's own date: a cut before the day the
+    # late exchange claims still holds it, because it was recorded before the cut.
+    before_its_date = replay(history.ledger, until=later - timedelta(days=1), keep=True)
+    assert before_its_date.consumed == all_entries
+    with history.ledger.tables.cursor(commit=False) as c:
+        c.execute(f"SELECT occurred_at FROM {before_its_date.prefix}decisions WHERE message_id = 'msg-late'")
+        [(occurred_at,)] = c.fetchall()
+    assert datetime.fromisoformat(occurred_at) > later - timedelta(days=1)
 
 
 def test_replay_cli_reports_equal(history):

@@ -299,8 +299,11 @@ def test_stats_charts_ledger_status_and_users(history, client):
     assert "DENY_SUBJECT_OUT_OF_SCOPE" in stats.text
     ledger_page = client.get("/ledger")
     assert f'id="latest">{history.ledger.max_notification_id()}<' in ledger_page.text
+    # Everything folded into the Merkle tree and signed: verification must pass, and say so.
+    history.ledger.checkpoint_now(history.rt.checkpoint_signer, origin=history.settings.ledger_origin)
     verified = client.get("/ledger", params={"verify": "1"})
-    assert verified.status_code == 200 and 'id="verify-result"' in verified.text
+    assert verified.status_code == 200
+    assert 'class="ok-text" id="verify-result"' in verified.text and 'role="alert"' not in verified.text
     users = client.get("/admin/users")
     assert all(u in users.text for u in USERS) and "scrypt" not in users.text
     api_login(client, "adm")
@@ -309,7 +312,9 @@ def test_stats_charts_ledger_status_and_users(history, client):
     assert client.get("/api/stats", params={"since": "2026-03-11"}).json()["rows"] == []
     status = client.get("/api/ledger").json()
     assert status["counts"]["requests"] == 5 and status["latest_notification_id"] >= 11
-    assert client.get("/api/ledger", params={"verify": True}).json()["verification"]["available"] is True
+    verification = client.get("/api/ledger", params={"verify": True}).json()["verification"]
+    assert verification["ok"] is True and verification["findings"] == []
+    assert verification["tree_size"] == history.ledger.max_notification_id() and verification["checkpoints"] >= 1
     assert [u["username"] for u in client.get("/api/users").json()] == sorted(USERS)
 
 

@@ -17,6 +17,9 @@ def xl(url: str, *args: str):
 
 
 def test_users_commands(ledger_url):
+    refused = xl(ledger_url, "users", "add", "lo1", "--role", "legal_officer", "--password", "a long password")
+    assert refused.exit_code == 2 and "no ledger" in refused.output  # users live in a ledger; none is made here
+    assert xl(ledger_url, "ledger", "init").exit_code == 0
     ok = xl(ledger_url, "users", "add", "lo1", "--role", "legal_officer", "--password", "a long password")
     assert ok.exit_code == 0, ok.output
     assert xl(ledger_url, "users", "add", "k1", "--role", "agency:kommune:326", "--role", "auditor",

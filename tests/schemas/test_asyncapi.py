@@ -29,7 +29,7 @@ def test_document_structure():
     assert "kommune.326" in doc["components"]["parameters"]["authority"]["examples"]
     headers = doc["components"]["messages"]["DeadLetter"]["headers"]["properties"]
     assert set(headers) == {"x-error-reason", "x-error-detail", "x-source-topic", "x-source-partition",
-                            "x-source-offset"}
+                            "x-source-offset", "x-message-digest", "x-original-size", "x-cut"}
     for op in doc["operations"].values():
         assert op["channel"]["$ref"].startswith("#/channels/")
 

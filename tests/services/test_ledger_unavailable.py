@@ -1,7 +1,8 @@
-"""A locked ledger database is waited out: the gate and the relay retry, nothing is lost or doubled.
+"""An unavailable ledger database is waited out: the gate and the relay retry, nothing is lost or doubled.
 
-SQLite only: another connection holding the write lock past the busy timeout is the real
-failure seen with two gates and a relay on one SQLite file.
+SQLite: another connection holds the write lock past the busy timeout (the real failure seen
+with two gates and a relay on one SQLite file). PostgreSQL: the server ends every connection
+(``pg_terminate_backend``) and refuses new ones for a while, as in a restart or fail-over.
 """
 
 from __future__ import annotations
@@ -9,18 +10,22 @@ from __future__ import annotations
 import sqlite3
 import threading
 import time
+from contextlib import contextmanager
 from datetime import datetime, timezone
+from typing import Iterator
 
+import psycopg
 import pytest
 from structlog.testing import capture_logs
 
-from ledger.application import Ledger, kafka_tracking_name
+from ledger.application import LEDGER_UNAVAILABLE, Ledger, kafka_tracking_name
 from ledger.privacy import LedgerSealer
 from services import topics
 from services.delivery import OUTBOX_TRACKING, DeliveryRelay
 from services.demo import KALUNDBORG_SOCIAL, KSP_SENDER, release_notice
 from services.gate import GatePipeline, GateWorker
 from services.kafka import make_consumer, make_producer
+from tests.conftest import PG_ADMIN_URL
 from tests.harness import ksp_runtime, read_topic, running, wait_for
 
 NOW = datetime.now(timezone.utc)
@@ -28,8 +33,6 @@ NOW = datetime.now(timezone.utc)
 
 @pytest.fixture
 def rt(settings):
-    if not settings.ledger_url.startswith("sqlite"):
-        pytest.skip("the lock is SQLite's")
     with ksp_runtime(settings, request_partitions=1) as runtime:
         yield runtime
 
@@ -51,10 +54,57 @@ def hold_write_lock(path: str, seconds: float) -> threading.Thread:
     return t
 
 
-def test_gate_and_relay_wait_out_a_locked_database(rt, broker):
-    path = rt.settings.ledger_url[len("sqlite:///"):]
-    # A short busy timeout, so that the locks below outlast it.
-    ledger = Ledger(rt.settings.ledger_url, env={"SQLITE_LOCK_TIMEOUT": "1"})
+def take_database_down(url: str, seconds: float) -> threading.Thread:
+    """Ends every session on the test's PostgreSQL database and refuses new ones for ``seconds``."""
+    dbname = url.rsplit("/", 1)[1].split("?")[0]
+    down = threading.Event()
+
+    def outage():
+        with psycopg.connect(PG_ADMIN_URL, autocommit=True) as admin:  # another database: it stays up
+            admin.execute(f'ALTER DATABASE "{dbname}" ALLOW_CONNECTIONS false')
+            try:
+                admin.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s", (dbname,))
+                down.set()
+                time.sleep(seconds)
+            finally:
+                admin.execute(f'ALTER DATABASE "{dbname}" ALLOW_CONNECTIONS true')
+
+    t = threading.Thread(target=outage, daemon=True)
+    t.start()
+    down.wait(5)
+    return t
+
+
+# eventsourcing retries a failed PostgreSQL call ten times (0.2 s apart, each waiting up to the
+# connection timeout) before it raises, so a PostgreSQL outage must outlast ~12 s to be seen.
+OUTAGE_S = {"sqlite": 3.5, "postgres": 14.0}
+
+
+@contextmanager
+def outage(url: str) -> Iterator[None]:
+    """The ledger database is unavailable for longer than any retry inside a call."""
+    if url.startswith("sqlite:///"):
+        holder = hold_write_lock(url[len("sqlite:///"):], OUTAGE_S["sqlite"])
+    else:
+        holder = take_database_down(url, OUTAGE_S["postgres"])
+    yield
+    holder.join()
+
+
+def quietly(predicate):
+    """A wait condition read through a ledger the outage may have just cut off."""
+    def check() -> bool:
+        try:
+            return predicate()
+        except LEDGER_UNAVAILABLE:
+            return False
+    return check
+
+
+def test_gate_and_relay_wait_out_an_unavailable_database(rt, broker):
+    url = rt.settings.ledger_url
+    # A short busy timeout (SQLite) and connection wait (PostgreSQL), so that the outage outlasts them.
+    ledger = Ledger(url, env={"SQLITE_LOCK_TIMEOUT": "1", "POSTGRES_CONNECT_TIMEOUT": "1"})
     sealer = LedgerSealer(ledger.tables, rt.settings.master_key)
     pipeline = GatePipeline(rt.engine, sealer, rt.pseudonym_secret, rt.keyset, rt.codec)
     gate = GateWorker(pipeline, ledger, make_consumer(rt.settings, rt.settings.group_id, client_id="locked"),
@@ -65,16 +115,19 @@ def test_gate_and_relay_wait_out_a_locked_database(rt, broker):
                                                                release_in_days=20, age=30)).message_id
             for cpr in ("1203911234", "0508882345", "2211901111")]
     publisher.producer.close()
+    ledger.position(OUTBOX_TRACKING)  # the services' connections exist before the outage
 
+    gate_done = quietly(lambda: ledger.position(kafka_tracking_name(topics.REQUESTS, 0)) == 3)
+    relay_done = quietly(lambda: relay.stats["receipts"] >= 3 and bool(ledger.position(OUTBOX_TRACKING)))
+    # SQLite's lock stops writers only, and the relay writes only once the gate has recorded: one
+    # outage for each. A PostgreSQL outage stops every call: one for both, to keep the test short.
+    phases = [((gate,), gate_done), ((relay,), relay_done)] if url.startswith("sqlite") else [
+        ((gate, relay), lambda: gate_done() and relay_done())]
     with capture_logs() as logs:
-        holder = hold_write_lock(path, 3.5)
-        with running(gate):
-            holder.join()
-            assert wait_for(lambda: ledger.position(kafka_tracking_name(topics.REQUESTS, 0)) == 3, timeout=40)
-        holder = hold_write_lock(path, 3.5)
-        with running(relay):
-            holder.join()
-            assert wait_for(lambda: relay.stats["receipts"] >= 3 and ledger.position(OUTBOX_TRACKING), timeout=40)
+        for services, done in phases:
+            with outage(url):
+                with running(*services):
+                    assert wait_for(done, timeout=60)
     events = [e["event"] for e in logs]
     assert "gate.ledger_unavailable" in events and "relay.ledger_unavailable" in events
 
@@ -82,6 +135,7 @@ def test_gate_and_relay_wait_out_a_locked_database(rt, broker):
     inbox = read_topic(broker.bootstrap, topics.inbox(KALUNDBORG_SOCIAL[0]), expect=3)
     # Each delivery id once per send attempt at most; every message there, none lost.
     assert sorted(set(rt.codec.decode(r.value).record["message_id"] for r in inbox)) == sorted(sent)
-    counts = rt.ledger.counts()
+    counts = wait_for(quietly(lambda: rt.ledger.counts() is not None)) and rt.ledger.counts()
     assert counts["requests"] == 3 and counts["rejected"] == 0  # the retries recorded no duplicates
+    assert counts["deliveries"] == 6  # three inbox deliveries and three receipts, each recorded once
     ledger.close()

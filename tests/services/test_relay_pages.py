@@ -51,4 +51,5 @@ def test_small_pages_deliver_exactly_what_one_big_page_would(rt, broker, page_si
     receipts = read_topic(broker.bootstrap, topics.receipts(KSP_SENDER[0]), expect=len(sent))
     outcomes = {codec.decode(r.value).record["message_id"]: codec.decode(r.value).record["outcome"] for r in receipts}
     assert outcomes == {m: "ALLOW" if lawful else "DENY" for m, lawful in sent}
-    assert relay.stats == {"inbox": len(allowed), "receipts": len(sent), "undeliverable": 0}
+    assert relay.stats == {"inbox": len(allowed), "receipts": len(sent), "rejected_receipts": 0, "undeliverable": 0,
+                           "quarantined": 0}
