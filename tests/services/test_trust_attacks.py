@@ -1,0 +1,217 @@
+"""Attacks on production trust, as an attacker and as a careless operator would try them.
+
+Each test is one way the promise broke ("only an authority itself can speak in its name; nothing
+public is accepted outside development; a revocation takes effect"), and shows it holds now:
+one public key listed twice, YAML that silently drops an entry, a key-set file that is not
+UTF-8, another authority's development key, a revocation time without an offset, an empty key
+set, a secret that reads differently from the environment than from a file, the development
+checkpoint key given to `verify`, and a compose file that hands every secret to every service.
+"""
+
+from __future__ import annotations
+
+import base64
+import os
+import secrets
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+import pytest
+import yaml
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from typer.testing import CliRunner
+
+from schemas.cpr import pseudonym
+from services.cli import app
+from services.config import DEV_CHECKPOINT_KEY, ConfigError, Settings
+from services.keyring import DEV_KEY_ID, dev_private_key
+from services.keyset import KeySet, KeySetError, KeySetFile, LiveKeySet, Status, keyset_problems
+from services.signing import public_bytes_b64
+
+runner = CliRunner()
+ORG, OTHER = "kommune:326", "kommune:101"
+AT = datetime(2026, 6, 15, 12, 0, tzinfo=timezone.utc)
+
+
+def production(tmp_path: Path, **extra: str) -> dict[str, str]:
+    """A complete production environment with the deployment's own secrets."""
+    return {
+        "XLEDGER_ENV": "production",
+        "XLEDGER_PSEUDONYM_SECRET": secrets.token_hex(32),
+        "XLEDGER_MASTER_KEY": base64.b64encode(os.urandom(32)).decode(),
+        "XLEDGER_CHECKPOINT_KEY": base64.b64encode(os.urandom(32)).decode(),
+        "XLEDGER_SESSION_SECRET": secrets.token_hex(32),
+        "XLEDGER_LEDGER_URL": f"sqlite:///{tmp_path}/absent/ledger.sqlite",
+        **extra,
+    }
+
+
+def new_key() -> str:
+    return public_bytes_b64(Ed25519PrivateKey.generate())
+
+
+def errors(result) -> list[str]:
+    return [line for line in result.stderr.splitlines() if line.startswith("error:")]
+
+
+# -- one public key, one authority, one id ------------------------------------------------------
+
+
+def test_one_public_key_listed_for_two_authorities_is_refused(tmp_path):
+    # Whoever holds that private key would speak for both authorities.
+    shared = new_key()
+    path = tmp_path / "keys.yaml"
+    path.write_text(yaml.safe_dump({ORG: [{"key_id": "a", "public_key": shared}],
+                                    OTHER: [{"key_id": "b", "public_key": shared}]}))
+    with pytest.raises(KeySetError) as info:
+        KeySet.load(path)
+    assert f"{OTHER} b" in str(info.value) and f"{ORG} a" in str(info.value) and "same public key" in str(info.value)
+    # Across the files of a directory key set too.
+    folder = tmp_path / "keyset"
+    folder.mkdir()
+    (folder / "a.yaml").write_text(yaml.safe_dump({ORG: [{"key_id": "a", "public_key": shared}]}))
+    (folder / "b.yaml").write_text(yaml.safe_dump({OTHER: [{"key_id": "b", "public_key": shared}]}))
+    with pytest.raises(KeySetError, match="same public key"):
+        KeySet.load(folder)
+
+
+def test_a_revoked_key_listed_again_under_a_new_id_is_refused(tmp_path):
+    # The key id is not signed: a thief replaying a message of the revoked key under the other id
+    # would get it verified, so the revocation would protect nobody.
+    stolen = new_key()
+    path = tmp_path / "keys.yaml"
+    path.write_text(yaml.safe_dump({ORG: [
+        {"key_id": "laptop", "public_key": stolen, "revoked_at": "2026-06-01T00:00:00+00:00"},
+        {"key_id": "laptop-again", "public_key": stolen}]}))
+    with pytest.raises(KeySetError, match=f"{ORG} laptop-again and {ORG} laptop have the same public key"):
+        KeySet.load(path)
+
+
+def test_the_running_gate_keeps_its_key_set_over_a_reload_that_lists_a_key_twice(tmp_path):
+    path = tmp_path / "keys.yaml"
+    stolen = new_key()
+    path.write_text(yaml.safe_dump({ORG: [{"key_id": "laptop", "public_key": stolen,
+                                           "revoked_at": "2026-06-01T00:00:00+00:00"}]}))
+    live = LiveKeySet(path, every=0)
+    path.write_text(yaml.safe_dump({ORG: [{"key_id": "laptop", "public_key": stolen,
+                                           "revoked_at": "2026-06-01T00:00:00+00:00"},
+                                          {"key_id": "laptop-again", "public_key": stolen}]}))
+    os.utime(path, ns=(5, 5))
+    assert [(s.key.key_id, s.status) for s in live.keys_for(ORG, AT)] == [("laptop", Status.REVOKED)]
+
+
+def test_keys_add_and_rotate_refuse_a_public_key_the_key_set_already_holds(tmp_path):
+    keyset = tmp_path / "keyset"
+    keyset.mkdir()
+    env = production(tmp_path, XLEDGER_KEYSET=str(keyset))
+    key = new_key()
+    assert runner.invoke(app, ["keys", "add", ORG, "k1", "--public-key", key], env=env).exit_code == 0
+    assert runner.invoke(app, ["keys", "revoke", ORG, "k1"], env=env).exit_code == 0
+    before = {p.name: p.read_text() for p in keyset.iterdir()}
+    for args in (["keys", "add", ORG, "k2", "--public-key", key],
+                 ["keys", "rotate", ORG, "k2", "--public-key", key],
+                 ["keys", "add", OTHER, "x1", "--public-key", key]):
+        result = runner.invoke(app, args, env=env)
+        assert result.exit_code == 2, (args, result.output)
+        assert errors(result) == [f"error: {args[2]} {args[3]}: {ORG} k1 has the same public key already; "
+                                  "a key signs for one authority under one id (revoked keys stay listed)"]
+    assert {p.name: p.read_text() for p in keyset.iterdir()} == before
+
+
+# -- what YAML would drop silently, and what is not text ----------------------------------------
+
+
+def test_an_authority_or_a_field_written_twice_in_one_file_is_refused(tmp_path):
+    # PyYAML keeps the last of two equal keys: the first block, with its keys, would vanish unsaid.
+    path = tmp_path / "keys.yaml"
+    path.write_text(f"{ORG}:\n- key_id: a\n  public_key: {new_key()}\n"
+                    f"{OTHER}:\n- key_id: b\n  public_key: {new_key()}\n"
+                    f"{ORG}:\n- key_id: c\n  public_key: {new_key()}\n")
+    with pytest.raises(KeySetError, match=f"{path}: line 7: {ORG} appears twice"):
+        KeySet.load(path)
+    # A revocation written twice: which one counts would be a guess.
+    path.write_text(f"{ORG}:\n- key_id: a\n  public_key: {new_key()}\n  revoked_at: 2026-06-01\n"
+                    f"  revoked_at: 2027-06-01\n")
+    with pytest.raises(KeySetError, match=f"{path}: line 5: revoked_at appears twice"):
+        KeySet.load(path)
+
+
+def test_a_key_set_file_that_is_not_utf8_is_refused_and_the_running_gate_keeps_the_last_good_one(tmp_path):
+    path = tmp_path / "keys.yaml"
+    KeySetFile(path).add(ORG, "k1", new_key())
+    live = LiveKeySet(path, every=0)
+    path.write_bytes(b"\xff\xfe" + path.read_bytes())
+    os.utime(path, ns=(7, 7))
+    with pytest.raises(KeySetError, match=f"{path}: not UTF-8 text"):
+        KeySet.load(path)
+    assert [s.key.key_id for s in live.keys_for(ORG, AT)] == ["k1"]
+
+
+# -- development keys, revocation times, an empty key set -----------------------------------------
+
+
+def test_keys_add_refuses_any_authoritys_development_key_outside_development(tmp_path):
+    # The documented example key is a development key of another authority (cdie:national).
+    path = tmp_path / "keyset.yaml"
+    env = production(tmp_path, XLEDGER_KEYSET=str(path))
+    result = runner.invoke(app, ["keys", "add", ORG, "kalundborg-2026-1", "--public-key",
+                                 public_bytes_b64(dev_private_key("cdie:national"))], env=env)
+    assert result.exit_code == 2 and "public development key" in result.stderr, result.output
+    assert not path.exists()
+
+
+def test_an_edit_that_a_gate_would_refuse_is_reported_not_passed_off_as_done(tmp_path):
+    # A development key written into the file by hand: every later revocation is written to the
+    # file, but the running gate refuses the file and keeps trusting the revoked key.
+    path = tmp_path / "keyset.yaml"
+    KeySetFile(path).add(ORG, "k1", new_key())
+    KeySetFile(path).add(OTHER, DEV_KEY_ID, public_bytes_b64(dev_private_key(OTHER)))
+    env = production(tmp_path, XLEDGER_KEYSET=str(path))
+    result = runner.invoke(app, ["keys", "revoke", ORG, "k1"], env=env)
+    assert result.exit_code == 1, result.output
+    assert errors(result) == [
+        f"error: {path} is written, but a gate refuses it and keeps its last good key set (this change does not "
+        f"take effect): XLEDGER_KEYSET holds 1 public development key(s) ({OTHER} {DEV_KEY_ID}); a production "
+        "key set holds the authorities' own keys"]
+
+
+@pytest.mark.parametrize("at, stored", [
+    ("2026-11-30T10:00:00+01:00", "2026-11-30T09:00:00+00:00"),
+    ("2026-11-30T10:00:00Z", "2026-11-30T10:00:00+00:00"),
+    ("2026-11-30", "2026-11-30T00:00:00+00:00"),  # a date is its start, UTC, as in the file
+])
+def test_a_revocation_time_is_stored_in_utc(tmp_path, at, stored):
+    path = tmp_path / "keyset.yaml"
+    KeySetFile(path).add(ORG, "k1", new_key())
+    env = production(tmp_path, XLEDGER_KEYSET=str(path))
+    result = runner.invoke(app, ["keys", "revoke", ORG, "k1", "--at", at], env=env)
+    assert result.exit_code == 0, result.output
+    assert yaml.safe_load(path.read_text())["keys"][ORG][0]["revoked_at"] == stored
+
+
+def test_a_revocation_time_without_an_offset_is_refused(tmp_path):
+    # An operator in Copenhagen typing local time would otherwise revoke an hour or two too late.
+    path = tmp_path / "keyset.yaml"
+    KeySetFile(path).add(ORG, "k1", new_key())
+    before = path.read_text()
+    env = production(tmp_path, XLEDGER_KEYSET=str(path))
+    result = runner.invoke(app, ["keys", "revoke", ORG, "k1", "--at", "2026-11-30T10:00:00"], env=env)
+    assert result.exit_code == 2
+    assert errors(result) == ["error: --at must carry a UTC offset, e.g. 2026-11-30T10:00:00+01:00 or "
+                              "2026-11-30T09:00:00Z (got '2026-11-30T10:00:00')"]
+    assert path.read_text() == before
+
+
+@pytest.mark.parametrize("content", ["", "keys:\n", "format: xledger-keyset/v1\nkeys: {}\n", f"{ORG}:\n"],
+                         ids=["empty", "no-keys", "empty-mapping", "authority-without-keys"])
+def test_a_key_set_without_any_key_is_refused_in_production(tmp_path, content):
+    # Every request would be rejected as UNKNOWN_SIGNER: an outage nobody is told about.
+    path = tmp_path / "keyset.yaml"
+    path.write_text(content)
+    env = production(tmp_path, XLEDGER_KEYSET=str(path))
+    result = runner.invoke(app, ["gate", "run", "--bootstrap-servers", "127.0.0.1:9"], env=env)
+    assert result.exit_code == 2
+    assert errors(result) == [f"error: XLEDGER_KEYSET: {path} holds no keys; production needs the "
+                              "authorities' public keys (docs/keyset.md)"]
+    _, lines = keyset_problems(Settings.from_env(env={"XLEDGER_ENV": "development", "XLEDGER_KEYSET": str(path)}))
+    assert lines == []  # development may start empty
