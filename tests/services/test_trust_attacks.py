@@ -215,3 +215,31 @@ def test_a_key_set_without_any_key_is_refused_in_production(tmp_path, content):
                               "authorities' public keys (docs/keyset.md)"]
     _, lines = keyset_problems(Settings.from_env(env={"XLEDGER_ENV": "development", "XLEDGER_KEYSET": str(path)}))
     assert lines == []  # development may start empty
+
+
+# -- secrets from the environment and from files ------------------------------------------------
+
+
+@pytest.mark.parametrize("variable", ["XLEDGER_PSEUDONYM_SECRET", "XLEDGER_MASTER_KEY", "XLEDGER_CHECKPOINT_KEY",
+                                      "XLEDGER_SESSION_SECRET", "XLEDGER_SASL_PASSWORD"])
+def test_a_secret_reads_the_same_from_the_environment_and_from_a_mounted_file(tmp_path, variable):
+    # `kubectl create secret --from-file` keeps the file's newline; a gate given it in the
+    # environment and a review app given it as a file must still make the same pseudonyms.
+    value = base64.b64encode(os.urandom(32)).decode() + "\n"
+    secret = tmp_path / "secret"
+    secret.write_text(value)
+    from_env = Settings.from_env(env={variable: value})
+    from_file = Settings.from_env(env={f"{variable}_FILE": str(secret)})
+    field = variable[len("XLEDGER_"):].lower()
+    assert getattr(from_env, field) == getattr(from_file, field) == value.strip()
+    if field == "pseudonym_secret":
+        assert pseudonym("0101901234", from_env.pseudonym_secret.encode()) == pseudonym(
+            "0101901234", from_file.pseudonym_secret.encode())
+
+
+def test_an_empty_secret_file_is_named_not_reported_as_unset(tmp_path):
+    empty = tmp_path / "pseudonym-secret"
+    empty.write_text("\n")
+    for mode in ("production", "development"):  # development must not fall back to the public value
+        with pytest.raises(ConfigError, match=f"XLEDGER_PSEUDONYM_SECRET_FILE: {empty} is empty"):
+            Settings.from_env(env={"XLEDGER_ENV": mode, "XLEDGER_PSEUDONYM_SECRET_FILE": str(empty)})
