@@ -42,9 +42,21 @@ def _public_key(value: str | None, settings) -> tuple[Any, bool]:
     if candidate.is_file():
         data = candidate.read_bytes()
     try:
-        return load_public_key(data), True
+        key = load_public_key(data)
     except CheckpointError as exc:
         fail(f"--public-key is not an Ed25519 public key: {exc}")
+    if not (settings or ledger_settings(None)).is_development and _is_development_checkpoint_key(key):
+        fail("--public-key is the public development checkpoint key; anyone can sign with it, so outside "
+             "development it proves nothing")
+    return key, True
+
+
+def _is_development_checkpoint_key(key) -> bool:
+    from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+
+    from services.config import dev_checkpoint_public_key
+
+    return key.public_bytes(Encoding.Raw, PublicFormat.Raw) == dev_checkpoint_public_key()
 
 
 def _read_text(path: Path, what: str) -> str:

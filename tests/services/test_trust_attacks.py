@@ -243,3 +243,20 @@ def test_an_empty_secret_file_is_named_not_reported_as_unset(tmp_path):
     for mode in ("production", "development"):  # development must not fall back to the public value
         with pytest.raises(ConfigError, match=f"XLEDGER_PSEUDONYM_SECRET_FILE: {empty} is empty"):
             Settings.from_env(env={"XLEDGER_ENV": mode, "XLEDGER_PSEUDONYM_SECRET_FILE": str(empty)})
+
+
+# -- the public checkpoint key as an auditor's anchor ---------------------------------------------
+
+
+def test_verify_refuses_the_public_development_checkpoint_key_outside_development(tmp_path):
+    # Anyone can sign checkpoints with it, so "OK" against it would prove nothing.
+    from ledger.checkpoint import encode_public_key, load_private_key
+
+    dev_public = encode_public_key(load_private_key(DEV_CHECKPOINT_KEY).public_key())
+    result = runner.invoke(app, ["verify", "--public-key", dev_public], env=production(tmp_path))
+    assert result.exit_code == 2
+    assert errors(result) == ["error: --public-key is the public development checkpoint key; anyone can sign "
+                              "with it, so outside development it proves nothing"]
+    result = runner.invoke(app, ["verify", "--public-key", dev_public],
+                           env={**production(tmp_path), "XLEDGER_ENV": "development"})
+    assert "development checkpoint key" not in result.stderr
