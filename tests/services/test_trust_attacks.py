@@ -260,3 +260,24 @@ def test_verify_refuses_the_public_development_checkpoint_key_outside_developmen
     result = runner.invoke(app, ["verify", "--public-key", dev_public],
                            env={**production(tmp_path), "XLEDGER_ENV": "development"})
     assert "development checkpoint key" not in result.stderr
+
+
+# -- the compose file: each service holds only the secrets it uses --------------------------------
+
+
+def test_compose_gives_each_service_only_the_secrets_it_uses():
+    # The review app listens on the network and never opens a sealed payload: it must not hold the
+    # master key. The relay never makes a pseudonym; the gate never signs a checkpoint.
+    from services.config import variable
+    from services.trust import NEEDS
+
+    doc = yaml.safe_load((Path(__file__).resolve().parents[2] / "docker-compose.yml").read_text())
+    secret_variables = {variable(name) for name in ("pseudonym_secret", "master_key", "checkpoint_key",
+                                                    "session_secret")}
+    for name, svc in doc["services"].items():
+        if not svc.get("build"):
+            continue
+        command = " ".join(svc["command"][:2])
+        held = secret_variables & set(svc.get("environment") or {})
+        needed = {variable(n) for n in NEEDS.get(command, ())} & secret_variables
+        assert held == needed, f"{name} ({command}) holds {sorted(held - needed)} that it does not use"
