@@ -281,3 +281,54 @@ def test_compose_gives_each_service_only_the_secrets_it_uses():
         held = secret_variables & set(svc.get("environment") or {})
         needed = {variable(n) for n in NEEDS.get(command, ())} & secret_variables
         assert held == needed, f"{name} ({command}) holds {sorted(held - needed)} that it does not use"
+
+
+# -- the documented commands, run as written ------------------------------------------------------
+
+
+def _documented_block(doc: str, heading: str) -> str:
+    """The first ```sh block after ``heading`` in docs/<doc>."""
+    text = (Path(__file__).resolve().parents[2] / "docs" / doc).read_text()
+    after = text[text.index(heading):]
+    start = after.index("```sh\n") + len("```sh\n")
+    return after[start:after.index("```", start)]
+
+
+def test_rotating_away_from_the_development_master_key_as_documented_keeps_the_data_readable(ledger_url, tmp_path):
+    # As first written, the command made the new key inline ($(openssl rand ...)) and stored it
+    # nowhere: every subject key ended up wrapped under a key nobody had, and all data was lost.
+    import subprocess
+    import sys
+
+    from ledger.application import Ledger
+    from ledger.privacy import LedgerSealer
+    from ledger.rotation import census
+    from ledger.subject_crypto import load_master_keys
+    from services.config import DEV_MASTER_KEY
+
+    ledger = Ledger(ledger_url)
+    try:
+        subjects = [f"{i:064x}" for i in range(5)]
+        with LedgerSealer.for_ledger(ledger, DEV_MASTER_KEY).batch(subjects) as sealer:
+            sealed = {s: sealer.seal(s, f"payload {s[-1]}".encode()) for s in subjects}
+    finally:
+        ledger.close()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("XLEDGER_")}
+    env.update(XLEDGER_LEDGER_URL=ledger_url, PATH=f"{Path(sys.executable).parent}:{env['PATH']}")
+    workdir = tmp_path / "operator"
+    workdir.mkdir()
+    run = subprocess.run(["bash", "-euo", "pipefail", "-c", _documented_block(
+        "production.md", "### A ledger that ran on the public development master key")],
+        cwd=workdir, env=env, capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stderr
+    stored = [p for p in workdir.iterdir() if p.is_file()]
+    assert len(stored) == 1, "the new master key must be kept somewhere before the rotation uses it"
+    new = stored[0].read_text().strip()
+    ledger = Ledger(ledger_url)
+    try:
+        assert set(census(ledger.tables)) == set(load_master_keys(new).ids)
+        sealer = LedgerSealer.for_ledger(ledger, new)  # the public key dropped, as the page says next
+        assert {s: sealer.open(s, blob) for s, blob in sealed.items()} == {
+            s: f"payload {s[-1]}".encode() for s in subjects}
+    finally:
+        ledger.close()
