@@ -87,6 +87,9 @@ def _check_new_key(org: str, key_id: str, public_key: str) -> None:
     try:
         raw = public_key_bytes(public_key)
     except ValueError as exc:
+        if "\n" not in public_key and not public_key.lstrip().startswith("-----"):
+            # Most often a file name with a typo: say that, not only that it is no key.
+            fail(f"--public-key {public_key!r} is neither a readable file nor a key (PEM or base64)")
         fail(f"--public-key {exc}")
     settings = _settings()
     # Any authority's development key is public, whoever it is listed for (the documented example's is one).

@@ -332,3 +332,11 @@ def test_rotating_away_from_the_development_master_key_as_documented_keeps_the_d
             s: f"payload {s[-1]}".encode() for s in subjects}
     finally:
         ledger.close()
+
+
+def test_a_missing_public_key_file_is_named_as_a_file(tmp_path):
+    env = production(tmp_path, XLEDGER_KEYSET=str(tmp_path / "keyset.yaml"))
+    result = runner.invoke(app, ["keys", "add", ORG, "kalundborg-2026-1", "--public-key", "kalundborg.pub"], env=env)
+    assert result.exit_code == 2
+    assert errors(result) == ["error: --public-key 'kalundborg.pub' is neither a readable file nor a key "
+                              "(PEM or base64)"]
