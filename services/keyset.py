@@ -431,6 +431,13 @@ class KeySetFile:
 
     def add(self, org: str, key_id: str, public_key: str, *, valid_from: date | None = None,
             valid_to: date | None = None) -> Key:
+        file, doc = self._with_new_key(org, key_id, public_key, valid_from, valid_to)
+        self._save_doc(file, doc)
+        return parse_key(org, doc[org][-1], str(file))
+
+    def _with_new_key(self, org: str, key_id: str, public_key: str, valid_from: date | None,
+                      valid_to: date | None) -> tuple[Path, dict[str, list[dict[str, Any]]]]:
+        """The file ``org`` lives in, and its document with the new key appended (nothing written yet)."""
         file = self._file_for(org)
         doc = self._load_doc(file)
         entries = doc.setdefault(org, [])
@@ -443,8 +450,7 @@ class KeySetFile:
         entry = {"key_id": key_id, "public_key": base64.b64encode(public_key_bytes(public_key)).decode("ascii"),
                  "valid_from": valid_from, "valid_to": valid_to}
         entries.append({k: v for k, v in entry.items() if v is not None})
-        self._save_doc(file, doc)
-        return parse_key(org, entries[-1], str(file))
+        return file, doc
 
     def rotate(self, org: str, key_id: str, public_key: str, *, valid_from: date, overlap_days: int = 7,
                valid_to: date | None = None) -> tuple[Key, list[str]]:
@@ -455,20 +461,23 @@ class KeySetFile:
 
         if overlap_days < 0:
             raise KeySetError("the overlap cannot be negative")
-        new = self.add(org, key_id, public_key, valid_from=valid_from, valid_to=valid_to)
-        file = self._file_for(org)
-        doc = self._load_doc(file)
+        # One write for the new key and the ends: a rotation that cannot end a key leaves nothing half done.
+        file, doc = self._with_new_key(org, key_id, public_key, valid_from, valid_to)
         end = valid_from + timedelta(days=overlap_days)
         ended = []
-        for entry in doc[org]:
-            if entry["key_id"] == key_id or entry.get("revoked_at") is not None:
+        for entry in doc[org][:-1]:
+            if entry.get("revoked_at") is not None:
                 continue
+            starts = _date(entry.get("valid_from"), "valid_from")
+            if starts is not None and starts > end:
+                raise KeySetError(f"{org} {entry['key_id']} starts {starts}, after the other keys would end ({end}); "
+                                  "revoke it, or rotate from a later --valid-from")
             current_end = _date(entry.get("valid_to"), "valid_to")
             if current_end is None or current_end > end:
                 entry["valid_to"] = end
                 ended.append(entry["key_id"])
         self._save_doc(file, doc)
-        return new, ended
+        return parse_key(org, doc[org][-1], str(file)), ended
 
     def revoke(self, org: str, key_id: str, at: datetime) -> Key:
         file = self._file_for(org)

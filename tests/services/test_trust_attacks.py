@@ -340,3 +340,22 @@ def test_a_missing_public_key_file_is_named_as_a_file(tmp_path):
     assert result.exit_code == 2
     assert errors(result) == ["error: --public-key 'kalundborg.pub' is neither a readable file nor a key "
                               "(PEM or base64)"]
+
+
+def test_a_rotation_that_cannot_end_a_key_writes_nothing(tmp_path):
+    # A key provisioned to start later cannot end before it starts. The rotation used to add the
+    # new key first and then fail, leaving it half done (and "already has a key" on a re-run).
+    from datetime import date
+
+    path = tmp_path / "keyset.yaml"
+    f = KeySetFile(path)
+    f.add(ORG, "k-now", new_key(), valid_from=date(2026, 1, 1))
+    f.add(ORG, "k-2027", new_key(), valid_from=date(2027, 1, 1))
+    before = path.read_text()
+    env = production(tmp_path, XLEDGER_KEYSET=str(path))
+    result = runner.invoke(app, ["keys", "rotate", ORG, "k-new", "--public-key", new_key(), "--valid-from",
+                                 "2026-06-01", "--overlap-days", "7"], env=env)
+    assert result.exit_code == 2
+    assert errors(result) == [f"error: {ORG} k-2027 starts 2027-01-01, after the other keys would end "
+                              "(2026-06-08); revoke it, or rotate from a later --valid-from"]
+    assert path.read_text() == before
