@@ -359,3 +359,84 @@ def test_a_rotation_that_cannot_end_a_key_writes_nothing(tmp_path):
     assert errors(result) == [f"error: {ORG} k-2027 starts 2027-01-01, after the other keys would end "
                               "(2026-06-08); revoke it, or rotate from a later --valid-from"]
     assert path.read_text() == before
+
+
+def _dev_checkpoint_public_key() -> str:
+    from ledger.checkpoint import encode_public_key, load_private_key
+
+    return encode_public_key(load_private_key(DEV_CHECKPOINT_KEY).public_key())
+
+
+def test_a_key_history_may_not_let_the_development_checkpoint_key_sign_from_now_on(tmp_path):
+    # A ledger of an earlier release ran on the public key and retired it. Sizes it signed up to
+    # then are vouched for by the current key's later checkpoints; with no last size, anyone could
+    # sign every future checkpoint.
+    from ledger.checkpoint import LogKey, encode_public_key, generate_keypair, load_public_key
+
+    history = tmp_path / "history"
+    dev = load_public_key(_dev_checkpoint_public_key())
+    current = encode_public_key(generate_keypair()[1])
+    history.write_text(LogKey(dev, "exchange-ledger/production", 0, None).history_line() + "\n")
+    result = runner.invoke(app, ["verify", "--public-key", current, "--key-history", str(history)],
+                           env=production(tmp_path))
+    assert result.exit_code == 2
+    assert errors(result) == [f"error: key history {history} holds the public development checkpoint key with no "
+                              "last size; anyone can sign with it, so outside development it may only cover sizes "
+                              "that are past"]
+    history.write_text(LogKey(dev, "exchange-ledger/production", 0, 222).history_line() + "\n")
+    result = runner.invoke(app, ["verify", "--public-key", current, "--key-history", str(history)],
+                           env=production(tmp_path))
+    assert f"warning: key history {history}: the checkpoints of sizes 0..222 were signed with the public " \
+           "development checkpoint key" in result.stderr
+    assert errors(result) == [f"error: no ledger at {tmp_path}/absent/ledger.sqlite (check --ledger-url / "
+                              "XLEDGER_LEDGER_URL)"]
+
+
+def test_a_monitor_refuses_the_development_checkpoint_key_outside_development(tmp_path):
+    result = runner.invoke(app, ["monitor", "--log-url", "http://127.0.0.1:9", "--log-key",
+                                 _dev_checkpoint_public_key(), "--state", str(tmp_path / "state.json"), "--once"],
+                           env=production(tmp_path))
+    assert result.exit_code == 2
+    assert errors(result) == ["error: --log-key is the public development checkpoint key; anyone can sign with it, "
+                              "so outside development it proves nothing"]
+
+
+def test_a_tree_vouched_for_only_by_the_retired_development_checkpoint_key_is_not_verified(ledger_url, tmp_path):
+    # An earlier release's ledger, its checkpoints signed with the public key, the key retired into the
+    # history. Until the new key has signed a checkpoint beyond the retired range, nothing but the public
+    # key vouches for the tree: anyone could rewrite it and sign again.
+    from ledger.application import Ledger
+    from ledger.checkpoint import encode_private_key, encode_public_key, generate_keypair
+    from ledger.integrity import signer_from_key
+    from tests.ledger.conftest import fill
+
+    ledger = Ledger(ledger_url)
+    try:
+        fill(ledger, 0, 20)
+        ledger.integrate(signer=signer_from_key(DEV_CHECKPOINT_KEY), origin="exchange-ledger/dev", checkpoint=True)
+    finally:
+        ledger.close()
+    history = tmp_path / "history"
+    dev_env = {**production(tmp_path), "XLEDGER_ENV": "development", "XLEDGER_LEDGER_URL": ledger_url}
+    dev_env.pop("XLEDGER_CHECKPOINT_KEY")
+    retired = runner.invoke(app, ["ledger", "retire-checkpoint-key", "--history", str(history)], env=dev_env)
+    assert retired.exit_code == 0, retired.output
+    new_private, new_public = generate_keypair()
+    env = {**production(tmp_path), "XLEDGER_LEDGER_URL": ledger_url, "XLEDGER_CHECKPOINT_KEY": encode_private_key(new_private)}
+    verify = ["verify", "--public-key", encode_public_key(new_public), "--key-history", str(history),
+              "--origin", "exchange-ledger/dev"]
+    result = runner.invoke(app, verify, env=env)
+    assert result.exit_code == 3, result.output
+    assert "NOT VERIFIED: no checkpoint beyond size" in result.stdout and "public development" in result.stdout
+
+    # More entries, and a checkpoint signed with the new key: it commits to every entry before it too.
+    ledger = Ledger(ledger_url)
+    try:
+        fill(ledger, 100, 5)
+    finally:
+        ledger.close()
+    integrated = runner.invoke(app, ["ledger", "integrate"], env={**env, "XLEDGER_LEDGER_ORIGIN": "exchange-ledger/dev"})
+    assert integrated.exit_code == 0, integrated.output
+    result = runner.invoke(app, verify, env=env)
+    assert result.exit_code == 0, result.output
+    assert result.stdout.startswith("OK:") and "public development checkpoint key" in result.stderr
