@@ -42,6 +42,9 @@ _DEV_VALUES = {
     CHECKPOINT_KEY: DEV_CHECKPOINT_KEY,
     SESSION_SECRET: DEV_SESSION_SECRET,
 }
+# Secrets that may come from a mounted file (XLEDGER_<NAME>_FILE) and are read without surrounding
+# whitespace either way: the Kafka password as well as the four above.
+_SECRETS = (*_DEV_VALUES, "sasl_password")
 # Field names whose variable is not simply PREFIX + NAME.
 _VARIABLE = {"mode": "ENV"}
 
@@ -123,8 +126,11 @@ class Settings:
         values: dict[str, Any] = {}
         for f in fields(cls):
             raw = env.get(variable(f.name))
-            if f.name in _DEV_VALUES:
+            if f.name in _SECRETS:
+                # Stripped from the environment as from a file: a secret given with its newline to one
+                # process and as a file to another must be the same key (the same pseudonyms).
                 raw = _from_file(f.name, raw, env.get(variable(f.name) + "_FILE"))
+                raw = None if raw is None else raw.strip()
             if raw is None:
                 continue
             values[f.name] = _coerce(f.name, f.type, raw)
@@ -234,8 +240,16 @@ def _check_checkpoint_key(value: str, mode: str) -> str | None:
     from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
     public = key.public_key().public_bytes(Encoding.Raw, PublicFormat.Raw)
-    dev = load_private_key(DEV_CHECKPOINT_KEY).public_key().public_bytes(Encoding.Raw, PublicFormat.Raw)
-    return _public(mode) if public == dev else None
+    return _public(mode) if public == dev_checkpoint_public_key() else None
+
+
+def dev_checkpoint_public_key() -> bytes:
+    """The raw public half of DEV_CHECKPOINT_KEY, to recognise it wherever it turns up."""
+    from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+
+    from ledger.checkpoint import load_private_key
+
+    return load_private_key(DEV_CHECKPOINT_KEY).public_key().public_bytes(Encoding.Raw, PublicFormat.Raw)
 
 
 _CHECKS = {
@@ -254,9 +268,15 @@ def _from_file(name: str, value: str | None, path: str | None) -> str | None:
         raise ConfigError(f"{var} and {var}_FILE are both set; set one")
     try:
         with open(path, encoding="utf-8") as f:
-            return f.read().strip()
+            text = f.read().strip()
     except OSError as exc:
         raise ConfigError(f"{var}_FILE: cannot read {path}: {exc.strerror or exc}") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"{var}_FILE: {path} is not UTF-8 text") from None
+    if not text:
+        # Not "unset": the operator did set it, and development must not fall back to the public value.
+        raise ConfigError(f"{var}_FILE: {path} is empty")
+    return text
 
 
 def _coerce(name: str, typ: Any, raw: str) -> Any:

@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from datetime import date, datetime, timezone
 from enum import StrEnum
 from pathlib import Path
-from typing import Any, Callable, Iterable
+from typing import Any, Callable, Hashable, Iterable
 
 import yaml
 from cryptography.hazmat.primitives import serialization
@@ -97,7 +97,14 @@ class KeySet:
     def __init__(self, keys: Iterable[Key], source: str = "<memory>"):
         self.source = source
         self._by_org: dict[str, list[Key]] = {}
+        self._by_public: dict[bytes, Key] = {}
         for key in keys:
+            # The key id is not signed: a public key listed twice would let a message signed for one
+            # authority (or under a revoked id) pass as another's. One key, one authority, one id.
+            first = self._by_public.setdefault(key.public_key, key)
+            if first is not key:
+                raise KeySetError(f"{source}: {key.org} {key.key_id} and {first.org} {first.key_id} have the same "
+                                  "public key; a key signs for one authority under one id")
             self._by_org.setdefault(key.org, []).append(key)
 
     @classmethod
@@ -125,6 +132,10 @@ class KeySet:
 
     def all(self) -> list[Key]:
         return [k for org in self.orgs for k in self._by_org[org]]
+
+    def holder(self, public_key: bytes) -> Key | None:
+        """The entry that lists this raw public key, if any."""
+        return self._by_public.get(public_key)
 
     def __len__(self) -> int:
         return sum(len(v) for v in self._by_org.values())
@@ -155,11 +166,37 @@ def _files(p: Path) -> list[Path]:
     return [p]
 
 
+class _Repeated(yaml.YAMLError):
+    def __init__(self, key: Any, mark: Any):
+        super().__init__(f"line {mark.line + 1}: {key} appears twice")
+
+
+class _StrictLoader(yaml.SafeLoader):
+    """SafeLoader that refuses a key written twice in one mapping: PyYAML would keep the last one
+    without a word, so a second block for an authority would drop the first (and its revocations)."""
+
+    def construct_mapping(self, node, deep=False):
+        seen = set()
+        for key_node, _ in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge":  # '<<: *anchor' is resolved by SafeLoader itself
+                continue
+            key = self.construct_object(key_node, deep=deep)
+            if isinstance(key, Hashable):  # an unhashable key is SafeLoader's own error
+                if key in seen:
+                    raise _Repeated(key, key_node.start_mark)
+                seen.add(key)
+        return super().construct_mapping(node, deep=deep)
+
+
 def _read(file: Path) -> dict[str, Any]:
     try:
-        doc = yaml.safe_load(file.read_text(encoding="utf-8"))
+        doc = yaml.load(file.read_text(encoding="utf-8"), Loader=_StrictLoader)  # noqa: S506 - a SafeLoader
     except OSError as exc:
         raise KeySetError(f"{file}: cannot read: {exc.strerror or exc}") from None
+    except UnicodeDecodeError:
+        raise KeySetError(f"{file}: not UTF-8 text") from None
+    except _Repeated as exc:
+        raise KeySetError(f"{file}: {exc}") from None
     except yaml.YAMLError as exc:
         raise KeySetError(f"{file}: not valid YAML: {str(exc).splitlines()[0]}") from None
     return _orgs_of(file, doc)
@@ -386,18 +423,34 @@ class KeySetFile:
     def keyset(self) -> KeySet:
         return KeySet.load(self.path)
 
+    def _current(self) -> KeySet:
+        """The key set as it stands, empty while there is no file yet."""
+        if not (self.path.is_file() or self.path.is_dir() and _yaml_files(self.path)):
+            return KeySet([], str(self.path))
+        return self.keyset()
+
     def add(self, org: str, key_id: str, public_key: str, *, valid_from: date | None = None,
             valid_to: date | None = None) -> Key:
+        file, doc = self._with_new_key(org, key_id, public_key, valid_from, valid_to)
+        self._save_doc(file, doc)
+        return parse_key(org, doc[org][-1], str(file))
+
+    def _with_new_key(self, org: str, key_id: str, public_key: str, valid_from: date | None,
+                      valid_to: date | None) -> tuple[Path, dict[str, list[dict[str, Any]]]]:
+        """The file ``org`` lives in, and its document with the new key appended (nothing written yet)."""
         file = self._file_for(org)
         doc = self._load_doc(file)
         entries = doc.setdefault(org, [])
         if any(e.get("key_id") == key_id for e in entries):
             raise KeySetError(f"{file}: {org} already has a key {key_id!r}; choose a new key id")
+        holder = self._current().holder(public_key_bytes(public_key))
+        if holder is not None:
+            raise KeySetError(f"{org} {key_id}: {holder.org} {holder.key_id} has the same public key already; "
+                              "a key signs for one authority under one id (revoked keys stay listed)")
         entry = {"key_id": key_id, "public_key": base64.b64encode(public_key_bytes(public_key)).decode("ascii"),
                  "valid_from": valid_from, "valid_to": valid_to}
         entries.append({k: v for k, v in entry.items() if v is not None})
-        self._save_doc(file, doc)
-        return parse_key(org, entries[-1], str(file))
+        return file, doc
 
     def rotate(self, org: str, key_id: str, public_key: str, *, valid_from: date, overlap_days: int = 7,
                valid_to: date | None = None) -> tuple[Key, list[str]]:
@@ -408,20 +461,23 @@ class KeySetFile:
 
         if overlap_days < 0:
             raise KeySetError("the overlap cannot be negative")
-        new = self.add(org, key_id, public_key, valid_from=valid_from, valid_to=valid_to)
-        file = self._file_for(org)
-        doc = self._load_doc(file)
+        # One write for the new key and the ends: a rotation that cannot end a key leaves nothing half done.
+        file, doc = self._with_new_key(org, key_id, public_key, valid_from, valid_to)
         end = valid_from + timedelta(days=overlap_days)
         ended = []
-        for entry in doc[org]:
-            if entry["key_id"] == key_id or entry.get("revoked_at") is not None:
+        for entry in doc[org][:-1]:
+            if entry.get("revoked_at") is not None:
                 continue
+            starts = _date(entry.get("valid_from"), "valid_from")
+            if starts is not None and starts > end:
+                raise KeySetError(f"{org} {entry['key_id']} starts {starts}, after the other keys would end ({end}); "
+                                  "revoke it, or rotate from a later --valid-from")
             current_end = _date(entry.get("valid_to"), "valid_to")
             if current_end is None or current_end > end:
                 entry["valid_to"] = end
                 ended.append(entry["key_id"])
         self._save_doc(file, doc)
-        return new, ended
+        return parse_key(org, doc[org][-1], str(file)), ended
 
     def revoke(self, org: str, key_id: str, at: datetime) -> Key:
         file = self._file_for(org)
@@ -456,6 +512,10 @@ def keyset_problems(settings, orgs: Iterable[str] = ()) -> tuple[KeySet | None, 
         keyset = KeySet.load(path)
     except KeySetError as exc:
         return None, [f"XLEDGER_KEYSET: {exc}"]
+    if not settings.is_development and not len(keyset):
+        # Every request would be rejected as UNKNOWN_SIGNER: an outage nobody is told about.
+        return keyset, [f"XLEDGER_KEYSET: {path} holds no keys; production needs the authorities' public keys "
+                        "(docs/keyset.md)"]
     if not settings.is_development:
         dev = keyset.development_keys(orgs)
         if dev:

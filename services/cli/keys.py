@@ -50,13 +50,20 @@ def _day(value: Optional[str], what: str) -> Optional[date]:
 
 
 def _instant(value: Optional[str], what: str) -> datetime:
+    """A date-time with its UTC offset, or a date (its start, UTC), as in the key-set file."""
     if value is None:
         return datetime.now(timezone.utc)
     try:
         at = datetime.fromisoformat(value)
     except ValueError:
         fail(f"{what} must be an ISO date-time, e.g. 2026-05-01T12:00:00+00:00 (got {value!r})")
-    return at if at.tzinfo else at.replace(tzinfo=timezone.utc)
+    if len(value.strip()) == 10:
+        return at.replace(tzinfo=timezone.utc)
+    if at.tzinfo is None:
+        # A local time read as UTC would revoke a key an hour or two late in Denmark.
+        fail(f"{what} must carry a UTC offset, e.g. 2026-11-30T10:00:00+01:00 or 2026-11-30T09:00:00Z "
+             f"(got {value!r})")
+    return at
 
 
 def _public_key_text(value: str) -> str:
@@ -80,16 +87,36 @@ def _check_new_key(org: str, key_id: str, public_key: str) -> None:
     try:
         raw = public_key_bytes(public_key)
     except ValueError as exc:
+        if "\n" not in public_key and not public_key.lstrip().startswith("-----"):
+            # Most often a file name with a typo: say that, not only that it is no key.
+            fail(f"--public-key {public_key!r} is neither a readable file nor a key (PEM or base64)")
         fail(f"--public-key {exc}")
     settings = _settings()
-    if not settings.is_development and (key_id.startswith(DEV_KEY_PREFIX) or raw == dev_public_key(org)):
+    # Any authority's development key is public, whoever it is listed for (the documented example's is one).
+    public = {dev_public_key(o) for o in Directory.load().orgs}
+    if not settings.is_development and (key_id.startswith(DEV_KEY_PREFIX) or raw in public):
         fail(f"{org} {key_id}: a public development key (or a dev- key id) is refused outside development")
+
+
+def _check_gate_accepts(path: Path) -> None:
+    """After an edit: would a gate take this key set? A refused one leaves the gate on its last good key set,
+    so a revocation just written would not take effect; say so (exit 1) instead of reporting success."""
+    from dataclasses import replace
+
+    from policies.directory import Directory
+    from services.keyset import keyset_problems
+
+    _, problems = keyset_problems(replace(_settings(), keyset=str(path)), Directory.load().orgs)
+    if problems:
+        fail(f"{path} is written, but a gate refuses it and keeps its last good key set (this change does not "
+             f"take effect): {'; '.join(problems)}", 1)
 
 
 @keys_app.command("list")
 def keys_list(
     org: Optional[str] = typer.Argument(None, help="Only this authority, e.g. kommune:326."),
-    at: Optional[str] = typer.Option(None, "--at", help="Show each key's status at this time (default now)."),
+    at: Optional[str] = typer.Option(None, "--at", help="Show each key's status at this time (with its UTC "
+                                                        "offset, or a date; default now)."),
     keyset: Optional[str] = KEYSET,
 ) -> None:
     """List the key set: authority, key id, validity, revocation and status (one tab-separated line per key)."""
@@ -129,12 +156,14 @@ def keys_add(
 
     text = _public_key_text(public_key)
     _check_new_key(org, key_id, text)
+    edited = _edited(keyset)
     try:
-        key = _edited(keyset).add(org, key_id, text, valid_from=_day(valid_from, "--valid-from"),
-                                  valid_to=_day(valid_to, "--valid-to"))
+        key = edited.add(org, key_id, text, valid_from=_day(valid_from, "--valid-from"),
+                         valid_to=_day(valid_to, "--valid-to"))
     except KeySetError as exc:
         fail(str(exc))
     typer.echo(f"added {key.org} {key.key_id} (valid {key.valid_from or 'from always'} to {key.valid_to or 'open'})")
+    _check_gate_accepts(edited.path)
 
 
 @keys_app.command("rotate")
@@ -153,31 +182,36 @@ def keys_rotate(
     text = _public_key_text(public_key)
     _check_new_key(org, key_id, text)
     start = _day(valid_from, "--valid-from") or datetime.now(timezone.utc).date()
+    edited = _edited(keyset)
     try:
-        key, ended = _edited(keyset).rotate(org, key_id, text, valid_from=start, overlap_days=overlap_days)
+        key, ended = edited.rotate(org, key_id, text, valid_from=start, overlap_days=overlap_days)
     except KeySetError as exc:
         fail(str(exc))
     until = start + timedelta(days=overlap_days)
     typer.echo(f"added {key.org} {key.key_id} from {start}; "
                + (f"{', '.join(ended)} valid until {until}" if ended else "no other key to end"))
+    _check_gate_accepts(edited.path)
 
 
 @keys_app.command("revoke")
 def keys_revoke(
     org: str = typer.Argument(..., help="The authority."),
     key_id: str = typer.Argument(..., help="The key to revoke."),
-    at: Optional[str] = typer.Option(None, "--at", help="From when (ISO date-time; default now). Messages the gate "
+    at: Optional[str] = typer.Option(None, "--at", help="From when: a date-time with its UTC offset, or a date (its "
+                                                        "start, UTC); default now. Messages the gate "
                                                         "checks from then on are rejected with KEY_REVOKED."),
     keyset: Optional[str] = KEYSET,
 ) -> None:
     """Revoke a key. It stays in the key set, so decisions it verified before stay re-checkable."""
     from services.keyset import KeySetError
 
+    edited = _edited(keyset)
     try:
-        key = _edited(keyset).revoke(org, key_id, _instant(at, "--at"))
+        key = edited.revoke(org, key_id, _instant(at, "--at"))
     except KeySetError as exc:
         fail(str(exc))
     typer.echo(f"revoked {key.org} {key.key_id} at {key.revoked_at.isoformat()}")
+    _check_gate_accepts(edited.path)
 
 
 @keys_app.command("rotate-master")

@@ -31,7 +31,7 @@ def _signer(settings, command: str = "ledger integrate"):
         fail(f"XLEDGER_CHECKPOINT_KEY is not a usable Ed25519 private key: {exc}")
 
 
-def _public_key(value: str | None, settings) -> tuple[Any, bool]:
+def _public_key(value: str | None, settings, option: str = "--public-key") -> tuple[Any, bool]:
     """The auditor's key (--public-key: base64, PEM, or a file), else the operator's own."""
     from ledger.checkpoint import CheckpointError, load_public_key
 
@@ -42,9 +42,24 @@ def _public_key(value: str | None, settings) -> tuple[Any, bool]:
     if candidate.is_file():
         data = candidate.read_bytes()
     try:
-        return load_public_key(data), True
+        key = load_public_key(data)
     except CheckpointError as exc:
-        fail(f"--public-key is not an Ed25519 public key: {exc}")
+        fail(f"{option} is not an Ed25519 public key: {exc}")
+    if _is_development_checkpoint_key(key, settings):
+        fail(f"{option} is the public development checkpoint key; anyone can sign with it, so outside "
+             "development it proves nothing")
+    return key, True
+
+
+def _is_development_checkpoint_key(key, settings=None) -> bool:
+    """Outside development: is ``key`` the public development checkpoint key (which anyone can sign with)?"""
+    from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+
+    from services.config import dev_checkpoint_public_key
+
+    if (settings or ledger_settings(None)).is_development:
+        return False
+    return key.public_bytes(Encoding.Raw, PublicFormat.Raw) == dev_checkpoint_public_key()
 
 
 def _read_text(path: Path, what: str) -> str:
@@ -61,9 +76,28 @@ def _key_history(path: Path | None):
     from ledger.checkpoint import CheckpointError, parse_key_history
 
     try:
-        return parse_key_history(_read_text(path, "key history"))
+        history = parse_key_history(_read_text(path, "key history"))
     except CheckpointError as exc:
         fail(f"key history {path}: {exc}")
+    for retired in history:
+        if not _is_development_checkpoint_key(retired.public_key):
+            continue
+        # A ledger of an earlier release ran on the public key. Checkpoints it signed up to a size are
+        # harmless: the current key's later checkpoints commit to those entries too. Without an end,
+        # anyone could sign every future checkpoint.
+        if retired.last_size is None:
+            fail(f"key history {path} holds the public development checkpoint key with no last size; anyone can "
+                 "sign with it, so outside development it may only cover sizes that are past")
+        typer.echo(f"warning: key history {path}: the checkpoints of {retired.validity()} were signed with the "
+                   "public development checkpoint key and prove nothing by themselves; only later checkpoints "
+                   "of the deployment's own key vouch for those entries", err=True)
+    return history
+
+
+def _public_until(history) -> int | None:
+    """The last size a retired public development checkpoint key signed (outside development), if any."""
+    sizes = [k.last_size for k in history if k.last_size is not None and _is_development_checkpoint_key(k.public_key)]
+    return max(sizes, default=None)
 
 
 def _trusted(path: Path):
@@ -197,6 +231,11 @@ def register(app: typer.Typer, subject_app: typer.Typer, policy_app: typer.Typer
             fail(f"--trusted: {exc}")
         for warning in report.warnings:
             typer.echo(f"warning: {warning}", err=True)
+        public_until = _public_until(history)
+        if public_until is not None and max(ledger.integrity.checkpoint_sizes(), default=0) <= public_until:
+            report.unchecked.append(f"no checkpoint beyond size {public_until} is signed with the deployment's own "
+                                    "key: only the public development checkpoint key vouches for the tree (sign one "
+                                    "with `xledger ledger integrate` once there are new entries)")
         if not report.ok:
             first = report.first
             typer.echo(f"TAMPERED: {first.describe()}")

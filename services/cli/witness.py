@@ -124,7 +124,7 @@ def register(app: typer.Typer, **_groups) -> None:  # noqa: C901
 
         stopping = graceful_shutdown().running()  # a signal ends the loop below: exit 0
         xlog.configure(os.environ.get("XLEDGER_LOG_LEVEL", "WARNING"))
-        key, _ = _public_key(log_key, None)
+        key, _ = _public_key(log_key, None, "--log-key")
         witnesses = _witness_keys(witness)
         if quorum is not None and quorum > len(witnesses):
             fail(f"--quorum {quorum} needs at least that many --witness keys (got {len(witnesses)})")
