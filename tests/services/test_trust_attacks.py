@@ -389,7 +389,7 @@ def test_a_key_history_may_not_let_the_development_checkpoint_key_sign_from_now_
     assert f"warning: key history {history}: the checkpoints of sizes 0..222 were signed with the public " \
            "development checkpoint key" in result.stderr
     assert errors(result) == [f"error: no ledger at {tmp_path}/absent/ledger.sqlite (check --ledger-url / "
-                              "XLEDGER_LEDGER_URL)"]
+                              "XLEDGER_LEDGER_URL; only `gate run`, `relay run`, `ledger init` and `demo` create a ledger)"]
 
 
 def test_a_monitor_refuses_the_development_checkpoint_key_outside_development(tmp_path):
