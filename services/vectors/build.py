@@ -31,21 +31,22 @@ TEST_KEY_ID = "test-vectors"
 _TEST_KEY_LABEL = b"exchange-ledger conformance test key|"
 _MESSAGE_IDS = uuid.uuid5(uuid.NAMESPACE_URL, "https://exchange-ledger.dk/vectors")
 
-TAMPERS = {
-    None: "none",
-    "none": "nothing: the bytes are correct",
-    "no_domain_separator": "the signature covers the request bytes without the domain separator",
-    "other_signers_key": "signed with another authority's test key",
-    "unknown_key_id": "key_id names no key of the signer",
-    "signer_is_not_sender": "signer (and its key) differ from request.sender.org",
-    "big_endian_fingerprint": "the SignedMessage fingerprint is byte-reversed",
-    "apache_avro_fingerprint": "the ExchangeRequest fingerprint is Apache avro 1.12's, over a canonical form "
-                               "that keeps logicalType",
-    "trailing_bytes": "a zero byte follows the SignedMessage",
-    "truncated": "the message is cut after 8 bytes",
-    "not_avro": "the value is text",
-    "pseudonym_mismatch": "subject.pseudonym belongs to another CPR number",
-    "invalid_cpr": "nothing wrong with the bytes; the payload's cpr is not a valid CPR number",
+# What each tampering does, and whether the bytes are still built exactly as docs/integration.md says
+# (True: only the content is wrong, so an integrator's encoder must reproduce them).
+TAMPERS: dict[str, tuple[str, bool]] = {
+    "none": ("nothing: the same bytes as the vector it repeats", True),
+    "no_domain_separator": ("the signature covers the request bytes without the domain separator", False),
+    "other_signers_key": ("signed with another authority's test key", False),
+    "unknown_key_id": ("key_id names no key of the signer", False),
+    "signer_is_not_sender": ("signer (and its key) differ from request.sender.org", True),
+    "big_endian_fingerprint": ("the SignedMessage fingerprint is byte-reversed", False),
+    "apache_avro_fingerprint": ("the ExchangeRequest fingerprint is Apache avro 1.12's, over a canonical form "
+                                "that keeps logicalType", False),
+    "trailing_bytes": ("a zero byte follows the SignedMessage", False),
+    "truncated": ("the message is cut after 8 bytes", False),
+    "not_avro": ("the value is text", False),
+    "pseudonym_mismatch": ("subject.pseudonym belongs to another CPR number", True),
+    "invalid_cpr": ("the payload's cpr is not a valid CPR number", True),
 }
 OTHER_SIGNER = "politikreds:midt-vestsjaelland"
 

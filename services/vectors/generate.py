@@ -223,7 +223,8 @@ def _request_vector(rt: Runtime, b: Built, outputs: list[dict[str, Any]]) -> dic
     vector = {
         "name": c.name,
         "description": c.description,
-        **({"what_is_wrong": TAMPERS[c.tamper]} if c.tamper else {}),
+        **({"what_is_wrong": TAMPERS[c.tamper][0]} if c.tamper else {}),
+        "built_by_the_rules": TAMPERS[c.tamper][1] if c.tamper else True,
         **({"send_after": c.after} if c.after else {}),
         "sender": {"org": c.sender[0], "role": c.sender[1]},
         "signing_key": {"signer": signed.get("signer", c.sender[0]), "key_id": signed.get("key_id", TEST_KEY_ID)},
