@@ -78,3 +78,19 @@ def test_the_gate_reads_the_wire_in_the_standard_form_only():
     rt = Runtime(Settings.development())
     assert rt.pipeline().codec.legacy_fingerprints is False
     assert rt.codec.legacy_fingerprints is True  # stored data of earlier releases
+
+
+def test_apache_avro_fingerprint_is_named():
+    """avro 1.12's Schema.fingerprint() keeps logicalType: the error says so and gives the right bytes."""
+    import json
+
+    import avro.schema
+
+    name = "dk.xledger.payload.CaseNote"  # has date fields
+    v = default_registry().latest(name)
+    apache = avro.schema.parse(json.dumps(v.raw)).fingerprint("CRC-64-AVRO")
+    data = AvroCodec().encode(name, PAYLOADS[name])
+    with pytest.raises(CodecError) as info:
+        AvroCodec(legacy_fingerprints=False).decode(data[:2] + apache + data[HEADER_LEN:])
+    assert info.value.reason == "UNKNOWN_FINGERPRINT"
+    assert "logicalType" in info.value.message and v.fingerprint.hex() in info.value.message
