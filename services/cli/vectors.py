@@ -30,7 +30,8 @@ def generate(
                                 help="Write the vector files here.", show_default="schemas/vectors/"),
 ) -> None:
     """Run every vector case through the real gate and relay (embedded broker, temporary SQLite ledger,
-    development mode, TEST keys) and write the JSON files.
+    development mode, TEST keys), write the JSON files, and refresh the byte-by-byte example in
+    docs/integration.md.
 
     Stops with exit 1, writing nothing, when the gate answers a case differently from what
     services/vectors/cases.py expects. Run it after any change to the schemas, the envelope,
@@ -43,7 +44,11 @@ def generate(
         written = run(output)
     except VectorMismatch as exc:
         fail(str(exc), 1)
-    typer.echo(f"wrote {len(written)} files to {output}")
+    vectors = [p for p in written if p.parent == output]
+    typer.echo(f"wrote {len(vectors)} vector files to {output}")
+    for path in written:
+        if path.parent != output:
+            typer.echo(f"refreshed the worked example in {path}")
 
 
 @app.command()

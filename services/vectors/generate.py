@@ -29,6 +29,7 @@ from services.runtime import Runtime
 from services.signing import DOMAIN, public_bytes_b64
 from services.vectors.build import OTHER_SIGNER, TAMPERS, TEST_KEY_ID, Built, build, register_test_keys, test_private_key
 from services.vectors.cases import CASES, VectorCase
+from services.vectors.guide import GUIDE, refresh_file
 from services.vectors.jsonform import to_json
 
 VECTORS_DIR = SCHEMA_ROOT / "vectors"
@@ -41,8 +42,10 @@ class VectorMismatch(RuntimeError):
     """The running system answered a case differently from what cases.py expects."""
 
 
-def generate(output: Path = VECTORS_DIR, cases: list[VectorCase] = CASES, timeout: float = 60.0) -> list[Path]:
-    """Writes the vector files into ``output``; returns their paths."""
+def generate(output: Path = VECTORS_DIR, cases: list[VectorCase] = CASES, timeout: float = 60.0,
+             guide: Path | None = GUIDE) -> list[Path]:
+    """Writes the vector files into ``output`` and refreshes the worked example in ``guide``; returns the paths
+    written."""
     with tempfile.TemporaryDirectory() as tmp, EmbeddedBroker() as broker:
         settings = Settings.from_env(env={}, ledger_url=f"sqlite:///{tmp}/vectors.sqlite")
         rt = Runtime(settings.with_embedded_broker(broker.bootstrap))
@@ -59,6 +62,10 @@ def generate(output: Path = VECTORS_DIR, cases: list[VectorCase] = CASES, timeou
         path = output / name
         path.write_text(render(doc), encoding="utf-8")
         written.append(path)
+    if guide is not None:
+        requests = {v["name"]: v for doc in documents.values() for v in doc.get("vectors", []) if "message" in v}
+        if refresh_file(requests, rt.codec.registry, guide):
+            written.append(guide)
     return written
 
 

@@ -45,7 +45,7 @@ def test_the_vectors_cover_every_payload_kind_every_outcome_and_the_gates_reject
 def test_the_committed_vectors_are_what_the_system_produces_now(tmp_path):
     """Fails when a change to the schemas, the envelope, the signing or the relay left the vectors stale:
     run `xledger schemas vectors generate` and commit the result."""
-    generate(tmp_path)
+    generate(tmp_path, guide=None)
     stale = sorted(p.name for p in tmp_path.iterdir() if p.read_text() != (VECTORS_DIR / p.name).read_text())
     extra = sorted({p.name for p in VECTORS_DIR.glob("*.json")} - {p.name for p in tmp_path.iterdir()})
     assert (stale, extra) == ([], []), "run: xledger schemas vectors generate"
@@ -153,3 +153,12 @@ def test_the_command_exits_0_1_2(tmp_path):
     assert differs.exit_code == 1 and "DIFFERS" in differs.output
     missing = runner.invoke(app, ["schemas", "vectors", "check", str(tmp_path / "nope")])
     assert missing.exit_code == 2 and "no directory" in missing.output
+
+
+def test_the_guides_worked_example_is_the_vectors():
+    from schemas.registry import default_registry
+    from services.vectors.guide import GUIDE, refresh
+
+    text = GUIDE.read_text(encoding="utf-8")
+    assert text.count("<!-- annotated:") == 3
+    assert refresh(text, VECTORS.requests, default_registry()) == text, "run: xledger schemas vectors generate"

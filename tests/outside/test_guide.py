@@ -1,0 +1,160 @@
+"""docs/integration.md is enough: its code, run as written, reproduces the vectors and talks to the broker,
+and its tables name every reason and outcome the code can produce. (That its byte-by-byte example is
+current is checked in tests/schemas/test_vectors.py.)"""
+
+from __future__ import annotations
+
+import ast
+import json
+import re
+from pathlib import Path
+
+import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from tests.outside import client
+
+REPO = Path(__file__).resolve().parents[2]
+GUIDE = REPO / "docs" / "integration.md"
+TEXT = GUIDE.read_text(encoding="utf-8")
+BLOCKS = re.findall(r"```python\n(.*?)```", TEXT, re.S)
+VECTORS = REPO / "schemas" / "vectors"
+DOCS = [json.loads(p.read_text()) for p in sorted(VECTORS.glob("*.json")) if p.name != "test-keys.json"]
+REQUESTS = {v["name"]: v for d in DOCS for v in d["vectors"] if "message" in v}
+OUTPUTS = {v["name"]: v for d in DOCS for v in d["vectors"] if "message" not in v and "record" in v}
+KEYS = json.loads((VECTORS / "test-keys.json").read_text())["keys"]
+
+
+@pytest.fixture(scope="module")
+def guide() -> dict:
+    """The guide's Python blocks, run in order in one namespace, as a reader would paste them."""
+    namespace: dict = {"__name__": "guide"}
+    exec(compile("\n".join(BLOCKS), str(GUIDE), "exec"), namespace)
+    return namespace
+
+
+def test_the_guides_code_uses_no_project_code():
+    tree = ast.parse("\n".join(BLOCKS))
+    imported = {n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)} | {
+        a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
+    assert not {m for m in imported if m.split(".")[0] in {"schemas", "services", "ledger", "policies", "tests"}}
+
+
+def test_the_guides_fingerprint_is_every_schemas(guide):
+    import yaml
+
+    doc = yaml.safe_load((REPO / "schemas" / "asyncapi.yaml").read_text())
+    for key, entry in doc["components"]["schemas"].items():
+        assert guide["fingerprint"](entry["schema"]).hex() == entry["x-xledger-fingerprint"], key
+
+
+def _date_fields(layer: dict, record: dict, guide) -> dict:
+    """The vector JSON's conventions (bytes as hex, dates as text), undone with the schema."""
+    schemas = guide["Schemas"](REPO / "schemas")
+    parsed = schemas.newest[layer["schema"]][1]
+    import avro.schema
+    import datetime as dt
+
+    def convert(schema, value):
+        if isinstance(schema, avro.schema.UnionSchema):
+            return None if value is None else convert(next(s for s in schema.schemas if s.type != "null"), value)
+        if schema.type == "record":
+            return {f.name: convert(f.type, value[f.name]) for f in schema.fields}
+        if schema.type == "array":
+            return [convert(schema.items, v) for v in value]
+        if schema.type == "bytes":
+            return bytes.fromhex(value)
+        if getattr(schema, "logical_type", None) == "date":
+            return dt.date.fromisoformat(value)
+        return value
+
+    return convert(parsed, record)
+
+
+NEWEST = sorted(n for n, v in REQUESTS.items() if v["built_by_the_rules"] and n != "release_notice.v1_allowed")
+
+
+@pytest.mark.parametrize("name", NEWEST)
+def test_the_guides_code_reproduces_the_vector(guide, name):
+    v = REQUESTS[name]
+    schemas = guide["Schemas"](REPO / "schemas")
+    payload = schemas.write(v["payload"]["schema"], _date_fields(v["payload"], v["payload"]["record"], guide))
+    request = {**_date_fields(v["request"], v["request"]["record"], guide), "payload": payload}
+    key = Ed25519PrivateKey.from_private_bytes(bytes.fromhex(KEYS[v["signing_key"]["signer"]]["private_seed_hex"]))
+    message = guide["signed_message"](schemas, v["signing_key"]["signer"], v["signing_key"]["key_id"], key, request)
+    assert message.hex() == v["message"]["hex"]
+
+
+def test_the_guides_pseudonym_is_the_vectors(guide):
+    import hashlib
+
+    dev_secret = hashlib.sha256(b"exchange-ledger dev pseudonym secret").hexdigest().encode("ascii")
+    v = REQUESTS["release_notice.allowed"]
+    assert guide["pseudonym"](v["payload"]["record"]["cpr"], dev_secret) == v["request"]["record"]["subject"]["pseudonym"]
+    assert v["kafka"]["key"] == v["request"]["record"]["subject"]["pseudonym"]
+
+
+@pytest.mark.parametrize("name", sorted(n for n in OUTPUTS if ".delivery." in n))
+def test_the_guides_reader_opens_every_delivery(guide, name):
+    v = OUTPUTS[name]
+    schemas = guide["Schemas"](REPO / "schemas")
+    delivery, payload_type, payload = guide["read_delivery"](schemas, bytes.fromhex(v["hex"]))
+    assert (delivery["delivery_id"], payload_type) == (v["record"]["delivery_id"], v["record"]["payload_type"])
+    written = REQUESTS[v["for"]]["payload"]["record"]
+    as_json = client.to_json(payload)
+    assert {k: as_json[k] for k in written} == written  # a newer reader adds only defaults
+
+
+def test_the_guides_kafka_code_against_the_broker(guide, broker):
+    """make_producer + publish_request put a vector on murmur2's partition; apply_new skips a re-sent id."""
+    from kafka.partitioner.default import murmur2
+    from confluent_kafka import Consumer, TopicPartition
+    from confluent_kafka.admin import AdminClient, NewTopic
+
+    admin = AdminClient({"bootstrap.servers": broker.bootstrap})
+    for f in admin.create_topics([NewTopic("exchange.requests", num_partitions=4, replication_factor=1),
+                                  NewTopic("inbox.kommune.326", num_partitions=1, replication_factor=1)]).values():
+        f.result(30)
+    v = REQUESTS["release_notice.allowed"]
+    producer = guide["make_producer"](broker.bootstrap)
+    guide["publish_request"](producer, v["kafka"]["key"], bytes.fromhex(v["message"]["hex"]))
+    delivery = OUTPUTS["release_notice.allowed.delivery.kommune.326"]
+    headers = [("x-delivery-id", delivery["kafka"]["headers"]["x-delivery-id"].encode())]
+    for _ in range(2):  # the relay's re-send after a crash: the same record twice
+        producer.produce("inbox.kommune.326", key=delivery["kafka"]["key"].encode(), value=bytes.fromhex(delivery["hex"]),
+                         headers=headers)
+    producer.flush(30)
+
+    consumer = Consumer({"bootstrap.servers": broker.bootstrap, "group.id": "guide", "enable.auto.commit": False})
+    try:
+        expected_partition = (murmur2(v["kafka"]["key"].encode()) & 0x7FFFFFFF) % 4
+        consumer.assign([TopicPartition("exchange.requests", expected_partition, 0)])
+        msg = consumer.poll(10)
+        assert msg is not None and msg.value().hex() == v["message"]["hex"]
+        consumer.assign([TopicPartition("inbox.kommune.326", 0, 0)])
+        applied_values, applied = [], set()
+        while guide["apply_new"](consumer, applied, applied_values.append) or not applied_values:
+            pass
+        assert len(applied_values) == 1 and applied == {delivery["record"]["delivery_id"]}
+    finally:
+        consumer.close()
+
+
+def _table_codes(heading: str) -> set[str]:
+    section = TEXT.split(heading, 1)[1].split("\n#", 1)[0]
+    return set(re.findall(r"^\| `([A-Z_]+)` \|", section, re.M))
+
+
+def test_every_dead_letter_reason_of_the_code_is_in_the_table():
+    sources = [(REPO / "schemas" / "codec.py").read_text(), (REPO / "services" / "gate.py").read_text()]
+    in_code = {m for s in sources for m in re.findall(r'(?:Rejected|CodecError|_rejected)\(\s*(?:msg,\s*)?"([A-Z_]+)"', s)}
+    in_code |= {m for s in sources for m in re.findall(r'reason="([A-Z_]+)"', s)}
+    in_code -= {"UNKNOWN_SCHEMA"}  # an encoding error of the project's own writer, never on the wire
+    assert {"BAD_SIGNATURE", "DUPLICATE_MESSAGE", "OVERSIZED", "INTERNAL_ERROR"} <= in_code  # the scan works
+    assert in_code <= _table_codes("### Every dead-letter reason")
+
+
+def test_every_receipt_outcome_is_in_the_table():
+    schema = json.loads((REPO / "schemas" / "decision_receipt" / "v1.avsc").read_text())
+    outcome = next(f for f in schema["fields"] if f["name"] == "outcome")
+    assert set(outcome["type"]["symbols"]) == _table_codes("### Every outcome")
