@@ -7,21 +7,17 @@ synthetic. The exchange date is fixed (``OCCURRED_AT``) so that the bytes never 
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import date
 from typing import Any
 
-P = "dk.xledger.payload."
+from services.agencies import P
+from services.simulation import HORSEROD, INFOHUS, PET, POLICE, muni
+
 OCCURRED_AT = "2026-11-30T10:00:00+01:00"
 
-HORSEROD = ("kriminalforsorgen:horserod", "KRIMINALFORSORGEN")
-POLICE = ("politikreds:midt-vestsjaelland", "POLICE")
-KALUNDBORG_SOCIAL = ("kommune:326", "MUNI_SOCIAL_ADULT")
-KALUNDBORG_SSP = ("kommune:326", "MUNI_SSP_UNIT")
-KALUNDBORG_SCHOOL = ("kommune:326", "MUNI_SCHOOL")
-HOLBAEK_SSP = ("kommune:316", "MUNI_SSP_UNIT")
-PET = ("pet:national", "PET")
-INFOHUS = "infohus:midt-vestsjaelland"
+KALUNDBORG_SOCIAL, KALUNDBORG_SSP = muni("326", "MUNI_SOCIAL_ADULT"), muni("326", "MUNI_SSP_UNIT")
+KALUNDBORG_SCHOOL, HOLBAEK_SSP = muni("326", "MUNI_SCHOOL"), muni("316", "MUNI_SSP_UNIT")
 
 CPR_ADULT = "1203911234"  # synthetic, born 12 March 1991
 CPR_YOUTH = "0205104321"  # synthetic, born 2 May 2010 (7th digit 4, yy <= 36)

@@ -18,7 +18,7 @@ from typing import Any, Iterable
 
 import avro.schema
 
-from schemas.codec import HEADER_LEN, MARKER, AvroCodec, CodecError
+from schemas.codec import HEADER_LEN, MARKER, CodecError
 from schemas.registry import SchemaRegistry
 from services.gate import GatePipeline, Inbound, Rejected, Work
 from services.vectors.build import register_test_keys

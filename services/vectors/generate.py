@@ -14,7 +14,6 @@ import tempfile
 import threading
 import time
 from collections import defaultdict
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -160,7 +159,6 @@ def _slug(org: str) -> str:
 
 
 def _documents(rt: Runtime, built: list[Built], captured: dict[str, Any]) -> dict[str, dict[str, Any]]:
-    by_name = {b.case.name: b for b in built}
     outputs: dict[str, list[dict[str, Any]]] = defaultdict(list)
     receipts, deliveries, dead = [], [], []
     for rec in captured["out"]:
