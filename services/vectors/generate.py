@@ -165,9 +165,12 @@ def _documents(rt: Runtime, built: list[Built], captured: dict[str, Any]) -> dic
         decoded = rt.codec.decode(rec.value)
         r = decoded.record
         rejected = r.get("outcome") == "REJECTED"
-        owner = next(b.case.name for b in built
-                     if b.request.record and b.request.record["message_id"] == r["message_id"]
-                     and b.case.rejected == rejected and b.case.sender[0] in (r.get("sender") or {}).get("org", b.case.sender[0]))
+        # A duplicate shares its message id with the original; only the original is decided.
+        owners = [b.case.name for b in built if b.request.record is not None
+                  and b.request.record["message_id"] == r["message_id"] and b.case.rejected == rejected]
+        if len(owners) != 1:
+            raise VectorMismatch(f"{rec.topic} record for message {r['message_id']} belongs to {owners or 'no case'}")
+        owner = owners[0]
         kind = "receipt" if decoded.name == "dk.xledger.DecisionReceipt" else "delivery"
         vector = {
             "name": f"{owner}.{kind}.{_slug(r['recipient'])}",
