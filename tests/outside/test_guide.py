@@ -158,3 +158,51 @@ def test_every_receipt_outcome_is_in_the_table():
     schema = json.loads((REPO / "schemas" / "decision_receipt" / "v1.avsc").read_text())
     outcome = next(f for f in schema["fields"] if f["name"] == "outcome")
     assert set(outcome["type"]["symbols"]) == _table_codes("### Every outcome")
+
+
+def test_the_guides_client_gets_its_receipts_from_the_real_gate(guide, settings):
+    """The guide's code end to end: a registered key, an allowed and a denied release notice, the
+    receipts read and applied once each, and the delivery opened in the recipient's inbox."""
+    import datetime as dt
+    import hashlib
+
+    from policies.directory import KeyEntry
+    from services.runtime import Runtime
+    from tests.harness import running
+
+    key, public = guide["new_key_pair"]()
+    runtime = Runtime(settings)
+    runtime.create_topics(["kriminalforsorgen:horserod", "kommune:326"])
+    runtime.engine.directory.keys.setdefault("kriminalforsorgen:horserod", []).append(
+        KeyEntry(key_id="horserod-guide", public_key=public))
+    secret = hashlib.sha256(b"exchange-ledger dev pseudonym secret").hexdigest().encode("ascii")
+    schemas = guide["Schemas"](REPO / "schemas")
+    producer = guide["make_producer"](settings.bootstrap_servers)
+    today = dt.date.today()
+    facts = dict(full_name="Testperson Delta", age=35, recipient={"org": "kommune:326", "role": "MUNI_SOCIAL_ADULT"})
+    allowed = guide["send_release_notice"](producer, schemas, key, "horserod-guide", secret, cpr="1203911234",
+                                           release=today + dt.timedelta(days=21), **facts)
+    denied = guide["send_release_notice"](producer, schemas, key, "horserod-guide", secret, cpr="0508882345",
+                                          release=today + dt.timedelta(days=4 * 365), **facts)
+
+    receipts, deliveries, applied = [], [], set()
+    # The embedded broker forms a group in about half the session timeout (45 s by default).
+    fast = {"session.timeout.ms": 6000, "heartbeat.interval.ms": 500, "fetch.wait.max.ms": 50}
+    consumers = [guide["make_consumer"](settings.bootstrap_servers, "guide-sender", "receipts.kriminalforsorgen.horserod",
+                                        **fast),
+                 guide["make_consumer"](settings.bootstrap_servers, "guide-recipient", "inbox.kommune.326", **fast)]
+    try:
+        with running(runtime.gate_worker("gate-1"), runtime.relay()):
+            deadline = dt.datetime.now() + dt.timedelta(seconds=60)
+            while (len(receipts) < 2 or not deliveries) and dt.datetime.now() < deadline:
+                guide["apply_new"](consumers[0], applied, lambda v: receipts.append(guide["read_receipt"](schemas, v)))
+                guide["apply_new"](consumers[1], applied, lambda v: deliveries.append(guide["read_delivery"](schemas, v)))
+    finally:
+        for c in consumers:
+            c.close()
+        runtime.close()
+    outcomes = {r["message_id"]: (r["outcome"], r["rule"] if r["outcome"] == "ALLOW" else r["reason"]) for r in receipts}
+    assert outcomes == {allowed: ("ALLOW", "P5"), denied: ("DENY", "DENY_SUBJECT_OUT_OF_SCOPE")}
+    [(delivery, payload_type, payload)] = deliveries
+    assert (delivery["message_id"], payload_type, payload["full_name"]) == (
+        allowed, "dk.xledger.payload.ReleaseNotice", "Testperson Delta")
