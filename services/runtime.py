@@ -29,13 +29,7 @@ class Runtime:
 
     @cached_property
     def codec(self) -> AvroCodec:
-        """Reads stored data too: accepts the byte-reversed fingerprints of releases before 2026-11-30."""
         return AvroCodec()
-
-    @cached_property
-    def wire_codec(self) -> AvroCodec:
-        """What the gate reads from the wire with: the standard single-object form only."""
-        return AvroCodec(self.codec.registry, legacy_fingerprints=False)
 
     @cached_property
     def engine(self) -> PolicyEngine:
