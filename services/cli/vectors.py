@@ -30,7 +30,7 @@ def generate(
                                 help="Write the vector files here.", show_default="schemas/vectors/"),
 ) -> None:
     """Run every vector case through the real gate and relay (embedded broker, temporary SQLite ledger,
-    development mode, TEST keys), write the JSON files, and refresh the byte-by-byte example in
+    development mode, the development keys), write the JSON files, and refresh the byte-by-byte example in
     docs/integration.md.
 
     Stops with exit 1, writing nothing, when the gate answers a case differently from what
@@ -62,7 +62,7 @@ def check(
 
     Each file is compared with the vector of the same name; a difference is explained (marker,
     byte-reversed or Apache-avro fingerprint, the first differing field). Each request is also
-    run through the gate's checks with the TEST keys. Exit 0 when everything matches, 1 when
+    run through the gate's checks with the vectors' key set. Exit 0 when everything matches, 1 when
     anything differs, 2 when a directory cannot be read. Layout: schemas/vectors/README.md.
     """
     from services.vectors.check import VectorsError

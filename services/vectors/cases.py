@@ -15,6 +15,8 @@ from services.agencies import P
 from services.simulation import HORSEROD, INFOHUS, PET, POLICE, muni
 
 OCCURRED_AT = "2026-11-30T10:00:00+01:00"
+STATUS_KEY_SIGNER = HORSEROD[0]  # who holds the revoked, expired and not yet valid keys (build.STATUS_KEYS)
+NO_KEYS = ("kommune:999", "MUNI_SOCIAL_ADULT")  # an authority without any key in the key set
 
 KALUNDBORG_SOCIAL, KALUNDBORG_SSP = muni("326", "MUNI_SOCIAL_ADULT"), muni("326", "MUNI_SSP_UNIT")
 KALUNDBORG_SCHOOL, HOLBAEK_SSP = muni("326", "MUNI_SCHOOL"), muni("316", "MUNI_SSP_UNIT")
@@ -196,8 +198,16 @@ CASES += [
               "'xledger-sig-v1' + 0x00 in front.", "no_domain_separator", "BAD_SIGNATURE"),
     _rejected("rejected.other_signers_key", "Sent in Horserød's name and key id, but signed with another "
               "authority's key.", "other_signers_key", "BAD_SIGNATURE"),
-    _rejected("rejected.unknown_key_id", "Signed with a key id the gate does not know for the signer.",
-              "unknown_key_id", "UNKNOWN_SIGNER"),
+    _rejected("rejected.unknown_key_id", "Signed with a key id the key set does not list for the signer.",
+              "unknown_key_id", "UNKNOWN_KEY"),
+    _rejected("rejected.signer_without_keys", "Signed and sent by an authority that has no key in the key set.",
+              "signer_without_keys", "UNKNOWN_SIGNER", sender=NO_KEYS),
+    _rejected("rejected.key_revoked", "Correctly signed with a key that was revoked on 2026-01-01.",
+              "key_revoked", "KEY_REVOKED"),
+    _rejected("rejected.key_expired", "Correctly signed with a key valid only until 2026-01-01.",
+              "key_expired", "KEY_EXPIRED"),
+    _rejected("rejected.key_not_yet_valid", "Correctly signed with a key valid only from 2999-01-01.",
+              "key_not_yet_valid", "KEY_NOT_YET_VALID"),
     _rejected("rejected.signer_is_not_sender", "Correctly signed by the police, but the request says "
               "Kriminalforsorgen sends it.", "signer_is_not_sender", "SIGNER_MISMATCH"),
     _rejected("rejected.big_endian_fingerprint", "The SignedMessage header carries the fingerprint big-endian "
@@ -209,8 +219,6 @@ CASES += [
     _rejected("rejected.trailing_bytes", "One zero byte after the SignedMessage.", "trailing_bytes", "MALFORMED"),
     _rejected("rejected.truncated", "Only the first 8 bytes of the message.", "truncated", "TRUNCATED"),
     _rejected("rejected.not_avro", "Text, not a single-object-encoded record.", "not_avro", "BAD_MARKER"),
-    _rejected("rejected.pseudonym_mismatch", "subject.pseudonym is not the pseudonym of the payload's cpr.",
-              "pseudonym_mismatch", "PSEUDONYM_MISMATCH"),
     _rejected("rejected.invalid_cpr", "The payload's cpr is not a real date (DDMMYY); the record is invalid.",
               "invalid_cpr", "INVALID_RECORD", payload={**RELEASE_ALLOWED.payload, "cpr": "3113911234"}),
     _rejected("rejected.duplicate", "The allowed release notice sent a second time: the same message_id.",

@@ -6,7 +6,7 @@ party produced; ``NAME.payload.bin|hex`` and ``NAME.request.bin|hex`` may hold t
 layers. For an output vector NAME (a receipt or a delivery), ``NAME.json`` holds the record
 the third party decoded from the vector's bytes, in the vectors' JSON conventions.
 Every file is compared; each request is also run through the gate's checks (decode, verify
-the signature with the TEST keys, decide) to say what the gate would answer.
+the signature with the vectors' key set, decide) to say what the gate would answer.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ import avro.schema
 from schemas.codec import HEADER_LEN, MARKER, CodecError
 from schemas.registry import SchemaRegistry
 from services.gate import GatePipeline, Inbound, Rejected, Work
-from services.vectors.build import register_test_keys
+from services.keyset import KeySet, KeySetError, parse_key
 from services.vectors.generate import KEYS_FILE, VECTORS_DIR
 from services.vectors.jsonform import to_json
 
@@ -44,7 +44,7 @@ class Finding:
 class Vectors:
     requests: dict[str, dict[str, Any]]
     outputs: dict[str, dict[str, Any]]
-    signers: list[str]
+    keyset: KeySet  # what the vectors were checked with: development keys only
 
     @classmethod
     def load(cls, root: Path = VECTORS_DIR) -> "Vectors":
@@ -52,20 +52,32 @@ class Vectors:
             raise VectorsError(f"no vectors directory at {root}")
         requests: dict[str, dict[str, Any]] = {}
         outputs: dict[str, dict[str, Any]] = {}
-        signers: list[str] = []
+        keyset: KeySet | None = None
         for path in sorted(root.glob("*.json")):
             try:
                 doc = json.loads(path.read_text(encoding="utf-8"))
             except (OSError, json.JSONDecodeError) as exc:
                 raise VectorsError(f"{path}: {exc}") from None
             if path.name == KEYS_FILE:
-                signers = sorted(doc["keys"])
+                keyset = _keyset(doc["keyset"], path)
                 continue
             for v in doc["vectors"]:
                 (requests if "message" in v else outputs)[v["name"]] = v
-        if not requests:
-            raise VectorsError(f"no request vectors in {root}")
-        return cls(requests, outputs, signers)
+        if not requests or keyset is None:
+            raise VectorsError(f"no request vectors or no {KEYS_FILE} in {root}")
+        return cls(requests, outputs, keyset)
+
+
+def _keyset(doc: dict[str, Any], path: Path) -> KeySet:
+    try:
+        keyset = KeySet([parse_key(org, entry, f"{path.name}: {org}") for org, entries in doc["keys"].items()
+                         for entry in entries], str(path))
+    except KeySetError as exc:
+        raise VectorsError(str(exc)) from None
+    if len(keyset.development_keys()) != len(keyset):
+        # The checker trusts this file; it must never carry a key a deployment could use.
+        raise VectorsError(f"{path}: every key of the vectors' key set must be a development key (id dev-…)")
+    return keyset
 
 
 def _read_bytes(path: Path) -> bytes:
@@ -98,9 +110,9 @@ class Checker:
         from services.config import Settings
         from services.runtime import Runtime
 
-        rt = Runtime(Settings.from_env(env={}))
-        register_test_keys(rt.engine.directory, vectors.signers)
-        return cls(vectors, GatePipeline(rt.engine, None, rt.pseudonym_secret, rt.wire_codec))
+        # Development mode: the public development secrets and keys, as the vectors were made.
+        rt = Runtime(Settings.development())
+        return cls(vectors, GatePipeline(rt.engine, None, rt.pseudonym_secret, vectors.keyset, rt.wire_codec))
 
     def check_dir(self, directory: Path) -> list[Finding]:
         if not directory.is_dir():

@@ -1,7 +1,7 @@
 """Runs every vector case through the real gate and relay and writes what they produced.
 
 An embedded broker and a fresh SQLite ledger, the gate and relay of ``Runtime``, the
-TEST keys registered: each case is published in order (the Kafka key and value an
+development keys in its key set: each case is published in order (the Kafka key and value an
 agency would send), and every record the system writes back (receipts, inbox deliveries,
 dead letters) is captured, byte for byte, into ``schemas/vectors/*.json``. A case whose
 outcome differs from the expectation written in ``cases.py`` stops the generation.
@@ -14,6 +14,7 @@ import tempfile
 import threading
 import time
 from collections import defaultdict
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -25,13 +26,15 @@ from services.agency import assign_from_start
 from services.broker import EmbeddedBroker
 from services.config import Settings
 from services.runtime import Runtime
-from services.signing import DOMAIN, public_bytes_b64
-from services.vectors.build import OTHER_SIGNER, TAMPERS, TEST_KEY_ID, Built, build, register_test_keys, test_private_key
-from services.vectors.cases import CASES, VectorCase
+from services.signing import DOMAIN
+from services.kafka import make_consumer, make_producer
+from services.vectors.build import OTHER_SIGNER, TAMPERS, Built, build, keyset_document, signing_key, write_keyset
+from services.vectors.cases import CASES, OCCURRED_AT, VectorCase
 from services.vectors.guide import GUIDE, refresh_file
 from services.vectors.jsonform import to_json
 
 VECTORS_DIR = SCHEMA_ROOT / "vectors"
+GATE_CLOCK = datetime.fromisoformat(OCCURRED_AT).astimezone(timezone.utc)
 REGENERATE = "xledger schemas vectors generate"
 RECEIPTS_FILE, DELIVERIES_FILE, DEAD_LETTERS_FILE, KEYS_FILE = (
     "decision_receipt.json", "delivered_exchange.json", "dead_letter.json", "test-keys.json")
@@ -46,10 +49,11 @@ def generate(output: Path = VECTORS_DIR, cases: list[VectorCase] = CASES, timeou
     """Writes the vector files into ``output`` and refreshes the worked example in ``guide``; returns the paths
     written."""
     with tempfile.TemporaryDirectory() as tmp, EmbeddedBroker() as broker:
-        settings = Settings.from_env(env={}, ledger_url=f"sqlite:///{tmp}/vectors.sqlite")
+        keyset = write_keyset(Path(tmp) / "keyset.yaml", keyset_orgs(cases))
+        settings = Settings.development(ledger_url=f"sqlite:///{tmp}/vectors.sqlite", keyset=str(keyset))
         rt = Runtime(settings.with_embedded_broker(broker.bootstrap))
         try:
-            built = [build(c, rt.codec, rt.pseudonym_secret) for c in cases]
+            built = [build(c, rt.codec) for c in cases]
             captured = _run(rt, built, timeout)
         finally:
             rt.close()
@@ -73,7 +77,14 @@ def render(doc: dict[str, Any]) -> str:
 
 
 def orgs_of(cases: list[VectorCase]) -> list[str]:
+    """Every authority the cases send as or to (each gets its topics)."""
     return sorted({c.sender[0] for c in cases} | {o for c in cases for o, _ in c.request["recipients"]} | {OTHER_SIGNER})
+
+
+def keyset_orgs(cases: list[VectorCase]) -> list[str]:
+    """The authorities whose development key is in the vectors' key set: all but the one that shows UNKNOWN_SIGNER."""
+    without = {c.sender[0] for c in cases if c.tamper == "signer_without_keys"}
+    return [org for org in orgs_of(cases) if org not in without]
 
 
 # -- running the system ---------------------------------------------------------------------
@@ -81,9 +92,8 @@ def orgs_of(cases: list[VectorCase]) -> list[str]:
 
 def _run(rt: Runtime, built: list[Built], timeout: float) -> dict[str, Any]:
     orgs = orgs_of([b.case for b in built])
-    register_test_keys(rt.engine.directory, orgs)
     created = rt.create_topics(orgs)
-    producer = rt.dev_publisher(*built[0].case.sender).producer
+    producer = make_producer(rt.settings, client_id="vectors")
     positions: dict[tuple[int, int], str] = {}
     try:
         for b in built:  # one at a time, so that offsets and the gate's order are the same every run
@@ -92,6 +102,9 @@ def _run(rt: Runtime, built: list[Built], timeout: float) -> dict[str, Any]:
     finally:
         producer.close()
     worker = rt.gate_worker("vectors-gate")
+    # The gate checks keys on its own clock and names the time in a key's rejection: fixed to the
+    # exchange time, so that the vectors are the same on every run.
+    worker.pipeline.clock = lambda: GATE_CLOCK
     thread = threading.Thread(target=worker.run, daemon=True)
     thread.start()
     try:
@@ -124,8 +137,6 @@ def _recorded(rt: Runtime) -> dict[str, int]:
 
 
 def _read(rt: Runtime, names: list[str], expect: int, timeout: float) -> list:
-    from services.kafka import make_consumer
-
     records: list = []
     consumers: list[KafkaConsumer] = []
     try:
@@ -175,7 +186,7 @@ def _documents(rt: Runtime, built: list[Built], captured: dict[str, Any]) -> dic
         vector = {
             "name": f"{owner}.{kind}.{_slug(r['recipient'])}",
             "for": owner,
-            "kafka": {"topic": rec.topic, "key": (rec.key or b"").decode(),
+            "kafka": {"topic": rec.topic, "key": None if rec.key is None else rec.key.decode(),
                       "headers": {k: v.decode() for k, v in rec.headers}},
             "schema": decoded.name, "version": decoded.writer_version,
             "fingerprint": rec.value[2:10].hex(), "record": to_json(r), "hex": rec.value.hex(),
@@ -187,7 +198,7 @@ def _documents(rt: Runtime, built: list[Built], captured: dict[str, Any]) -> dic
         owner = captured["positions"][(int(headers["x-source-partition"]), int(headers["x-source-offset"]))]
         vector = {
             "name": f"{owner}.dead_letter", "for": owner,
-            "kafka": {"topic": rec.topic, "key": (rec.key or b"").decode(),
+            "kafka": {"topic": rec.topic, "key": None if rec.key is None else rec.key.decode(),
                       "headers": {k: v for k, v in headers.items() if not k.startswith("x-source-")}},
             "position_headers": sorted(k for k in headers if k.startswith("x-source-")),
             "hex": (rec.value or b"").hex(),
@@ -205,7 +216,7 @@ def _documents(rt: Runtime, built: list[Built], captured: dict[str, Any]) -> dic
     docs[RECEIPTS_FILE] = _doc("receipts", "dk.xledger.DecisionReceipt on receipts.<sender>", _sorted(receipts))
     docs[DELIVERIES_FILE] = _doc("deliveries", "dk.xledger.DeliveredExchange on inbox.<recipient>", _sorted(deliveries))
     docs[DEAD_LETTERS_FILE] = _doc("dead letters", "the original value on exchange.requests.dlq", _sorted(dead))
-    docs[KEYS_FILE] = _keys_doc(orgs_of([b.case for b in built]))
+    docs[KEYS_FILE] = _keys_doc([b.case for b in built])
     return docs
 
 
@@ -219,7 +230,7 @@ def _doc(title: str, kind: str, vectors: list[dict[str, Any]]) -> dict[str, Any]
 
 def _request_vector(rt: Runtime, b: Built, outputs: list[dict[str, Any]]) -> dict[str, Any]:
     c = b.case
-    signed = b.message.record or {}
+    signer, key_id, _ = signing_key(c)
     expected: dict[str, Any]
     if c.rejected:
         expected = {"gate": "REJECTED", "reason": c.expect}
@@ -235,27 +246,34 @@ def _request_vector(rt: Runtime, b: Built, outputs: list[dict[str, Any]]) -> dic
         "built_by_the_rules": TAMPERS[c.tamper][1] if c.tamper else True,
         **({"send_after": c.after} if c.after else {}),
         "sender": {"org": c.sender[0], "role": c.sender[1]},
-        "signing_key": {"signer": signed.get("signer", c.sender[0]), "key_id": signed.get("key_id", TEST_KEY_ID)},
+        "signing_key": {"signer": signer, "key_id": key_id},
         "payload": _layer(rt, b.payload),
         "request": _layer(rt, b.request),
         "signature": {"domain_separator_hex": DOMAIN.hex(), "signed_bytes": "domain_separator_hex + request.hex",
                       "hex": b.signature.hex()},
         "message": _layer(rt, b.message),
-        "kafka": {"topic": topics.REQUESTS, "key": b.key.decode(), "value": "message.hex"},
+        "kafka": {"topic": topics.REQUESTS, "key": None if b.key is None else b.key.decode(), "value": "message.hex"},
         "expected": expected,
     }
     return vector
 
 
-def _keys_doc(orgs: list[str]) -> dict[str, Any]:
+def _keys_doc(cases: list[VectorCase]) -> dict[str, Any]:
+    """The keys that signed the vectors, private halves included, and the key set the gate checked them with."""
+    private = {}
+    for c in cases:
+        signer, key_id, key = signing_key(c)
+        private.setdefault(signer, {})[key_id] = key.private_bytes_raw().hex()
     return {
         "generated_by": REGENERATE,
-        "title": "the published TEST keys that sign the vectors",
-        "warning": "Anyone can sign with these keys. A deployment must never accept them.",
-        "key_id": TEST_KEY_ID,
-        "derivation": "Ed25519 private key seed = SHA-256('exchange-ledger conformance test key|' + org id, UTF-8)",
-        "keys": {org: {"private_seed_hex": test_private_key(org).private_bytes_raw().hex(),
-                       "public_key_base64": public_bytes_b64(test_private_key(org))} for org in orgs},
+        "title": "the public development keys that signed the vectors, and the key set they were checked with",
+        "warning": "Anyone can sign with these keys. Their ids start with 'dev-', and a production key set "
+                   "refuses them; a development gate accepts them.",
+        "derivation": "Ed25519 private key seed = SHA-256('exchange-ledger development signing key|' + label, "
+                      "UTF-8), where label is the authority id (key id dev-2026), or for the three status keys "
+                      "the authority id + '|revoked', '|expired' or '|not-yet-valid'",
+        "private_seeds_hex": {org: dict(sorted(keys.items())) for org, keys in sorted(private.items())},
+        "keyset": to_json(keyset_document(keyset_orgs(cases))),
     }
 
 

@@ -6,7 +6,7 @@ enums as their symbol, null as null.
 
 from __future__ import annotations
 
-from datetime import date
+from datetime import date, datetime
 from typing import Any
 
 
@@ -17,6 +17,6 @@ def to_json(value: Any) -> Any:
         return [to_json(v) for v in value]
     if isinstance(value, bytes):
         return value.hex()
-    if isinstance(value, date):
+    if isinstance(value, (date, datetime)):
         return value.isoformat()
     return value

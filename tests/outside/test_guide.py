@@ -22,7 +22,7 @@ VECTORS = REPO / "schemas" / "vectors"
 DOCS = [json.loads(p.read_text()) for p in sorted(VECTORS.glob("*.json")) if p.name != "test-keys.json"]
 REQUESTS = {v["name"]: v for d in DOCS for v in d["vectors"] if "message" in v}
 OUTPUTS = {v["name"]: v for d in DOCS for v in d["vectors"] if "message" not in v and "record" in v}
-KEYS = json.loads((VECTORS / "test-keys.json").read_text())["keys"]
+SEEDS = json.loads((VECTORS / "test-keys.json").read_text())["private_seeds_hex"]
 
 
 @pytest.fixture(scope="module")
@@ -80,18 +80,19 @@ def test_the_guides_code_reproduces_the_vector(guide, name):
     schemas = guide["Schemas"](REPO / "schemas")
     payload = schemas.write(v["payload"]["schema"], _date_fields(v["payload"], v["payload"]["record"], guide))
     request = {**_date_fields(v["request"], v["request"]["record"], guide), "payload": payload}
-    key = Ed25519PrivateKey.from_private_bytes(bytes.fromhex(KEYS[v["signing_key"]["signer"]]["private_seed_hex"]))
+    key = Ed25519PrivateKey.from_private_bytes(bytes.fromhex(SEEDS[v["signing_key"]["signer"]][v["signing_key"]["key_id"]]))
     message = guide["signed_message"](schemas, v["signing_key"]["signer"], v["signing_key"]["key_id"], key, request)
     assert message.hex() == v["message"]["hex"]
 
 
-def test_the_guides_pseudonym_is_the_vectors(guide):
-    import hashlib
-
-    dev_secret = hashlib.sha256(b"exchange-ledger dev pseudonym secret").hexdigest().encode("ascii")
-    v = REQUESTS["release_notice.allowed"]
-    assert guide["pseudonym"](v["payload"]["record"]["cpr"], dev_secret) == v["request"]["record"]["subject"]["pseudonym"]
-    assert v["kafka"]["key"] == v["request"]["record"]["subject"]["pseudonym"]
+def test_the_guides_ordering_key_is_the_vectors_kafka_key(guide):
+    keyed = [v for v in REQUESTS.values() if v["built_by_the_rules"] and "cpr" in v["payload"]["record"]
+             and v["name"] != "rejected.invalid_cpr"]
+    assert len(keyed) > 10
+    for v in keyed:
+        assert guide["ordering_key"](v["payload"]["record"]["cpr"]) == v["kafka"]["key"], v["name"]
+    assert REQUESTS["aggregate_statistics.allowed"]["kafka"]["key"] is None
+    assert guide["ordering_key"]("1203911234") == guide["ordering_key"]("120391-1234") == "a814"  # as the guide says
 
 
 @pytest.mark.parametrize("name", sorted(n for n in OUTPUTS if ".delivery." in n))
@@ -160,29 +161,28 @@ def test_every_receipt_outcome_is_in_the_table():
     assert set(outcome["type"]["symbols"]) == _table_codes("### Every outcome")
 
 
-def test_the_guides_client_gets_its_receipts_from_the_real_gate(guide, settings):
+def test_the_guides_client_gets_its_receipts_from_the_real_gate(guide, settings, tmp_path):
     """The guide's code end to end: a registered key, an allowed and a denied release notice, the
     receipts read and applied once each, and the delivery opened in the recipient's inbox."""
+    import dataclasses
     import datetime as dt
-    import hashlib
 
-    from policies.directory import KeyEntry
+    from services.keyset import KeySetFile
     from services.runtime import Runtime
     from tests.harness import running
 
     key, public = guide["new_key_pair"]()
-    runtime = Runtime(settings)
+    keyset = KeySetFile(tmp_path / "keyset.yaml")
+    keyset.add("kriminalforsorgen:horserod", "horserod-guide", public, valid_from=dt.date.today())
+    runtime = Runtime(dataclasses.replace(settings, keyset=str(keyset.path)))
     runtime.create_topics(["kriminalforsorgen:horserod", "kommune:326"])
-    runtime.engine.directory.keys.setdefault("kriminalforsorgen:horserod", []).append(
-        KeyEntry(key_id="horserod-guide", public_key=public))
-    secret = hashlib.sha256(b"exchange-ledger dev pseudonym secret").hexdigest().encode("ascii")
     schemas = guide["Schemas"](REPO / "schemas")
     producer = guide["make_producer"](settings.bootstrap_servers)
     today = dt.date.today()
     facts = dict(full_name="Testperson Delta", age=35, recipient={"org": "kommune:326", "role": "MUNI_SOCIAL_ADULT"})
-    allowed = guide["send_release_notice"](producer, schemas, key, "horserod-guide", secret, cpr="1203911234",
+    allowed = guide["send_release_notice"](producer, schemas, key, "horserod-guide", cpr="1203911234",
                                            release=today + dt.timedelta(days=21), **facts)
-    denied = guide["send_release_notice"](producer, schemas, key, "horserod-guide", secret, cpr="0508882345",
+    denied = guide["send_release_notice"](producer, schemas, key, "horserod-guide", cpr="0508882345",
                                           release=today + dt.timedelta(days=4 * 365), **facts)
 
     receipts, deliveries, applied = [], [], set()

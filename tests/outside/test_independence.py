@@ -8,7 +8,7 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 PROJECT = {"schemas", "services", "ledger", "policies", "bench"}
-OPERATOR_SIDE = {"services.runtime", "services.broker", "services.config", "policies.directory", "tests.harness"}
+OPERATOR_SIDE = {"services.runtime", "services.broker", "services.config", "services.keyset", "tests.harness"}
 
 
 def _imports(path: Path) -> set[str]:

@@ -12,9 +12,9 @@ recipient's inbox and the dead-letter topic, on both ledger back-ends.
 from __future__ import annotations
 
 import base64
+import dataclasses
 import datetime as dt
 import hashlib
-import hmac
 import uuid
 from pathlib import Path
 
@@ -27,9 +27,11 @@ REPO = Path(__file__).resolve().parents[2]
 SENDER = {"org": "kriminalforsorgen:horserod", "role": "KRIMINALFORSORGEN"}
 RECIPIENT = {"org": "kommune:326", "role": "MUNI_SOCIAL_ADULT"}
 KEY_ID = "horserod-casesystem-2026"
-# docs/integration.md, "The subject pseudonym": HMAC-SHA256 under the deployment's secret; the
-# development deployment's secret is the ASCII hex text of SHA-256("exchange-ledger dev pseudonym secret").
-PSEUDONYM_SECRET = hashlib.sha256(b"exchange-ledger dev pseudonym secret").hexdigest().encode("ascii")
+
+
+def ordering_key(cpr: str) -> bytes:
+    """docs/integration.md, "The ordering key": 4 hex digits of SHA-256("xledger-order-v1|" + the 10 digits)."""
+    return hashlib.sha256(b"xledger-order-v1|" + cpr.encode("ascii")).digest()[:2].hex().encode("ascii")
 
 
 class Agency:
@@ -51,7 +53,6 @@ class Agency:
             "housing_need": "Har ingen bolig.", "treatment_need": None, "contact_officer": None,
             "municipality_contact": None,
         }
-        pseudonym = hmac.new(PSEUDONYM_SECRET, cpr.encode("ascii"), hashlib.sha256).hexdigest()
         message_id = str(uuid.uuid4())
         request = {
             "message_id": message_id,
@@ -59,9 +60,9 @@ class Agency:
             "sender": SENDER, "recipients": [RECIPIENT],
             "context": "KSP", "underlying_basis": None, "cooperation_id": "ksp:kalundborg",
             "purpose": "RELEASE_PLANNING",
-            "subject": {"pseudonym": pseudonym, "age": 35, "socially_vulnerable": False, "crime_risk": False,
-                        "convicted": True, "custody_status": "IN_KIF_INSTITUTION", "release_date": release,
-                        "radicalisation_assessed": False},
+            "subject": {"age": 35, "socially_vulnerable": False, "crime_risk": False, "convicted": True,
+                        "custody_status": "IN_KIF_INSTITUTION", "release_date": release,
+                        "radicalisation_assessed": False, "pseudonym": ""},  # deprecated: always empty
             "data_categories": declared,
             "necessity": "Bolig skal være klar på løsladelsesdagen.", "third_party_justification": None,
             "mandatory": False, "provenance": None, "consent": None,
@@ -70,23 +71,23 @@ class Agency:
         }
         body = self.contracts.encode("dk.xledger.ExchangeRequest", request)
         signed = {"signer": SENDER["org"], "key_id": KEY_ID, "signature": client.sign(self.key, body), "body": body}
-        return message_id, pseudonym.encode(), self.contracts.encode("dk.xledger.SignedMessage", signed)
+        return message_id, ordering_key(cpr), self.contracts.encode("dk.xledger.SignedMessage", signed)
 
     def publish(self, key: bytes | None, value: bytes) -> tuple[int, int]:
         return client.publish(self.producer, "exchange.requests", key, value)
 
 
-def test_an_outside_agency_gets_receipts_and_a_delivery(settings):
-    # --- the operator: topics, the agency's registered key, the gate and the relay ---
-    from policies.directory import KeyEntry
+def test_an_outside_agency_gets_receipts_and_a_delivery(settings, tmp_path):
+    # --- the operator: the agency's key in the key set, topics, the gate and the relay ---
+    from services.keyset import KeySetFile
     from services.runtime import Runtime
     from tests.harness import running
 
     agency = Agency(settings.bootstrap_servers)
-    runtime = Runtime(settings)
+    keyset = KeySetFile(tmp_path / "keyset.yaml")
+    keyset.add(SENDER["org"], KEY_ID, agency.public_key_b64, valid_from=dt.date(2026, 1, 1))
+    runtime = Runtime(dataclasses.replace(settings, keyset=str(keyset.path)))
     runtime.create_topics([SENDER["org"], RECIPIENT["org"]])
-    runtime.engine.directory.keys.setdefault(SENDER["org"], []).append(
-        KeyEntry(key_id=KEY_ID, public_key=agency.public_key_b64, valid_from=dt.date(2026, 1, 1)))
 
     # --- the agency: one allowed, one denied, one malformed, one that is not Avro at all ---
     today = dt.date.today()
@@ -95,11 +96,11 @@ def test_an_outside_agency_gets_receipts_and_a_delivery(settings):
                                                              declared=all_categories)
     denied_id, denied_key, denied = agency.release_notice("0508882345", today + dt.timedelta(days=4 * 365),
                                                           declared=all_categories)
-    _, bad_key, malformed = agency.release_notice("3113911234", today + dt.timedelta(days=21), declared=all_categories)
+    _, _, malformed = agency.release_notice("3113911234", today + dt.timedelta(days=21), declared=all_categories)
     sent = {
         "allowed": agency.publish(allowed_key, allowed),
         "denied": agency.publish(denied_key, denied),
-        "malformed": agency.publish(bad_key, malformed),  # the CPR number is not a date: INVALID_RECORD
+        "malformed": agency.publish(None, malformed),  # the CPR number is not a date: INVALID_RECORD
         "garbage": agency.publish(b"x", b"not an avro message"),
     }
     agency.producer.flush(10)

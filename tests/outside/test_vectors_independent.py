@@ -1,4 +1,4 @@
-"""An integrator with only the vectors, the .avsc files and the published TEST keys reproduces every byte.
+"""An integrator with only the vectors, the .avsc files and the published development keys reproduces every byte.
 
 No code of exchange-ledger is used: the records come from schemas/vectors/*.json, the
 encoding from Apache avro with the specification's fingerprint, the signature from
@@ -18,7 +18,7 @@ from tests.outside import client
 REPO = Path(__file__).resolve().parents[2]
 VECTORS = REPO / "schemas" / "vectors"
 CONTRACTS = client.Contracts(REPO / "schemas")
-KEYS = json.loads((VECTORS / "test-keys.json").read_text())["keys"]
+SEEDS = json.loads((VECTORS / "test-keys.json").read_text())["private_seeds_hex"]
 DOCS = {p.name: json.loads(p.read_text()) for p in sorted(VECTORS.glob("*.json")) if p.name != "test-keys.json"}
 REQUESTS = {v["name"]: v for d in DOCS.values() for v in d["vectors"] if "message" in v}
 OUTPUTS = {v["name"]: v for d in DOCS.values() for v in d["vectors"] if "message" not in v and "record" in v}
@@ -44,7 +44,7 @@ def test_every_layer_from_the_logical_records(name):
     assert payload.hex() == v["payload"]["hex"]
     request = _encode(v["request"], payload=payload)
     assert request.hex() == v["request"]["hex"]
-    seed = bytes.fromhex(KEYS[v["signing_key"]["signer"]]["private_seed_hex"])
+    seed = bytes.fromhex(SEEDS[v["signing_key"]["signer"]][v["signing_key"]["key_id"]])
     signature = client.sign(Ed25519PrivateKey.from_private_bytes(seed), request)
     assert signature.hex() == v["signature"]["hex"]
     message = _encode(v["message"], body=request, signature=signature)

@@ -23,7 +23,8 @@ from services.vectors.check import Checker, Vectors, write_reference
 from services.vectors.generate import KEYS_FILE, VECTORS_DIR, generate
 
 VECTORS = Vectors.load(VECTORS_DIR)
-KEYS = json.loads((VECTORS_DIR / KEYS_FILE).read_text())["keys"]
+KEYS = json.loads((VECTORS_DIR / KEYS_FILE).read_text())
+SEEDS = KEYS["private_seeds_hex"]
 CODEC = AvroCodec()
 
 
@@ -37,8 +38,9 @@ def test_the_vectors_cover_every_payload_kind_every_outcome_and_the_gates_reject
     outcomes = {o["record"]["outcome"] for o in VECTORS.outputs.values() if o.get("schema") == "dk.xledger.DecisionReceipt"}
     assert {"ALLOW", "DENY", "ESCALATE"} <= outcomes
     reasons = {v["expected"]["reason"] for v in VECTORS.requests.values() if v["expected"]["gate"] == "REJECTED"}
-    assert {"BAD_SIGNATURE", "UNKNOWN_SIGNER", "SIGNER_MISMATCH", "UNKNOWN_FINGERPRINT", "MALFORMED", "TRUNCATED",
-            "BAD_MARKER", "INVALID_RECORD", "DUPLICATE_MESSAGE"} <= reasons
+    assert {"BAD_SIGNATURE", "UNKNOWN_SIGNER", "UNKNOWN_KEY", "KEY_REVOKED", "KEY_EXPIRED", "KEY_NOT_YET_VALID",
+            "SIGNER_MISMATCH", "UNKNOWN_FINGERPRINT", "MALFORMED", "TRUNCATED", "BAD_MARKER", "INVALID_RECORD",
+            "DUPLICATE_MESSAGE"} <= reasons
 
 
 def test_the_committed_vectors_are_what_the_system_produces_now(tmp_path):
@@ -67,13 +69,29 @@ def test_the_codec_writes_and_reads_every_layer(name):
 @pytest.mark.parametrize("name", sorted(n for n, v in VECTORS.requests.items() if _intact(v)))
 def test_every_signature_is_the_published_test_keys_over_the_domain_separator_and_the_request(name):
     v = VECTORS.requests[name]
-    key = KEYS[v["signing_key"]["signer"]]
-    private = Ed25519PrivateKey.from_private_bytes(bytes.fromhex(key["private_seed_hex"]))
+    signer, key_id = v["signing_key"]["signer"], v["signing_key"]["key_id"]
+    private = Ed25519PrivateKey.from_private_bytes(bytes.fromhex(SEEDS[signer][key_id]))
     signed_bytes = bytes.fromhex(v["signature"]["domain_separator_hex"]) + bytes.fromhex(v["request"]["hex"])
     assert bytes.fromhex(v["signature"]["domain_separator_hex"]) == DOMAIN == b"xledger-sig-v1\x00"
     assert private.sign(signed_bytes).hex() == v["signature"]["hex"]  # Ed25519 is deterministic
-    Ed25519PublicKey.from_public_bytes(base64.b64decode(key["public_key_base64"])).verify(
-        bytes.fromhex(v["signature"]["hex"]), signed_bytes)
+    registered = {k["key_id"]: k["public_key"] for k in KEYS["keyset"]["keys"].get(signer, [])}
+    if key_id in registered:  # not for the signer without keys, nor the unknown key id
+        Ed25519PublicKey.from_public_bytes(base64.b64decode(registered[key_id])).verify(
+            bytes.fromhex(v["signature"]["hex"]), signed_bytes)
+
+
+def test_the_vectors_key_set_holds_development_keys_only_and_production_refuses_it(tmp_path):
+    import yaml
+
+    from services.config import Settings
+    from services.keyset import KeySet, keyset_problems
+
+    path = tmp_path / "keyset.yaml"
+    path.write_text(yaml.safe_dump(KEYS["keyset"]))
+    keyset = KeySet.load(path)
+    assert len(keyset) and len(keyset.development_keys()) == len(keyset)
+    _, problems = keyset_problems(Settings(keyset=str(path)))
+    assert len(problems) == 1 and "development key" in problems[0]
 
 
 @pytest.mark.parametrize("name", sorted(VECTORS.outputs))
@@ -161,3 +179,18 @@ def test_the_guides_worked_example_is_the_vectors():
     text = GUIDE.read_text(encoding="utf-8")
     assert text.count("<!-- annotated:") == 3
     assert refresh(text, VECTORS.requests, default_registry()) == text, "run: xledger schemas vectors generate"
+
+
+def test_the_checker_refuses_a_vectors_key_set_with_a_key_a_deployment_could_use(tmp_path):
+    from services.vectors.check import VectorsError
+
+    for p in VECTORS_DIR.glob("*.json"):
+        shutil.copy(p, tmp_path / p.name)
+    doc = json.loads((tmp_path / KEYS_FILE).read_text())
+    entry = doc["keyset"]["keys"]["kommune:326"][0]
+    entry["key_id"] = "kalundborg-2026-1"  # a real-looking id for the same public development key is still caught
+    doc["keyset"]["keys"]["kommune:999"] = [{"key_id": "kalundborg-2027-1", "public_key": base64.b64encode(
+        Ed25519PrivateKey.generate().public_key().public_bytes_raw()).decode()}]
+    (tmp_path / KEYS_FILE).write_text(json.dumps(doc))
+    with pytest.raises(VectorsError, match="development key"):
+        Vectors.load(tmp_path)
