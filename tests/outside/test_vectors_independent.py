@@ -63,3 +63,29 @@ def test_the_fingerprints_in_the_vectors_are_the_specifications():
         for layer in ("payload", "request", "message"):
             contract = CONTRACTS.version(v[layer]["schema"], v[layer]["version"])
             assert v[layer]["fingerprint"] == contract.fingerprint.hex() == client.fingerprint(contract.raw).hex()
+
+
+def test_the_checker_accepts_what_the_independent_client_wrote(tmp_path):
+    """The documented workflow: write one file per vector as schemas/vectors/README.md says, then run
+    `xledger schemas vectors check DIR` (the operator's tool, run as a command, not imported)."""
+    import os
+    import subprocess
+    import sys
+
+    for name in BUILT_RIGHT:
+        v = REQUESTS[name]
+        payload = _encode(v["payload"])
+        request = _encode(v["request"], payload=payload)
+        seed = bytes.fromhex(SEEDS[v["signing_key"]["signer"]][v["signing_key"]["key_id"]])
+        signature = client.sign(Ed25519PrivateKey.from_private_bytes(seed), request)
+        (tmp_path / f"{name}.hex").write_text(_encode(v["message"], body=request, signature=signature).hex())
+        (tmp_path / f"{name}.payload.bin").write_bytes(payload)
+    for name, v in OUTPUTS.items():
+        _, record = CONTRACTS.decode(bytes.fromhex(v["hex"]))
+        (tmp_path / f"{name}.json").write_text(json.dumps(client.to_json(record), ensure_ascii=False))
+    env = {**os.environ, "XLEDGER_ENV": "development"}
+    run = subprocess.run([sys.executable, "-m", "services.cli", "schemas", "vectors", "check", str(tmp_path)],
+                         cwd=REPO, env=env, capture_output=True, text=True, timeout=120)
+    checks = 3 * len(BUILT_RIGHT) + len(OUTPUTS)  # message and gate verdict, payload layer; each output
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-2000:]
+    assert f"all {checks} checks match" in run.stdout
