@@ -40,6 +40,7 @@ class VectorCase:
     data_categories: list[str] | None = None  # None: exactly the categories present in the payload
     tamper: str | None = None  # see build.TAMPERS
     after: str | None = None  # a case that must reach the gate first (duplicates)
+    rejected_receipt: bool = False  # a rejection after the signature verified: the sender gets a REJECTED receipt
     file: str = ""  # the vector file; default: the payload's schema folder
 
     @property
@@ -220,7 +221,8 @@ CASES += [
     _rejected("rejected.truncated", "Only the first 8 bytes of the message.", "truncated", "TRUNCATED"),
     _rejected("rejected.not_avro", "Text, not a single-object-encoded record.", "not_avro", "BAD_MARKER"),
     _rejected("rejected.invalid_cpr", "The payload's cpr is not a real date (DDMMYY); the record is invalid.",
-              "invalid_cpr", "INVALID_RECORD", payload={**RELEASE_ALLOWED.payload, "cpr": "3113911234"}),
+              "invalid_cpr", "INVALID_RECORD", payload={**RELEASE_ALLOWED.payload, "cpr": "3113911234"},
+              rejected_receipt=True),
     _rejected("rejected.duplicate", "The allowed release notice sent a second time: the same message_id.",
-              "none", "DUPLICATE_MESSAGE", after=RELEASE_ALLOWED.name),
+              "none", "DUPLICATE_MESSAGE", after=RELEASE_ALLOWED.name, rejected_receipt=True),
 ]

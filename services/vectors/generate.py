@@ -97,7 +97,10 @@ def _run(rt: Runtime, built: list[Built], timeout: float) -> dict[str, Any]:
     positions: dict[tuple[int, int], str] = {}
     try:
         for b in built:  # one at a time, so that offsets and the gate's order are the same every run
-            meta = producer.send(topics.REQUESTS, key=b.key, value=b.value).get(timeout=30)
+            # A record without a key goes to a random partition; here to the first, so that the
+            # position (which a REJECTED receipt's ids derive from) is the same on every run.
+            meta = producer.send(topics.REQUESTS, key=b.key, value=b.value,
+                                 partition=0 if b.key is None else None).get(timeout=30)
             positions[(meta.partition, meta.offset)] = b.case.name
     finally:
         producer.close()
@@ -125,7 +128,8 @@ def _run(rt: Runtime, built: list[Built], timeout: float) -> dict[str, Any]:
             pass
     finally:
         relay.producer.close()
-    expected = {"out": relay.stats["inbox"] + relay.stats["receipts"], "dlq": worker.stats["rejected"]}
+    published = relay.stats["inbox"] + relay.stats["receipts"] + relay.stats.get("rejected_receipts", 0)
+    expected = {"out": published, "dlq": worker.stats["rejected"]}
     outputs = [t for t in created if t.startswith(("inbox.", "receipts."))]
     return {"positions": positions, "out": _read(rt, outputs, expected["out"], timeout),
             "dlq": _read(rt, [topics.DEAD_LETTERS], expected["dlq"], timeout)}
@@ -184,13 +188,17 @@ def _documents(rt: Runtime, built: list[Built], captured: dict[str, Any]) -> dic
         owner = owners[0]
         kind = "receipt" if decoded.name == "dk.xledger.DecisionReceipt" else "delivery"
         vector = {
-            "name": f"{owner}.{kind}.{_slug(r['recipient'])}",
+            # A REJECTED receipt answers the whole request: its recipient is empty.
+            "name": f"{owner}.{kind}" + (f".{_slug(r['recipient'])}" if r["recipient"] else ""),
             "for": owner,
             "kafka": {"topic": rec.topic, "key": None if rec.key is None else rec.key.decode(),
                       "headers": {k: v.decode() for k, v in rec.headers}},
             "schema": decoded.name, "version": decoded.writer_version,
             "fingerprint": rec.value[2:10].hex(), "record": to_json(r), "hex": rec.value.hex(),
         }
+        if rejected:
+            # Derived from the topic, partition and offset the gate read the request from.
+            vector["position_dependent"] = ["receipt_id", "exchange_id", "x-delivery-id"]
         (receipts if kind == "receipt" else deliveries).append(vector)
         outputs[owner].append(vector)
     for rec in captured["dlq"]:
@@ -233,7 +241,7 @@ def _request_vector(rt: Runtime, b: Built, outputs: list[dict[str, Any]]) -> dic
     signer, key_id, _ = signing_key(c)
     expected: dict[str, Any]
     if c.rejected:
-        expected = {"gate": "REJECTED", "reason": c.expect}
+        expected = {"gate": "REJECTED", "reason": c.expect, "rejected_receipt": c.rejected_receipt}
     else:
         expected = {"gate": "DECIDED", "decisions": [
             {"recipient": org, "outcome": outcome, ("rule" if outcome == "ALLOW" else "reason"): code}
@@ -288,6 +296,11 @@ def _check_expectations(built: list[Built], docs: dict[str, dict[str, Any]]) -> 
             got = dead.get(c.name, {}).get("kafka", {}).get("headers", {}).get("x-error-reason")
             if got != c.expect:
                 problems.append(f"{c.name}: expected rejection {c.expect}, got {got or 'no dead letter'}")
+            answer = receipts.get(f"{c.name}.receipt", {}).get("record")
+            if c.rejected_receipt != (answer is not None and answer["outcome"] == "REJECTED"
+                                      and answer["reason"] == c.expect):
+                problems.append(f"{c.name}: expected {'a' if c.rejected_receipt else 'no'} REJECTED receipt "
+                                f"({c.expect}), got {answer and (answer['outcome'], answer['reason'])}")
             continue
         for org, (outcome, code) in c.expect.items():
             r = receipts.get(f"{c.name}.receipt.{_slug(org)}", {}).get("record")

@@ -148,10 +148,14 @@ def _table_codes(heading: str) -> set[str]:
 
 def test_every_dead_letter_reason_of_the_code_is_in_the_table():
     sources = [(REPO / "schemas" / "codec.py").read_text(), (REPO / "services" / "gate.py").read_text()]
-    in_code = {m for s in sources for m in re.findall(r'(?:Rejected|CodecError|_rejected)\(\s*(?:msg,\s*)?"([A-Z_]+)"', s)}
+    in_code = {m for s in sources for m in re.findall(r'(?:Rejected|CodecError|_rejected)\(\s*(?:\w+,\s*)?"([A-Z_]+)"', s)}
     in_code |= {m for s in sources for m in re.findall(r'reason="([A-Z_]+)"', s)}
+    # The key-status reasons: services/keyset.py's REJECTION table.
+    keyset = (REPO / "services" / "keyset.py").read_text()
+    in_code |= set(re.findall(r'"(KEY_[A-Z_]+)"', keyset.split("REJECTION =", 1)[1].split("\n", 1)[0]))
     in_code -= {"UNKNOWN_SCHEMA"}  # an encoding error of the project's own writer, never on the wire
-    assert {"BAD_SIGNATURE", "DUPLICATE_MESSAGE", "OVERSIZED", "INTERNAL_ERROR"} <= in_code  # the scan works
+    assert {"BAD_SIGNATURE", "DUPLICATE_MESSAGE", "OVERSIZED", "INTERNAL_ERROR", "UNKNOWN_KEY",
+            "KEY_REVOKED", "KEY_EXPIRED", "KEY_NOT_YET_VALID"} <= in_code  # the scan works
     assert in_code <= _table_codes("### Every dead-letter reason")
 
 
@@ -162,8 +166,8 @@ def test_every_receipt_outcome_is_in_the_table():
 
 
 def test_the_guides_client_gets_its_receipts_from_the_real_gate(guide, settings, tmp_path):
-    """The guide's code end to end: a registered key, an allowed and a denied release notice, the
-    receipts read and applied once each, and the delivery opened in the recipient's inbox."""
+    """The guide's code end to end: a registered key, an allowed, a denied and a rejected release notice,
+    the receipts read and applied once each, and the delivery opened in the recipient's inbox."""
     import dataclasses
     import datetime as dt
 
@@ -184,6 +188,8 @@ def test_the_guides_client_gets_its_receipts_from_the_real_gate(guide, settings,
                                            release=today + dt.timedelta(days=21), **facts)
     denied = guide["send_release_notice"](producer, schemas, key, "horserod-guide", cpr="0508882345",
                                           release=today + dt.timedelta(days=4 * 365), **facts)
+    rejected = guide["send_release_notice"](producer, schemas, key, "horserod-guide", cpr="3113911234",
+                                            release=today + dt.timedelta(days=21), **facts)  # not a real date
 
     receipts, deliveries, applied = [], [], set()
     # The embedded broker forms a group in about half the session timeout (45 s by default).
@@ -194,7 +200,7 @@ def test_the_guides_client_gets_its_receipts_from_the_real_gate(guide, settings,
     try:
         with running(runtime.gate_worker("gate-1"), runtime.relay()):
             deadline = dt.datetime.now() + dt.timedelta(seconds=60)
-            while (len(receipts) < 2 or not deliveries) and dt.datetime.now() < deadline:
+            while (len(receipts) < 3 or not deliveries) and dt.datetime.now() < deadline:
                 guide["apply_new"](consumers[0], applied, lambda v: receipts.append(guide["read_receipt"](schemas, v)))
                 guide["apply_new"](consumers[1], applied, lambda v: deliveries.append(guide["read_delivery"](schemas, v)))
     finally:
@@ -202,7 +208,8 @@ def test_the_guides_client_gets_its_receipts_from_the_real_gate(guide, settings,
             c.close()
         runtime.close()
     outcomes = {r["message_id"]: (r["outcome"], r["rule"] if r["outcome"] == "ALLOW" else r["reason"]) for r in receipts}
-    assert outcomes == {allowed: ("ALLOW", "P5"), denied: ("DENY", "DENY_SUBJECT_OUT_OF_SCOPE")}
+    assert outcomes == {allowed: ("ALLOW", "P5"), denied: ("DENY", "DENY_SUBJECT_OUT_OF_SCOPE"),
+                        rejected: ("REJECTED", "INVALID_RECORD")}
     [(delivery, payload_type, payload)] = deliveries
     assert (delivery["message_id"], payload_type, payload["full_name"]) == (
         allowed, "dk.xledger.payload.ReleaseNotice", "Testperson Delta")

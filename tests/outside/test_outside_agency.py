@@ -5,8 +5,8 @@ encoding, signing or Kafka: Apache ``avro`` with the specification's fingerprint
 Ed25519 key of its own made with ``cryptography``, and confluent-kafka (librdkafka) as
 producer and consumer. The project is used only for what the operator runs: the broker,
 the gate, the relay, and registering the agency's public key in the gate's key set.
-It publishes an allowed, a denied and two broken requests, then reads its receipts, the
-recipient's inbox and the dead-letter topic, on both ledger back-ends.
+It publishes an allowed, a denied and two broken requests, then reads its receipts (ALLOW, DENY and
+REJECTED), the recipient's inbox and the dead-letter topic, on both ledger back-ends.
 """
 
 from __future__ import annotations
@@ -96,7 +96,7 @@ def test_an_outside_agency_gets_receipts_and_a_delivery(settings, tmp_path):
                                                              declared=all_categories)
     denied_id, denied_key, denied = agency.release_notice("0508882345", today + dt.timedelta(days=4 * 365),
                                                           declared=all_categories)
-    _, _, malformed = agency.release_notice("3113911234", today + dt.timedelta(days=21), declared=all_categories)
+    malformed_id, _, malformed = agency.release_notice("3113911234", today + dt.timedelta(days=21), declared=all_categories)
     sent = {
         "allowed": agency.publish(allowed_key, allowed),
         "denied": agency.publish(denied_key, denied),
@@ -109,7 +109,7 @@ def test_an_outside_agency_gets_receipts_and_a_delivery(settings, tmp_path):
                            ["receipts.kriminalforsorgen.horserod", "inbox.kommune.326", "exchange.requests.dlq"])
     try:
         with running(runtime.gate_worker("gate-1"), runtime.relay()):
-            records = reader.read_until(lambda rs: _count(rs, "receipts.") >= 2 and _count(rs, "inbox.") >= 1
+            records = reader.read_until(lambda rs: _count(rs, "receipts.") >= 3 and _count(rs, "inbox.") >= 1
                                         and _count(rs, "exchange.requests.dlq") >= 2)
     finally:
         reader.close()
@@ -119,6 +119,12 @@ def test_an_outside_agency_gets_receipts_and_a_delivery(settings, tmp_path):
     by_message = {r["message_id"]: r for r in receipts}
     assert (by_message[allowed_id]["outcome"], by_message[allowed_id]["rule"]) == ("ALLOW", "P5")
     assert (by_message[denied_id]["outcome"], by_message[denied_id]["reason"]) == ("DENY", "DENY_SUBJECT_OUT_OF_SCOPE")
+    # The malformed request was signed correctly, so its sender hears why it was refused; the garbage
+    # cannot be attributed to anyone, so only the dead-letter topic has it.
+    rejected = by_message[malformed_id]
+    assert (rejected["outcome"], rejected["reason"], rejected["recipient"]) == ("REJECTED", "INVALID_RECORD", "")
+    assert "cpr" in rejected["detail"] and "3113911234" not in rejected["detail"]
+    assert len(receipts) == 3
     for r in records:
         if r.topic.startswith(("receipts.", "inbox.")):
             writer, decoded = agency.contracts.decode(r.value)
