@@ -124,7 +124,7 @@ def test_the_guides_kafka_code_against_the_broker(guide, broker):
     for _ in range(2):  # the relay's re-send after a crash: the same record twice
         producer.produce("inbox.kommune.326", key=delivery["kafka"]["key"].encode(), value=bytes.fromhex(delivery["hex"]),
                          headers=headers)
-    producer.flush(30)
+    producer.close()
 
     consumer = Consumer({"bootstrap.servers": broker.bootstrap, "group.id": "guide", "enable.auto.commit": False})
     try:
@@ -190,6 +190,7 @@ def test_the_guides_client_gets_its_receipts_from_the_real_gate(guide, settings,
                                           release=today + dt.timedelta(days=4 * 365), **facts)
     rejected = guide["send_release_notice"](producer, schemas, key, "horserod-guide", cpr="3113911234",
                                             release=today + dt.timedelta(days=21), **facts)  # not a real date
+    producer.close()
 
     receipts, deliveries, applied = [], [], set()
     # The embedded broker forms a group in about half the session timeout (45 s by default).

@@ -103,7 +103,7 @@ def test_an_outside_agency_gets_receipts_and_a_delivery(settings, tmp_path):
         "malformed": agency.publish(None, malformed),  # the CPR number is not a date: INVALID_RECORD
         "garbage": agency.publish(b"x", b"not an avro message"),
     }
-    agency.producer.flush(10)
+    agency.producer.close()
 
     reader = client.Reader(settings.bootstrap_servers,
                            ["receipts.kriminalforsorgen.horserod", "inbox.kommune.326", "exchange.requests.dlq"])

@@ -41,7 +41,7 @@ def _envelope_examples() -> dict[str, dict]:
         "dk.xledger.DecisionReceipt": {
             "receipt_id": "r", "exchange_id": "e", "message_id": "m", "recipient": "kommune:326", "outcome": "DENY",
             "rule": "C1", "via": None, "reason": "DENY_SUBJECT_OUT_OF_SCOPE", "citation": "rpl § 115",
-            "warnings": ["C6"], "policy_version": "sha256:00", "request_digest": "sha256:11",
+            "warnings": ["C6"], "policy_version": "sha256:00", "request_digest": "sha256:11", "detail": None,
         },
         "dk.xledger.DeliveredExchange": {
             "delivery_id": "d", "exchange_id": "e", "message_id": "m", "sender": {"org": "a", "role": "POLICE"},
@@ -115,6 +115,7 @@ def test_bytes_cross_libraries_over_confluent_kafka(broker):
         for writer, encode in (("fastavro", CODEC.encode), ("apache", CONTRACTS.encode)):
             client.publish(producer, topic, name.encode(), encode(name, EXAMPLES[name]), [("x-writer", writer.encode())])
             sent.append((name, writer))
+    producer.close()
     reader = client.Reader(broker.bootstrap, [topic])
     try:
         records = reader.read_until(lambda rs: len(rs) >= len(sent))
@@ -138,8 +139,14 @@ def test_librdkafka_murmur2_random_puts_keys_where_the_java_partitioner_does(bro
     finally:
         java.close()
     murmur = client.producer(broker.bootstrap)
-    assert [client.publish(murmur, topic, k, b"m")[0] for k in keys] == java_parts
+    try:
+        assert [client.publish(murmur, topic, k, b"m")[0] for k in keys] == java_parts
+    finally:
+        murmur.close()
     from confluent_kafka import Producer
 
     default = Producer({"bootstrap.servers": broker.bootstrap})  # partitioner=consistent_random
-    assert [client.publish(default, topic, k, b"d")[0] for k in keys] != java_parts
+    try:
+        assert [client.publish(default, topic, k, b"d")[0] for k in keys] != java_parts
+    finally:
+        default.close()
