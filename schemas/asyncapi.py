@@ -70,10 +70,17 @@ def build(registry: SchemaRegistry | None = None) -> dict[str, Any]:
         }
         for name in payload_names
     ]
+    signed = registry.versions("dk.xledger.SignedMessage")[0]
+    crc = int.from_bytes(signed.fingerprint, "little")
     single_object = (
         "Avro single-object encoding: the 2 bytes C3 01, the writer schema's 8-byte CRC-64-AVRO fingerprint "
-        "(little-endian), then the Avro binary body. Readers resolve the writer version found by the "
-        "fingerprint into their newest version of the same record."
+        "of its Parsing Canonical Form in little-endian byte order (least significant byte first), then the "
+        f"Avro binary body. Example: the CRC-64-AVRO of dk.xledger.SignedMessage v{signed.version} is "
+        f"0x{crc:016x}, written as the bytes {signed.fingerprint.hex()}; every `x-xledger-fingerprint` below "
+        "lists the 8 bytes in that wire order. The canonical form drops `doc`, `default`, `logicalType` and "
+        "every other attribute that does not affect parsing (Apache avro 1.12's Schema.fingerprint() keeps "
+        "logicalType and gives wrong bytes for schemas with a date field). Readers resolve the writer version "
+        "found by the fingerprint into their newest version of the same record."
     )
 
     doc: dict[str, Any] = {
@@ -276,6 +283,7 @@ def build(registry: SchemaRegistry | None = None) -> dict[str, Any]:
                     "schema": v.raw,
                     "x-xledger-version": v.version,
                     "x-xledger-fingerprint": v.fingerprint.hex(),
+                    "x-xledger-fingerprint-byte-order": "little-endian",
                     "x-xledger-latest": v.version == registry.latest(v.name).version,
                 }
                 for v in versions

@@ -106,6 +106,12 @@ class AvroCodec:
             return writer
         legacy = self.registry.by_legacy_fingerprint(fp)
         if legacy is None:
+            apache = self.registry.by_apache_avro_fingerprint(fp)
+            if apache is not None:
+                raise CodecError("UNKNOWN_FINGERPRINT", f"no schema has fingerprint {fp.hex()}; it is {apache.name} "
+                                 f"v{apache.version}'s fingerprint over a canonical form that keeps logicalType (as "
+                                 f"Apache avro 1.12's Schema.fingerprint() computes it), but the Parsing Canonical "
+                                 f"Form drops logicalType: {apache.fingerprint.hex()}")
             raise CodecError("UNKNOWN_FINGERPRINT", f"no schema has fingerprint {fp.hex()}")
         if not self.legacy_fingerprints:
             raise CodecError("UNKNOWN_FINGERPRINT", f"no schema has fingerprint {fp.hex()}; it is {legacy.name} "

@@ -64,6 +64,7 @@ class SchemaRegistry:
         self._by_fingerprint: dict[bytes, SchemaVersion] = {}
         self._by_legacy_fingerprint: dict[bytes, SchemaVersion] = {}
         self._by_name: dict[str, list[SchemaVersion]] = {}
+        self._by_apache_fingerprint: dict[bytes, SchemaVersion] | None = None
         for v in sorted(versions, key=lambda v: (v.name, v.version)):
             if v.fingerprint in self._by_fingerprint:
                 other = self._by_fingerprint[v.fingerprint]
@@ -107,6 +108,20 @@ class SchemaRegistry:
 
     def by_legacy_fingerprint(self, fp: bytes) -> SchemaVersion | None:
         return self._by_legacy_fingerprint.get(fp)
+
+    def by_apache_avro_fingerprint(self, fp: bytes) -> SchemaVersion | None:
+        """The schema whose fingerprint Apache avro 1.12's ``Schema.fingerprint()`` gives as ``fp``.
+
+        That library keeps ``logicalType`` in its canonical form, so for a schema with a date field
+        it computes other bytes than the specification; never valid, only named in errors.
+        """
+        if self._by_apache_fingerprint is None:
+            import avro.schema
+
+            self._by_apache_fingerprint = {
+                avro.schema.parse(json.dumps(v.raw)).fingerprint("CRC-64-AVRO"): v for v in self.all_versions()}
+        v = self._by_apache_fingerprint.get(fp)
+        return v if v is not None and v.fingerprint != fp else None
 
     def latest(self, name: str) -> SchemaVersion:
         try:

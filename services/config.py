@@ -76,7 +76,7 @@ class Settings:
     ssl_cafile: str = ""
     ssl_certfile: str = ""
     ssl_keyfile: str = ""
-    # Group timing: fast values suit the embedded broker (see services/README.md).
+    # Group timing: fast values suit the embedded broker (see docs/architecture.md, "Running it").
     session_timeout_ms: int = 10000
     heartbeat_interval_ms: int = 3000
     max_poll_interval_ms: int = 300000

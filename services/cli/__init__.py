@@ -36,9 +36,11 @@ app.add_typer(policy_app, name="policy", help="Check, explain and assess disclos
 from services.cli import (  # noqa: E402
     agency, audit, demo, escalation, keys, ledger, review, schemas, services, topics, witness,
 )
+from services.cli import vectors  # noqa: E402  (mounted under schemas)
 
 for _module in (demo, services, keys, agency, ledger, audit, review, witness):
     _module.register(app=app, subject_app=subject_app, policy_app=policy_app)
+schemas.app.add_typer(vectors.app, name="vectors")
 app.add_typer(schemas.app, name="schemas")
 app.add_typer(topics.app, name="topics")
 app.add_typer(escalation.app, name="escalation")

@@ -92,3 +92,17 @@ def test_cli_asyncapi(tmp_path):
     result = runner.invoke(app, ["asyncapi"])
     assert result.exit_code == 0 and result.output == render()
     assert runner.invoke(app, ["asyncapi", "--help"]).exit_code == 0
+
+
+def test_fingerprints_are_the_specifications_wire_bytes():
+    """Every x-xledger-fingerprint is the CRC-64-AVRO of the Parsing Canonical Form, little-endian,
+    computed independently of the registry (tests/outside/client.py)."""
+    import yaml
+
+    from tests.outside import client
+
+    doc = yaml.safe_load(ASYNCAPI_PATH.read_text(encoding="utf-8"))
+    assert "little-endian" in doc["info"]["description"] and "8e675cc7c3ab57d9" in doc["info"]["description"]
+    for key, entry in doc["components"]["schemas"].items():
+        assert entry["x-xledger-fingerprint"] == client.fingerprint(entry["schema"]).hex(), key
+        assert entry["x-xledger-fingerprint-byte-order"] == "little-endian"

@@ -1,6 +1,6 @@
 """The single-object header follows the Avro specification: C3 01, then the CRC-64-AVRO
 fingerprint of the parsing canonical form, little-endian. Checked against the specification's
-own algorithm (written out here from the spec text, not taken from our code) and against the
+own algorithm (written out from the spec text in tests/outside/client.py, not taken from our code) and against the
 byte-reversed form that releases before 2026-11-30 wrote, which old ledgers hold."""
 
 from __future__ import annotations
@@ -9,29 +9,12 @@ import pytest
 
 from schemas.codec import HEADER_LEN, AvroCodec, CodecError
 from schemas.registry import default_registry
+from tests.outside.client import crc64_avro
 from tests.schemas.examples import PAYLOADS
 
-EMPTY = 0xC15D213AA4D7A795  # the specification's CRC-64-AVRO "empty" value
-
-
-def _table() -> list[int]:
-    table = []
-    for i in range(256):
-        fp = i
-        for _ in range(8):
-            fp = (fp >> 1) ^ (EMPTY & -(fp & 1))
-        table.append(fp)
-    return table
-
-
-TABLE = _table()
-
-
 def spec_fingerprint64(data: bytes) -> int:
-    fp = EMPTY
-    for b in data:
-        fp = (fp >> 8) ^ TABLE[(fp ^ b) & 0xFF]
-    return fp
+    # The specification's CRC-64-AVRO, as the independent client (tests/outside/client.py) writes it.
+    return crc64_avro(data)
 
 
 def test_signed_message_fingerprint_is_the_specifications_bytes():
@@ -78,3 +61,19 @@ def test_the_gate_reads_the_wire_in_the_standard_form_only():
     rt = Runtime(Settings.development())
     assert rt.pipeline().codec.legacy_fingerprints is False
     assert rt.codec.legacy_fingerprints is True  # stored data of earlier releases
+
+
+def test_apache_avro_fingerprint_is_named():
+    """avro 1.12's Schema.fingerprint() keeps logicalType: the error says so and gives the right bytes."""
+    import json
+
+    import avro.schema
+
+    name = "dk.xledger.payload.CaseNote"  # has date fields
+    v = default_registry().latest(name)
+    apache = avro.schema.parse(json.dumps(v.raw)).fingerprint("CRC-64-AVRO")
+    data = AvroCodec().encode(name, PAYLOADS[name])
+    with pytest.raises(CodecError) as info:
+        AvroCodec(legacy_fingerprints=False).decode(data[:2] + apache + data[HEADER_LEN:])
+    assert info.value.reason == "UNKNOWN_FINGERPRINT"
+    assert "logicalType" in info.value.message and v.fingerprint.hex() in info.value.message
