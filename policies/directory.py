@@ -40,6 +40,11 @@ class Org(_D):
     roles: list[Role] = Field(min_length=1)
     valid_from: date | None = None
     valid_to: date | None = None
+    institution: str | None = None
+    # provenance: the public source the entry was checked against, when, and any caveat
+    source: str | None = None
+    checked: date | None = None
+    note: str | None = None
 
     def valid_on(self, d: date) -> bool:
         return (self.valid_from is None or self.valid_from <= d) and (
@@ -59,6 +64,9 @@ class CooperationInstance(_D):
     members: list[Union[str, MemberSpec]]
     valid_from: date | None = None
     valid_to: date | None = None
+    source: str | None = None
+    checked: date | None = None
+    note: str | None = None
 
 
 class _OrgFile(_D):
