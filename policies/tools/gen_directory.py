@@ -96,7 +96,7 @@ def build(data: dict | None = None) -> tuple[dict, dict]:
     for s, pd in d["police_districts"].items():
         oid = f"kriminalforsorgen:kif-{s}"
         kif_of[s] = oid
-        orgs[oid] = {"name": d["kif_name"].format(district=pd["name"]), "kind": "kif",
+        orgs[oid] = {"name": d["kif_name"].format(district=pd["name"]), "kind": "kriminalforsorgen_kif",
                      "roles": ["KRIMINALFORSORGEN"], "police_district": f"politikreds:{s}",
                      **_sourced({"note": "KiF office of the district, modelled; see kif_name in "
                                          "directory_data.yaml"}, checked, list(d["kif_sources"]))}
