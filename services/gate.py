@@ -439,9 +439,10 @@ class GateWorker:
                                    if isinstance(r, RejectedMessage)])
         next_offset = fresh[-1].offset + 1
         try:
-            self.ledger.record(self._directory_snapshot() + results,
-                               Tracking(kafka_tracking_name(tp.topic, tp.partition), next_offset))
-            self._directory_recorded = True
+            # the directory the decisions name, stored with the first ones (not with rejections only)
+            snapshot = self._directory_snapshot() if len(rejected) < len(results) else []
+            self.ledger.record(snapshot + results, Tracking(kafka_tracking_name(tp.topic, tp.partition), next_offset))
+            self._directory_recorded = self._directory_recorded or bool(snapshot)
         except IntegrityError:
             # Another member recorded this range first (a rebalance overlapped): resume from the ledger.
             log.warning("gate.batch_already_recorded", worker=self.name, partition=tp.partition, first_offset=fresh[0].offset)
