@@ -16,27 +16,35 @@ URL = re.compile(r"^https?://\S+( https?://\S+)*$")
 TESTDATA = "urn:xledger:testdata"
 
 
-@pytest.mark.parametrize("kind", ["organisations", "cooperations"])
-def test_every_entry_has_a_source_and_a_check_date(kind):
-    entries = DIR.orgs if kind == "organisations" else DIR.cooperations
+def unsourced(directory: Directory, kind: str) -> list[str]:
+    """Entries without a source URL (fictional test entities: the test-data URN) or a check date."""
+    entries = directory.orgs if kind == "organisations" else directory.cooperations
     missing = []
     for oid, e in entries.items():
         fictional = getattr(e, "kind", None) in ("selvejende", "privat")
         ok_source = e.source is not None and (URL.match(e.source) or (fictional and e.source == TESTDATA))
         if not ok_source or not isinstance(e.checked, date):
             missing.append(oid)
+    return missing
+
+
+@pytest.mark.parametrize("kind", ["organisations", "cooperations"])
+def test_every_entry_has_a_source_and_a_check_date(kind):
+    missing = unsourced(DIR, kind)
     assert not missing, f"{kind} without source URL or checked date: {missing[:10]}"
 
 
-def test_an_entry_without_source_is_refused_by_the_test(tmp_path):
-    """The check above bites: a directory with one unsourced organisation fails it."""
+def test_the_check_finds_an_entry_without_source_or_date(tmp_path):
     orgs, coops = gen_directory.build()
     orgs["kommune:101"].pop("source")
+    orgs["politikreds:fyn"]["source"] = "trap.lex.dk/Fyns_Politi"  # not a URL
+    coops["ssp:aarhus"].pop("checked")
     o, c = gen_directory.render(orgs, coops)
     (tmp_path / "organisations.yaml").write_text(o, encoding="utf-8")
     (tmp_path / "cooperations.yaml").write_text(c, encoding="utf-8")
     d = Directory.load(tmp_path)
-    assert d.orgs["kommune:101"].source is None
+    assert unsourced(d, "organisations") == ["kommune:101", "politikreds:fyn"]
+    assert unsourced(d, "cooperations") == ["ssp:aarhus"]
 
 
 def test_generated_files_are_what_the_generator_makes():
