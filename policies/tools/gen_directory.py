@@ -68,7 +68,7 @@ def build(data: dict | None = None) -> tuple[dict, dict]:
             "name": name, "kind": "municipality", "code": f"{code:03d}", "slug": slug,
             "police_district": f"politikreds:{dist}", "region": f"region:{region}",
             "roles": MUNI_ROLES,
-            **_sourced({}, checked, list(d["municipality_sources"])
+            **_sourced({"note": d.get("municipality_note")}, checked, list(d["municipality_sources"])
                        + [d["police_districts"][dist]["source"]]),
         }
     for s, pd in d["police_districts"].items():
