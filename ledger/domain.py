@@ -28,6 +28,11 @@ def delivery_id(exchange: UUID, recipient: str, kind: str) -> UUID:
     return uuid5(_NS, f"delivery|{exchange}|{recipient}|{kind}")
 
 
+def directory_snapshot_id(version: str) -> UUID:
+    # Content-addressed: one aggregate per directory version, however many gates record it.
+    return uuid5(_NS, f"directory|{version}")
+
+
 def sealed_message_aad(exchange: UUID) -> bytes:
     # Binds a sealed message to its exchange, so a blob moved to another event fails to open.
     return f"exchange:{exchange}".encode()
@@ -187,3 +192,19 @@ class SubjectErasure(Aggregate):
         self.subject = subject
         self.key_id = key_id
         self.reason = reason
+
+
+class DirectorySnapshot(Aggregate):
+    """The organisation directory a gate decided with, stored the first time a decision names its
+    version (``decision["directory_version"]``), so every decision can be re-decided under the
+    directory in force when it was made. Public facts only: no personal data."""
+
+    # ``directory_version``, not ``version``: an aggregate's ``version`` is its event count.
+    @staticmethod
+    def create_id(directory_version: str, **_: Any) -> UUID:
+        return directory_snapshot_id(directory_version)
+
+    @event("Recorded")
+    def __init__(self, *, directory_version: str, content: dict[str, Any]) -> None:
+        self.directory_version = directory_version
+        self.content = content

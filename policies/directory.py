@@ -7,17 +7,22 @@ sign for an authority is not directory data: the deployment's key set says so
 """
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 from datetime import date
+from functools import cached_property
 from pathlib import Path
-from typing import Literal, Union
+from typing import Any, Literal, Union
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from .model import Role, format_loc
+from .model import Role, canonical_json, format_loc
 
 DIRECTORY_DIR = Path(__file__).parent / "directory"
+# The directory every decision recorded before decisions carried a directory version was made
+# under: the shipped directory was unchanged from the first release until then (issue #14).
+LEGACY_DIRECTORY_DIR = DIRECTORY_DIR / "legacy"
 
 
 class DirectoryError(ValueError):
@@ -40,6 +45,11 @@ class Org(_D):
     roles: list[Role] = Field(min_length=1)
     valid_from: date | None = None
     valid_to: date | None = None
+    institution: str | None = None
+    # provenance: the public source the entry was checked against, when, and any caveat
+    source: str | None = None
+    checked: date | None = None
+    note: str | None = None
 
     def valid_on(self, d: date) -> bool:
         return (self.valid_from is None or self.valid_from <= d) and (
@@ -59,6 +69,9 @@ class CooperationInstance(_D):
     members: list[Union[str, MemberSpec]]
     valid_from: date | None = None
     valid_to: date | None = None
+    source: str | None = None
+    checked: date | None = None
+    note: str | None = None
 
 
 class _OrgFile(_D):
@@ -116,9 +129,39 @@ class Directory:
     @classmethod
     def load(cls, path: str | Path | None = None) -> "Directory":
         p = Path(path) if path is not None else DIRECTORY_DIR
+        if not p.is_dir():
+            raise DirectoryError(str(p), "<directory>", "not a directory holding organisations.yaml "
+                                 "and cooperations.yaml")
         orgs = _read(p / "organisations.yaml", _OrgFile).organisations  # type: ignore[attr-defined]
         coops = _read(p / "cooperations.yaml", _CoopFile).cooperations  # type: ignore[attr-defined]
         return cls(orgs, coops)
+
+    # ------------------------------------------------------------------ version
+    def snapshot(self) -> dict[str, Any]:
+        """The whole directory as plain JSON data: what the ledger stores and the version hashes."""
+        return {
+            "organisations": {k: v.model_dump(mode="json", exclude_none=True) for k, v in self.orgs.items()},
+            "cooperations": {k: v.model_dump(mode="json", exclude_none=True)
+                             for k, v in self.cooperations.items()},
+        }
+
+    @cached_property
+    def version(self) -> str:
+        """``sha256:`` + sha256 of the snapshot's canonical JSON (sorted keys, no whitespace,
+        UTF-8): a content address, the same for the same facts however the YAML is laid out."""
+        return "sha256:" + hashlib.sha256(canonical_json(self.snapshot()).encode("utf-8")).hexdigest()
+
+    @classmethod
+    def from_snapshot(cls, data: dict[str, Any], *, source: str = "snapshot") -> "Directory":
+        try:
+            orgs = _OrgFile.model_validate({"organisations": data["organisations"]}).organisations
+            coops = _CoopFile.model_validate({"cooperations": data["cooperations"]}).cooperations
+        except KeyError as e:
+            raise DirectoryError(source, "<snapshot>", f"missing {e.args[0]!r}") from None
+        except ValidationError as e:
+            err = e.errors()[0]
+            raise DirectoryError(source, format_loc(err["loc"]), err["msg"]) from None
+        return cls(orgs, coops)  # type: ignore[arg-type]
 
     # ------------------------------------------------------------------ queries
     def org(self, org_id: str) -> Org | None:

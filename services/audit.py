@@ -20,6 +20,7 @@ from policies.bundle import Bundle, BundleSet, load_bundle
 from policies.directory import Directory
 from policies.engine import PolicyEngine
 from schemas.codec import AvroCodec
+from services.directories import DirectoryResolver
 from services.gate import GatePipeline, Inbound, Rejected, Work
 
 _REQUESTED = "Exchange.Requested"
@@ -99,33 +100,58 @@ class PinnedBundleSet(BundleSet):
         return self.bundles[0]
 
 
+class UnknownDirectory(Exception):
+    """The decision names a directory version that is neither in the ledger nor shipped."""
+
+    def __init__(self, version: str):
+        super().__init__(version)
+        self.version = version
+
+
 class Redecider:
-    """Rebuilds the policy request from the sealed message exactly like the gate, and decides it."""
+    """Rebuilds the policy request from the sealed message exactly like the gate, and decides it.
+
+    Each recorded decision is decided with a bundle (chosen by the caller: its recorded policy
+    version, or a proposed one) and a directory chosen by ``directories``: by default the one the
+    decision recorded (``services.directories``); ``directory`` forces one for all (a what-if)."""
 
     def __init__(self, ledger: Any, master_key: str | bytes, pseudonym_secret: bytes, keys: Any,
-                 directory: Directory | None = None, codec: AvroCodec | None = None):
+                 directory: Directory | None = None, codec: AvroCodec | None = None,
+                 directories: DirectoryResolver | None = None):
         self.ledger = ledger
         self.sealer = LedgerSealer.for_ledger(ledger, master_key)
         self.secret = pseudonym_secret
         self.keys = keys  # the authority key set (services.keyset), with every key that ever signed
-        self.directory = directory or Directory.load()
+        self.directories = directories or DirectoryResolver(ledger, override=directory)
         self.codec = codec or AvroCodec()
-        self._engines: dict[str, PolicyEngine] = {}
+        self._engines: dict[tuple[str, str], PolicyEngine] = {}
 
-    def engine(self, bundle: Bundle) -> PolicyEngine:
-        if bundle.version not in self._engines:
-            self._engines[bundle.version] = PolicyEngine(PinnedBundleSet(bundle), self.directory)
-        return self._engines[bundle.version]
+    def engine(self, bundle: Bundle, directory: Directory) -> PolicyEngine:
+        key = (bundle.version, directory.version)
+        if key not in self._engines:
+            self._engines[key] = PolicyEngine(PinnedBundleSet(bundle), directory)
+        return self._engines[key]
 
-    def decide(self, rec: Recorded, bundle: Bundle) -> dict[str, Any]:
-        """The decision the gate would record today under ``bundle``.
+    def directory_for(self, rec: Recorded) -> tuple[Directory, str]:
+        """The directory ``rec`` is re-decided under and how it was chosen (recorded, legacy,
+        what-if). Raises UnknownDirectory."""
+        directory, how = self.directories.resolve(rec.decision)
+        if directory is None:
+            raise UnknownDirectory(rec.decision.get("directory_version", ""))
+        return directory, how
 
-        Raises SubjectErased (not re-evaluable), DecryptionError or Rejected (a problem).
+    def decide(self, rec: Recorded, bundle: Bundle, directory: Directory | None = None) -> dict[str, Any]:
+        """The decision the gate would record today under ``bundle`` and ``directory`` (default:
+        the directory the decision was made with).
+
+        Raises SubjectErased (not re-evaluable), DecryptionError, Rejected or UnknownDirectory.
         """
+        if directory is None:
+            directory, _ = self.directory_for(rec)
         raw = self.sealer.open(rec.subject, rec.sealed_message, sealed_message_aad(rec.exchange_id))
         src = rec.source or {}
         msg = Inbound(src.get("topic", ""), int(src.get("partition", 0)), int(src.get("offset", 0)), raw)
-        pipeline = GatePipeline(self.engine(bundle), self.sealer, self.secret, self.keys, self.codec)
+        pipeline = GatePipeline(self.engine(bundle, directory), self.sealer, self.secret, self.keys, self.codec)
         # The sender's key is judged as the gate judged it: at the time the gate checked it
         # (recorded since keys rotate; before that, the time of the decision).
         w = Work(msg, at=rec.verified_at)
@@ -247,6 +273,9 @@ class ReevaluationReport:
     errors: list[dict[str, str]] = field(default_factory=list)  # unknown policy version, undecryptable, rejected
     # escalated recipients by their status after legal review (the recorded ESCALATE stays the decision)
     reviewed: dict[str, int] = field(default_factory=lambda: {"APPROVED": 0, "REFUSED": 0, "OPEN": 0})
+    # decisions by the directory they were re-decided under: recorded (named by the decision),
+    # legacy (recorded before directory versions: the legacy snapshot), what-if (--directory)
+    directories: dict[str, int] = field(default_factory=dict)
 
     @property
     def ok(self) -> bool:
@@ -255,7 +284,7 @@ class ReevaluationReport:
     def to_dict(self) -> dict[str, Any]:
         return {"checked": self.checked, "agreeing": self.agreeing, "ok": self.ok,
                 "divergent": [d.to_dict() for d in self.divergent], "not_reevaluable": self.not_reevaluable,
-                "errors": self.errors, "reviewed": self.reviewed}
+                "errors": self.errors, "reviewed": self.reviewed, "directories": self.directories}
 
 
 def diff_decisions(recorded: dict[str, Any], recomputed: dict[str, Any]) -> list[tuple[str, str, Any, Any]]:
@@ -301,7 +330,12 @@ def reevaluate(ledger: Any, redecider: Redecider, bundles: Any,
             report.errors.append({**ident, "error": "UNKNOWN_POLICY_VERSION", "detail": version})
             continue
         try:
-            recomputed = redecider.decide(rec, bundle)
+            directory, how = redecider.directory_for(rec)
+            report.directories[how] = report.directories.get(how, 0) + 1
+            recomputed = redecider.decide(rec, bundle, directory)
+        except UnknownDirectory as exc:
+            report.errors.append({**ident, "error": "UNKNOWN_DIRECTORY_VERSION", "detail": exc.version})
+            continue
         except SubjectErased:
             report.not_reevaluable.append({**ident, "reason": "SUBJECT_ERASED"})
             continue
@@ -339,6 +373,7 @@ class ImpactReport:
     # the same groups, with the decisions they hold: message id, recipient, exchange id, exchange date
     decided: dict[tuple[tuple[str, str, str], tuple[str, str, str]], list[dict[str, str]]] = field(default_factory=dict)
     recorded_under: dict[str, int] = field(default_factory=dict)  # bundle name (or version) -> requests
+    directories: dict[str, int] = field(default_factory=dict)  # recorded / legacy / what-if -> requests
     first_day: date | None = None
     last_day: date | None = None
 
@@ -371,6 +406,7 @@ class ImpactReport:
             "since": self.since.isoformat() if self.since else None,
             "period": [d.isoformat() for d in (self.first_day, self.last_day)] if self.first_day else None,
             "recorded_under": self.recorded_under,
+            "directories": self.directories,
             "requests": self.requests, "decisions": self.decisions, "unchanged": self.unchanged,
             "flipped": self.flipped, "changed_rule_or_reason": self.changed,
             "flips": self.groups("flips", examples), "changes": self.groups("changes", examples),
@@ -396,7 +432,13 @@ def impact(ledger: Any, redecider: Redecider, bundle: Bundle, *, since: date | N
         report.first_day = min(report.first_day or day, day)
         report.last_day = max(report.last_day or day, day)
         try:
-            recomputed = redecider.decide(rec, bundle)
+            directory, how = redecider.directory_for(rec)
+            report.directories[how] = report.directories.get(how, 0) + 1
+            recomputed = redecider.decide(rec, bundle, directory)
+        except UnknownDirectory as exc:
+            report.skipped.append({"message_id": rec.message_id, "sender": rec.sender,
+                                   "reason": f"UNKNOWN_DIRECTORY_VERSION {exc.version}"})
+            continue
         except SubjectErased:
             report.skipped.append({"message_id": rec.message_id, "sender": rec.sender, "reason": "SUBJECT_ERASED"})
             continue
@@ -404,22 +446,27 @@ def impact(ledger: Any, redecider: Redecider, bundle: Bundle, *, since: date | N
             report.skipped.append({"message_id": rec.message_id, "sender": rec.sender,
                                    "reason": getattr(exc, "reason", type(exc).__name__)})
             continue
-        new = {r["recipient"]: r for r in recomputed["results"]}
-        for old in rec.decision["results"]:
-            report.decisions += 1
-            nr = new.get(old["recipient"])
-            if nr is None:
-                continue
-            a = (old["outcome"], old.get("rule") or "", old.get("reason") or "")
-            b = (nr["outcome"], nr.get("rule") or "", nr.get("reason") or "")
-            if a == b:
-                report.unchanged += 1
-                continue
-            (report.flips if a[0] != b[0] else report.changes).setdefault((a, b), []).append(rec.message_id)
-            report.decided.setdefault((a, b), []).append({
-                "message_id": rec.message_id, "recipient": old["recipient"], "exchange_id": str(rec.exchange_id),
-                "occurred_on": rec.occurred_on.isoformat()})
+        tally(report, rec, rec.decision["results"], recomputed["results"])
     return report
+
+
+def tally(report: ImpactReport, rec: Recorded, before: list[dict[str, Any]], after: list[dict[str, Any]]) -> None:
+    """Adds one request's per-recipient results, before and after, to the report's groups."""
+    new = {r["recipient"]: r for r in after}
+    for old in before:
+        report.decisions += 1
+        nr = new.get(old["recipient"])
+        if nr is None:
+            continue
+        a = (old["outcome"], old.get("rule") or "", old.get("reason") or "")
+        b = (nr["outcome"], nr.get("rule") or "", nr.get("reason") or "")
+        if a == b:
+            report.unchanged += 1
+            continue
+        (report.flips if a[0] != b[0] else report.changes).setdefault((a, b), []).append(rec.message_id)
+        report.decided.setdefault((a, b), []).append({
+            "message_id": rec.message_id, "recipient": old["recipient"], "exchange_id": str(rec.exchange_id),
+            "occurred_on": rec.occurred_on.isoformat()})
 
 
 def _triple(t: dict[str, str]) -> str:

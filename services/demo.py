@@ -40,7 +40,8 @@ class DemoError(Exception):
     pass
 
 # Synthetic CPR numbers: valid in form and date, made up for the demo.
-KSP_SENDER = ("kriminalforsorgen:horserod", "KRIMINALFORSORGEN")
+# Kriminalforsorgen i Frihed in Midt- og Vestsjælland: a member of Kalundborg's KSP (the directory).
+KSP_SENDER = ("kriminalforsorgen:kif-midt-vestsjaelland", "KRIMINALFORSORGEN")
 KALUNDBORG_SOCIAL = ("kommune:326", "MUNI_SOCIAL_ADULT")
 
 
@@ -93,7 +94,7 @@ def release_notice(today: date, *, cpr: str, name: str, release_in_days: int, ag
         "payload": {
             "cpr": cpr,
             "full_name": name,
-            "institution": "Anstalten ved Horserød",
+            "institution": "Horserød Fængsel",
             "release_date": release,
             "release_type": "PAROLE",
             "conditions": ["Tilsyn af Kriminalforsorgen i frihed", "Misbrugsbehandling"],

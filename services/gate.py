@@ -21,7 +21,7 @@ from kafka.errors import KafkaError
 from pydantic import ValidationError
 
 from ledger.application import LEDGER_UNAVAILABLE, IntegrityError, Ledger, Tracking, kafka_tracking_name
-from ledger.domain import Exchange, RejectedMessage, exchange_id, sealed_message_aad
+from ledger.domain import DirectorySnapshot, Exchange, RejectedMessage, exchange_id, sealed_message_aad
 from policies.engine import PolicyEngine
 from policies.model import ExchangeRequest, InvalidRequest
 from schemas.categories import present_categories
@@ -170,6 +170,9 @@ class GatePipeline:
             # Which key verified the sender, and when: part of the decision record itself.
             w.decision["signer_key_id"] = w.key_id
             w.decision["verified_at"] = w.at.isoformat()
+            # The directory decided with, beside the bundle's policy version (its snapshot is in
+            # the ledger: GateWorker records it once), so an audit re-decides under the same facts.
+            w.decision["directory_version"] = self.engine.directory.version
         except ValidationError as exc:
             fields = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
             raise Rejected("INVALID_REQUEST", fields) from None
@@ -313,6 +316,7 @@ class GateWorker:
         self._positions: dict[TopicPartition, int] = {}
         self._broker_lost = False
         self._last_watch = 0.0
+        self._directory_recorded = False  # the engine's directory snapshot is known to be in the ledger
 
     # -- group membership ------------------------------------------------------------------
 
@@ -435,7 +439,10 @@ class GateWorker:
                                    if isinstance(r, RejectedMessage)])
         next_offset = fresh[-1].offset + 1
         try:
-            self.ledger.record(results, Tracking(kafka_tracking_name(tp.topic, tp.partition), next_offset))
+            # the directory the decisions name, stored with the first ones (not with rejections only)
+            snapshot = self._directory_snapshot() if len(rejected) < len(results) else []
+            self.ledger.record(snapshot + results, Tracking(kafka_tracking_name(tp.topic, tp.partition), next_offset))
+            self._directory_recorded = self._directory_recorded or bool(snapshot)
         except IntegrityError:
             # Another member recorded this range first (a rebalance overlapped): resume from the ledger.
             log.warning("gate.batch_already_recorded", worker=self.name, partition=tp.partition, first_offset=fresh[0].offset)
@@ -454,6 +461,19 @@ class GateWorker:
             self.consumer.commit({tp: OffsetAndMetadata(next_offset, "", -1)})
         except KafkaError as exc:  # informational only: the ledger holds the real position
             log.warning("gate.commit_failed", worker=self.name, error=type(exc).__name__)
+
+    def _directory_snapshot(self) -> list:
+        """The directory snapshot to store with this batch: only the first time, in the same
+        transaction as the first decisions that name it. Another gate storing it first makes
+        this batch's record fail with IntegrityError; it is then retried and finds it."""
+        if self._directory_recorded:
+            return []
+        directory = self.pipeline.engine.directory
+        snapshot = DirectorySnapshot(directory_version=directory.version, content=directory.snapshot())
+        if self.ledger.existing([snapshot.id]):
+            self._directory_recorded = True
+            return []
+        return [snapshot]
 
     def _reject_duplicates(self, results: list, records: list) -> list:
         """A message id seen before (in the ledger or earlier in this batch) is recorded as a duplicate."""

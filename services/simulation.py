@@ -18,7 +18,9 @@ from typing import Any, Callable
 from services.agencies import ASSESSMENT, CASE_NOTE, CONCERN, INTAKE, MEASURE, REFERRAL, RELEASE, STATISTICS
 
 POLICE = ("politikreds:midt-vestsjaelland", "POLICE")
-HORSEROD = ("kriminalforsorgen:horserod", "KRIMINALFORSORGEN")
+HORSEROD = ("kriminalforsorgen:horserod", "KRIMINALFORSORGEN")  # Horserød Fængsel, Nordsjællands Politi
+# The district's Kriminalforsorgen i Frihed: Kriminalforsorgen's KSP partner in Midt- og Vestsjælland.
+KIF = ("kriminalforsorgen:kif-midt-vestsjaelland", "KRIMINALFORSORGEN")
 KIF_AREA = ("kriminalforsorgen:omraade-sjaelland", "KRIMINALFORSORGEN")
 PSYCH = ("region:sjaelland", "TREATMENT_PSYCH")
 SOCIAL_PSYCH = ("region:sjaelland", "SOCIAL_PSYCH")
@@ -29,7 +31,8 @@ UNGEHUSET = ("selvejende:ungehuset-kalundborg", "SELF_GOV_SOCIAL")
 MENTOR = ("privat:mentorhuset-test", "PRIVATE_ENTITY")
 DISTRICT = "politikreds:midt-vestsjaelland"
 INFOHUS = "infohus:midt-vestsjaelland"
-MUNICIPALITIES = {"326": "kalundborg", "316": "holbaek", "330": "slagelse", "340": "soro"}
+# four of the district's ten municipalities (Slagelse and Sorø belong to Sydsjællands og Lolland-Falsters Politi)
+MUNICIPALITIES = {"326": "kalundborg", "316": "holbaek", "329": "ringsted", "265": "roskilde"}
 
 
 def muni(code: str, role: str) -> tuple[str, str]:
@@ -103,7 +106,7 @@ def _case_note(cpr: str, name: str, day: date, author: str, *, crime: bool = Fal
 
 def _release(cpr: str, name: str, release: date) -> dict[str, Any]:
     return {
-        "cpr": cpr, "full_name": name, "institution": "Anstalten ved Horserød", "release_date": release,
+        "cpr": cpr, "full_name": name, "institution": "Horserød Fængsel", "release_date": release,
         "release_type": "PAROLE", "conditions": ["Tilsyn af Kriminalforsorgen i frihed"],
         "housing_need": "Har ingen bolig efter løsladelse.", "treatment_need": "Fortsat misbrugsbehandling.",
     }
@@ -203,14 +206,14 @@ def build_week(today: date, seed: int = 7) -> list[tuple[date, Case]]:
         # KSP: release in three weeks (P5) to social services and police; four years left (out of scope).
         cpr5, name5, age5 = people.person(rng.randint(22, 45))
         release = today + timedelta(days=rng.randint(10, 40))
-        add(Case(f"KSP {slug}: Horserød → municipality + police, release soon", "P5", HORSEROD, dict(
+        add(Case(f"KSP {slug}: KiF → municipality + police, release soon", "P5", KIF, dict(
             payload_type=RELEASE, payload=_release(cpr5, name5, release),
             recipients=[muni(code, "MUNI_SOCIAL_ADULT"), POLICE], context="KSP", cooperation_id=ksp,
             purpose="RELEASE_PLANNING", subject={"age": age5, "convicted": True, "custody_status": "IN_KIF_INSTITUTION",
                                                  "release_date": release},
             necessity="Bolig og misbrugsbehandling skal være klar på løsladelsesdagen.")))
         far = today + timedelta(days=4 * 365)
-        add(Case(f"KSP {slug}: Horserød → municipality, four years left", "DENY_SUBJECT_OUT_OF_SCOPE", HORSEROD, dict(
+        add(Case(f"KSP {slug}: KiF → municipality, four years left", "DENY_SUBJECT_OUT_OF_SCOPE", KIF, dict(
             payload_type=RELEASE, payload=_release(cpr5, name5, far),
             recipients=[muni(code, "MUNI_SOCIAL_ADULT")], context="KSP", cooperation_id=ksp,
             purpose="RELEASE_PLANNING", subject={"age": age5, "convicted": True, "custody_status": "IN_KIF_INSTITUTION",
@@ -241,7 +244,7 @@ def build_week(today: date, seed: int = 7) -> list[tuple[date, Case]]:
         necessity="Kommunen skal kunne tilbyde exitprogram straks efter løsladelsen.")))
     cpr, name, age = people.person(41)
     later = today + timedelta(days=180)
-    add(Case("KSP kalundborg: Horserød → municipality, release in six months", "DENY_SUBJECT_OUT_OF_SCOPE", HORSEROD,
+    add(Case("KSP kalundborg: KiF → municipality, release in six months", "DENY_SUBJECT_OUT_OF_SCOPE", KIF,
              expect_by_bundle={"dk-115-2026-12-15": "P5"}, request=dict(
         payload_type=RELEASE, payload=_release(cpr, name, later), recipients=[muni("326", "MUNI_SOCIAL_ADULT")],
         context="KSP", cooperation_id="ksp:kalundborg", purpose="RELEASE_PLANNING",
@@ -288,8 +291,8 @@ def build_week(today: date, seed: int = 7) -> list[tuple[date, Case]]:
         payload_type=ASSESSMENT, payload=_assessment(cpr, name, today), recipients=[muni("316", "MUNI_SSP_UNIT")],
         context="INFOHUS_KOMMUNE", underlying_basis="SSP", cooperation_id=INFOHUS,
         purpose="EXTREMISM_RISK_ASSESSMENT", subject={"age": age}, necessity=NECESSARY)))
-    add(Case("Infohus: referral without an underlying basis", "DENY_NO_115_BASIS_FOR_INFOHUS", muni("330", "MUNI_SSP_UNIT"),
-             dict(payload_type=REFERRAL, payload=_referral(cpr, name, "kommune:330"), recipients=[POLICE],
+    add(Case("Infohus: referral without an underlying basis", "DENY_NO_115_BASIS_FOR_INFOHUS", muni("329", "MUNI_SSP_UNIT"),
+             dict(payload_type=REFERRAL, payload=_referral(cpr, name, "kommune:329"), recipients=[POLICE],
                   context="INFOHUS_KOMMUNE", cooperation_id=INFOHUS, purpose="EXTREMISM_RISK_ASSESSMENT",
                   subject={"age": age}, necessity=NECESSARY)))
     add(Case("Municipality records its own measure after infohus", "P2", muni("316", "MUNI_SSP_UNIT"), dict(
@@ -301,7 +304,7 @@ def build_week(today: date, seed: int = 7) -> list[tuple[date, Case]]:
         context="INFOHUS_NETVAERK", cooperation_id=INFOHUS, purpose="STATISTICS")))
     add(Case("Infohus network: a named person (never in the network forum)", "DENY_PERSONAL_DATA_IN_NETWORK_FORUM",
              POLICE, dict(payload_type=CONCERN, payload=_concern(cpr, name, "POLICE", "Navngiven person.", extremism=True),
-                          recipients=[muni("330", "MUNI_SSP_UNIT")], context="INFOHUS_NETVAERK",
+                          recipients=[muni("329", "MUNI_SSP_UNIT")], context="INFOHUS_NETVAERK",
                           cooperation_id=INFOHUS, purpose="STATISTICS", subject={"age": age})))
     add(Case("PET asks the police (outside § 115: manual review, approved)", "ESCALATE_OTHER_BASIS", POLICE, dict(
         payload_type=CASE_NOTE, payload=_case_note(cpr, name, today, "Politiet"), recipients=[PET],
@@ -311,12 +314,12 @@ def build_week(today: date, seed: int = 7) -> list[tuple[date, Case]]:
         payload_type=CONCERN, payload=_concern(cpr, name, "OTHER", "Oplysninger til brug for en sag om opholdstilladelse."),
         recipients=[POLICE], context="NONE", purpose="OTHER_ADMIN", subject={"age": age}), resolve="refuse"))
     cpr, name, age = people.person(35)
-    add(Case("KSP: intake notice, short sentence", "P5", HORSEROD, dict(
-        payload_type=INTAKE, payload={"cpr": cpr, "full_name": name, "institution": "Anstalten ved Horserød",
+    add(Case("KSP: intake notice, short sentence", "P5", KIF, dict(
+        payload_type=INTAKE, payload={"cpr": cpr, "full_name": name, "institution": "Horserød Fængsel",
                                       "intake_date": today, "custody_basis": "SENTENCE",
                                       "expected_release_date": today + timedelta(days=60), "sentence_days": 60,
-                                      "housing_situation": "Lejebolig i Slagelse."},
-        recipients=[muni("330", "MUNI_SOCIAL_ADULT")], context="KSP", cooperation_id="ksp:slagelse",
+                                      "housing_situation": "Lejebolig i Ringsted."},
+        recipients=[muni("329", "MUNI_SOCIAL_ADULT")], context="KSP", cooperation_id="ksp:ringsted",
         purpose="RELEASE_PLANNING",
         subject={"age": age, "convicted": True, "custody_status": "IN_KIF_INSTITUTION",
                  "release_date": today + timedelta(days=60)}, necessity="Lejemålet skal bevares under afsoningen.")))

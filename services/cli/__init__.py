@@ -34,11 +34,11 @@ app.add_typer(policy_app, name="policy", help="Check, explain and assess disclos
 
 # Command modules register themselves on the shared groups; each owns its own commands.
 from services.cli import (  # noqa: E402
-    agency, audit, demo, escalation, keys, ledger, review, schemas, services, topics, witness,
+    agency, audit, demo, directory, escalation, keys, ledger, review, schemas, services, topics, witness,
 )
 from services.cli import vectors  # noqa: E402  (mounted under schemas)
 
-for _module in (demo, services, keys, agency, ledger, audit, review, witness):
+for _module in (demo, services, keys, agency, ledger, audit, review, witness, directory):
     _module.register(app=app, subject_app=subject_app, policy_app=policy_app)
 schemas.app.add_typer(vectors.app, name="vectors")
 app.add_typer(schemas.app, name="schemas")

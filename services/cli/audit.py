@@ -50,10 +50,31 @@ def _audit_keys(settings: Settings):
     return KeySet.load(keyset_path(settings))
 
 
-def _redecider(settings: Settings, ledger, keys):
-    from services.audit import Redecider
+DIRECTORY_OPTION = typer.Option(
+    None, "--directory",
+    help="Which organisation directory to decide with: by default each decision's recorded one (decisions "
+         "recorded before directory versions: the legacy directory); 'current' = the shipped directory for all, "
+         "or a folder with organisations.yaml and cooperations.yaml (a what-if).")
 
-    return Redecider(ledger, settings.master_key, settings.pseudonym_secret.encode(), keys)
+
+def _redecider(settings: Settings, ledger, keys, directory: str | None = None):
+    from policies.directory import DirectoryError
+    from services.audit import Redecider
+    from services.directories import DirectoryResolver
+
+    try:
+        resolver = DirectoryResolver.for_option(ledger, directory)
+    except DirectoryError as exc:
+        ledger.close()
+        fail(f"--directory: {exc}")
+    return Redecider(ledger, settings.master_key, settings.pseudonym_secret.encode(), keys, directories=resolver)
+
+
+def _directories_line(counts: dict[str, int]) -> str:
+    words = {"recorded": "the directory each decision recorded",
+             "legacy": "the legacy directory (recorded before decisions named theirs)",
+             "what-if": "the directory given with --directory"}
+    return ", ".join(f"{n} under {words.get(k, k)}" for k, n in sorted(counts.items())) or "no decisions"
 
 
 def register(app: typer.Typer, subject_app: typer.Typer, policy_app: typer.Typer) -> None:
@@ -124,9 +145,11 @@ def register(app: typer.Typer, subject_app: typer.Typer, policy_app: typer.Typer
         ledger_url: Optional[str] = LEDGER_URL,
         bundle: Optional[List[Path]] = typer.Option(
             None, "--bundle", help="Archived policy bundle(s) for versions no longer shipped (repeatable)."),
+        directory: Optional[str] = DIRECTORY_OPTION,
         as_json: bool = typer.Option(False, "--json", help="Print the report as JSON."),
     ) -> None:
-        """Re-run every recorded decision under its recorded policy version and report any that differ."""
+        """Re-run every recorded decision under its recorded policy version and recorded directory, and report
+        any that differ."""
         from policies.bundle import BundleError
         from services.audit import load_bundles, reevaluate
 
@@ -137,12 +160,13 @@ def register(app: typer.Typer, subject_app: typer.Typer, policy_app: typer.Typer
         except BundleError as exc:
             fail(f"invalid policy: {exc}")
         ledger = _ledger(settings)
+        redecider = _redecider(settings, ledger, keys, directory)
         console = Console(stderr=True)
         try:
             total = ledger.max_notification_id()
             with _progress(console, total, "re-evaluating") as bar:
                 task = bar.add_task("reevaluate", total=total or 1)
-                report = reevaluate(ledger, _redecider(settings, ledger, keys), bundles,
+                report = reevaluate(ledger, redecider, bundles,
                                     progress=lambda last: bar.update(task, completed=last))
                 bar.update(task, completed=total or 1)
         finally:
@@ -154,6 +178,7 @@ def register(app: typer.Typer, subject_app: typer.Typer, policy_app: typer.Typer
             out.print(f"{report.checked} recorded decisions re-evaluated under their recorded policy version: "
                       f"{report.agreeing} agree, {len({d.exchange_id for d in report.divergent})} differ, "
                       f"{len(report.not_reevaluable)} not re-evaluable (erased subjects), {len(report.errors)} errors")
+            out.print("directory: " + _directories_line(report.directories))
             if report.divergent:
                 t = Table(title="divergent decisions")
                 for col in ("message id", "sender", "recipient", "field", "recorded", "re-evaluated"):
@@ -176,6 +201,7 @@ def register(app: typer.Typer, subject_app: typer.Typer, policy_app: typer.Typer
                                                          "shipped bundle (e.g. dk-115-2026-12-15)."),
         since: Optional[str] = typer.Option(None, "--since", help="Only requests that occurred on or after DATE."),
         ledger_url: Optional[str] = LEDGER_URL,
+        directory: Optional[str] = DIRECTORY_OPTION,
         examples: int = typer.Option(5, "--examples", min=0, help="Example decisions per group."),
         as_json: bool = typer.Option(False, "--json", help="Print the report as JSON."),
     ) -> None:
@@ -200,8 +226,9 @@ def register(app: typer.Typer, subject_app: typer.Typer, policy_app: typer.Typer
         settings = ledger_settings(ledger_url)
         keys = _audit_keys(settings)
         ledger = _ledger(settings)
+        redecider = _redecider(settings, ledger, keys, directory)
         try:
-            report = impact(ledger, _redecider(settings, ledger, keys), proposed, since=since_d, known=shipped)
+            report = impact(ledger, redecider, proposed, since=since_d, known=shipped)
         finally:
             ledger.close()
         if as_json:
@@ -213,6 +240,7 @@ def register(app: typer.Typer, subject_app: typer.Typer, policy_app: typer.Typer
         head = impact_summary(report, examples)
         out.print(head[0] + (f" since {since_d}" if since_d else ""))
         out.print(head[1])
+        out.print("directory: " + _directories_line(report.directories))
         for which, title in (("flips", "decisions that would flip outcome"),
                              ("changes", "decisions that would change rule or reason only")):
             groups = report.groups(which, examples)

@@ -19,6 +19,8 @@ STATUS_KEY_SIGNER = HORSEROD[0]  # who holds the revoked, expired and not yet va
 NO_KEYS = ("kommune:999", "MUNI_SOCIAL_ADULT")  # an authority without any key in the key set
 
 KALUNDBORG_SOCIAL, KALUNDBORG_SSP = muni("326", "MUNI_SOCIAL_ADULT"), muni("326", "MUNI_SSP_UNIT")
+# Horserød Fængsel lies in Helsingør Kommune: its KSP is Helsingør's (Nordsjællands Politi).
+HELSINGOR_SOCIAL = muni("217", "MUNI_SOCIAL_ADULT")
 KALUNDBORG_SCHOOL, HOLBAEK_SSP = muni("326", "MUNI_SCHOOL"), muni("316", "MUNI_SSP_UNIT")
 
 CPR_ADULT = "1203911234"  # synthetic, born 12 March 1991
@@ -50,7 +52,7 @@ class VectorCase:
 
 def release_notice(release: date, **extra: Any) -> dict[str, Any]:
     return {
-        "cpr": CPR_ADULT, "full_name": "Testperson Alfa", "institution": "Anstalten ved Horserød",
+        "cpr": CPR_ADULT, "full_name": "Testperson Alfa", "institution": "Horserød Fængsel",
         "release_date": release, "release_type": "PAROLE",
         "conditions": ["Tilsyn af Kriminalforsorgen i frihed", "Misbrugsbehandling"],
         "housing_need": "Har ingen bolig efter løsladelsen.", "treatment_need": "Fortsat ambulant alkoholbehandling.",
@@ -59,7 +61,7 @@ def release_notice(release: date, **extra: Any) -> dict[str, Any]:
 
 
 def _ksp_release(release: date, age: int = 35) -> dict[str, Any]:
-    return dict(recipients=[KALUNDBORG_SOCIAL], context="KSP", cooperation_id="ksp:kalundborg",
+    return dict(recipients=[HELSINGOR_SOCIAL], context="KSP", cooperation_id="ksp:helsingor",
                 purpose="RELEASE_PLANNING",
                 subject={"age": age, "convicted": True, "custody_status": "IN_KIF_INSTITUTION", "release_date": release},
                 necessity="Bolig og misbrugsbehandling skal være klar på løsladelsesdagen.")
@@ -68,11 +70,11 @@ def _ksp_release(release: date, age: int = 35) -> dict[str, Any]:
 SOON, FAR = date(2026, 12, 21), date(2030, 11, 30)
 
 RELEASE_ALLOWED = VectorCase(
-    "release_notice.allowed", "KSP: Kriminalforsorgen tells Kalundborg's social services of a release in three weeks "
+    "release_notice.allowed", "KSP: Kriminalforsorgen tells Helsingør's social services of a release in three weeks "
     "(rule P5, rpl § 115, stk. 1, nr. 3, litra a).",
     HORSEROD, P + "ReleaseNotice",
-    release_notice(SOON, municipality_contact="Peter Holm, Kalundborg Kommune"), _ksp_release(SOON),
-    {"kommune:326": ("ALLOW", "P5")},
+    release_notice(SOON, municipality_contact="Peter Holm, Helsingør Kommune"), _ksp_release(SOON),
+    {"kommune:217": ("ALLOW", "P5")},
 )
 
 CASES: list[VectorCase] = [
@@ -80,28 +82,28 @@ CASES: list[VectorCase] = [
     VectorCase("release_notice.v1_allowed", "The same notice written with the older ReleaseNotice v1: a reader "
                "resolves it into v2 (municipality_contact is null).",
                HORSEROD, P + "ReleaseNotice", release_notice(SOON), _ksp_release(SOON),
-               {"kommune:326": ("ALLOW", "P5")}, payload_version=1),
+               {"kommune:217": ("ALLOW", "P5")}, payload_version=1),
     VectorCase("release_notice.denied_out_of_scope", "A release four years away is outside KSP's scope.",
                HORSEROD, P + "ReleaseNotice", release_notice(FAR), _ksp_release(FAR),
-               {"kommune:326": ("DENY", "DENY_SUBJECT_OUT_OF_SCOPE")}),
+               {"kommune:217": ("DENY", "DENY_SUBJECT_OUT_OF_SCOPE")}),
     VectorCase("release_notice.denied_undeclared_data", "The pitfall of a copied example: data_categories declares "
                "only RENT_PRIVATE and HEALTH, but a ReleaseNotice always carries IDENTITY (cpr, full_name) and "
                "CRIMINAL data (institution, release_date, ...). Undeclared data is excessive: every recipient DENY.",
                HORSEROD, P + "ReleaseNotice", release_notice(SOON), _ksp_release(SOON),
-               {"kommune:326": ("DENY", "DENY_EXCESSIVE_DATA")}, data_categories=["RENT_PRIVATE", "HEALTH"]),
+               {"kommune:217": ("DENY", "DENY_EXCESSIVE_DATA")}, data_categories=["RENT_PRIVATE", "HEALTH"]),
     VectorCase("intake_notice.allowed", "KSP: Kriminalforsorgen tells the municipality of an intake, so the rented "
                "home can be kept during a short sentence (P5).",
                HORSEROD, P + "IntakeNotice",
-               {"cpr": CPR_ADULT, "full_name": "Testperson Alfa", "institution": "Anstalten ved Horserød",
+               {"cpr": CPR_ADULT, "full_name": "Testperson Alfa", "institution": "Horserød Fængsel",
                 "intake_date": date(2026, 11, 27), "custody_basis": "SENTENCE",
                 "expected_release_date": date(2027, 1, 26), "sentence_days": 60,
-                "housing_situation": "Lejebolig i Kalundborg; husleje skal betales under afsoningen."},
-               dict(recipients=[KALUNDBORG_SOCIAL], context="KSP", cooperation_id="ksp:kalundborg",
+                "housing_situation": "Lejebolig i Helsingør; husleje skal betales under afsoningen."},
+               dict(recipients=[HELSINGOR_SOCIAL], context="KSP", cooperation_id="ksp:helsingor",
                     purpose="RELEASE_PLANNING",
                     subject={"age": 35, "convicted": True, "custody_status": "IN_KIF_INSTITUTION",
                              "release_date": date(2027, 1, 26)},
                     necessity="Lejemålet skal bevares under afsoningen."),
-               {"kommune:326": ("ALLOW", "P5")}),
+               {"kommune:217": ("ALLOW", "P5")}),
     VectorCase("concern_report.allowed", "SSP: the police tell Kalundborg's SSP unit about a 16-year-old arrested "
                "for shoplifting (P1).",
                POLICE, P + "ConcernReport",

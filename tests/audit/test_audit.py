@@ -20,7 +20,7 @@ from policies.bundle import BUNDLE_DIR, load_bundle
 from services.audit import (
     Redecider, impact, load_bundles, reevaluate, replay, resolve_subject, subject_report,
 )
-from tests.audit.history import CPR_A, CPR_B, NOW, History, build_history
+from tests.audit.history import CPR_A, CPR_B, KSP_SENDER, NOW, History, build_history
 
 runner = CliRunner()
 
@@ -45,7 +45,7 @@ def cli(h: History, *args: str):
 def review(h: History, label: str, action: str, **extra) -> None:
     from ledger.domain import exchange_id
 
-    ex = h.ledger.get_exchange(exchange_id("kriminalforsorgen:horserod", h.sent[label]))
+    ex = h.ledger.get_exchange(exchange_id(KSP_SENDER[0], h.sent[label]))
     ex.review({"action": action, "reviewer": "lo1", "recipient": None, "reason": "", "note": "", **extra})
     h.ledger.record([ex])
 

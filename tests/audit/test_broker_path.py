@@ -5,7 +5,8 @@ from __future__ import annotations
 from datetime import datetime, timezone
 
 from ledger.readmodels import ReadModels
-from services.audit import Redecider, load_bundles, reevaluate, replay
+from policies.directory import Directory
+from services.audit import Redecider, load_bundles, recorded_decisions, reevaluate, replay
 from services.demo import KALUNDBORG_SOCIAL, KSP_SENDER, release_notice
 from services.runtime import Runtime
 from tests.harness import running, wait_for
@@ -34,6 +35,16 @@ def test_replay_equals_live_and_reevaluation_agrees_after_real_exchanges(setting
         assert models.position() == rt.ledger.max_notification_id()
         assert sorted(r["outcome"] for r in models.query("decisions")) == ["ALLOW", "ALLOW", "DENY"]
         result = reevaluate(rt.ledger, Redecider(rt.ledger, settings.master_key, rt.pseudonym_secret, rt.keyset), load_bundles())
-        assert result.ok and result.agreeing == 3
+        assert result.ok and result.agreeing == 3 and result.directories == {"recorded": 3}
+        # The gate stored its directory once, content-addressed, beside the decisions naming it,
+        # and the Merkle tree covers it like every other entry.
+        snapshots = [rt.ledger.mapper.to_domain_event(n) for n in rt.ledger.all_notifications()
+                     if n.topic.endswith("DirectorySnapshot.Recorded")]
+        assert [s.directory_version for s in snapshots] == [rt.engine.directory.version]
+        assert Directory.from_snapshot(snapshots[0].content).version == rt.engine.directory.version
+        decided = [r.decision["directory_version"] for r in recorded_decisions(rt.ledger)]
+        assert decided == [rt.engine.directory.version] * 3
+        rt.maintain()
+        assert rt.verify().ok
     finally:
         rt.close()

@@ -9,7 +9,7 @@ from ledger.domain import exchange_id
 from services.audit import Redecider, load_bundles, reevaluate
 from services.escalations import EscalationDesk, EscalationError
 from services.simulation import POLICE
-from tests.audit.history import build_history
+from tests.audit.history import KSP_SENDER, build_history
 from tests.escalations.test_workflow import SOCIAL, V1_DAY, V2_DAY, no_basis_request, pet_request
 
 OFFICER = ["legal_officer"]
@@ -47,7 +47,7 @@ def test_two_officers_at_once_one_verdict_wins(history):
 
 def test_only_escalated_recipients_take_verdicts(history):
     desk = EscalationDesk(history.ledger)
-    allowed = exchange_id("kriminalforsorgen:horserod", history.sent["p5-21"])
+    allowed = exchange_id(KSP_SENDER[0], history.sent["p5-21"])
     with pytest.raises(EscalationError) as e:
         desk.approve(allowed, officer="jurist-a", roles=OFFICER, basis="b", citation="c")
     assert e.value.code == "NOT_ESCALATED"
@@ -72,7 +72,7 @@ def test_reevaluation_flags_a_verdict_chain_that_breaks_the_rules(history):
     ex, esc, bundle = desk.load(jc)
     forged = {**esc.verdicts[0], "status": "APPROVED", "result": {"recipient": esc.recipient, "outcome": "ALLOW"}}
     ex.record_verdict(forged)
-    allowed = history.ledger.get_exchange(exchange_id("kriminalforsorgen:horserod", history.sent["p5-21"]))
+    allowed = history.ledger.get_exchange(exchange_id(KSP_SENDER[0], history.sent["p5-21"]))
     allowed.record_verdict({**forged, "recipient": "kommune:326"})
     history.ledger.record([ex, allowed])
     report = reevaluate(history.ledger, Redecider(history.ledger, history.settings.master_key,

@@ -14,7 +14,7 @@ from tests.escalations.test_workflow import SOCIAL, V1_DAY, V2_DAY, no_basis_req
 from tests.review.conftest import PASSWORD, SECRET, api_login, csrf_of, web_login
 
 USERS = {"lo": ["legal_officer"], "lo2": ["legal_officer"], "aud": ["auditor"], "adm": ["admin"],
-         "ksp": ["agency:kriminalforsorgen:horserod"]}
+         "ksp": ["agency:kriminalforsorgen:kif-midt-vestsjaelland"]}
 
 
 @pytest.fixture

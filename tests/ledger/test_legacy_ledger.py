@@ -9,6 +9,8 @@ match the rebuilt tree.
 
 from __future__ import annotations
 
+import json
+
 import shutil
 from pathlib import Path
 
@@ -76,7 +78,17 @@ def test_old_ledger_still_verifies_reevaluates_and_replays(ledger_url, tmp_path)
     env = {"XLEDGER_LEDGER_URL": ledger_url}
     result = runner.invoke(app, ["audit", "reevaluate"], env=env)
     assert result.exit_code == 0, result.output
-    assert "0 differ" in " ".join(result.output.split())
+    out = " ".join(result.output.split())
+    assert "0 differ" in out
+    # Its decisions name no directory (recorded before directory versions): they are re-decided
+    # under the legacy directory and said to be, not under today's corrected one.
+    assert "under the legacy directory" in out and "under the directory each decision recorded" not in out
+    doc = json.loads(runner.invoke(app, ["audit", "reevaluate", "--json"], env=env).stdout.splitlines()[-1])
+    assert set(doc["directories"]) == {"legacy"} and doc["directories"]["legacy"] == doc["checked"] > 50
+    # Under today's directory the same decisions are a what-if, reported as such (differences are
+    # the corrections, e.g. Horserød no longer in Kalundborg's KSP), never silently "divergent".
+    what_if = runner.invoke(app, ["audit", "reevaluate", "--directory", "current", "--json"], env=env)
+    assert set(json.loads(what_if.stdout.splitlines()[-1])["directories"]) == {"what-if"}
     result = runner.invoke(app, ["replay"], env=env)
     assert result.exit_code == 0, result.output
     assert "replay equals the live read models" in result.output

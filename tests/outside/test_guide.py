@@ -114,15 +114,15 @@ def test_the_guides_kafka_code_against_the_broker(guide, broker):
 
     admin = AdminClient({"bootstrap.servers": broker.bootstrap})
     for f in admin.create_topics([NewTopic("exchange.requests", num_partitions=4, replication_factor=1),
-                                  NewTopic("inbox.kommune.326", num_partitions=1, replication_factor=1)]).values():
+                                  NewTopic("inbox.kommune.217", num_partitions=1, replication_factor=1)]).values():
         f.result(30)
     v = REQUESTS["release_notice.allowed"]
     producer = guide["make_producer"](broker.bootstrap)
     guide["publish_request"](producer, v["kafka"]["key"], bytes.fromhex(v["message"]["hex"]))
-    delivery = OUTPUTS["release_notice.allowed.delivery.kommune.326"]
+    delivery = OUTPUTS["release_notice.allowed.delivery.kommune.217"]
     headers = [("x-delivery-id", delivery["kafka"]["headers"]["x-delivery-id"].encode())]
     for _ in range(2):  # the relay's re-send after a crash: the same record twice
-        producer.produce("inbox.kommune.326", key=delivery["kafka"]["key"].encode(), value=bytes.fromhex(delivery["hex"]),
+        producer.produce("inbox.kommune.217", key=delivery["kafka"]["key"].encode(), value=bytes.fromhex(delivery["hex"]),
                          headers=headers)
     producer.close()
 
@@ -132,7 +132,7 @@ def test_the_guides_kafka_code_against_the_broker(guide, broker):
         consumer.assign([TopicPartition("exchange.requests", expected_partition, 0)])
         msg = consumer.poll(10)
         assert msg is not None and msg.value().hex() == v["message"]["hex"]
-        consumer.assign([TopicPartition("inbox.kommune.326", 0, 0)])
+        consumer.assign([TopicPartition("inbox.kommune.217", 0, 0)])
         applied_values, applied = [], set()
         while guide["apply_new"](consumer, applied, applied_values.append) or not applied_values:
             pass
@@ -179,11 +179,11 @@ def test_the_guides_client_gets_its_receipts_from_the_real_gate(guide, settings,
     keyset = KeySetFile(tmp_path / "keyset.yaml")
     keyset.add("kriminalforsorgen:horserod", "horserod-guide", public, valid_from=dt.date.today())
     runtime = Runtime(dataclasses.replace(settings, keyset=str(keyset.path)))
-    runtime.create_topics(["kriminalforsorgen:horserod", "kommune:326"])
+    runtime.create_topics(["kriminalforsorgen:horserod", "kommune:217"])
     schemas = guide["Schemas"](REPO / "schemas")
     producer = guide["make_producer"](settings.bootstrap_servers)
     today = dt.date.today()
-    facts = dict(full_name="Testperson Delta", age=35, recipient={"org": "kommune:326", "role": "MUNI_SOCIAL_ADULT"})
+    facts = dict(full_name="Testperson Delta", age=35, recipient={"org": "kommune:217", "role": "MUNI_SOCIAL_ADULT"})
     allowed = guide["send_release_notice"](producer, schemas, key, "horserod-guide", cpr="1203911234",
                                            release=today + dt.timedelta(days=21), **facts)
     denied = guide["send_release_notice"](producer, schemas, key, "horserod-guide", cpr="0508882345",
@@ -197,7 +197,7 @@ def test_the_guides_client_gets_its_receipts_from_the_real_gate(guide, settings,
     fast = {"session.timeout.ms": 6000, "heartbeat.interval.ms": 500, "fetch.wait.max.ms": 50}
     consumers = [guide["make_consumer"](settings.bootstrap_servers, "guide-sender", "receipts.kriminalforsorgen.horserod",
                                         **fast),
-                 guide["make_consumer"](settings.bootstrap_servers, "guide-recipient", "inbox.kommune.326", **fast)]
+                 guide["make_consumer"](settings.bootstrap_servers, "guide-recipient", "inbox.kommune.217", **fast)]
     try:
         with running(runtime.gate_worker("gate-1"), runtime.relay()):
             deadline = dt.datetime.now() + dt.timedelta(seconds=60)

@@ -25,7 +25,7 @@ from tests.outside import client
 
 REPO = Path(__file__).resolve().parents[2]
 SENDER = {"org": "kriminalforsorgen:horserod", "role": "KRIMINALFORSORGEN"}
-RECIPIENT = {"org": "kommune:326", "role": "MUNI_SOCIAL_ADULT"}
+RECIPIENT = {"org": "kommune:217", "role": "MUNI_SOCIAL_ADULT"}
 KEY_ID = "horserod-casesystem-2026"
 
 
@@ -48,7 +48,7 @@ class Agency:
 
     def release_notice(self, cpr: str, release: dt.date, *, declared: list[str]) -> tuple[str, bytes, bytes]:
         payload = {
-            "cpr": cpr, "full_name": "Testperson Gamma", "institution": "Anstalten ved Horserød",
+            "cpr": cpr, "full_name": "Testperson Gamma", "institution": "Horserød Fængsel",
             "release_date": release, "release_type": "PAROLE", "conditions": ["Tilsyn"],
             "housing_need": "Har ingen bolig.", "treatment_need": None, "contact_officer": None,
             "municipality_contact": None,
@@ -58,7 +58,7 @@ class Agency:
             "message_id": message_id,
             "occurred_at": dt.datetime.now(dt.timezone.utc).isoformat(),
             "sender": SENDER, "recipients": [RECIPIENT],
-            "context": "KSP", "underlying_basis": None, "cooperation_id": "ksp:kalundborg",
+            "context": "KSP", "underlying_basis": None, "cooperation_id": "ksp:helsingor",
             "purpose": "RELEASE_PLANNING",
             "subject": {"age": 35, "socially_vulnerable": False, "crime_risk": False, "convicted": True,
                         "custody_status": "IN_KIF_INSTITUTION", "release_date": release,
@@ -106,7 +106,7 @@ def test_an_outside_agency_gets_receipts_and_a_delivery(settings, tmp_path):
     agency.producer.close()
 
     reader = client.Reader(settings.bootstrap_servers,
-                           ["receipts.kriminalforsorgen.horserod", "inbox.kommune.326", "exchange.requests.dlq"])
+                           ["receipts.kriminalforsorgen.horserod", "inbox.kommune.217", "exchange.requests.dlq"])
     try:
         with running(runtime.gate_worker("gate-1"), runtime.relay()):
             records = reader.read_until(lambda rs: _count(rs, "receipts.") >= 3 and _count(rs, "inbox.") >= 1
@@ -131,7 +131,7 @@ def test_an_outside_agency_gets_receipts_and_a_delivery(settings, tmp_path):
             # Idempotent consumption rests on this header: the same id on a re-sent record.
             assert r.headers["x-delivery-id"].decode() == decoded.get("delivery_id", decoded.get("receipt_id"))
 
-    [inbox] = [agency.contracts.decode(r.value)[1] for r in records if r.topic == "inbox.kommune.326"]
+    [inbox] = [agency.contracts.decode(r.value)[1] for r in records if r.topic == "inbox.kommune.217"]
     assert (inbox["message_id"], inbox["rule"], inbox["sender"]["org"]) == (allowed_id, "P5", SENDER["org"])
     _, payload = agency.contracts.decode(inbox["payload"])
     assert payload["cpr"] == "1203911234" and payload["release_date"] == today + dt.timedelta(days=21)

@@ -173,12 +173,17 @@ def test_cooperation_instances():
             c = DIR.cooperation(f"{t}:{o.slug}")
             assert c is not None and c.type == t.upper()
     ksp = set(DIR.members("ksp:kalundborg"))
-    assert {"kommune:326", "politikreds:midt-vestsjaelland", "kriminalforsorgen:horserod"} <= ksp
+    # KSP: the district's police, the municipality, and Kriminalforsorgen incl. KiF of the district
+    assert {"kommune:326", "politikreds:midt-vestsjaelland", "kriminalforsorgen:kif-midt-vestsjaelland",
+            "kriminalforsorgen:jyderup"} <= ksp
+    # Horserød Fængsel lies in Helsingør (Nordsjællands Politi): not Kalundborg's KSP partner
+    assert "kriminalforsorgen:horserod" not in ksp
+    assert "kriminalforsorgen:horserod" in DIR.members("ksp:helsingor")
     for d in {o.police_district for o in DIR.municipalities().values()}:
         assert DIR.cooperation("infohus:" + d.split(":")[1]) is not None
     assert DIR.max_age("ssp:aarhus") == 17 and DIR.max_age("ssp:kalundborg") is None
     for oid in ("pet:national", "udlaendingestyrelsen:national", "privat:mentorhuset-test",
-                "rigspolitiet:national", "cdie:national", "stuk:national", "viso:national"):
+                "rigspolitiet:national", "cde:national", "stuk:national", "viso:national"):
         assert oid in DIR
 
 
@@ -289,7 +294,7 @@ def test_a_third_version_is_data_only(tmp_path):
     net = dict(sender="politikreds:fyn", recipients=[{"org": "kommune:461", "role": "MUNI_SSP_UNIT"}],
                context="INFOHUS_NETVAERK", cooperation_id="infohus:fyn", purpose="STATISTICS",
                data_categories=["IDENTITY"])
-    ksp = dict(sender="kriminalforsorgen:horserod", recipients=[{"org": "kommune:326", "role": "MUNI_SOCIAL_ADULT"}],
+    ksp = dict(sender="kriminalforsorgen:kif-midt-vestsjaelland", recipients=[{"org": "kommune:326", "role": "MUNI_SOCIAL_ADULT"}],
                context="KSP", cooperation_id="ksp:kalundborg", purpose="RELEASE_PLANNING",
                data_categories=["IDENTITY", "CRIMINAL"], necessity="Housing must be ready at release.")
 

@@ -16,7 +16,7 @@ USERS = {
     "lo": ["legal_officer"],
     "aud": ["auditor"],
     "adm": ["admin"],
-    "ksp": ["agency:kriminalforsorgen:horserod"],
+    "ksp": ["agency:kriminalforsorgen:kif-midt-vestsjaelland"],
     "pol": ["agency:politikreds:bornholm"],
 }
 SECRET = "test session secret"

@@ -98,7 +98,7 @@ def test_the_gate_group_follows_the_setting():
 def test_one_principal_per_authority_and_nothing_else():
     principals = {b.principal for b in BINDINGS}
     expected = {f"User:{org.replace(':', '.')}" for org in DIRECTORY.orgs}
-    assert len(expected) == len(DIRECTORY.orgs) == 140
+    assert len(expected) == len(DIRECTORY.orgs) == 153
     assert principals == expected | {"User:xledger-gate", "User:xledger-relay"}
     assert len(BINDINGS) == 5 * len(DIRECTORY.orgs) + 3 + 3 == len(set(BINDINGS))
 
@@ -224,7 +224,7 @@ def test_cli_apply_sends_every_binding_as_the_configured_admin(recording_admin):
     made, _ = recording_admin
     result = CliRunner().invoke(app, ["topics", "acls", "--apply", "--bootstrap-servers", "kafka:9092"], env=SASL_ENV)
     assert result.exit_code == 0, result.output
-    assert f"{len(BINDINGS)} bindings applied for 140 authorities" in result.output
+    assert f"{len(BINDINGS)} bindings applied for 153 authorities" in result.output
     ((admin, settings),) = made
     assert admin.calls == [[b.to_kafka() for b in BINDINGS]] and admin.closed
     assert (settings.security_protocol, settings.sasl_mechanism, settings.sasl_username) == (

@@ -26,10 +26,11 @@ def cli(settings, *args: str) -> subprocess.CompletedProcess:
 def request_file(tmp_path, release: date) -> str:
     doc = {
         "payload_type": "ReleaseNotice",
-        "payload": {"cpr": "1203911234", "full_name": "CLI Person", "institution": "Anstalten ved Horserød",
+        "payload": {"cpr": "1203911234", "full_name": "CLI Person", "institution": "Horserød Fængsel",
                     "release_date": release.isoformat(), "release_type": "END_OF_SENTENCE"},
-        "recipients": [{"org": "kommune:326", "role": "MUNI_SOCIAL_ADULT"}],
-        "context": "KSP", "cooperation_id": "ksp:kalundborg", "purpose": "RELEASE_PLANNING",
+        # Horserød Fængsel lies in Helsingør Kommune: a member of Helsingør's KSP (the directory)
+        "recipients": [{"org": "kommune:217", "role": "MUNI_SOCIAL_ADULT"}],
+        "context": "KSP", "cooperation_id": "ksp:helsingor", "purpose": "RELEASE_PLANNING",
         "subject": {"age": 30, "convicted": True, "custody_status": "IN_KIF_INSTITUTION",
                     "release_date": release.isoformat()},
         "data_categories": ["IDENTITY", "CRIMINAL"],
@@ -42,7 +43,7 @@ def request_file(tmp_path, release: date) -> str:
 
 def test_publish_inbox_and_receipts_from_the_command_line(settings, tmp_path):
     rt = Runtime(settings)
-    rt.create_topics(["kriminalforsorgen:horserod", "kommune:326"])
+    rt.create_topics(["kriminalforsorgen:horserod", "kommune:217"])
     path = request_file(tmp_path, date.today() + timedelta(days=14))
     sent = cli(settings, "agency", "publish", path, "--org", "kriminalforsorgen:horserod",
                "--role", "KRIMINALFORSORGEN", "--dev-key")
@@ -51,11 +52,11 @@ def test_publish_inbox_and_receipts_from_the_command_line(settings, tmp_path):
     relay = rt.relay()
     with running(rt.gate_worker(), relay):
         assert wait_for(lambda: relay.stats["inbox"] == 1)
-    inbox = cli(settings, "agency", "inbox", "--org", "kommune:326", "--wait", "1")
+    inbox = cli(settings, "agency", "inbox", "--org", "kommune:217", "--wait", "1")
     lines = [json.loads(line) for line in inbox.stdout.splitlines()]
     assert [(d["message_id"], d["rule"]) for d in lines] == [(message_id, "P5")]
     assert "payload" not in lines[0]  # personal data only with --show-payload
-    shown = cli(settings, "agency", "inbox", "--org", "kommune:326", "--wait", "1", "--show-payload")
+    shown = cli(settings, "agency", "inbox", "--org", "kommune:217", "--wait", "1", "--show-payload")
     assert json.loads(shown.stdout.splitlines()[0])["payload"]["full_name"] == "CLI Person"
     receipts = cli(settings, "agency", "receipts", "--org", "kriminalforsorgen:horserod", "--wait", "1")
     assert [json.loads(r)["outcome"] for r in receipts.stdout.splitlines()] == ["ALLOW"]

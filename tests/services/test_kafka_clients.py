@@ -127,7 +127,7 @@ def test_topics_create_takes_flags_and_environment(admin):
     assert "replication factor 5, min.insync.replicas 3" in result.output
     assert {(s["replication_factor"], s["configs"]["min.insync.replicas"]) for s in admin.created.values()} == {(5, "3")}
     # The dead-letter topic, two per authority and ledger.checkpoints; requests existed.
-    assert len(admin.created) == 1 + 2 * 140 + 1
+    assert len(admin.created) == 1 + 2 * 153 + 1
 
     admin.created.clear()
     result = runner.invoke(app, ["topics", "create", "--bootstrap-servers", "kafka:9092"],

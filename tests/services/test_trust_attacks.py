@@ -151,11 +151,11 @@ def test_a_key_set_file_that_is_not_utf8_is_refused_and_the_running_gate_keeps_t
 
 
 def test_keys_add_refuses_any_authoritys_development_key_outside_development(tmp_path):
-    # The documented example key is a development key of another authority (cdie:national).
+    # The documented example key is a development key of another authority (cde:national).
     path = tmp_path / "keyset.yaml"
     env = production(tmp_path, XLEDGER_KEYSET=str(path))
     result = runner.invoke(app, ["keys", "add", ORG, "kalundborg-2026-1", "--public-key",
-                                 public_bytes_b64(dev_private_key("cdie:national"))], env=env)
+                                 public_bytes_b64(dev_private_key("cde:national"))], env=env)
     assert result.exit_code == 2 and "public development key" in result.stderr, result.output
     assert not path.exists()
 
