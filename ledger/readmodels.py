@@ -20,6 +20,8 @@ Tables (prefix + name):
 - ``disclosures`` the per-subject register (GDPR art. 15): subject pseudonym × exchange × recipient.
 - ``stats``       decision counts by day × cooperation (context) × outcome × rule × reason.
 - ``rejections``  messages that could not be decided, by reason (no message content).
+- ``totals``      running counts for status pages: requests, decisions by outcome (ALLOW, DENY,
+  ESCALATE, one per recipient) and rejected messages; read in one indexed lookup at any size.
 - ``escalations`` one row per escalated exchange × recipient: when it was opened, the legal
   officers' verdicts so far (approvals, approvers) and how it closed. A closing verdict also sets
   the subject register's row to the result after review (an approved escalation is a disclosure).
@@ -84,6 +86,10 @@ TABLES: dict[str, tuple[list[tuple[str, str]], list[str]]] = {
         [("day", "TEXT"), ("reason", "TEXT"), ("n", "BIGINT")],
         ["day", "reason"],
     ),
+    "totals": (
+        [("name", "TEXT"), ("n", "BIGINT")],
+        ["name"],
+    ),
     "escalations": (
         [("exchange_id", "TEXT"), ("recipient", "TEXT"), ("message_id", "TEXT"), ("sender", "TEXT"),
          ("context", "TEXT"), ("purpose", "TEXT"), ("occurred_at", "TEXT"), ("day", "TEXT"), ("opened_at", "TEXT"),
@@ -96,7 +102,8 @@ TABLES: dict[str, tuple[list[tuple[str, str]], list[str]]] = {
 }
 
 _INDEXES = {
-    "decisions": [["day"], ["outcome"], ["sender"], ["position"]],
+    # occurred_at, position: the review queue's newest-first page is an index walk at any size.
+    "decisions": [["day"], ["outcome"], ["sender"], ["position"], ["occurred_at", "position"]],
     "disclosures": [["subject"]],
     "escalations": [["status"], ["opened_at"]],
 }
@@ -152,6 +159,10 @@ class ReadModels:
             for name, (cols, pk) in TABLES.items():
                 body = ", ".join(f"{col} {typ}" for col, typ in cols)
                 c.execute(f"CREATE TABLE IF NOT EXISTS {self.t(name)} ({body}, PRIMARY KEY ({', '.join(pk)}))")
+            if present and "totals" not in present:
+                # Read models projected before the totals existed: count what they hold, in the
+                # transaction that creates the table, so no page is projected in between.
+                self._backfill_totals(c)
             for name, indexes in _INDEXES.items():
                 for idx in indexes:
                     # Index names must not be schema-qualified on PostgreSQL: no "xl_" in them.
@@ -161,6 +172,24 @@ class ReadModels:
             # Read models projected before the escalations table existed: fill it from the log up to
             # where they stand, so the live set equals a replay.
             self._backfill_escalations()
+
+    def _backfill_totals(self, c: Cursor) -> None:
+        rows: list[tuple[str, int]] = []
+        c.execute(f"SELECT COUNT(*) FROM {self.t('exchanges')}")
+        rows.append(("requests", int(c.fetchall()[0][0])))
+        c.execute(f"SELECT outcome, COUNT(*) FROM {self.t('decisions')} GROUP BY outcome")
+        rows += [(str(o), int(n)) for o, n in c.fetchall() if o]
+        c.execute(f"SELECT COALESCE(SUM(n), 0) FROM {self.t('rejections')}")
+        rows.append(("rejected", int(c.fetchall()[0][0])))
+        c.executemany(f"INSERT INTO {self.t('totals')} (name, n) VALUES (?, ?) ON CONFLICT (name) DO NOTHING",
+                      [r for r in rows if r[1]])
+
+    def totals(self) -> dict[str, int]:
+        """requests, ALLOW, DENY, ESCALATE (per recipient) and rejected, as projected so far."""
+        out = {"requests": 0, "ALLOW": 0, "DENY": 0, "ESCALATE": 0, "rejected": 0}
+        for name, n in self.tables.fetchall(f"SELECT name, n FROM {self.t('totals')}"):
+            out[str(name)] = int(n)
+        return out
 
     def _present_tables(self, c: Cursor) -> set[str]:
         names = {self.t(name): name for name in TABLES}
@@ -342,6 +371,7 @@ class ReadModels:
         }
         out.insert("exchanges", row)
         out.exchanges[row["exchange_id"]] = row
+        out.bump("totals", ("requests",), 1)
 
     def _decided(self, out: "_PageRows", position: int, e: Any) -> None:
         ex = out.exchange(str(e.originator_id))
@@ -369,6 +399,7 @@ class ReadModels:
             })
             key = (ex["day"], ex["context"], r["outcome"], r.get("rule") or "", r.get("reason") or "")
             stats[key] = stats.get(key, 0) + 1
+            out.bump("totals", (r["outcome"],), 1)
             if r["outcome"] == "ESCALATE":
                 out.insert("escalations", self._escalation_row(ex, r, decision, recorded_at, position))
         for key, n in stats.items():
@@ -426,6 +457,7 @@ class ReadModels:
 
     def _rejected(self, out: "_PageRows", e: Any) -> None:
         out.bump("rejections", (_iso(e.timestamp)[:10], e.reason), 1)
+        out.bump("totals", ("rejected",), 1)
 
     # -- reading ---------------------------------------------------------------------------------
 
@@ -463,7 +495,8 @@ class _PageRows:
     are read in one query up front, because each decision copies its exchange's columns.
     """
 
-    _BUMPED = {"stats": ["day", "cooperation", "outcome", "rule", "reason"], "rejections": ["day", "reason"]}
+    _BUMPED = {"stats": ["day", "cooperation", "outcome", "rule", "reason"], "rejections": ["day", "reason"],
+               "totals": ["name"]}
 
     def __init__(self, models: ReadModels, c: Cursor):
         self.models = models

@@ -32,12 +32,20 @@ def _ledger(settings: Settings):
     return open_ledger(settings)
 
 
-def _check_lang(lang: str) -> str:
-    from services.labels import LANGS
+LANGS = ("da", "en")
 
+
+def _check_lang(lang: str) -> str:
     if lang not in LANGS:
         fail(f"--lang must be one of {', '.join(LANGS)} (got {lang!r})")
     return lang
+
+
+def _labels(lang: str):
+    """The review app's labels (services/review/labels.yaml): one vocabulary for the app and the CLI."""
+    from services.review.labels import Labels
+
+    return Labels().for_lang(lang)
 
 
 def cli_user() -> str:
@@ -93,27 +101,25 @@ def _t(key: str, lang: str, **kw) -> str:
     return REPORT_TEXT[key][0 if lang == "da" else 1].format(**kw)
 
 
-def labelled_entry(e: dict, lang: str) -> dict:
+def labelled_entry(e: dict, lang: str, lab=None) -> dict:
     """One register entry as a person reads it: names for authorities, labels for codes."""
-    from services.labels import authority, label, labels
-
-    rule = f"{e['rule']}: {label('rule', e['rule'], lang)}" if e["rule"] else ""
+    lab = lab or _labels(lang)
+    rule = f"{e['rule']}: {lab.rule(e['rule'])}" if e["rule"] else ""
     if e.get("via"):
-        rule += f" ({_t('via', lang)} {e['via']}: {label('rule', e['via'], lang)})"
+        rule += f" ({_t('via', lang)} {e['via']}: {lab.rule(e['via'])})"
     return {
-        "occurred_at": (e["occurred_at"] or "").replace("T", " "), "sender": authority(e["sender"]), "recipient": authority(e["recipient"]),
-        "outcome": label("outcome", e["outcome"], lang), "rule": rule, "reason": label("reason", e["reason"], lang),
-        "citation": e["citation"] or "", "context": label("context", e["context"], lang),
-        "purpose": label("purpose", e["purpose"], lang), "categories": labels("category", e["categories"] or "", lang),
-        "message_id": e["message_id"],
+        "occurred_at": (e["occurred_at"] or "").replace("T", " "), "sender": lab.authority(e["sender"]),
+        "recipient": lab.authority(e["recipient"]), "outcome": lab.outcome(e["outcome"]), "rule": rule,
+        "reason": lab.reason(e["reason"]) if e["reason"] else "", "citation": lab.citation(e["citation"]),
+        "context": lab.context(e["context"]), "purpose": lab.purpose(e["purpose"]),
+        "categories": lab.categories(e["categories"]), "message_id": e["message_id"],
     }
 
 
 def _print_subject_report(report: dict, fmt: str, lang: str) -> None:
-    from services.labels import authority
-
+    lab = _labels(lang)
     i = 1 if lang == "da" else 2
-    rows = [labelled_entry(e, lang) for e in report["entries"]]
+    rows = [labelled_entry(e, lang, lab) for e in report["entries"]]
     erased = [_t("erased", lang, t=x["erased_at"][:19].replace("T", " ") + " UTC", why=x["reason"])
               for x in report["erasures"]]
     if fmt == "json":
@@ -148,7 +154,7 @@ def _print_subject_report(report: dict, fmt: str, lang: str) -> None:
     else:
         out.print(_t("empty", lang))
     out.print(_t("summary", lang, d=report["disclosed"], n=report["denied"], e=report["escalated"],
-                 r=", ".join(authority(r) for r in report["recipients"]) or "—"))
+                 r=", ".join(lab.authority(r) for r in report["recipients"]) or "—"))
 
 
 def _parse_time(value: str, what: str) -> datetime:

@@ -61,9 +61,18 @@ def register(app: typer.Typer, subject_app: typer.Typer, policy_app: typer.Typer
     def serve(
         host: str = typer.Option("127.0.0.1", "--host", envvar="XLEDGER_REVIEW_HOST", help="Address to listen on."),
         port: int = typer.Option(8080, "--port", envvar="XLEDGER_REVIEW_PORT", min=1, max=65535),
+        trusted_proxy: List[str] = typer.Option(
+            [], "--trusted-proxy", envvar="XLEDGER_REVIEW_TRUSTED_PROXIES",
+            help="Address or network of a reverse proxy whose X-Forwarded-For is believed (repeat; default none: "
+                 "the peer address is the client)."),
+        max_body: int = typer.Option(256 * 1024, "--max-body-bytes", envvar="XLEDGER_REVIEW_MAX_BODY_BYTES",
+                                     min=1024, max=64 * 1024 * 1024,
+                                     help="Larger request bodies are refused with 413 before they are read."),
         ledger_url: Optional[str] = LEDGER_URL,
     ) -> None:
         """Serve the review app (pages in Danish, ?lang=en for English) and its JSON API under /api/."""
+        import socket
+
         import uvicorn
 
         from services.review.app import create_app
@@ -73,14 +82,35 @@ def register(app: typer.Typer, subject_app: typer.Typer, policy_app: typer.Typer
         require_trusted(settings, "review serve")
         if host not in ("127.0.0.1", "localhost", "::1") and settings.session_secret == DEV_SESSION_SECRET:
             fail("XLEDGER_SESSION_SECRET must be set when serving on a non-loopback address")
-        ledger = _ledger(settings)
-        web = create_app(ledger, pseudonym_secret=settings.pseudonym_secret.encode(),
-                         session_secret_value=settings.session_secret,
-                         checkpoint_public_key=_checkpoint_public_key(settings))
-        typer.echo(f"review app on http://{host}:{port}/ (API docs at /docs)")
+        proxies = [p.strip() for item in trusted_proxy for p in item.split(",") if p.strip()]
+        # The port is taken before the URL is announced: a busy port is one clear line, not a URL
+        # followed by a traceback. uvicorn then serves on this very socket.
         try:
-            uvicorn.run(web, host=host, port=port, log_level="warning")
+            family = socket.AF_INET6 if ":" in host else socket.AF_INET
+            sock = socket.socket(family, socket.SOCK_STREAM)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            sock.bind((host, port))
+            sock.listen(128)
+        except OSError as exc:
+            fail(f"cannot listen on {host}:{port}: {exc.strerror or exc}")
+        ledger = _ledger(settings)
+        try:
+            web = create_app(ledger, pseudonym_secret=settings.pseudonym_secret.encode(),
+                             session_secret_value=settings.session_secret,
+                             checkpoint_public_key=_checkpoint_public_key(settings), trusted_proxies=proxies,
+                             max_body_bytes=max_body)
+        except ValueError as exc:  # a malformed --trusted-proxy
+            sock.close()
+            ledger.close()
+            fail(f"--trusted-proxy: {exc}")
+        typer.echo(f"review app on http://{host}:{port}/ (API docs at /docs)")
+        # proxy_headers off: uvicorn would otherwise believe X-Forwarded-For from loopback; the
+        # app itself decides whom to believe (--trusted-proxy).
+        config = uvicorn.Config(web, log_level="warning", proxy_headers=False, server_header=False)
+        try:
+            uvicorn.Server(config).run(sockets=[sock])
         finally:
+            sock.close()
             ledger.close()
 
     def _store(ledger_url: Optional[str]):

@@ -1,4 +1,8 @@
-"""Signed session cookies: base64url(JSON) + "." + HMAC-SHA256, with an expiry. No server-side state."""
+"""Sessions: a signed cookie (base64url(JSON) + "." + HMAC-SHA256, with an expiry) that names a
+session on record in the ledger's database (``xl_review_sessions``).
+
+The record is what makes log-out and password changes final: a copied cookie stops working the
+moment its row is gone, in every server process, although its signature and expiry still hold."""
 
 from __future__ import annotations
 
@@ -50,8 +54,54 @@ class SessionCodec:
         return data
 
 
+class SessionStore:
+    """Server-side session records: created at log-in, deleted at log-out, and all of a user's
+    deleted when the password changes or the user is removed (``revoke_user``)."""
+
+    def __init__(self, tables, max_age: int = MAX_AGE):
+        self.tables, self.max_age = tables, max_age
+        ensure_table(tables)
+
+    def create(self, username: str) -> str:
+        sid = secrets.token_urlsafe(24)
+        now = int(time.time())
+        with self.tables.cursor() as c:
+            # Expired rows of anyone go with each log-in: the table holds live sessions only.
+            c.execute("DELETE FROM xl_review_sessions WHERE expires_at < ?", [now])
+            c.execute("INSERT INTO xl_review_sessions (sid, username, created_at, expires_at) VALUES (?, ?, ?, ?)",
+                      [sid, username, now, now + self.max_age])
+        return sid
+
+    def active(self, sid: str, username: str) -> bool:
+        row = self.tables.fetchone("SELECT username, expires_at FROM xl_review_sessions WHERE sid = ?", [str(sid)])
+        return row is not None and row[0] == username and int(row[1]) >= time.time()
+
+    def revoke(self, sid: str) -> None:
+        with self.tables.cursor() as c:
+            c.execute("DELETE FROM xl_review_sessions WHERE sid = ?", [str(sid)])
+
+    def count(self, username: str) -> int:
+        return int(self.tables.fetchone("SELECT COUNT(*) FROM xl_review_sessions WHERE username = ?", [username])[0])
+
+
+def ensure_table(tables) -> None:
+    with tables.cursor() as c:
+        c.execute("""CREATE TABLE IF NOT EXISTS xl_review_sessions (
+            sid TEXT PRIMARY KEY,
+            username TEXT NOT NULL,
+            created_at BIGINT NOT NULL,
+            expires_at BIGINT NOT NULL)""")
+
+
+def revoke_user(tables, username: str) -> None:
+    """Ends every session of this user (a password change, a removed user)."""
+    ensure_table(tables)
+    with tables.cursor() as c:
+        c.execute("DELETE FROM xl_review_sessions WHERE username = ?", [username])
+
+
 def new_csrf() -> str:
     return secrets.token_urlsafe(32)
 
 
-__all__ = ["SessionCodec", "session_secret", "new_csrf", "COOKIE", "LANG_COOKIE", "DEV_SESSION_SECRET"]
+__all__ = ["SessionCodec", "SessionStore", "revoke_user", "session_secret", "new_csrf", "COOKIE", "LANG_COOKIE", "DEV_SESSION_SECRET"]

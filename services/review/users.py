@@ -16,6 +16,8 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Iterable
 
+from services.review.sessions import revoke_user
+
 FIXED_ROLES = ("legal_officer", "auditor", "admin")
 AGENCY_PREFIX = "agency:"
 # User names: lower-case letters a-z, the Danish æ, ø and å and the accented letters common in
@@ -153,6 +155,7 @@ class UserStore:
             return False
         with self.tables.cursor() as c:
             c.execute("DELETE FROM xl_users WHERE username = ?", (username,))
+        revoke_user(self.tables, username)
         return True
 
     def passwd(self, username: str, password: str) -> None:
@@ -163,6 +166,8 @@ class UserStore:
         with self.tables.cursor() as c:
             c.execute("UPDATE xl_users SET password_hash = ?, updated_at = ? WHERE username = ?",
                       (hash_password(password), self._now(), username))
+        # Sessions opened with the old password end now, in every server process.
+        revoke_user(self.tables, username)
 
     def authenticate(self, username: str, password: str) -> User | None:
         global _DUMMY

@@ -83,7 +83,7 @@ def test_subject_report_in_danish_and_english_with_names_and_labels(history):
     assert {r["Modtager"] for r in da} == {"Kalundborg Kommune"}
     assert {r["Udfald"] for r in da} == {"Tilladt"}
     assert {r["Formål"] for r in da} == {"Planlægning af løsladelse"}
-    assert da[0]["Regel"].startswith("P5: KSP, litra a")
+    assert da[0]["Regel"].startswith("P5: KSP litra a")
     for r in da:
         visible = " ".join(v for k, v in r.items() if k not in ("Pseudonym", "Besked-id", "Tidspunkt"))
         assert not RAW_CODE.search(visible), visible
@@ -109,7 +109,7 @@ def test_subject_report_in_danish_and_english_with_names_and_labels(history):
     denied = list(csv.DictReader(io.StringIO(
         cli(history, "subject", "report", "0101801234", "--format", "csv").stdout)))
     assert [r["Udfald"] for r in denied] == ["Afvist"]
-    assert denied[0]["Begrundelse"] == "Personen er uden for samarbejdets personkreds"
+    assert denied[0]["Begrundelse"] == "Personen er ikke omfattet"
 
     bad = cli(history, "subject", "report", CPR_A, "--lang", "de")
     assert bad.exit_code == 2 and "--lang must be one of da, en" in bad.output

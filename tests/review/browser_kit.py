@@ -223,13 +223,13 @@ def walk(page, base: str, seeds: list[str], findings: Findings, *, lang: str, la
          limit: int = 80) -> list[str]:
     """Visit the seeds and every page linked from them (same site, one of each kind), checking each;
     returns the paths visited. A linked page that fails (4xx/5xx) or sends back to the login is a finding."""
-    todo = [base + s for s in seeds]
+    todo = [(base + s, True) for s in seeds]
     seen: set[tuple[str, tuple[str, ...]]] = set()
     visited: list[str] = []
     while todo and len(visited) < limit:
-        url = todo.pop(0)
+        url, seed = todo.pop(0)
         key = page_key(url)
-        if key in seen:
+        if key in seen and not seed:  # every seed is visited; of the pages found by links, one of each kind
             continue
         seen.add(key)
         response = page.goto(url)
@@ -249,9 +249,10 @@ def walk(page, base: str, seeds: list[str], findings: Findings, *, lang: str, la
             findings.add(where, ["sends a logged-in user back to the login page"])
             continue
         visited.append(url[len(base):])
-        slug = re.sub(r"[^a-z0-9]+", "-", key[0].lower()).strip("-") or "home"
-        check_page(page, where, findings, lang=lang, shot=f"{label}-{slug}")
-        todo += [u for u in same_site_links(page, base) if page_key(u) not in seen]
+        slug = re.sub(r"[^a-z0-9]+", "-", " ".join([key[0], *key[1]]).lower()).strip("-") or "home"
+        shot = f"{label}-{slug}" + (f"-{len(visited)}" if seed else "")
+        check_page(page, where, findings, lang=lang, shot=shot)
+        todo += [(u, False) for u in same_site_links(page, base) if page_key(u) not in seen]
     if todo and len(visited) >= limit:
         findings.add(f"[{label}]", [f"more than {limit} kinds of page: the walk stopped (raise the limit)"])
     return visited

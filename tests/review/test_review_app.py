@@ -194,7 +194,10 @@ def test_queue_filters_and_counts(history, client):
     api_login(client, "lo")
     data = client.get("/api/decisions").json()
     assert data["total"] == 5 and data["counts"] == {"ALLOW": 4, "DENY": 1, "ESCALATE": 0}
-    assert set(data["choices"]["reason"]) == {"DENY_SUBJECT_OUT_OF_SCOPE"}
+    # The choices come from the bundles (no scan of the decisions): every reason a bundle can give.
+    assert "DENY_SUBJECT_OUT_OF_SCOPE" in data["choices"]["reason"] and "ESCALATE_NO_BASIS_FOUND" in data["choices"]["reason"]
+    assert not any(r.startswith("WARN_") for r in data["choices"]["reason"])
+    assert "kommune:326" in data["choices"]["authority"] and "NONE" in data["choices"]["cooperation"]
     denied = client.get("/api/decisions", params={"outcome": "DENY"}).json()
     assert [i["message_id"] for i in denied["items"]] == ["msg-deny-4y"]
     assert client.get("/api/decisions", params={"reason": "DENY_SUBJECT_OUT_OF_SCOPE"}).json()["total"] == 1
@@ -205,7 +208,7 @@ def test_queue_filters_and_counts(history, client):
     assert client.get("/api/decisions", params={"since": "2026-03-10", "until": "2026-03-10"}).json()["total"] == 5
     assert client.get("/api/decisions", params={"since": "nonsense"}).status_code == 422
     page = client.get("/queue", params={"outcome": "DENY"})
-    assert "msg-deny-4y" in page.text and "msg-p5-21" not in page.text
+    assert ex_id(history, "deny-4y") in page.text and ex_id(history, "p5-21") not in page.text
     assert "I alt: <strong>1</strong>" in page.text
 
 
@@ -226,8 +229,13 @@ def test_decision_page_shows_trace_citations_and_policy_version_never_the_cpr(hi
     web_login(client, "lo")
     page = client.get(f"/decisions/{ex_id(history, 'deny-4y')}")
     assert page.status_code == 200
-    assert "DENY_SUBJECT_OUT_OF_SCOPE" in page.text and "rpl § 115" in page.text
+    # Danish names, not codes; the whole exchange id in the URL and the heading's copy button
+    assert "Personen er ikke omfattet" in page.text and "DENY_SUBJECT_OUT_OF_SCOPE" not in page.text
+    assert "rpl § 115" in page.text and "Kalundborg Kommune" in page.text and 'title="kommune:326"' in page.text
     assert "sha256:" in page.text and "ikke opfyldt" in page.text
+    eid = ex_id(history, "deny-4y")
+    heading = page.text.split("<h1>", 1)[1].split("</h1>", 1)[0]
+    assert eid[:8] in heading and f'data-copy="{eid}"' in heading
     assert "0101801234" not in page.text and "Test Person" not in page.text
     api = client.get(f"/api/decisions/{ex_id(history, 'deny-4y')}").json()
     assert api["subject"] == history.pseudonym("0101801234")
@@ -242,8 +250,11 @@ def test_review_is_appended_to_the_ledger(history, client):
     url = f"/decisions/{ex_id(history, 'p5-85')}"
     page = client.get(url)
     r = client.post(url + "/review", data={"action": "OVERTURN", "recipient": "kommune:326", "reason": "",
-                                           "csrf_token": csrf_of(page.text)}, follow_redirects=False)
-    assert r.status_code == 303 and "error=reason_required" in r.headers["location"]
+                                           "note": "mit notat, ikke tabt", "csrf_token": csrf_of(page.text)},
+                    follow_redirects=False)
+    # Refused, and the form keeps what was typed
+    assert r.status_code == 422 and "En omgørelse kræver en begrundelse" in r.text
+    assert "mit notat, ikke tabt" in r.text and '<option value="OVERTURN" selected>' in r.text
     r = client.post(url + "/review", data={"action": "OVERTURN", "recipient": "kommune:326",
                                            "reason": "Løsladelsen ligger for langt ude", "note": "drøftet",
                                            "csrf_token": csrf_of(page.text)}, follow_redirects=False)
@@ -296,7 +307,7 @@ def test_stats_charts_ledger_status_and_users(history, client):
     web_login(client, "adm")
     stats = client.get("/stats")
     assert stats.status_code == 200 and stats.text.count("<svg") == 2 and "KSP" in stats.text
-    assert "DENY_SUBJECT_OUT_OF_SCOPE" in stats.text
+    assert "Personen er ikke omfattet" in stats.text and "DENY_SUBJECT_OUT_OF_SCOPE" not in stats.text
     ledger_page = client.get("/ledger")
     assert f'id="latest">{history.ledger.max_notification_id()}<' in ledger_page.text
     # Everything folded into the Merkle tree and signed: verification must pass, and say so.
