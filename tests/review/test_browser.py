@@ -185,6 +185,22 @@ def test_review_flow_end_to_end(world):
     assert not findings.items, findings.report()
 
 
+@pytest.mark.parametrize("lang, says", [("da", "Personen blev slettet"), ("en", "The subject was erased on")])
+def test_an_erased_subject_s_page_says_so(world, lang, says):
+    h, base = world["history"], world["base"]
+    page = kit.new_page(world["browser"], lang)
+    try:
+        kit.log_in(page, base, "aud", PASSWORD, lang)
+        page.goto(f"{base}/subjects/{h.pseudonym(CPR_B)}")
+        notice = page.locator("[role=status]").inner_text()
+        assert says in notice and "retten til sletning (browsertest)" in notice
+        assert page.locator("table tbody tr").count() == 3  # its register remains: two KSP exchanges, one escalation
+        page.goto(f"{base}/subjects/{h.pseudonym(CPR_A)}")
+        assert page.locator("[role=status]").count() == 0
+    finally:
+        page.context.close()
+
+
 def _png_size(path: Path) -> tuple[int, int]:
     head = path.read_bytes()[:24]
     assert head[:8] == b"\x89PNG\r\n\x1a\n", f"{path} is not a PNG"
