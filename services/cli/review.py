@@ -60,7 +60,8 @@ def register(app: typer.Typer, subject_app: typer.Typer, policy_app: typer.Typer
     @review_app.command("serve")
     def serve(
         host: str = typer.Option("127.0.0.1", "--host", envvar="XLEDGER_REVIEW_HOST", help="Address to listen on."),
-        port: int = typer.Option(8080, "--port", envvar="XLEDGER_REVIEW_PORT", min=1, max=65535),
+        port: int = typer.Option(8080, "--port", envvar="XLEDGER_REVIEW_PORT", min=0, max=65535,
+                                 help="Port to listen on (0: any free port; the URL printed names it)."),
         trusted_proxy: List[str] = typer.Option(
             [], "--trusted-proxy", envvar="XLEDGER_REVIEW_TRUSTED_PROXIES",
             help="Address or network of a reverse proxy whose X-Forwarded-For is believed (repeat; default none: "
@@ -103,7 +104,9 @@ def register(app: typer.Typer, subject_app: typer.Typer, policy_app: typer.Typer
             sock.close()
             ledger.close()
             fail(f"--trusted-proxy: {exc}")
-        typer.echo(f"review app on http://{host}:{port}/ (API docs at /docs)")
+        bound = sock.getsockname()[1]  # the port itself when --port 0 asked for any free one
+        shown = f"[{host}]" if ":" in host else host
+        typer.echo(f"review app on http://{shown}:{bound}/ (API docs at /docs)")
         # proxy_headers off: uvicorn would otherwise believe X-Forwarded-For from loopback; the
         # app itself decides whom to believe (--trusted-proxy).
         config = uvicorn.Config(web, log_level="warning", proxy_headers=False, server_header=False)

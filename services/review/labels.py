@@ -26,6 +26,7 @@ _ID = re.compile(r"\b[a-z][a-z0-9]*:[a-z0-9][a-z0-9_:.-]*[a-z0-9]")
 _CODE = re.compile(r"\b[A-Z][A-Z0-9]*(?:_[A-Z0-9]+)+\b|\b(?:ALLOW|DENY|ESCALATE|NONE|POLICE|PET|HEALTH|IDENTITY|"
                    r"ORDINARY|CRIMINAL|STATISTICS|PROSECUTION|KRIMINALFORSORGEN|UNDERRETNING)\b")
 _FACT_FALSE = re.compile(r"\b([a-z]+(?:_[a-z]+)+) er ikke sand\b")
+_RULE = re.compile(r"\b[PCAHEDL][0-9]\b")
 _FACT = re.compile(r"\b(socially_vulnerable|crime_risk|convicted|radicalisation_assessed|custody_status)\b")
 
 
@@ -136,6 +137,7 @@ class LangLabels:
         out = _FACT_FALSE.sub(lambda m: "ikke " + da._get("fact", m.group(1)), text)
         out = _FACT.sub(lambda m: da._get("fact", m.group(1)), out)
         out = _ID.sub(lambda m: da.authority(m.group(0)), out)
+        out = _RULE.sub(lambda m: f"«{da.rule(m.group(0))}»", out)
         return _CODE.sub(lambda m: da.code(m.group(0)), out)
 
     def code(self, code: str) -> str:

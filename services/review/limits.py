@@ -12,10 +12,6 @@ import json
 DEFAULT_MAX_BODY = 256 * 1024  # the largest form (a review: reason and note) is a few KiB
 
 
-class _TooLarge(Exception):
-    pass
-
-
 class BodyLimit:
     def __init__(self, app, max_bytes: int = DEFAULT_MAX_BODY):
         self.app, self.max_bytes = app, max_bytes
@@ -33,28 +29,37 @@ class BodyLimit:
         if declared is not None and declared > self.max_bytes:
             return await self._refuse(scope, send, 413, f"request body too large (limit {self.max_bytes} bytes)")
         seen = 0
-        started = False
+        started = refused = False
 
         async def counted_receive():
-            nonlocal seen
+            nonlocal seen, refused
+            if refused:
+                return {"type": "http.disconnect"}
             message = await receive()
             if message["type"] == "http.request":
                 seen += len(message.get("body", b""))
                 if seen > self.max_bytes:
-                    raise _TooLarge()
+                    # Answer now, then tell the app the client has gone: whatever it makes of a
+                    # cut-off body (FastAPI says 400) is never sent.
+                    refused = True
+                    if not started:
+                        await self._refuse(scope, send, 413, f"request body too large (limit {self.max_bytes} bytes)")
+                    return {"type": "http.disconnect"}
             return message
 
         async def tracked_send(message):
             nonlocal started
+            if refused:
+                return
             if message["type"] == "http.response.start":
                 started = True
             await send(message)
 
         try:
             await self.app(scope, counted_receive, tracked_send)
-        except _TooLarge:
-            if not started:
-                await self._refuse(scope, send, 413, f"request body too large (limit {self.max_bytes} bytes)")
+        except Exception:
+            if not refused:
+                raise
 
     @staticmethod
     async def _refuse(scope, send, status: int, detail: str) -> None:
