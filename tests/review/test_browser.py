@@ -8,6 +8,7 @@ two README screenshots in docs/img/ are written from the same run.
 from __future__ import annotations
 
 import os
+import re
 import struct
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -99,8 +100,8 @@ def test_login_and_error_pages(world, lang):
         kit.check_page(page, "/login", findings, lang=lang, shot=f"anonymous-{lang}-login")
         page.fill("input[name=username]", "jørgen")
         page.fill("input[name=password]", "not the password")
-        page.click("main form button[type=submit]")
-        page.wait_for_load_state()
+        with page.expect_navigation():
+            page.click("main form button[type=submit]")
         kit.check_page(page, "/login (failed)", findings, lang=lang, shot=f"anonymous-{lang}-login-failed")
         kit.log_in(page, base, "jørgen", PASSWORD, lang)
         for path, status in pages.ERROR_PAGES.items():
@@ -147,13 +148,15 @@ def test_review_flow_end_to_end(world):
         assert page.locator("[role=alert]").count() >= 1
 
         page.locator("#review-form select[name=action]").select_option("UPHOLD")
+        page.locator("#review-form select[name=recipient]").select_option("kommune:326")
         page.locator("#review-form input[name=reason]").fill("Løsladelsen ligger uden for vinduet")
         with page.expect_navigation():
             page.locator("#review-form button[type=submit]").click()
         entry = page.locator("#reviews tbody tr").first
-        text = entry.inner_text()
-        assert "Løsladelsen ligger uden for vinduet" in text and "jørgen" in text
-        assert "2026" in text or str(page.evaluate("() => new Date().getFullYear()")) in text  # a date is shown
+        cells = entry.locator("td").all_inner_texts()
+        assert re.fullmatch(r"\d{4}-\d{2}-\d{2} \d{2}:\d{2}", cells[0]), cells  # date and time
+        assert cells[1:4] == ["Stadfæst", "Kalundborg Kommune", "jørgen"], cells  # action, recipient, reviewer
+        assert "Løsladelsen ligger uden for vinduet" in cells[4] and "Notat skrevet før fejlen" in cells[4]
         kit.check_page(page, "decision reviewed", findings, lang="da", shot="flow-da-decision-reviewed")
         if os.environ.get("XLEDGER_UPDATE_SCREENSHOTS") == "1":
             kit.README_IMAGES.mkdir(parents=True, exist_ok=True)
@@ -161,6 +164,8 @@ def test_review_flow_end_to_end(world):
             page.screenshot(path=str(kit.README_IMAGES / "review-decision.png"))
 
         page.goto(base + "/queue")
+        row = page.locator("#queue tbody tr", has=page.locator(f"a[href='/decisions/{deny}']"))
+        assert "Stadfæstet" in row.inner_text()  # the review is listed in the queue
         kit.check_page(page, "queue", findings, lang="da", shot="flow-da-queue")
         if os.environ.get("XLEDGER_UPDATE_SCREENSHOTS") == "1":
             page.screenshot(path=str(kit.README_IMAGES / "review-queue.png"))
@@ -180,8 +185,8 @@ def test_review_flow_end_to_end(world):
         page.context.close()
 
     ex = h.ledger.get_exchange(deny)
-    assert [(r["action"], r["reviewer"], r["reason"]) for r in ex.reviews] == [
-        ("UPHOLD", "jørgen", "Løsladelsen ligger uden for vinduet")]
+    assert [(r["action"], r["recipient"], r["reviewer"], r["reason"], r["note"]) for r in ex.reviews] == [
+        ("UPHOLD", "kommune:326", "jørgen", "Løsladelsen ligger uden for vinduet", "Notat skrevet før fejlen")]
     assert not findings.items, findings.report()
 
 
