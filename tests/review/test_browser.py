@@ -206,6 +206,38 @@ def test_an_erased_subject_s_page_says_so(world, lang, says):
         page.context.close()
 
 
+@pytest.mark.parametrize("path, rendered", [("/docs", ".swagger-ui .info .title"), ("/redoc", "[role=navigation], .menu-content")])
+def test_api_documentation_renders_without_the_internet(world, path, rendered):
+    """Swagger UI and ReDoc render from the app's own files: every request to another host is refused,
+    as on a government network without CDN access, and the Content-Security-Policy stays in force."""
+    base = world["base"]
+    page = kit.new_page(world["browser"], "da")
+    outside, problems = [], []
+    page.context.route("**/*", lambda route: route.continue_() if route.request.url.startswith(base)
+                       else (outside.append(route.request.url), route.abort()))
+    def console(m):
+        # The CSP refusing an outside address is the point (ReDoc's logo); any other error is a problem.
+        if m.type == "error" and not re.search(r"violates the following Content Security Policy.*|"
+                                               r"Refused to load .* 'https://", m.text):
+            problems.append(m.text)
+        elif m.type == "error":
+            refused.append(m.text)
+
+    refused: list[str] = []
+    page.on("console", console)
+    page.on("pageerror", lambda e: problems.append(str(e)))
+    try:
+        page.goto(base + path)
+        page.wait_for_selector(rendered, timeout=20_000)
+        assert "exchange-ledger review API" in kit.visible_text(page)
+        page.screenshot(path=str(kit.ARTIFACTS / f"api-docs{path.replace('/', '-')}.png"))
+    finally:
+        page.context.close()
+    assert outside == [], f"{path} reaches outside the app: {outside}"
+    assert problems == [], f"{path}: {problems}"
+    assert all(re.search(r"'https://(?!127\.0\.0\.1)", r) for r in refused), refused  # only outside hosts refused
+
+
 def _png_size(path: Path) -> tuple[int, int]:
     head = path.read_bytes()[:24]
     assert head[:8] == b"\x89PNG\r\n\x1a\n", f"{path} is not a PNG"
