@@ -103,7 +103,29 @@ def new_page(browser, lang: str = "da"):
     context.add_init_script(path=str(AXE))
     page = context.new_page()
     page.set_default_timeout(20_000)
+    # Script errors and what the Content-Security-Policy blocks (an inline style or script of a template)
+    # are findings of the page they happen on (check_page reports and clears them).
+    errors: list[str] = []
+    def console(m) -> None:
+        # An error page's own status (404, 422) is logged as a failed load of the document: that is the page.
+        if m.type == "error" and not (m.text.startswith("Failed to load resource")
+                                      and (m.location or {}).get("url") == page.url):
+            errors.append(f"console error: {m.text[:300]} ({(m.location or {}).get('url', '?')})")
+
+    page.on("console", console)
+    page.on("pageerror", lambda e: errors.append(f"script error: {str(e)[:300]}"))
+    PAGE_ERRORS[id(page)] = errors
     return page
+
+
+PAGE_ERRORS: dict[int, list[str]] = {}
+
+
+def page_errors(page) -> list[str]:
+    """The console and script errors since the last call, for this page."""
+    errors = PAGE_ERRORS.get(id(page), [])
+    out, errors[:] = list(errors), []
+    return out
 
 
 def log_in(page, base: str, user: str, password: str, lang: str = "da") -> None:
@@ -187,6 +209,7 @@ def check_page(page, where: str, findings: Findings, *, lang: str, shot: str | N
     findings.add(where, overflow(page))
     findings.add(where, untranslated(visible_text(page)))
     findings.add(where, axe(page))
+    findings.add(where, page_errors(page))
     if shot:
         ARTIFACTS.mkdir(parents=True, exist_ok=True)
         page.screenshot(path=str(ARTIFACTS / f"{shot}.png"), full_page=True)
