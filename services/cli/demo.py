@@ -110,7 +110,8 @@ def _serve_demo(ledger_path: Path, port: int) -> None:
                      checkpoint_public_key=Runtime(settings).checkpoint_signer.public_key)
     console.print(f"review app on http://127.0.0.1:{port}/ (Ctrl-C stops)")
     try:
-        uvicorn.run(web, host="127.0.0.1", port=port, log_level="warning")
+        # proxy_headers off: the review app itself decides whose X-Forwarded-For to believe.
+        uvicorn.run(web, host="127.0.0.1", port=port, log_level="warning", proxy_headers=False)
     finally:
         ledger.close()
 

@@ -69,9 +69,10 @@ def stacked_bars(series: list[Series], *, title: str, chart_id: str, width: int 
              _defs(chart_id, len(series))]
     base = pad_t + plot_h
     parts.append(f'<line x1="{pad_l}" y1="{base}" x2="{pad_l + plot_w}" y2="{base}" stroke="#444"/>')
-    for frac in (0, 0.5, 1):
-        y = base - frac * plot_h
-        parts.append(f'<text x="{pad_l - 6}" y="{y + 4:.1f}" text-anchor="end" font-size="12">{round(top * frac)}</text>')
+    for value in sorted({0, top // 2, top}):  # whole numbers, each at its own height
+        y = base - value / top * plot_h
+        parts.append(f'<line x1="{pad_l - 3}" y1="{y:.1f}" x2="{pad_l}" y2="{y:.1f}" stroke="#444"/>')
+        parts.append(f'<text x="{pad_l - 6}" y="{y + 4:.1f}" text-anchor="end" font-size="12">{value}</text>')
     if days:
         slot = plot_w / len(days)
         bar = max(min(slot * 0.7, 40), 2)
@@ -94,7 +95,7 @@ def stacked_bars(series: list[Series], *, title: str, chart_id: str, width: int 
     lx = width - legend_w
     for j, s in enumerate(series):
         ly = pad_t + j * row
-        label = s.label if len(s.label) <= 44 else s.label[:43] + "…"
+        label = s.label if len(s.label) <= 52 else s.label[:51] + "…"  # whole in its <title> and the table
         parts.append(f'<rect x="{lx}" y="{ly}" width="14" height="14" fill="{_fill(chart_id, j)}" stroke="#444" stroke-width="0.5"/>')
         parts.append(f'<text x="{lx + 20}" y="{ly + 12}" font-size="12"><title>{escape(s.label)}</title>'
                      f'{escape(label)} ({s.total})</text>')

@@ -216,7 +216,10 @@ def queue_page(request: Request, page: int = Query(1, ge=1, le=MAX_PAGE)):
     params = _params(request)
     data = queue_data(web, ctx, params, page)
     base = nonempty(params)
+    flipped = "oldest" if (params.get("sort") or "newest") == "newest" else "newest"
     return web.render(ctx, "queue.html", title=ctx.t("queue"), params=params, data=data, sorts=list(SORTS),
+                      sort_url="/queue?" + urlencode({**{k: v for k, v in base.items() if k != "page"},
+                                                      "sort": flipped}),
                       prev_url=("/queue?" + urlencode({**base, "page": page - 1})) if page > 1 else None,
                       next_url=("/queue?" + urlencode({**base, "page": page + 1}))
                       if page * PAGE < data["total"] else None)
