@@ -88,7 +88,10 @@ def chromium() -> Iterator[Any]:
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        # A Danish workstation: Chromium's own texts (a date field's dd.mm.åååå) in Danish, from Debian's
+        # chromium-l10n (`make browser`); without it they stay English, which no check depends on.
+        env = {**os.environ, "LANGUAGE": "da", "LANG": "da_DK.UTF-8"}
+        browser = pw.chromium.launch(executable_path=CHROMIUM, args=[*CHROMIUM_ARGS, "--lang=da"], env=env)
         try:
             yield browser
         finally:
