@@ -464,31 +464,13 @@ def subject_report(ledger: Any, pseudonym: str, *, catch_up: bool = True) -> dic
     disclosed = [e for e in entries if e["outcome"] == "ALLOW"]
     return {
         "subject": pseudonym,
-        "erasures": subject_erasures(ledger, pseudonym),
+        "erasures": [{k: r[k] for k in ("erased_at", "key_id", "reason")} for r in models.subject_erasures(pseudonym)],
         "entries": entries,
         "disclosed": len(disclosed),
         "denied": sum(1 for e in entries if e["outcome"] == "DENY"),
         "escalated": sum(1 for e in entries if e["outcome"] == "ESCALATE"),
         "recipients": sorted({e["recipient"] for e in disclosed}),
     }
-
-
-ERASED_TOPIC = "ledger.domain:SubjectErasure.Erased"
-
-
-def subject_erasures(ledger: Any, pseudonym: str) -> list[dict[str, str]]:
-    """When the subject's data keys were destroyed (``xledger subject erase``), oldest first: the
-    register still lists every exchange, but their payloads can no longer be read.
-
-    Erasures are rare, so the ledger's notifications of that one topic are read (the recorder
-    filters by topic) rather than keeping a read model of them."""
-    out = []
-    to_event = ledger.mapper.to_domain_event
-    for n in ledger.all_notifications(topics=[ERASED_TOPIC]):
-        e = to_event(n)
-        if e.subject == pseudonym:
-            out.append({"erased_at": e.timestamp.isoformat(), "key_id": e.key_id, "reason": e.reason})
-    return out
 
 
 def resolve_subject(value: str, secret: bytes) -> str:
@@ -507,6 +489,6 @@ def resolve_subject(value: str, secret: bytes) -> str:
 __all__ = [
     "Recorded", "recorded_decisions", "recorded_verdicts", "PinnedBundleSet", "Redecider", "load_bundles", "replay", "ReplayReport",
     "reevaluate", "ReevaluationReport", "Divergence", "diff_decisions", "impact", "ImpactReport", "impact_summary",
-    "subject_report", "subject_erasures",
+    "subject_report",
     "resolve_subject", "SUBJECT_COLUMNS",
 ]

@@ -134,3 +134,23 @@ def test_subject_report_says_when_the_subject_was_erased(history):
     assert "Personen blev slettet" in as_csv.stderr and "slettet" not in as_csv.stdout
     other = json.loads(cli(history, "subject", "report", "0101801234", "--format", "json").stdout)
     assert other["erasures"] == []
+
+
+def test_erasures_are_a_read_model_filled_in_for_read_models_from_before(history):
+    """The subject report finds erasures in a read model (its cost does not grow with the ledger); read
+    models projected by a release without that table get it filled from the log, and equal a replay."""
+    from ledger.readmodels import ReadModels
+    from services.audit import replay
+
+    p = history.pseudonym(CPR_A)
+    history.ledger.erase_subject(p, "sag 2026-18")
+    models = ReadModels(history.ledger)
+    models.catch_up()
+    assert [r["reason"] for r in models.subject_erasures(p)] == ["sag 2026-18"]
+    with history.ledger.tables.cursor() as c:
+        c.execute(f"DROP TABLE {models.t('erasures')}")  # as an earlier release left them
+    again = ReadModels(history.ledger)  # the new release starting
+    rows = again.subject_erasures(p)
+    assert [(r["subject"], r["reason"]) for r in rows] == [(p, "sag 2026-18")]
+    assert ReadModels(history.ledger).subject_erasures(p) == rows  # once only
+    assert replay(history.ledger).equal

@@ -266,8 +266,7 @@ def walk(page, base: str, seeds: list[str], findings: Findings, *, lang: str, la
             continue
         ctype = response.headers.get("content-type", "")
         if "text/html" not in ctype:
-            if "json" in ctype or "html" not in ctype:
-                findings.add(where, [f"answers {response.status} with {ctype or 'no content type'}, not an HTML page"])
+            findings.add(where, [f"answers {response.status} with {ctype or 'no content type'}, not an HTML page"])
             continue
         if response.status >= 400:
             findings.add(where, [f"a linked page answers {response.status}"])

@@ -16,12 +16,12 @@ from urllib.parse import urlsplit
 import pytest
 
 from ledger.domain import exchange_id
+from services.review import pages
 from services.review.app import create_app
 from services.review.users import UserStore
 from services.simulation import POLICE
 from tests.audit.history import CPR_A, CPR_B, KSP_SENDER, build_history
 from tests.escalations.test_workflow import SOCIAL, V1_DAY, V2_DAY, no_basis_request, pet_request
-from services.review import pages
 from tests.review import browser_kit as kit
 from tests.review.conftest import PASSWORD, SECRET
 
@@ -48,8 +48,8 @@ def world(tmp_path_factory):
     for name, roles in USERS.items():
         store.add(name, PASSWORD, roles)
     # Two escalations (a PET request, one without a basis the gate knows), and one erased subject.
-    h.record(h.signed(pet_request("1203911234"), message_id=PET_MESSAGE, org_role=POLICE, at=V1_DAY))
-    h.record(h.signed(no_basis_request("0508882345"), message_id=JC_MESSAGE, org_role=SOCIAL, at=V2_DAY))
+    h.record(h.signed(pet_request(CPR_A), message_id=PET_MESSAGE, org_role=POLICE, at=V1_DAY))
+    h.record(h.signed(no_basis_request(CPR_B), message_id=JC_MESSAGE, org_role=SOCIAL, at=V2_DAY))
     h.ledger.erase_subject(h.pseudonym(CPR_B), "retten til sletning (browsertest)")
     app = create_app(h.ledger, pseudonym_secret=h.rt.pseudonym_secret, session_secret_value=SECRET,
                      checkpoint_public_key=load_private_key(h.settings.checkpoint_key).public_key())

@@ -55,7 +55,7 @@ def test_charts_name_every_series_in_distinct_styles():
 def test_stats_page_has_a_table_for_each_chart(history, client):
     web_login(client, "aud")
     page = client.get("/stats")
-    assert page.text.count("<svg") == 2 and page.text.count('class="chart-table"') == 2
+    assert page.text.count('<svg xmlns="http://www.w3.org/2000/svg" role="img" class="chart"') == 2 and page.text.count('class="chart-table"') == 2
     assert "Personen er ikke omfattet (1)" in page.text  # the DENY reason, in the legend with its count
 
 
