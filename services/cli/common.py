@@ -100,6 +100,20 @@ def reaching(settings: Settings) -> Iterator[None]:
         kafka_log.setLevel(previous)
 
 
+def broker_call(settings: Settings, refused: str, call):
+    """One administrative call to the broker: unreachable is `reaching`'s line and exit 3; a broker that
+    answers and refuses (not authorised, too few brokers) is `refused: reason` and exit 1."""
+    from kafka.errors import KafkaConnectionError, KafkaError, KafkaTimeoutError
+
+    with reaching(settings):
+        try:
+            return call()
+        except (KafkaConnectionError, KafkaTimeoutError):
+            raise
+        except KafkaError as exc:
+            fail(f"{refused}: {first_line(exc)}", 1)
+
+
 def settings_from(bootstrap: str | None, ledger_url: str | None, *, need_broker: bool = True) -> Settings:
     try:
         settings = Settings.from_env(bootstrap_servers=bootstrap, ledger_url=ledger_url)

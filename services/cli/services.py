@@ -58,7 +58,7 @@ def gate_run(
         stopping = shutdown.running()
         for member in members:
             member.stopping = stopping
-        log.info("gate.starting", name=name, workers=workers, group=settings.group_id)
+        log.info("gate.starting", gate=name, workers=workers, group=settings.group_id)
         threads = [threading.Thread(target=m.run, name=m.name) for m in members[1:]]
         try:
             for t in threads:

@@ -1,7 +1,7 @@
 """`xledger topics create` and `xledger topics acls`: the Kafka topics and who may use them.
 
 Mounted by services.cli as the `topics` group. Exit codes: 0 ok, 1 the broker refused
-something, 2 bad input (a one-line reason on stderr).
+something, 2 bad input, 3 the broker could not be reached (a one-line reason on stderr).
 """
 
 from __future__ import annotations
@@ -12,9 +12,7 @@ from pathlib import Path
 from typing import Optional
 
 import typer
-from kafka.errors import KafkaError
-
-from services.cli.common import BOOTSTRAP, fail, first_line, settings_from
+from services.cli.common import BOOTSTRAP, broker_call, fail, settings_from
 
 app = typer.Typer(help="Kafka topics and their ACLs.", no_args_is_help=True, add_completion=False)
 
@@ -46,10 +44,8 @@ def create(
     if settings.min_insync_replicas > settings.replication_factor:
         fail(f"--min-insync-replicas ({settings.min_insync_replicas}) cannot exceed --replication-factor "
              f"({settings.replication_factor})")
-    try:
-        names = Runtime(settings).create_topics(request_partitions=partitions)
-    except KafkaError as exc:  # unreachable, not authorised, or too few brokers for the replication factor
-        fail(f"topics not created: {first_line(exc)}", 1)
+    names = broker_call(settings, "topics not created",
+                        lambda: Runtime(settings).create_topics(request_partitions=partitions))
     typer.echo(f"{len(names)} topics present (replication factor {settings.replication_factor}, "
                f"min.insync.replicas {settings.min_insync_replicas} for those created now)")
 
@@ -83,14 +79,14 @@ def acls(
     if apply:
         from services.kafka import make_admin
 
-        try:
+        def apply_all():
             admin = make_admin(settings)
             try:
-                refused = apply_bindings(admin, bindings)
+                return apply_bindings(admin, bindings)
             finally:
                 admin.close()
-        except KafkaError as exc:  # unreachable, not authorised, or a broker without an authorizer
-            fail(f"bindings not applied: {first_line(exc)}", 1)
+
+        refused = broker_call(settings, "bindings not applied", apply_all)
         for binding, error in refused:
             typer.echo(f"refused: {binding.principal} {binding.operation} {binding.resource_type} "
                        f"{binding.pattern} {binding.name}: {error}", err=True)

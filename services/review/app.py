@@ -126,6 +126,16 @@ def _error_pages(app: FastAPI, web: Web) -> None:
                                             for e in exc.errors()]}, status_code=422)
         return page(request, 422, "invalid_input", ", ".join(fields))
 
+    @app.exception_handler(Exception)
+    def _crash(request: Request, exc: Exception):
+        # Logged by the server; the user gets a page (or JSON) that gives nothing away.
+        if is_api(request):
+            return JSONResponse({"detail": "internal error"}, status_code=500)
+        try:
+            return page(request, 500, "server_error")
+        except Exception:
+            return JSONResponse({"detail": "internal error"}, status_code=500)
+
     @app.exception_handler(StarletteHTTPException)
     def _http(request: Request, exc: StarletteHTTPException):
         if is_api(request) or exc.status_code not in (404, 405, 422):

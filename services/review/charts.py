@@ -103,12 +103,14 @@ def stacked_bars(series: list[Series], *, title: str, chart_id: str, width: int 
     return "".join(parts)
 
 
-def chart_table(series: list[Series]) -> dict:
-    """The text alternative: every series with its total and its count per day."""
+def chart_table(series: list[Series], chart_id: str = "") -> dict:
+    """The text alternative: every series with its total and its count per day (``fill``: the
+    series' colour or pattern in the chart ``chart_id``, for a swatch beside its name)."""
     series = [s for s in series if s.total]
     days = sorted({d for s in series for d in s.counts})
     return {"days": days, "rows": [{"label": s.label, "total": s.total, "style": style_of(i),
-                                    "by_day": [s.counts.get(d, 0) for d in days]} for i, s in enumerate(series)]}
+                                    "fill": _fill(chart_id, i), "by_day": [s.counts.get(d, 0) for d in days]}
+                                   for i, s in enumerate(series)]}
 
 
 __all__ = ["Series", "stacked_bars", "chart_table", "style_of", "PALETTE", "PATTERNS"]

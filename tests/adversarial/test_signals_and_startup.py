@@ -97,3 +97,15 @@ def test_an_unreachable_broker_or_database_at_start_up_is_one_line_and_exit_3(br
         assert result.returncode == 3, result.stderr
         assert len(lines) == 1 and lines[0].startswith(f"error: cannot reach the {'Kafka broker' if target == 'broker' else 'ledger database'}"), result.stderr
         assert "Traceback" not in result.stderr
+
+
+def test_topic_administration_against_an_unreachable_broker_is_exit_3_like_every_other_command(tmp_path):
+    from services.config import Settings
+
+    settings = Settings.development(ledger_url=f"sqlite:///{tmp_path}/l.sqlite")
+    for command in (("topics", "create"), ("topics", "acls", "--apply")):
+        result = xledger(settings, *command, timeout=60, XLEDGER_CONNECT_TIMEOUT="2", XLEDGER_LOG_LEVEL="WARNING",
+                         XLEDGER_BOOTSTRAP_SERVERS="127.0.0.1:1")
+        lines = [line for line in result.stderr.splitlines() if line.strip()]
+        assert result.returncode == 3, result.stderr
+        assert len(lines) == 1 and "cannot reach the Kafka broker at 127.0.0.1:1" in lines[0], result.stderr

@@ -15,7 +15,6 @@ from contextlib import contextmanager
 from datetime import timedelta
 
 import psycopg
-import pytest
 from fastapi.testclient import TestClient
 
 from ledger.application import Tracking

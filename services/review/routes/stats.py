@@ -55,9 +55,9 @@ def charts(ctx: Ctx, rows: list[dict[str, Any]]) -> dict[str, Any]:
     reason = _series(by_reason, reason_label)
     t = ctx.t
     return {"coop": {"svg": stacked_bars(coop, title=t("by_cooperation"), chart_id="chart-coop", empty=t("no_data")),
-                     "table": chart_table(coop)},
+                     "table": chart_table(coop, "chart-coop")},
             "reason": {"svg": stacked_bars(reason, title=t("by_reason"), chart_id="chart-reason", empty=t("no_data")),
-                       "table": chart_table(reason)}}
+                       "table": chart_table(reason, "chart-reason")}}
 
 
 @router.get("/stats", include_in_schema=False)
