@@ -197,6 +197,8 @@ TEXT: dict[str, tuple[str, str]] = {
     "basis_label": ("Hjemmelsgrundlag med ord", "Legal basis in words"),
     "citation_label": ("Henvisning (lov og paragraf; står i kvitteringen og leveringen)",
                        "Citation (act and section; shown in the receipt and the delivery)"),
+    "approve_heading": ("Godkend", "Approve"),
+    "refuse_heading": ("Afvis", "Refuse"),
     "approve_button": ("Godkend videregivelsen", "Approve the disclosure"),
     "refuse_label": ("Begrundelse for afvisning (sendes til afsenderen i kvitteringen; skriv ingen personoplysninger)",
                      "Reason for the refusal (sent to the sender in the receipt; write no personal data)"),
