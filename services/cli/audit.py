@@ -369,7 +369,8 @@ def register(app: typer.Typer, subject_app: typer.Typer, policy_app: typer.Typer
         """Everything disclosed about one citizen: to whom, when, under which rule and citation, and what was denied.
 
         Authorities by name, codes as Danish (or English) labels; says when the subject was erased.
-        The report is itself recorded in the ledger's access log (who ran it, from the login name).
+
+        The report is itself recorded in the ledger's access log (the login name).
         """
         from schemas.cpr import InvalidCPR
         from services.audit import resolve_subject, subject_report
@@ -399,8 +400,9 @@ def register(app: typer.Typer, subject_app: typer.Typer, policy_app: typer.Typer
     ) -> None:
         """Print the pseudonym the gate gives this CPR number (HMAC-SHA256 under XLEDGER_PSEUDONYM_SECRET).
 
-        The pseudonym is what `subject report`, `subject erase` and the review app take. The lookup is
-        recorded in the ledger's access log (who ran it, from the login name), as every subject access is.
+        The pseudonym is what `subject report`, `subject erase` and the review app take.
+
+        The lookup is recorded in the ledger's access log (the login name), as every subject access is.
         """
         from schemas.cpr import InvalidCPR, pseudonym as derive
 
