@@ -35,12 +35,21 @@ venv: $(STAMP)
 demo: $(STAMP)
 	$(BIN)/xledger demo
 
-# Debian's Chromium for the review app's browser test, docker-compose and shellcheck for the deployment
-# tests (as root, where apt-get exists); the tests that need one skip when it is missing.
+# Debian's Chromium and axe-core for the review app's browser tests (tests/review/test_browser.py):
+# chromium with its Danish texts (chromium-l10n) and node/npm where missing, from apt as root; axe-core from the npm registry at the version
+# tests/review/js/package-lock.json pins, into tests/review/js/node_modules (not committed). The browser
+# tests skip only when chromium or node is missing.
 browser:
-	@command -v chromium >/dev/null 2>&1 || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1 \
-	  && (apt-get update -qq && apt-get install -y -qq chromium) >/dev/null 2>&1; } \
-	  || echo "chromium could not be installed: the browser end-to-end test will be skipped"
+	@{ command -v chromium && [ -e /usr/lib/chromium/locales/da.pak ]; } >/dev/null 2>&1 \
+	  || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1 \
+	  && (apt-get update -qq && apt-get install -y -qq chromium chromium-l10n) >/dev/null 2>&1; } \
+	  || echo "chromium could not be installed: the browser tests will be skipped"
+	@command -v npm >/dev/null 2>&1 || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1 \
+	  && (apt-get update -qq && apt-get install -y -qq nodejs npm) >/dev/null 2>&1; } \
+	  || echo "node/npm could not be installed: the browser tests will be skipped"
+	@if command -v npm >/dev/null 2>&1; then \
+	  npm ci --prefix tests/review/js --ignore-scripts --no-audit --no-fund --loglevel=error >/dev/null \
+	  || { echo "error: npm ci in tests/review/js failed (axe-core for the browser tests)" >&2; exit 1; }; fi
 
 tools:
 	@{ command -v docker-compose && command -v shellcheck; } >/dev/null 2>&1 || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1 \

@@ -25,6 +25,8 @@ Tables (prefix + name):
 - ``escalations`` one row per escalated exchange × recipient: when it was opened, the legal
   officers' verdicts so far (approvals, approvers) and how it closed. A closing verdict also sets
   the subject register's row to the result after review (an approved escalation is a disclosure).
+- ``erasures``    one row per destroyed data key of a subject (``SubjectErasure``): when and why, so
+  a subject report can say the subject was erased without reading the log.
 """
 
 from __future__ import annotations
@@ -48,6 +50,8 @@ _DECIDED = "Exchange.Decided"
 _REVIEWED = "Exchange.Reviewed"
 _VERDICT = "Exchange.EscalationVerdict"
 _REJECTED = "RejectedMessage.Rejected"
+_ERASED = "SubjectErasure.Erased"
+ERASED_TOPIC = "ledger.domain:" + _ERASED
 
 REVIEW_STATUS = {"UPHOLD": "UPHELD", "OVERTURN": "OVERTURNED", "FLAG": "FLAGGED"}
 
@@ -89,6 +93,10 @@ TABLES: dict[str, tuple[list[tuple[str, str]], list[str]]] = {
     "totals": (
         [("name", "TEXT"), ("n", "BIGINT")],
         ["name"],
+    ),
+    "erasures": (
+        [("subject", "TEXT"), ("key_id", "TEXT"), ("erased_at", "TEXT"), ("reason", "TEXT"), ("position", "BIGINT")],
+        ["subject", "key_id"],
     ),
     "escalations": (
         [("exchange_id", "TEXT"), ("recipient", "TEXT"), ("message_id", "TEXT"), ("sender", "TEXT"),
@@ -172,6 +180,8 @@ class ReadModels:
             # Read models projected before the escalations table existed: fill it from the log up to
             # where they stand, so the live set equals a replay.
             self._backfill_escalations()
+        if self.tracked and present and "erasures" not in present:
+            self._backfill_erasures()
 
     def _backfill_totals(self, c: Cursor) -> None:
         rows: list[tuple[str, int]] = []
@@ -230,6 +240,19 @@ class ReadModels:
             if rows:
                 c.executemany(f"INSERT INTO {self.t('escalations')} ({', '.join(cols)}) VALUES "
                               f"({', '.join('?' * len(cols))}) ON CONFLICT (exchange_id, recipient) DO NOTHING", rows)
+
+    def _backfill_erasures(self) -> None:
+        """The erasures recorded before the table existed, read from the log (once) up to where the
+        read models stand; inserted if absent, so two processes starting at once both succeed."""
+        target = self.position()
+        cols = _COLUMNS["erasures"]
+        to_event = self.ledger.mapper.to_domain_event
+        rows = [_ROW["erasures"](self._erasure_row(n.id, to_event(n)))
+                for n in self.ledger.all_notifications(topics=[ERASED_TOPIC]) if n.id <= target]
+        if rows:
+            with self._transaction() as (raw, c):
+                c.executemany(f"INSERT INTO {self.t('erasures')} ({', '.join(cols)}) VALUES "
+                              f"({', '.join('?' * len(cols))}) ON CONFLICT (subject, key_id) DO NOTHING", rows)
 
     def drop(self) -> None:
         with self.tables.cursor() as c:
@@ -317,6 +340,8 @@ class ReadModels:
                 kind = _VERDICT
             elif topic.endswith(_REJECTED):
                 kind = _REJECTED
+            elif topic.endswith(_ERASED):
+                kind = _ERASED
             else:
                 continue
             e = events.get(n.id) if events is not None else None
@@ -337,6 +362,8 @@ class ReadModels:
                 elif kind == _VERDICT:
                     out.flush_rows()
                     self._verdict(c, e)
+                elif kind == _ERASED:
+                    out.insert("erasures", self._erasure_row(position, e))
                 else:
                     self._rejected(out, e)
             out.flush()
@@ -455,6 +482,11 @@ class ReadModels:
                       [result.get("outcome", ""), result.get("rule") or "", result.get("via") or "",
                        result.get("reason") or "", result.get("citation") or "", *key])
 
+    @staticmethod
+    def _erasure_row(position: int, e: Any) -> dict[str, Any]:
+        return {"subject": e.subject, "key_id": e.key_id, "erased_at": _iso(e.timestamp), "reason": e.reason,
+                "position": position}
+
     def _rejected(self, out: "_PageRows", e: Any) -> None:
         out.bump("rejections", (_iso(e.timestamp)[:10], e.reason), 1)
         out.bump("totals", ("rejected",), 1)
@@ -483,6 +515,9 @@ class ReadModels:
         sql = f"SELECT COUNT(*) FROM {self.t(table)}" + (f" WHERE {where}" if where else "")
         return int(self.tables.fetchone(sql, params)[0])
 
+    def subject_erasures(self, subject: str) -> list[dict[str, Any]]:
+        return self.query("erasures", "subject = ?", [subject], order="erased_at, key_id")
+
     def subject_register(self, subject: str) -> list[dict[str, Any]]:
         return self.query("disclosures", "subject = ?", [subject], order="occurred_at, message_id, recipient")
 
@@ -501,7 +536,8 @@ class _PageRows:
     def __init__(self, models: ReadModels, c: Cursor):
         self.models = models
         self.c = c
-        self.rows: dict[str, list[tuple]] = {"exchanges": [], "decisions": [], "disclosures": [], "escalations": []}
+        self.rows: dict[str, list[tuple]] = {"exchanges": [], "decisions": [], "disclosures": [], "escalations": [],
+                                             "erasures": []}
         self.counts: dict[str, dict[tuple, int]] = {t: {} for t in self._BUMPED}
         # Keys with a NULL never match an existing row (SQL equality), so each bump of one is
         # its own row, as a per-event SELECT-then-INSERT would have made it.

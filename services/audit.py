@@ -511,6 +511,7 @@ def subject_report(ledger: Any, pseudonym: str, *, catch_up: bool = True) -> dic
     disclosed = [e for e in entries if e["outcome"] == "ALLOW"]
     return {
         "subject": pseudonym,
+        "erasures": [{k: r[k] for k in ("erased_at", "key_id", "reason")} for r in models.subject_erasures(pseudonym)],
         "entries": entries,
         "disclosed": len(disclosed),
         "denied": sum(1 for e in entries if e["outcome"] == "DENY"),

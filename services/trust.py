@@ -25,6 +25,7 @@ NEEDS: dict[str, tuple[str, ...]] = {
     # Crypto-shredding promises nothing while the master key is public: a backup's wrapped keys open with it.
     "subject erase": (MASTER_KEY,),
     "subject report": (PSEUDONYM_SECRET,),
+    "subject find": (PSEUDONYM_SECRET,),
     "audit": (MASTER_KEY, PSEUDONYM_SECRET, KEYSET),
     "keys rotate-master": (MASTER_KEY,),
 }

@@ -1,6 +1,8 @@
-"""Auditor commands: `xledger replay`, `xledger audit reevaluate`, `xledger policy impact`, `xledger subject report`.
+"""Auditor commands: `xledger replay`, `xledger audit reevaluate`, `xledger policy impact`, `xledger subject report`
+and `xledger subject find`.
 
-All read-only over the ledger (the live read models aside). Exit codes: 0 all
+All read-only over the ledger (the live read models aside), except that a subject report or lookup records
+who made it in the ledger's access log, as the review app does for every view of a subject. Exit codes: 0 all
 well, 1 the audit found something (differences, divergent decisions), 2 bad input.
 """
 
@@ -9,12 +11,15 @@ from __future__ import annotations
 import csv
 import io
 import json
+import os
+import sys
 from datetime import date, datetime, timezone
 from pathlib import Path
 from typing import List, Optional
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
@@ -25,6 +30,131 @@ from services.config import Settings
 
 def _ledger(settings: Settings):
     return open_ledger(settings)
+
+
+LANGS = ("da", "en")
+
+
+def _check_lang(lang: str) -> str:
+    if lang not in LANGS:
+        fail(f"--lang must be one of {', '.join(LANGS)} (got {lang!r})")
+    return lang
+
+
+def _labels(lang: str):
+    """The review app's labels (services/review/labels.yaml): one vocabulary for the app and the CLI."""
+    from services.review.labels import Labels
+
+    return Labels().for_lang(lang)
+
+
+def cli_user() -> str:
+    """Who runs a command, for the access log: the operating system's login name (a terminal has
+    no review-app login; the operator's account is what an access review can trace)."""
+    import getpass
+
+    try:
+        return getpass.getuser()
+    except Exception:  # noqa: BLE001 - no login name (a container without a passwd entry)
+        return f"uid:{os.getuid()}"
+
+
+def _log_subject_access(ledger, action: str, pseudonym: str):
+    """A subject access from the command line, in the same access log as the review app's (via "cli")."""
+    from ledger.access import log_access
+
+    return log_access(ledger, who=cli_user(), roles=["cli"], action=action, target_kind="subject",
+                      target=pseudonym, via="cli")
+
+
+# The subject report's columns: (key, Danish header, English header).
+REPORT_COLUMNS = (
+    ("occurred_at", "Tidspunkt", "Time"),
+    ("sender", "Afsender", "Sender"),
+    ("recipient", "Modtager", "Recipient"),
+    ("outcome", "Udfald", "Outcome"),
+    ("rule", "Regel", "Rule"),
+    ("reason", "Begrundelse", "Reason"),
+    ("citation", "Hjemmel", "Legal basis"),
+    ("context", "Samarbejde", "Cooperation"),
+    ("purpose", "Formål", "Purpose"),
+    ("categories", "Datakategorier", "Data categories"),
+    ("message_id", "Besked-id", "Message id"),
+)
+
+REPORT_TEXT = {
+    "title": ("Registerindsigt (databeskyttelsesforordningen art. 15), pseudonym {p}",
+              "Subject access report (GDPR art. 15), pseudonym {p}"),
+    "summary": ("{d} videregivet, {n} afvist, {e} til juridisk vurdering; modtagere: {r}",
+                "{d} disclosed, {n} denied, {e} escalated; recipients: {r}"),
+    "erased": ("Personen blev slettet {t} (begrundelse: {why}): de videregivne oplysninger kan ikke længere "
+               "læses, men registeret over videregivelserne består.",
+               "The subject was erased on {t} (reason: {why}): the disclosed data can no longer be read, "
+               "but the register of disclosures remains."),
+    "empty": ("Ingen videregivelser eller afvisninger er registreret for dette pseudonym.",
+              "No disclosures or refusals are recorded for this pseudonym."),
+    "via": ("via", "via"),
+}
+
+
+def _t(key: str, lang: str, **kw) -> str:
+    return REPORT_TEXT[key][0 if lang == "da" else 1].format(**kw)
+
+
+def labelled_entry(e: dict, lang: str, lab=None) -> dict:
+    """One register entry as a person reads it: names for authorities, labels for codes."""
+    lab = lab or _labels(lang)
+    rule = f"{e['rule']}: {lab.rule(e['rule'])}" if e["rule"] else ""
+    if e.get("via"):
+        rule += f" ({_t('via', lang)} {e['via']}: {lab.rule(e['via'])})"
+    return {
+        "occurred_at": (e["occurred_at"] or "").replace("T", " "), "sender": lab.authority(e["sender"]),
+        "recipient": lab.authority(e["recipient"]), "outcome": lab.outcome(e["outcome"]), "rule": rule,
+        "reason": lab.reason(e["reason"]) if e["reason"] else "", "citation": lab.citation(e["citation"]),
+        "context": lab.context(e["context"]), "purpose": lab.purpose(e["purpose"]),
+        "categories": lab.categories(e["categories"]), "message_id": e["message_id"],
+    }
+
+
+def _print_subject_report(report: dict, fmt: str, lang: str) -> None:
+    lab = _labels(lang)
+    i = 1 if lang == "da" else 2
+    rows = [labelled_entry(e, lang, lab) for e in report["entries"]]
+    erased = [_t("erased", lang, t=x["erased_at"][:19].replace("T", " ") + " UTC", why=x["reason"])
+              for x in report["erasures"]]
+    if fmt == "json":
+        # Codes for machines, labels for people: each entry keeps its codes and adds "labels".
+        out = {**report, "lang": lang,
+               "entries": [{**e, "labels": row} for e, row in zip(report["entries"], rows)]}
+        typer.echo(json.dumps(out, ensure_ascii=False, indent=2))
+        return
+    if fmt == "csv":
+        buf = io.StringIO()
+        w = csv.writer(buf)
+        w.writerow(["pseudonym" if lang == "en" else "Pseudonym", *(c[i] for c in REPORT_COLUMNS)])
+        for row in rows:
+            w.writerow([report["subject"], *(row[c[0]] for c in REPORT_COLUMNS)])
+        typer.echo(buf.getvalue(), nl=False)
+        for line in erased:  # stdout stays plain CSV
+            typer.echo(line, err=True)
+        return
+    out = Console(width=220)
+    t = Table(title=_t("title", lang, p=report["subject"]))
+    for c in REPORT_COLUMNS:
+        t.add_column(c[i], overflow="fold")
+    for e, row in zip(report["entries"], rows):
+        style = {"ALLOW": "green", "DENY": "red", "ESCALATE": "yellow"}.get(e["outcome"], "")
+        cells = [escape(row[c[0]]) for c in REPORT_COLUMNS]
+        cells[3] = f"[{style}]{cells[3]}[/]" if style else cells[3]
+        t.add_row(*cells)
+    for line in erased:
+        out.print(f"[bold]{escape(line)}[/]")
+    if rows:
+        out.print(t)
+    else:
+        out.print(_t("empty", lang))
+    out.print(_t("summary", lang, d=report["disclosed"], n=report["denied"], e=report["escalated"],
+                 r=", ".join(lab.authority(r) for r in report["recipients"]) or "—"))
 
 
 def _parse_time(value: str, what: str) -> datetime:
@@ -261,14 +391,21 @@ def register(app: typer.Typer, subject_app: typer.Typer, policy_app: typer.Typer
     def subject_report_cmd(
         subject: str = typer.Argument(..., help="The subject's CPR number (validated, never printed) or pseudonym."),
         fmt: str = typer.Option("table", "--format", help="table, csv or json."),
+        lang: str = typer.Option("da", "--lang", help="da (Danish, the default) or en: headers, labels and notices."),
         ledger_url: Optional[str] = LEDGER_URL,
     ) -> None:
-        """Everything disclosed about one citizen: to whom, when, under which rule and citation, and what was denied."""
+        """Everything disclosed about one citizen: to whom, when, under which rule and citation, and what was denied.
+
+        Authorities by name, codes as Danish (or English) labels; says when the subject was erased.
+
+        The report is itself recorded in the ledger's access log (the login name).
+        """
         from schemas.cpr import InvalidCPR
-        from services.audit import SUBJECT_COLUMNS, resolve_subject, subject_report
+        from services.audit import resolve_subject, subject_report
 
         if fmt not in ("table", "csv", "json"):
             fail(f"--format must be table, csv or json (got {fmt!r})")
+        lang = _check_lang(lang)
         settings = ledger_settings(ledger_url)
         require_trusted(settings, "subject report")
         try:
@@ -278,28 +415,42 @@ def register(app: typer.Typer, subject_app: typer.Typer, policy_app: typer.Typer
         ledger = _ledger(settings)
         try:
             report = subject_report(ledger, pseudonym)
+            _log_subject_access(ledger, "subject_report", pseudonym)
         finally:
             ledger.close()
-        if fmt == "json":
-            typer.echo(json.dumps(report, ensure_ascii=False, indent=2))
-        elif fmt == "csv":
-            buf = io.StringIO()
-            w = csv.writer(buf)
-            w.writerow(["subject", *SUBJECT_COLUMNS])
-            for e in report["entries"]:
-                w.writerow([pseudonym, *(e[c] for c in SUBJECT_COLUMNS)])
-            typer.echo(buf.getvalue(), nl=False)
-        else:
-            out = Console(width=220)
-            t = Table(title=f"Subject register (GDPR art. 15) — pseudonym {pseudonym}")
-            for col in ("time", "sender", "recipient", "outcome", "rule", "reason", "citation", "purpose",
-                        "categories", "message id"):
-                t.add_column(col, overflow="fold")
-            for e in report["entries"]:
-                style = {"ALLOW": "green", "DENY": "red", "ESCALATE": "yellow"}.get(e["outcome"], "")
-                rule = e["rule"] + (f" via {e['via']}" if e["via"] else "")
-                t.add_row(e["occurred_at"], e["sender"], e["recipient"], f"[{style}]{e['outcome']}[/]", rule,
-                          e["reason"], e["citation"], e["purpose"], e["categories"], e["message_id"])
-            out.print(t)
-            out.print(f"{report['disclosed']} disclosed, {report['denied']} denied, {report['escalated']} escalated; "
-                      f"recipients: {', '.join(report['recipients']) or '—'}")
+        _print_subject_report(report, fmt, lang)
+
+    @subject_app.command("find")
+    def subject_find_cmd(
+        cpr: str = typer.Argument(..., help="The CPR number (DDMMYY-SSSS or 10 digits; validated, never printed), "
+                                            "or - to read it from standard input (kept out of the process list)."),
+        ledger_url: Optional[str] = LEDGER_URL,
+    ) -> None:
+        """Print the pseudonym the gate gives this CPR number (HMAC-SHA256 under XLEDGER_PSEUDONYM_SECRET).
+
+        The pseudonym is what `subject report`, `subject erase` and the review app take.
+
+        The lookup is recorded in the ledger's access log (the login name), as every subject access is.
+        """
+        from schemas.cpr import InvalidCPR, pseudonym as derive
+
+        if cpr == "-":
+            cpr = sys.stdin.readline().strip()
+            if not cpr:
+                fail("no CPR number on standard input")
+        settings = ledger_settings(ledger_url)
+        require_trusted(settings, "subject find")
+        value = cpr.strip()
+        if len(value) == 64 and all(ch in "0123456789abcdef" for ch in value.lower()):
+            fail("that is already a pseudonym; `subject find` takes a CPR number")
+        try:
+            found = derive(value, settings.pseudonym_secret.encode())
+        except InvalidCPR as exc:
+            fail(f"not a valid CPR number: {exc}")
+        ledger = _ledger(settings)  # before printing: no lookup without its access record
+        try:
+            record = _log_subject_access(ledger, "subject_find", found)
+        finally:
+            ledger.close()
+        typer.echo(found)
+        typer.echo(f"lookup recorded in the ledger's access log as {record.who} ({record.id})", err=True)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sys
 from typing import List, Optional
 
 import typer
@@ -11,10 +12,30 @@ from services.cli.audit import _ledger
 from services.cli.common import LEDGER_URL, fail, ledger_settings, require_trusted
 
 
-def _password(value: Optional[str], confirm: bool = True) -> str:
+PASSWORD_STDIN = typer.Option(False, "--password-stdin",
+                              help="Read the password from the first line of standard input (for scripts; no terminal needed).")
+PASSWORD = typer.Option(None, "--password", help="The password (visible to other local users in the process list; "
+                        "prefer --password-stdin). Prompted on a terminal when omitted, or XLEDGER_USER_PASSWORD.")
+
+
+def _password(value: Optional[str], from_stdin: bool, confirm: bool = True) -> str:
+    """The password from exactly one source: --password, --password-stdin, XLEDGER_USER_PASSWORD or a prompt."""
+    if from_stdin:
+        if value is not None:
+            fail("give the password either with --password or with --password-stdin, not both")
+        line = sys.stdin.readline()
+        if not line:
+            fail("--password-stdin: standard input is empty (pipe the password in, e.g. `... --password-stdin < file`)")
+        # Only the line end is the pipe's; spaces belong to the password (a pass phrase may end in one).
+        value = line.rstrip("\r\n")
+        if not value:
+            fail("--password-stdin: the first line of standard input is empty")
+        return value
     if value is None:
         value = os.environ.get("XLEDGER_USER_PASSWORD")
     if value is None:
+        if not sys.stdin.isatty():
+            fail("no password given and no terminal to ask for one: use --password-stdin (or XLEDGER_USER_PASSWORD)")
         value = typer.prompt("password", hide_input=True, confirmation_prompt=confirm)
     return value
 
@@ -103,18 +124,27 @@ def register(app: typer.Typer, subject_app: typer.Typer, policy_app: typer.Typer
 
     @users_app.command("add")
     def users_add(
-        username: str = typer.Argument(..., help="Lower-case user name."),
+        username: str = typer.Argument(..., help="User name: 2-64 lower-case letters (a-z, æ, ø, å, é, ä, ö, ü), "
+                                                   "digits, '.', '_' or '-'."),
         role: List[str] = typer.Option(..., "--role", help="legal_officer, auditor, admin or agency:<authority-id> (repeatable)."),
-        password: Optional[str] = typer.Option(None, "--password", help="Prompted when omitted (or XLEDGER_USER_PASSWORD)."),
+        password: Optional[str] = PASSWORD,
+        password_stdin: bool = PASSWORD_STDIN,
         ledger_url: Optional[str] = LEDGER_URL,
     ) -> None:
         """Add a user with one or more roles."""
         from policies.directory import Directory
-        from services.review.users import UserError
+        from services.review.users import UserError, check_username, validate_roles
 
+        orgs = Directory.load().orgs
+        try:  # bad input is refused before a password is asked for or the ledger opened
+            username = check_username(username)
+            validate_roles(role, known_orgs=orgs)
+        except UserError as exc:
+            fail(str(exc))
+        secret = _password(password, password_stdin)
         ledger, store = _store(ledger_url)
         try:
-            user = store.add(username, _password(password), role, known_orgs=Directory.load().orgs)
+            user = store.add(username, secret, role, known_orgs=orgs)
         except UserError as exc:
             fail(str(exc))
         finally:
@@ -146,15 +176,17 @@ def register(app: typer.Typer, subject_app: typer.Typer, policy_app: typer.Typer
     @users_app.command("passwd")
     def users_passwd(
         username: str = typer.Argument(...),
-        password: Optional[str] = typer.Option(None, "--password", help="Prompted when omitted (or XLEDGER_USER_PASSWORD)."),
+        password: Optional[str] = PASSWORD,
+        password_stdin: bool = PASSWORD_STDIN,
         ledger_url: Optional[str] = LEDGER_URL,
     ) -> None:
         """Set a new password; sessions signed with the old one stop working."""
         from services.review.users import UserError
 
+        secret = _password(password, password_stdin)
         ledger, store = _store(ledger_url)
         try:
-            store.passwd(username, _password(password))
+            store.passwd(username, secret)
         except UserError as exc:
             fail(str(exc))
         finally:

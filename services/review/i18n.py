@@ -75,6 +75,10 @@ TEXT: dict[str, tuple[str, str]] = {
     "disclosed": ("videregivet", "disclosed"),
     "denied": ("afvist", "denied"),
     "escalated": ("til manuel vurdering", "escalated"),
+    "subject_erased": ("Personen blev slettet {when} (begrundelse: {why}). De videregivne oplysninger kan ikke "
+                       "længere læses; registeret over videregivelserne består.",
+                       "The subject was erased on {when} (reason: {why}). The disclosed data can no longer be read; "
+                       "the register of disclosures remains."),
     "access_logged": ("Dit opslag er registreret i ledgeren.", "Your view is recorded in the ledger."),
     "by_cooperation": ("Afgørelser pr. dag og samarbejde", "Decisions per day and cooperation"),
     "by_reason": ("Afgørelser pr. dag og begrundelse", "Decisions per day and reason"),

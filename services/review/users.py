@@ -11,6 +11,7 @@ import hashlib
 import hmac
 import os
 import re
+import unicodedata
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Iterable
@@ -19,7 +20,14 @@ from services.review.sessions import revoke_user
 
 FIXED_ROLES = ("legal_officer", "auditor", "admin")
 AGENCY_PREFIX = "agency:"
-USERNAME_RE = re.compile(r"^[a-z0-9][a-z0-9._-]{1,63}$")
+# User names: lower-case letters a-z, the Danish æ, ø and å and the accented letters common in
+# Danish names (é, ä, ö, ü), digits, '.', '_' and '-'; starting with a letter or digit, 2-64
+# characters, after NFC normalisation (so "jørgen" typed on any keyboard is one name). No other
+# scripts: look-alike letters (Cyrillic а for Latin a) would make two users look the same.
+USERNAME_LETTERS = "abcdefghijklmnopqrstuvwxyzæøåéäöü"
+USERNAME_RE = re.compile(rf"^[{USERNAME_LETTERS}0-9][{USERNAME_LETTERS}0-9._-]{{1,63}}$")
+USERNAME_RULE = ("user name must be 2-64 characters: lower-case letters (a-z, æ, ø, å, é, ä, ö, ü), digits, "
+                 "'.', '_' or '-', starting with a letter or digit")
 MIN_PASSWORD = 10
 
 _N, _R, _P = 2 ** 14, 8, 1
@@ -45,6 +53,25 @@ class User:
     def fingerprint(self) -> str:
         # Changes with the password: sessions signed before a password change stop working.
         return hashlib.sha256(self.password_hash.encode()).hexdigest()[:16]
+
+
+def normalise_username(username: str) -> str:
+    """NFC form of a user name (a decomposed "ø" from some keyboards and forms becomes one character)."""
+    return unicodedata.normalize("NFC", username or "")
+
+
+def check_username(username: str) -> str:
+    """The NFC-normalised user name, or UserError naming what is wrong with it."""
+    name = normalise_username(username)
+    if USERNAME_RE.match(name):
+        return name
+    if name != name.lower() and USERNAME_RE.match(name.lower()):
+        raise UserError(f"{USERNAME_RULE}; upper-case letters are not allowed (did you mean {name.lower()!r}?)")
+    bad = sorted({ch for ch in name if ch not in USERNAME_LETTERS and not ch.isdigit() and ch not in "._-"})
+    if bad:
+        shown = ", ".join(repr(ch) if ch.isprintable() and not ch.isspace() else f"U+{ord(ch):04X}" for ch in bad)
+        raise UserError(f"{USERNAME_RULE}; not allowed: {shown}")
+    raise UserError(USERNAME_RULE)
 
 
 def hash_password(password: str, *, n: int = _N) -> str:
@@ -101,8 +128,7 @@ class UserStore:
         return datetime.now(timezone.utc).isoformat(timespec="seconds")
 
     def add(self, username: str, password: str, roles: Iterable[str], known_orgs: Iterable[str] | None = None) -> User:
-        if not USERNAME_RE.match(username):
-            raise UserError("user name must be 2-64 characters: lower-case letters, digits, '.', '_' or '-'")
+        username = check_username(username)
         _check_password(password)
         roles = validate_roles(roles, known_orgs)
         if self.get(username) is not None:
@@ -114,6 +140,7 @@ class UserStore:
         return self.get(username)  # type: ignore[return-value]
 
     def get(self, username: str) -> User | None:
+        username = normalise_username(username)
         row = self.tables.fetchone("SELECT username, roles, password_hash, created_at FROM xl_users WHERE username = ?",
                                    (username,))
         return User(row[0], tuple(r for r in row[1].split(",") if r), row[2], row[3]) if row else None
@@ -123,6 +150,7 @@ class UserStore:
         return [User(r[0], tuple(x for x in r[1].split(",") if x), r[2], r[3]) for r in rows]
 
     def remove(self, username: str) -> bool:
+        username = normalise_username(username)
         if self.get(username) is None:
             return False
         with self.tables.cursor() as c:
@@ -131,6 +159,7 @@ class UserStore:
         return True
 
     def passwd(self, username: str, password: str) -> None:
+        username = normalise_username(username)
         _check_password(password)
         if self.get(username) is None:
             raise UserError(f"no user {username!r}")
@@ -142,7 +171,8 @@ class UserStore:
 
     def authenticate(self, username: str, password: str) -> User | None:
         global _DUMMY
-        user = self.get(username) if USERNAME_RE.match(username or "") else None
+        username = normalise_username(username)
+        user = self.get(username) if USERNAME_RE.match(username) else None
         if user is None:
             if _DUMMY is None:
                 _DUMMY = hash_password("not a real password")
@@ -156,4 +186,5 @@ def _check_password(password: str) -> None:
         raise UserError(f"password must be at least {MIN_PASSWORD} characters")
 
 
-__all__ = ["User", "UserStore", "UserError", "hash_password", "verify_password", "validate_roles", "FIXED_ROLES"]
+__all__ = ["User", "UserStore", "UserError", "hash_password", "verify_password", "validate_roles", "FIXED_ROLES",
+           "check_username", "normalise_username", "USERNAME_RULE"]

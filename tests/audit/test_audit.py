@@ -268,7 +268,7 @@ def test_subject_report_by_cpr_or_pseudonym_never_prints_the_cpr(history):
     data = json.loads(cli(history, "subject", "report", p, "--format", "json").stdout)
     assert data["subject"] == p and len(data["entries"]) == 2
     rows = list(csv.DictReader(io.StringIO(cli(history, "subject", "report", p, "--format", "csv").stdout)))
-    assert {r["outcome"] for r in rows} == {"ALLOW"} and rows[0]["subject"] == p
+    assert {r["Udfald"] for r in rows} == {"Tilladt"} and rows[0]["Pseudonym"] == p
 
     denied = json.loads(cli(history, "subject", "report", "0101801234", "--format", "json").stdout)
     assert denied["denied"] == 1 and denied["disclosed"] == 0

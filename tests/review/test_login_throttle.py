@@ -89,3 +89,11 @@ def test_api_locks_out_by_client_address_across_user_names(throttled):
     assert r.status_code == 429 and "try again" in r.json()["detail"] and r.headers["Retry-After"] == "30"
     clock.now += 30
     assert client.post("/api/login", json={"username": "ksp", "password": PASSWORD}).status_code == 200
+
+
+def test_one_user_name_one_count_whatever_its_unicode_form():
+    from services.review.routes.auth import user_key
+
+    # "andré" with a combining accent (as some keyboards send it) logs in as "andré": the same failures count
+    assert user_key("andre\u0301") == user_key("andré") == user_key(" Andre\u0301 ")
+    assert user_key("jørgen") != user_key("jorgen")

@@ -26,6 +26,7 @@ READERS = [
     ("replay",),
     ("audit", "reevaluate"),
     ("subject", "report", "1203911234"),
+    ("subject", "find", "1203911234"),
     ("policy", "impact", "--bundle", BUNDLE),
     ("users", "list"),
     ("users", "add", "lo1", "--role", "legal_officer", "--password", "a long password"),
@@ -90,7 +91,7 @@ def test_ledger_init_creates_a_ledger_once_and_then_readers_answer(ledger_url):
     again = xl(ledger_url, "ledger", "init")
     assert again.exit_code == 0 and "ledger already there" in again.output
     assert xl(ledger_url, "users", "list").exit_code == 0
-    report = xl(ledger_url, "subject", "report", PSEUDONYM)
+    report = xl(ledger_url, "subject", "report", PSEUDONYM, "--lang", "en")
     assert report.exit_code == 0 and "0 disclosed" in report.output  # an answer, from a ledger that exists
 
 

@@ -13,6 +13,7 @@ from fastapi import APIRouter, Form, Request
 from fastapi.responses import JSONResponse, RedirectResponse
 from pydantic import BaseModel, Field
 
+from services.review.users import normalise_username
 from services.review.web import ANY_ROLE, Web, api_ctx, safe_next, web_of
 
 router = APIRouter()
@@ -23,9 +24,15 @@ class LoginBody(BaseModel):
     password: str = Field(max_length=1000)
 
 
+def user_key(username: str) -> str:
+    """The throttle's key for a user name, in the form the user store compares (NFC): "andré" typed with a
+    combining accent is the same user, so it must not get a second count of failures."""
+    return f"user:{normalise_username(username.strip()).lower()[:200]}"
+
+
 def _keys(web: Web, request: Request, username: str) -> tuple[str, str]:
     # The user name first: a success clears it, while the address keeps its failures.
-    return f"user:{username.strip().lower()[:200]}", f"addr:{web.client_address(request)}"
+    return user_key(username), f"addr:{web.client_address(request)}"
 
 
 @router.get("/", include_in_schema=False)
