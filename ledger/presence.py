@@ -50,8 +50,21 @@ def require_ledger_or_nothing(url: str) -> bool:
     try:
         _require_sqlite(url)
     except NoLedger as exc:
+        # A gate and a relay started together on a new file: one of them may look while the other
+        # is still creating the tables. Only tables a ledger makes means a ledger in the making.
+        try:
+            tables = sqlite_tables(Path(path))
+        except sqlite3.Error:
+            tables = None
+        if tables is not None and all(_is_ledger_table(t) for t in tables):
+            return bool(tables)
         raise NoLedger(f"{exc}; it is left as it is") from None
     return True
+
+
+def _is_ledger_table(name: str) -> bool:
+    """A table a SQLite ledger creates: eventsourcing's (events, tracking, snapshots) or ours (xl_…)."""
+    return name in ("stored_events", "tracking", "snapshots") or name.startswith(("xl_", "sqlite_"))
 
 
 def _require_sqlite(url: str) -> None:

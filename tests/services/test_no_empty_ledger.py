@@ -114,3 +114,24 @@ def test_ledger_init_and_the_services_refuse_to_add_tables_to_an_unrelated_sqlit
     result = xl(f"sqlite:///{other}", "relay", "run", "--bootstrap-servers", "127.0.0.1:1")
     assert result.exit_code == 2 and "left as it is" in result.output
     assert other.read_bytes() == before
+
+
+def test_a_ledger_still_being_created_by_another_service_is_not_called_a_stranger(tmp_path):
+    """A gate and a relay started together on a new file: one may look between the other's CREATE TABLEs."""
+    from ledger.presence import NoLedger, require_ledger_or_nothing, sqlite_tables
+
+    whole = tmp_path / "whole.sqlite"
+    Ledger(f"sqlite:///{whole}").close()
+    made = sorted(sqlite_tables(whole))
+    for cut in range(len(made) + 1):  # every prefix of the tables the ledger makes, as a second process may see it
+        partial = tmp_path / f"partial-{cut}.sqlite"
+        with sqlite3.connect(partial) as conn:
+            for table in made[:cut]:
+                conn.execute(f'CREATE TABLE "{table}" (x)')
+        assert require_ledger_or_nothing(f"sqlite:///{partial}") is (cut > 0)
+    mixed = tmp_path / "mixed.sqlite"
+    with sqlite3.connect(mixed) as conn:
+        conn.execute("CREATE TABLE stored_events (x)")
+        conn.execute("CREATE TABLE notes (text TEXT)")
+    with pytest.raises(NoLedger, match="left as it is"):
+        require_ledger_or_nothing(f"sqlite:///{mixed}")
