@@ -33,7 +33,8 @@ import time
 from contextlib import ExitStack
 from pathlib import Path
 
-from bench.ceiling import RAW_STEPS, ProcCpu, cores, gate_stage_costs, proc_cpu_seconds, raw_step_costs, step_costs
+from bench.ceiling import (RAW_STEPS, ProcCpu, cores, gate_stage_costs, proc_cpu_seconds, raw_step_costs,
+                           relay_stage_costs, step_costs)
 from bench.common import paired_rates, peak_rss_mb, percentile, pg_database, pg_schema_url, rate, row
 from bench.messages import RECIPIENT, SENDER, signed_messages
 from services import topics
@@ -359,9 +360,16 @@ def run(n: int = 5000, latency_n: int = 300, backends=("sqlite", "postgres"), ga
                 rows.append(row(f"e2e.{backend}.raw.{step}", us, "µs/exchange", RAW_STEPS[step]))
             rows.append(row(f"e2e.{backend}.limit", limit, "exchanges/s",
                             f"{ncores} cores ÷ summed raw cost {summed:.0f} µs/exchange"))
-            for stage, us in gate_stage_costs(backlog, url("stages")).items():
+            stages_url = url("stages")
+            for stage, us in gate_stage_costs(backlog, stages_url).items():
                 rows.append(row(f"e2e.{backend}.gate_stage.{stage}", us, "µs/exchange",
-                                "the gate's own code in one process, per step"))
+                                "the gate's own code in one process, per step (CPU time)"))
+            with EmbeddedBroker() as stage_broker:
+                stage_broker.create_topics([topics.inbox(RECIPIENT[0]), topics.receipts(SENDER[0])], partitions=1)
+                for stage, us in relay_stage_costs(stages_url, stage_broker.bootstrap, len(backlog)).items():
+                    if us > 0:  # a stage a tiny run never reached
+                        rows.append(row(f"e2e.{backend}.relay_stage.{stage}", us, "µs/exchange",
+                                        "the relay's own code in one process, per stage (CPU time)"))
             for g in gates:
                 r = one_run(url(f"e2e{g}"), g, backlog, latency_msgs)
                 print(f"  e2e {backend} gates={g}: {r['throughput']:.0f}/s (wall {r['wall_rate']:.0f}/s, limit "
@@ -405,14 +413,17 @@ def cpu_markdown(rows: list[dict]) -> str:
         f"**{sum(by[f'e2e.{b}.raw.{s}'] for s in RAW_STEPS):.1f}**" for b in backends) + " | |")
     out.append("| limit on this machine (exchanges/s) | " + " | ".join(
         f"{by[f'e2e.{b}.limit']:.0f}" for b in backends) + " | cores ÷ sum |")
-    stages = [n.split(".", 3)[3] for n in by if n.startswith(f"e2e.{backends[0]}.gate_stage.")]
-    out += ["", "The gate's own stages, one process, in µs per exchange:", "",
-            "| stage | " + " | ".join(backends) + " |", "|---|" + "---:|" * len(backends)]
-    for st in stages:
-        out.append(f"| {st} | " + " | ".join(f"{by.get(f'e2e.{b}.gate_stage.{st}', float('nan')):.1f}"
-                                           for b in backends) + " |")
-    out.append("| **sum** | " + " | ".join(
-        f"**{sum(by.get(f'e2e.{b}.gate_stage.{st}', 0) for st in stages):.1f}**" for b in backends) + " |")
+    for who, kind in (("gate", "gate_stage"), ("relay", "relay_stage")):
+        stages = [n.split(".", 3)[3] for n in by if n.startswith(f"e2e.{backends[0]}.{kind}.")]
+        if not stages:
+            continue
+        out += ["", f"The {who}'s own stages, in one process, CPU µs per exchange:", "",
+                "| stage | " + " | ".join(backends) + " |", "|---|" + "---:|" * len(backends)]
+        for st in stages:
+            out.append(f"| {st} | " + " | ".join(f"{by.get(f'e2e.{b}.{kind}.{st}', float('nan')):.1f}"
+                                               for b in backends) + " |")
+        out.append("| **sum** | " + " | ".join(
+            f"**{sum(by.get(f'e2e.{b}.{kind}.{st}', 0) for st in stages):.1f}**" for b in backends) + " |")
     runs = sorted({n.rsplit(".cpu.", 1)[0] for n in by if ".cpu." in n})
     out += ["", "Per process over the end-to-end backlog (utime + stime from /proc between the 10th and the 90th "
             "percentile of the receipts, the throughput's window; the relay's Merkle and read-model steps "

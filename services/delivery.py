@@ -22,6 +22,7 @@ import re
 import threading
 import time
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import Any, Callable, NamedTuple
 from uuid import UUID
 
@@ -58,7 +59,13 @@ class Target(NamedTuple):
 
     @property
     def delivery_id(self) -> str:
-        return str(delivery_id(UUID(self.exchange), self.recipient, self.kind))
+        return _delivery_id(self.exchange, self.recipient, self.kind)
+
+
+@lru_cache(maxsize=8192)
+def _delivery_id(exchange: str, recipient: str, kind: str) -> str:
+    # A delivery's id is asked for three times on its way (record, header, bookkeeping): a uuid5 each.
+    return str(delivery_id(UUID(exchange), recipient, kind))
 
 
 @dataclass(frozen=True)
