@@ -355,7 +355,7 @@ def relay_stage_costs(ledger_url: str, bootstrap: str, exchanges: int) -> dict[s
 # --------------------------------------------------------------------------- the ledger's JSON
 
 
-def transcoder_rates(ledger_url: str, repeat: int = 5) -> dict[str, float]:
+def transcoder_rates(ledger_url: str, repeat: int = 9) -> dict[str, float]:
     """Events/s of the ledger's transcoder (ledger.transcoder, orjson) and of eventsourcing's own
     JSONTranscoder, encoding and decoding the stored events of a ledger the gate filled, interleaved."""
     from eventsourcing.persistence import JSONTranscoder
