@@ -64,21 +64,29 @@ def test_old_rows_decode_the_same_and_encode_to_the_same_bytes(tmp_path):
 
 
 def test_a_recorded_exchange_reads_back_alike(tmp_path):
-    """What the gate writes now (through orjson) is what the plain transcoder writes and reads."""
-    from bench.ceiling import gate_stage_costs
-    from bench.messages import signed_messages
+    """What the ledger writes now (through orjson) is what the plain transcoder writes and reads,
+    with a message id shaped like a UUID (the encoder then looks for uuid.UUID objects)."""
+    from ledger.domain import Delivery, Exchange
 
-    url = f"sqlite:///{tmp_path}/g.sqlite"
-    gate_stage_costs([(k, v, f"t-{i}") for i, (k, v) in enumerate(signed_messages(6, "tr"))], url)
-    ledger = Ledger(url)
+    ledger = Ledger(f"sqlite:///{tmp_path}/g.sqlite")
     try:
+        ex = Exchange(sender="kommune:326", message_id="0b6c4a4e-9d7e-4b8e-8f3f-2f9a3c1d5e77",
+                      source={"topic": "exchange.requests", "partition": 0, "offset": 7},
+                      summary={"purpose": "SSP", "declared_categories": ["health"], "mandatory": False},
+                      subject="ps1:abc", message_digest="sha256:00", sealed_message="c2VhbGVk")
+        ex.decide({"policy_version": "sha256:11", "results": [{"recipient": "politi:1", "outcome": "ALLOW",
+                                                               "warnings": [], "trace": [{"step": "C7", "passed": True}]}]})
+        delivery = Delivery(exchange=str(ex.id), recipient="politi:1", kind="inbox", topic="inbox.politi.1",
+                            outcome="PUBLISHED")
+        ledger.record([ex, delivery])
         notes = list(ledger.all_notifications())
-        assert {n.topic.rsplit(".", 1)[1] for n in notes} == {"Requested", "Decided"}
+        assert [n.topic.rsplit(".", 1)[1] for n in notes] == ["Requested", "Decided", "Published"]
         for n in notes:
             plain = PLAIN.decode(n.state)
             assert isinstance(plain["timestamp"], datetime)
             assert FAST.decode(n.state) == plain
             assert PLAIN.encode(plain) == n.state
+        assert ledger.get_exchange(ex.id).decision["results"][0]["outcome"] == "ALLOW"
     finally:
         ledger.close()
 
