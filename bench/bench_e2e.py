@@ -60,6 +60,21 @@ def _spawn(settings: Settings, *command: str) -> subprocess.Popen:
     return proc
 
 
+def _wait_for_ledger(url: str, procs: list[subprocess.Popen], timeout: float = 60.0) -> None:
+    from ledger.presence import NoLedger, require_ledger
+
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            require_ledger(url)
+            return
+        except NoLedger:
+            if time.monotonic() > deadline:
+                raise
+        _alive(procs)
+        time.sleep(0.05)
+
+
 def _alive(procs: list[subprocess.Popen]) -> None:
     """Raises, naming the service and the end of its log, when one of them has exited."""
     for p in procs:
@@ -155,8 +170,14 @@ def one_run(ledger_url: str, gates: int, backlog, latency_msgs, timeout: float =
         receipts = _Receipts(broker.bootstrap)
         receipts.start()
         t_start = time.perf_counter()
-        gate_procs = [_spawn(settings, "gate", "run", "--name", f"bench-gate-{i}") for i in range(gates)]
+        # The first gate creates the ledger; the others start once it exists. Started together on a
+        # fresh SQLite file, a second service can find the file with only some of the ledger's tables
+        # and refuse it as "not an exchange-ledger database" (seen with the relay in this benchmark).
+        gate_procs = [_spawn(settings, "gate", "run", "--name", "bench-gate-0")]
         procs += gate_procs
+        _wait_for_ledger(ledger_url, procs)
+        gate_procs += [_spawn(settings, "gate", "run", "--name", f"bench-gate-{i}") for i in range(1, gates)]
+        procs += gate_procs[1:]
         relay = _spawn(settings, "relay", "run")
         procs.append(relay)
         # CPU of each process between the 10th and the 90th percentile of the receipts, the window
