@@ -82,7 +82,9 @@ def main(argv: list[str] | None = None) -> int:
               f"{platform.python_version()}, `python -m bench{' --full' if args.full else ''}"
               f"{' --quick' if args.quick else ''}` ({time.perf_counter() - t_all:.0f} s). "
               "Ratios are higher-is-better.\n\n")
-    (out / "results.md").write_text(header + to_markdown(rows))
+    from bench.bench_e2e import cpu_markdown
+
+    (out / "results.md").write_text(header + to_markdown(rows) + "\n" + cpu_markdown(rows))
     print(to_markdown(rows))
     missed = [r["name"] for r in rows if r["target_ratio"] is not None and r["ratio"] is not None
               and r["ratio"] < r["target_ratio"]]

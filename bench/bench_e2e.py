@@ -33,6 +33,8 @@ import time
 from contextlib import ExitStack
 from pathlib import Path
 
+from bench.ceiling import (RAW_STEPS, ProcCpu, cores, gate_stage_costs, proc_cpu_seconds, raw_step_costs,
+                           relay_stage_costs, step_costs, transcoder_rates)
 from bench.common import paired_rates, peak_rss_mb, percentile, pg_database, pg_schema_url, rate, row
 from bench.messages import RECIPIENT, SENDER, signed_messages
 from services import topics
@@ -49,8 +51,36 @@ def _env(settings: Settings) -> dict[str, str]:
 
 
 def _spawn(settings: Settings, *command: str) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-m", "services.cli", *command], env=_env(settings), cwd=str(ROOT),
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    # Warnings and errors go to a file, so a service that stops is reported with its last words.
+    log = tempfile.NamedTemporaryFile(prefix="xlbench_" + "_".join(command[:2]) + "_", suffix=".log", delete=False)
+    proc = subprocess.Popen([sys.executable, "-m", "services.cli", *command], env=_env(settings), cwd=str(ROOT),
+                            stdout=subprocess.DEVNULL, stderr=log)
+    proc.log_path = log.name  # type: ignore[attr-defined]
+    log.close()
+    return proc
+
+
+def _wait_for_ledger(url: str, procs: list[subprocess.Popen], timeout: float = 60.0) -> None:
+    from ledger.presence import NoLedger, require_ledger
+
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            require_ledger(url)
+            return
+        except NoLedger:
+            if time.monotonic() > deadline:
+                raise
+        _alive(procs)
+        time.sleep(0.05)
+
+
+def _alive(procs: list[subprocess.Popen]) -> None:
+    """Raises, naming the service and the end of its log, when one of them has exited."""
+    for p in procs:
+        if p.poll() is not None:
+            tail = Path(p.log_path).read_text(errors="replace")[-2000:]
+            raise RuntimeError(f"{' '.join(p.args[3:5])} exited with status {p.returncode}:\n{tail}")
 
 
 def _stop(proc: subprocess.Popen) -> None:
@@ -94,12 +124,14 @@ class _Receipts(threading.Thread):
                         self.times.append(now)
         self.consumer.close()
 
-    def wait(self, count: int, timeout: float) -> bool:
+    def wait(self, count: int, timeout: float, step: float = 0.05, procs: list | None = None) -> bool:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if len(self.arrivals) >= count:
                 return True
-            time.sleep(0.05)
+            if procs:
+                _alive(procs)
+            time.sleep(step)
         return len(self.arrivals) >= count
 
 
@@ -138,11 +170,34 @@ def one_run(ledger_url: str, gates: int, backlog, latency_msgs, timeout: float =
         receipts = _Receipts(broker.bootstrap)
         receipts.start()
         t_start = time.perf_counter()
-        gate_procs = [_spawn(settings, "gate", "run", "--name", f"bench-gate-{i}") for i in range(gates)]
+        # The first gate creates the ledger; the others start once it exists. Started together on a
+        # fresh SQLite file, a second service can find the file with only some of the ledger's tables
+        # and refuse it as "not an exchange-ledger database" (seen with the relay in this benchmark).
+        gate_procs = [_spawn(settings, "gate", "run", "--name", "bench-gate-0")]
         procs += gate_procs
-        procs.append(_spawn(settings, "relay", "run"))
+        _wait_for_ledger(ledger_url, procs)
+        gate_procs += [_spawn(settings, "gate", "run", "--name", f"bench-gate-{i}") for i in range(1, gates)]
+        procs += gate_procs[1:]
+        relay = _spawn(settings, "relay", "run")
+        procs.append(relay)
+        # CPU of each process between the 10th and the 90th percentile of the receipts, the window
+        # the throughput is taken over (so start-up and the last catch-up are left out, as there).
+        cpu = ProcCpu({"gate": [p.pid for p in gate_procs], "relay": [relay.pid], "broker": [broker.pid]})
         n = len(backlog)
-        if not receipts.wait(n, timeout):
+        lo, hi = int(0.1 * n), int(0.9 * n)
+        cpu.start_s = {p.pid: 0.0 for p in gate_procs + [relay]}
+        cpu.start_s[broker.pid] = proc_cpu_seconds(broker.pid)
+        got_lo = 0
+        if n >= 1000:  # below that the window is a few clock ticks: from the processes' start instead
+            if not receipts.wait(lo, timeout, procs=procs):
+                raise RuntimeError(f"only {len(receipts.arrivals)} of {n} receipts after {timeout}s")
+            cpu.start()
+            got_lo = len(receipts.arrivals)
+        if not receipts.wait(hi, timeout, procs=procs):
+            raise RuntimeError(f"only {len(receipts.arrivals)} of {n} receipts after {timeout}s")
+        spent = cpu.stop()
+        in_window = max(1, len(receipts.arrivals) - got_lo)
+        if not receipts.wait(n, timeout, procs=procs):
             raise RuntimeError(f"only {len(receipts.arrivals)} of {n} receipts after {timeout}s")
         times = sorted(receipts.times[:n])
         t10, t90 = times[int(0.1 * n)], times[int(0.9 * n) - 1]
@@ -152,15 +207,17 @@ def one_run(ledger_url: str, gates: int, backlog, latency_msgs, timeout: float =
         # latency: paced well below the measured rate
         pace = max(20.0, min(200.0, throughput * 0.3))
         sent = _produce(settings, latency_msgs, pace=pace)
-        if not receipts.wait(n + len(latency_msgs), 120):
+        if not receipts.wait(n + len(latency_msgs), 120, procs=procs):
             raise RuntimeError("latency receipts missing")
         lat = [(receipts.arrivals[m] - t) * 1000 for m, t in sent.items()]
         rss = [peak_rss_mb(p.pid) for p in gate_procs]
         return {"throughput": throughput, "wall_rate": n / wall, "p50": percentile(lat, 50),
-                "p99": percentile(lat, 99), "rss": max(rss), "pace": pace}
+                "p99": percentile(lat, 99), "rss": max(rss), "pace": pace,
+                "cpu_us": {k: v / in_window * 1e6 for k, v in spent.items()}}
     finally:
         for p in procs:
             _stop(p)
+            Path(p.log_path).unlink(missing_ok=True)
         if receipts is not None:
             receipts.stopping.set()
             receipts.join(timeout=5)
@@ -170,13 +227,15 @@ def one_run(ledger_url: str, gates: int, backlog, latency_msgs, timeout: float =
 # --------------------------------------------------------------------------- baselines
 
 
-def kafka_consume_rate(backlog, repeat: int = 3) -> float:
+def kafka_consume_rate(backlog, repeat: int = 3) -> tuple[float, dict[str, float]]:
+    """kafka-python's consume rate, and (on the same broker) the raw step costs of bench.ceiling."""
     from kafka import KafkaConsumer, TopicPartition
-
 
     with EmbeddedBroker() as broker:
         settings = Settings.development().with_embedded_broker(broker.bootstrap)
         broker.create_topics([topics.REQUESTS], partitions=4)
+        broker.create_topics([topics.inbox(RECIPIENT[0]), topics.receipts(SENDER[0])], partitions=1)
+        raw = raw_step_costs(backlog, broker.bootstrap, repeat)
         _produce(settings, backlog)
         n = len(backlog)
 
@@ -196,7 +255,8 @@ def kafka_consume_rate(backlog, repeat: int = 3) -> float:
             c.close()
             return got
 
-        return rate(consume, repeat)
+        raw["consume_cpu"] = rate(consume, repeat, clock=time.process_time)  # per CPU second, for the limit
+        return rate(consume, repeat), raw
 
 
 def component_rates(backlog, repeat: int = 3) -> dict[str, float]:
@@ -268,7 +328,7 @@ def _raw_types():
     return _RAW_TYPES
 
 
-def eventsourcing_append_rate(ledger_url: str, backlog, batch: int = 500) -> float:
+def eventsourcing_append_rate(ledger_url: str, backlog, batch: int = 500, clock=time.perf_counter) -> float:
     """Plain eventsourcing: one small aggregate per message (carrying the message bytes), one
     transaction per batch of ``batch`` with one tracking record, on a process recorder."""
     from ledger.url import persistence_env
@@ -278,12 +338,12 @@ def eventsourcing_append_rate(ledger_url: str, backlog, batch: int = 500) -> flo
     Msg, Raw = _raw_types()
     app = Raw(env=persistence_env(ledger_url))
     aggs = [Msg(mid, base64.b64encode(v).decode()) for _, v, mid in backlog]  # built outside the timing
-    t0 = time.perf_counter()
+    t0 = clock()
     for k, i in enumerate(range(0, len(aggs), batch)):
         p = ProcessingEvent(tracking=Tracking("kafka:bench:0", k + 1))
         p.collect_events(*aggs[i: i + batch])
         app._record(p)
-    dt = time.perf_counter() - t0
+    dt = max(clock() - t0, 1e-9)
     app.close()
     return len(aggs) / dt
 
@@ -298,7 +358,8 @@ def run(n: int = 5000, latency_n: int = 300, backends=("sqlite", "postgres"), ga
     latency_msgs = [(k, v, f"lat-{i:07d}") for i, (k, v) in enumerate(signed_messages(latency_n, "lat"))]
     print(f"  e2e: {n + latency_n} messages signed in {time.perf_counter() - t0:.1f}s", file=sys.stderr)
     comps = component_rates(backlog, baseline_repeat)
-    comps["kafka_consume"] = kafka_consume_rate(backlog, baseline_repeat)
+    comps["kafka_consume"], raw = kafka_consume_rate(backlog, baseline_repeat)
+    ncores = cores()
     rows: list[dict] = []
     peak_rss = 0.0
     with ExitStack() as stack:
@@ -314,23 +375,99 @@ def run(n: int = 5000, latency_n: int = 300, backends=("sqlite", "postgres"), ga
                                         for i in range(baseline_repeat))
             base = dict(comps, eventsourcing_append=es_rate)
             slowest = min(base, key=base.get)
+            # The limit counts CPU: this process's CPU time (PostgreSQL's own work is not in it).
+            es_cpu = statistics.median(eventsourcing_append_rate(url(f"esc{i}"), backlog, clock=time.process_time)
+                                       for i in range(baseline_repeat))
+            steps = step_costs(raw, raw["consume_cpu"], es_cpu)
+            summed = sum(steps.values())
+            limit = ncores * 1e6 / summed
+            for step, us in steps.items():
+                rows.append(row(f"e2e.{backend}.raw.{step}", us, "µs/exchange", RAW_STEPS[step]))
+            rows.append(row(f"e2e.{backend}.limit", limit, "exchanges/s",
+                            f"{ncores} cores ÷ summed raw cost {summed:.0f} µs/exchange"))
+            stages_url = url("stages")
+            for stage, us in gate_stage_costs(backlog, stages_url).items():
+                rows.append(row(f"e2e.{backend}.gate_stage.{stage}", us, "µs/exchange",
+                                "the gate's own code in one process, per step (CPU time)"))
+            tr = transcoder_rates(stages_url)
+            for op in ("encode", "decode"):
+                rows.append(row(f"e2e.{backend}.ledger_json.{op}", tr[op], "events/s",
+                                f"eventsourcing JSONTranscoder {op} (the gate's events)", tr[f"{op}_plain"]))
+            with EmbeddedBroker() as stage_broker:
+                stage_broker.create_topics([topics.inbox(RECIPIENT[0]), topics.receipts(SENDER[0])], partitions=1)
+                for stage, us in relay_stage_costs(stages_url, stage_broker.bootstrap, len(backlog)).items():
+                    if us > 0:  # a stage a tiny run never reached
+                        rows.append(row(f"e2e.{backend}.relay_stage.{stage}", us, "µs/exchange",
+                                        "the relay's own code in one process, per stage (CPU time)"))
             for g in gates:
                 r = one_run(url(f"e2e{g}"), g, backlog, latency_msgs)
-                print(f"  e2e {backend} gates={g}: {r['throughput']:.0f}/s (wall {r['wall_rate']:.0f}/s), "
-                      f"p50 {r['p50']:.0f} ms, p99 {r['p99']:.0f} ms", file=sys.stderr)
+                print(f"  e2e {backend} gates={g}: {r['throughput']:.0f}/s (wall {r['wall_rate']:.0f}/s, limit "
+                      f"{limit:.0f}/s), p50 {r['p50']:.0f} ms, p99 {r['p99']:.0f} ms, CPU µs/exchange "
+                      + ", ".join(f"{k} {v:.0f}" for k, v in r["cpu_us"].items()), file=sys.stderr)
                 peak_rss = max(peak_rss, r["rss"])
                 tag = f"e2e.{backend}.gates{g}"
                 rows.append(row(f"{tag}.throughput", r["throughput"], "exchanges/s",
                                 f"slowest raw component: {slowest}", base[slowest], target=0.5))
+                rows.append(row(f"{tag}.throughput.vs_limit", r["throughput"], "exchanges/s",
+                                f"the limit on this machine: {ncores} cores ÷ {summed:.0f} µs/exchange", limit))
                 for comp in ("kafka_consume", "fastavro_decode", "ed25519_verify", "eventsourcing_append"):
                     rows.append(row(f"{tag}.throughput.vs_{comp}", r["throughput"], "exchanges/s",
                                     _label(comp, backend), base[comp]))
+                for proc, us in r["cpu_us"].items():
+                    if us > 0:  # under one clock tick in a tiny run: nothing to report
+                        rows.append(row(f"{tag}.cpu.{proc}", us, "µs/exchange", "utime+stime from /proc over the backlog"))
+                total = sum(r["cpu_us"].values())
+                rows.append(row(f"{tag}.cpu.total", total, "µs/exchange", "summed raw cost", summed,
+                                higher_better=False))
                 rows.append(row(f"{tag}.latency_p50", r["p50"], "ms",
                                 f"paced at {r['pace']:.0f}/s; publish → receipt"))
                 rows.append(row(f"{tag}.latency_p99", r["p99"], "ms",
                                 f"paced at {r['pace']:.0f}/s; publish → receipt"))
     rows.append(row("e2e.gate.peak_rss", peak_rss, "MB", "max VmHWM of the gate processes over all runs"))
     return rows
+
+
+def cpu_markdown(rows: list[dict]) -> str:
+    """The CPU-per-exchange tables of results.md: raw steps beside the gate's stages, and per process."""
+    by = {r["name"]: r["value"] for r in rows}
+    backends = [b for b in ("sqlite", "postgres") if f"e2e.{b}.limit" in by]
+    if not backends:
+        return ""
+    out = ["## CPU per exchange", "",
+           "The unavoidable steps, measured raw in the benchmark process (CPU µs per exchange, all its threads; "
+           "the broker's and PostgreSQL's share is not in them), and their sum:", "",
+           "| step | " + " | ".join(backends) + " | measures |", "|---|" + "---:|" * len(backends) + "---|"]
+    for step, what in RAW_STEPS.items():
+        out.append(f"| {step} | " + " | ".join(f"{by[f'e2e.{b}.raw.{step}']:.1f}" for b in backends) + f" | {what} |")
+    out.append("| **sum** | " + " | ".join(
+        f"**{sum(by[f'e2e.{b}.raw.{s}'] for s in RAW_STEPS):.1f}**" for b in backends) + " | |")
+    out.append("| limit on this machine (exchanges/s) | " + " | ".join(
+        f"{by[f'e2e.{b}.limit']:.0f}" for b in backends) + " | cores ÷ sum |")
+    for who, kind in (("gate", "gate_stage"), ("relay", "relay_stage")):
+        stages = [n.split(".", 3)[3] for n in by if n.startswith(f"e2e.{backends[0]}.{kind}.")]
+        if not stages:
+            continue
+        out += ["", f"The {who}'s own stages, in one process, CPU µs per exchange:", "",
+                "| stage | " + " | ".join(backends) + " |", "|---|" + "---:|" * len(backends)]
+        for st in stages:
+            out.append(f"| {st} | " + " | ".join(f"{by.get(f'e2e.{b}.{kind}.{st}', float('nan')):.1f}"
+                                               for b in backends) + " |")
+        out.append("| **sum** | " + " | ".join(
+            f"**{sum(by.get(f'e2e.{b}.{kind}.{st}', 0) for st in stages):.1f}**" for b in backends) + " |")
+    runs = sorted({n.rsplit(".cpu.", 1)[0] for n in by if ".cpu." in n})
+    out += ["", "Per process over the end-to-end backlog (utime + stime from /proc between the 10th and the 90th "
+            "percentile of the receipts, the throughput's window; the relay's Merkle and read-model steps "
+            "inside it included), µs per exchange:", "",
+            "| run | gate(s) | relay | broker | total | summed raw | e2e/s | limit/s | e2e ÷ limit |",
+            "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    for run_ in runs:
+        backend = run_.split(".")[1]
+        summed = sum(by[f"e2e.{backend}.raw.{s}"] for s in RAW_STEPS)
+        out.append(f"| {run_[4:]} | {by.get(run_ + '.cpu.gate', 0):.0f} | {by.get(run_ + '.cpu.relay', 0):.0f} | "
+                   f"{by.get(run_ + '.cpu.broker', 0):.0f} | {by[run_ + '.cpu.total']:.0f} | {summed:.0f} | "
+                   f"{by[run_ + '.throughput']:.0f} | {by[f'e2e.{backend}.limit']:.0f} | "
+                   f"{by[run_ + '.throughput'] / by[f'e2e.{backend}.limit']:.2f} |")
+    return "\n".join(out) + "\n"
 
 
 def _label(comp: str, backend: str) -> str:

@@ -41,6 +41,19 @@ class Ledger(Application[UUID]):
         super().__init__(env=merged)
         self.tables = SideTables(self.recorder.datastore)
 
+    def construct_transcoder(self):
+        # The same JSON as eventsourcing's transcoder writes, through orjson (ledger.transcoder).
+        from eventsourcing.persistence import JSONTranscoder
+
+        from ledger.transcoder import OrjsonTranscoder
+
+        transcoder = self.factory.transcoder()
+        if type(transcoder) is JSONTranscoder:
+            transcoder = OrjsonTranscoder()
+        if isinstance(transcoder, JSONTranscoder):
+            self.register_transcodings(transcoder)
+        return transcoder
+
     def construct_recorder(self):
         # A process recorder stores tracking records in the same transaction as events.
         recorder = self.factory.process_recorder()

@@ -308,6 +308,22 @@ class ReadModels:
             if stop or (max_entries is not None and consumed >= max_entries):
                 return consumed
 
+    def project_next(self, page: Sequence[Notification], events: dict[int, Any]) -> bool:
+        """Projects ``page`` if it is exactly the next page of the live read models, using the events
+        the caller already decoded (``events``: notification id → event; the rest are decoded here).
+
+        The relay hands over each page it delivered, so the events it decoded are not decoded
+        twice; a page that is not next (the read models are behind, or ahead) is left to
+        ``catch_up``. Returns whether it projected the page.
+        """
+        if not self.tracked or not page or self.position() != page[0].id - 1:
+            return False
+        try:
+            self._apply_page(page, events)
+        except ESIntegrityError:
+            return False  # another process projected it first
+        return True
+
     _untracked_position = 0
 
     @contextmanager

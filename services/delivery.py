@@ -9,6 +9,9 @@ the inbox on approval, and a review receipt either way.
 Publishing happens before the bookkeeping, so a crash in between re-sends;
 delivery ids are stable, so the receiver recognises the re-send.
 
+Each page it recorded is handed, with the events decoded for it, to the read models
+(``project``), which then need not decode them again; they catch up by themselves otherwise.
+
 A delivery that cannot be made (the sealed payload does not open or decode, the
 broker refuses the record) is quarantined: recorded in the ledger as a
 ``QuarantinedDelivery`` with its reason and logged as an alert, while the relay
@@ -22,6 +25,7 @@ import re
 import threading
 import time
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import Any, Callable, NamedTuple
 from uuid import UUID
 
@@ -58,7 +62,13 @@ class Target(NamedTuple):
 
     @property
     def delivery_id(self) -> str:
-        return str(delivery_id(UUID(self.exchange), self.recipient, self.kind))
+        return _delivery_id(self.exchange, self.recipient, self.kind)
+
+
+@lru_cache(maxsize=8192)
+def _delivery_id(exchange: str, recipient: str, kind: str) -> str:
+    # A delivery's id is asked for three times on its way (record, header, bookkeeping): a uuid5 each.
+    return str(delivery_id(UUID(exchange), recipient, kind))
 
 
 @dataclass(frozen=True)
@@ -281,6 +291,17 @@ def closing_decision(verdict: dict[str, Any]) -> dict[str, Any] | None:
             "results": [verdict["result"]]}
 
 
+def _keeping(to_event: Callable[[Notification], Any], decoded: dict[int, Any] | None) -> Callable[[Notification], Any]:
+    """``to_event`` that also keeps each decoded event in ``decoded`` by notification id."""
+    if decoded is None:
+        return to_event
+
+    def decode(n: Notification) -> Any:
+        e = decoded[n.id] = to_event(n)
+        return e
+    return decode
+
+
 # What one planned delivery becomes: a record to send, or already its bookkeeping (erased, quarantined).
 Planned = Outgoing | Delivery | QuarantinedDelivery
 
@@ -304,6 +325,9 @@ class DeliveryRelay:
     # everything derived is current (False: "call me again").
     maintain: Callable[[], Any] | None = None
     maintain_every: float = 1.0
+    # Given each recorded page and the events the relay decoded from it (notification id → event),
+    # so the read models project them without decoding them again (ReadModels.project_next).
+    project: Callable[[list[Notification], dict[int, Any]], Any] | None = None
 
     def __post_init__(self) -> None:
         self.messages = Messages(self.codec)
@@ -314,8 +338,9 @@ class DeliveryRelay:
         page = self.ledger.notifications(start, self.page_size)
         if not page:
             return 0  # nothing new in the log, so nothing derived from it can be stale
-        decided = self._decided(page)
-        resolved = self._resolved(page)
+        decoded: dict[int, Any] = {}
+        decided = self._decided(page, decoded)
+        resolved = self._resolved(page, decoded)
         allowed = {ex.subject for ex in decided + resolved
                    if any(r["outcome"] == "ALLOW" for r in ex.decision["results"])}
         planned: list[Planned] = []
@@ -324,7 +349,7 @@ class DeliveryRelay:
                 planned.extend(self._relay(exchange, sealer))
             for exchange in resolved:
                 planned.extend(self._relay(exchange, sealer, receipt_kind=REVIEW_RECEIPT))
-        for rejected in self._rejections(page):
+        for rejected in self._rejections(page, decoded):
             planned.append(self._plan(Target(str(rejected.id), "", "receipt"),
                                       lambda r=rejected: self.messages.rejected_receipt(r)))
         records = self._send(planned)
@@ -336,9 +361,16 @@ class DeliveryRelay:
             return len(page)
         self._count(records)
         log.info("relay.page_recorded", first=page[0].id, last=page[-1].id, deliveries=len(records))
+        if self.project is not None:
+            try:
+                self.project(page, decoded)
+            except LEDGER_UNAVAILABLE:
+                pass  # the deliveries are recorded; the read models catch up in maintain
+            except Exception as exc:  # noqa: BLE001 - derived data must never stop deliveries
+                log.error("relay.projection_failed", alert=True, first=page[0].id, error=type(exc).__name__)
         return len(page)
 
-    def _decided(self, page: list[Notification]) -> list[DecidedExchange]:
+    def _decided(self, page: list[Notification], decoded: dict[int, Any] | None = None) -> list[DecidedExchange]:
         """The exchanges decided in this page, read from the page's own events.
 
         The gate records an exchange's Requested and Decided events together, so the
@@ -347,7 +379,7 @@ class DeliveryRelay:
         """
         requested: dict[UUID, Notification] = {}
         out: list[DecidedExchange] = []
-        to_event = self.ledger.mapper.to_domain_event
+        to_event = _keeping(self.ledger.mapper.to_domain_event, decoded)
         for n in page:
             if n.topic.endswith(_REQUESTED):
                 requested[n.originator_id] = n
@@ -357,11 +389,11 @@ class DeliveryRelay:
                 out.append(DecidedExchange.of(req, to_event(n).decision))
         return out
 
-    def _resolved(self, page: list[Notification]) -> list[DecidedExchange]:
+    def _resolved(self, page: list[Notification], decoded: dict[int, Any] | None = None) -> list[DecidedExchange]:
         """Escalations closed by a verdict in this page, each as an exchange whose decision holds
         only the verdict's result (and the original decision's policy version and digest)."""
         out: list[DecidedExchange] = []
-        to_event = self.ledger.mapper.to_domain_event
+        to_event = _keeping(self.ledger.mapper.to_domain_event, decoded)
         for n in page:
             if not n.topic.endswith(_VERDICT):
                 continue
@@ -370,9 +402,9 @@ class DeliveryRelay:
                 out.append(DecidedExchange.of(self.ledger.first_event(n.originator_id), decision))
         return out
 
-    def _rejections(self, page: list[Notification]) -> list[RejectedRequest]:
+    def _rejections(self, page: list[Notification], decoded: dict[int, Any] | None = None) -> list[RejectedRequest]:
         """The rejections in this page whose sender is known (its signature verified)."""
-        to_event = self.ledger.mapper.to_domain_event
+        to_event = _keeping(self.ledger.mapper.to_domain_event, decoded)
         found = (RejectedRequest.of(to_event(n)) for n in page if n.topic.endswith(_REJECTED))
         return [r for r in found if r is not None]
 

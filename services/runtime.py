@@ -133,7 +133,8 @@ class Runtime:
     def relay(self) -> DeliveryRelay:
         trust.require(self.settings, "relay run")
         return DeliveryRelay(self.ledger, make_producer(self.settings, client_id="delivery-relay"), self.sealer,
-                             self.codec, maintain=lambda: self.maintain(max_entries=MAINTAIN_STEP))
+                             self.codec, maintain=lambda: self.maintain(max_entries=MAINTAIN_STEP),
+                             project=lambda page, events: self.read_models.project_next(page, events))
 
     def dev_publisher(self, org: str, role: str) -> Publisher:
         """A publisher signing with the development key of ``org`` (embedded demo and tests only)."""

@@ -5,6 +5,8 @@
 
 from __future__ import annotations
 
+from functools import lru_cache
+
 REQUESTS = "exchange.requests"
 DEAD_LETTERS = "exchange.requests.dlq"
 # Cosigned ledger checkpoints (C2SP signed notes), compacted, keyed by the log origin: the relay writes
@@ -14,6 +16,7 @@ INBOX_PREFIX = "inbox."
 RECEIPTS_PREFIX = "receipts."
 
 
+@lru_cache(maxsize=4096)  # the relay asks for two topics per exchange; the authorities are few
 def authority_suffix(authority_id: str) -> str:
     """The authority id as it appears in topic names (and as its Kafka user name): ':' written as '.'."""
     suffix = authority_id.replace(":", ".")

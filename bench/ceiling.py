@@ -1,0 +1,402 @@
+"""The limit on this machine: the raw cost of every step an exchange cannot do without, and where the rest goes.
+
+Every exchange must at least be consumed (kafka-python), have its signature verified (Ed25519),
+have its three Avro layers decoded (fastavro), be decided (the policy engine), be appended once
+in a batch (eventsourcing, one tracking record per 500) with one Merkle leaf (sha256 of the leaf
+and of one interior node), and give two records (the inbox copy and the receipt) that are
+encoded (fastavro) and produced (kafka-python). ``raw_step_costs`` measures each of these in this
+process, in µs per exchange, over the same messages the end-to-end run sends; their sum is the
+CPU one exchange needs at the least, and ``cores / sum`` the limit on this machine.
+
+The broker's share of consuming and producing is not in these client-side costs; the per-process
+CPU of a run (``ProcCpu``, from ``/proc/<pid>/stat``) shows the broker separately.
+
+``gate_stage_costs`` runs the gate's own pipeline in this process, step by step, with the
+sealing and the ledger append, so the gate's CPU per exchange can be laid beside the raw steps.
+"""
+from __future__ import annotations
+
+import hashlib
+import io
+import os
+import time
+from typing import Any
+
+from bench.common import paired_rates
+
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+
+# The unavoidable steps, in pipeline order, with what each measures.
+RAW_STEPS = {  # each in CPU µs of the benchmark process (all its threads) per exchange
+    "consume": "kafka-python consume of one record (4 partitions, client side)",
+    "ed25519_verify": "cryptography Ed25519 verify (key pre-loaded)",
+    "avro_decode": "fastavro schemaless_reader: signed message + envelope + payload",
+    "decide": "PolicyEngine.decide on the validated request",
+    "append_and_leaf": "eventsourcing append, 1 aggregate per exchange, 1 tracking record per 500; + sha256 leaf and node",
+    "encode_and_produce": "fastavro encode + kafka-python produce of 2 records (inbox copy, receipt), flushed per 500",
+}
+
+
+def cores() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        return os.cpu_count() or 1
+
+
+# --------------------------------------------------------------------------- the gate, in process
+
+
+def gate_pipeline():
+    from policies.engine import PolicyEngine
+    from schemas.codec import AvroCodec
+    from services.config import Settings
+    from services.gate import GatePipeline
+    from services.keyset import DEV_KEYSET, KeySet
+
+    settings = Settings.development()
+    # The sealer is given per batch (gate_stage_costs); the steps before sealing do not use it.
+    return GatePipeline(PolicyEngine.load_default(), None, settings.pseudonym_secret.encode(),
+                        KeySet.load(DEV_KEYSET), AvroCodec(legacy_fingerprints=False)), settings
+
+
+def worked(backlog) -> list:
+    """Each message of the backlog run through the gate's steps (a Work, decided)."""
+    from services.gate import Inbound, Work
+
+    pipeline, _ = gate_pipeline()
+    out = []
+    for i, (key, value, _mid) in enumerate(backlog):
+        w = pipeline._run_steps(Inbound("exchange.requests", i % 4, i // 4, value, key))
+        if not isinstance(w, Work):
+            raise RuntimeError(f"benchmark message {i} was rejected: {w.reason} {w.detail}")
+        out.append(w)
+    return out
+
+
+def gate_stage_costs(backlog, ledger_url: str, batch: int = 500) -> dict[str, float]:
+    """CPU µs per exchange (this process's CPU time, so other load on the machine counts less) of
+    each of the gate's steps, its sealing and its ledger append (with the duplicate check), run in
+    this process on a fresh ledger at ``ledger_url``; PostgreSQL's own work is not in it."""
+    from ledger.application import Ledger, Tracking, kafka_tracking_name
+    from ledger.privacy import LedgerSealer
+    from services.gate import Inbound, Work
+
+    pipeline, settings = gate_pipeline()
+    ledger = Ledger(ledger_url)
+    try:
+        sealer = LedgerSealer.for_ledger(ledger, settings.master_key)
+        spent: dict[str, float] = {s.__name__: 0.0 for s in pipeline.steps}
+        spent.update(seal=0.0, duplicates_check=0.0, ledger_record=0.0)
+        n = 0
+        for start in range(0, len(backlog), batch):
+            chunk = backlog[start:start + batch]
+            works = []
+            for i, (key, value, _mid) in enumerate(chunk):
+                w = Work(Inbound("exchange.requests", 0, start + i, value, key), at=pipeline.clock())
+                for step in pipeline.steps:
+                    t0 = time.process_time()
+                    step(w)
+                    spent[step.__name__] += time.process_time() - t0
+                    if step == pipeline.verify_sender:
+                        w.sender = w.envelope["sender"]["org"]
+                works.append(w)
+            t0 = time.process_time()
+            with sealer.batch({w.subject for w in works}) as s:
+                results = [pipeline._exchange(w, s) for w in works]
+            spent["seal"] += time.process_time() - t0
+            t0 = time.process_time()
+            known = ledger.existing([r.id for r in results])
+            spent["duplicates_check"] += time.process_time() - t0
+            assert not known
+            t0 = time.process_time()
+            ledger.record(results, Tracking(kafka_tracking_name("exchange.requests", 0), start + len(chunk)))
+            spent["ledger_record"] += time.process_time() - t0
+            n += len(chunk)
+        return {k: v / n * 1e6 for k, v in spent.items()}
+    finally:
+        ledger.close()
+
+
+# --------------------------------------------------------------------------- the raw steps
+
+
+def raw_step_costs(backlog, bootstrap: str, repeat: int = 3) -> dict[str, float]:
+    """µs per exchange of the unavoidable steps measured here, interleaved round by round: all of
+    RAW_STEPS but ``consume`` and the append (the end-to-end baselines measure those; the append per
+    back-end), plus ``merkle_leaf``. ``bootstrap``: a broker with the receipt and inbox topics."""
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+    from fastavro import parse_schema, schemaless_reader, schemaless_writer
+    from kafka import KafkaProducer
+
+    from bench.messages import SENDER
+    from schemas.codec import HEADER_LEN, AvroCodec
+    from services.delivery import DecidedExchange, Messages
+    from services.keyset import DEV_KEYSET, KeySet
+    from services.signing import DOMAIN
+
+    codec = AvroCodec()
+    reg = codec.registry
+    values = [v for _, v, _ in backlog]
+    works = worked(backlog)
+    parsed: dict[str, Any] = {}
+
+    def schema(name: str):
+        if name not in parsed:
+            parsed[name] = parse_schema(reg.latest(name).raw)
+        return parsed[name]
+
+    signed_s, env_s = schema("dk.xledger.SignedMessage"), schema("dk.xledger.ExchangeRequest")
+
+    def avro_decode() -> int:
+        for v in values:
+            s = schemaless_reader(io.BytesIO(v[HEADER_LEN:]), signed_s, signed_s)
+            e = schemaless_reader(io.BytesIO(s["body"][HEADER_LEN:]), env_s, env_s)
+            ps = schema(e["payload_type"])
+            schemaless_reader(io.BytesIO(e["payload"][HEADER_LEN:]), ps, ps)
+        return len(values)
+
+    pub = Ed25519PublicKey.from_public_bytes(KeySet.load(DEV_KEYSET).keys_for(SENDER[0])[0].key.public_key)
+    signed = [(w.signed["signature"], DOMAIN + w.signed["body"]) for w in works]
+
+    def ed25519() -> int:
+        for sig, data in signed:
+            pub.verify(sig, data)
+        return len(signed)
+
+    from policies.engine import PolicyEngine
+
+    engine = PolicyEngine.load_default()
+    decisions = [(w.request, w.present) for w in works]
+
+    def decide() -> int:
+        for request, present in decisions:
+            engine.decide(request, present)
+        return len(decisions)
+
+    leaves = values
+
+    def merkle_leaf() -> int:
+        sha = hashlib.sha256
+        for v in leaves:
+            h = sha(b"\x00" + v).digest()
+            sha(b"\x01" + h + h).digest()
+        return len(leaves)
+
+    # The two records an exchange gives, as the relay builds them; encoded here with bare fastavro.
+    messages = Messages(codec)
+    out_records: list[tuple[str, bytes, str, dict, str, dict]] = []
+    allow = next(w for w in works if w.decision["results"][0]["outcome"] == "ALLOW")
+    for w in works:
+        src = w if w.decision["results"][0]["outcome"] == "ALLOW" else allow
+        ex = DecidedExchange(_exchange_uuid(src), src.envelope["sender"]["org"], src.envelope["message_id"], src.subject,
+                             _summary(src), "", src.decision)
+        result = ex.decision["results"][0]
+        inbox = messages.inbox(ex, result, {"payload_type": src.envelope["payload_type"],
+                                            "payload": src.envelope["payload"]})
+        receipt = messages.receipt(ex, result)
+        out_records.append((inbox.topic, inbox.key, "dk.xledger.DeliveredExchange",
+                            codec.decode(inbox.value).record, receipt.topic, codec.decode(receipt.value).record))
+    # The single-object header (marker + fingerprint) of each record type, as the codec writes it.
+    header_bytes = {name: codec.encode(name, out_records[0][i])[:HEADER_LEN]
+                    for name, i in (("dk.xledger.DeliveredExchange", 3), ("dk.xledger.DecisionReceipt", 5))}
+    inbox_s, receipt_s = schema("dk.xledger.DeliveredExchange"), schema("dk.xledger.DecisionReceipt")
+    producer = KafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=5, client_id="bench-raw-produce")
+    h_inbox, h_receipt = header_bytes["dk.xledger.DeliveredExchange"], header_bytes["dk.xledger.DecisionReceipt"]
+
+    def encode_and_produce() -> int:
+        for i, (inbox_topic, key, _, inbox_rec, receipt_topic, receipt_rec) in enumerate(out_records):
+            buf = io.BytesIO()
+            buf.write(h_inbox)
+            schemaless_writer(buf, inbox_s, inbox_rec)
+            producer.send(inbox_topic, key=key, value=buf.getvalue())
+            buf = io.BytesIO()
+            buf.write(h_receipt)
+            schemaless_writer(buf, receipt_s, receipt_rec)
+            producer.send(receipt_topic, key=key, value=buf.getvalue())
+            if i % 500 == 499:
+                producer.flush()
+        producer.flush()
+        return len(out_records)
+
+    try:
+        for fn in (avro_decode, ed25519, decide, merkle_leaf, encode_and_produce):
+            fn()  # warm up
+        # CPU time of this process (kafka-python's I/O thread included): the limit is what the cores can
+        # do, and on a shared machine CPU time is what other load disturbs least.
+        rates = paired_rates({"avro_decode": avro_decode, "ed25519_verify": ed25519, "decide": decide,
+                              "merkle_leaf": merkle_leaf, "encode_and_produce": encode_and_produce}, repeat,
+                             clock=time.process_time)
+    finally:
+        producer.close()
+    us = {k: 1e6 / v for k, v in rates.items()}
+    return us
+
+
+def step_costs(raw: dict[str, float], consume_rate: float, append_rate: float) -> dict[str, float]:
+    """RAW_STEPS in µs per exchange, from ``raw_step_costs`` and the two rates (per CPU second)."""
+    return {
+        "consume": 1e6 / consume_rate,
+        "ed25519_verify": raw["ed25519_verify"],
+        "avro_decode": raw["avro_decode"],
+        "decide": raw["decide"],
+        "append_and_leaf": 1e6 / append_rate + raw["merkle_leaf"],
+        "encode_and_produce": raw["encode_and_produce"],
+    }
+
+
+def _exchange_uuid(w):
+    from ledger.domain import exchange_id
+
+    return exchange_id(w.envelope["sender"]["org"], w.envelope["message_id"])
+
+
+def _summary(w) -> dict[str, Any]:
+    env = w.envelope
+    return {"occurred_at": env["occurred_at"], "sender": env["sender"], "context": env["context"],
+            "cooperation_id": env["cooperation_id"], "purpose": env["purpose"]}
+
+
+# --------------------------------------------------------------------------- CPU of processes
+
+
+def proc_cpu_seconds(pid: int) -> float:
+    """utime + stime of a process (all its threads), in seconds, from /proc/<pid>/stat."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    # After the command name: state is field 3, utime 14 and stime 15 (1-based in proc(5)).
+    return (int(fields[11]) + int(fields[12])) / CLK_TCK
+
+
+class ProcCpu:
+    """CPU seconds of named processes between ``start()`` and ``stop()``."""
+
+    def __init__(self, pids: dict[str, list[int]]):
+        self.pids = pids
+        self.start_s: dict[int, float] = {}
+        self.spent: dict[str, float] = {}
+
+    def _now(self) -> dict[int, float]:
+        out = {}
+        for pids in self.pids.values():
+            for pid in pids:
+                try:
+                    out[pid] = proc_cpu_seconds(pid)
+                except OSError:
+                    out[pid] = float("nan")
+        return out
+
+    def start(self) -> None:
+        self.start_s = self._now()
+
+    def total(self) -> float:
+        now = self._now()
+        return sum(now[p] - self.start_s.get(p, 0.0) for pids in self.pids.values() for p in pids)
+
+    def stop(self) -> dict[str, float]:
+        now = self._now()
+        self.spent = {name: sum(now[p] - self.start_s.get(p, 0.0) for p in pids) for name, pids in self.pids.items()}
+        return self.spent
+
+
+# --------------------------------------------------------------------------- the relay, in process
+
+
+def relay_stage_costs(ledger_url: str, bootstrap: str, exchanges: int) -> dict[str, float]:
+    """CPU µs per exchange of the relay's stages over a ledger the gate filled (``gate_stage_costs``),
+    run in this process against the broker at ``bootstrap``: reading pages, decoding the decided
+    exchanges, planning and encoding the records, publishing them, recording the deliveries, then
+    folding everything into the Merkle tree and the read models."""
+    from services.config import Settings
+    from services.runtime import Runtime
+
+    rt = Runtime(Settings.development(ledger_url=ledger_url).with_embedded_broker(bootstrap))
+    relay = rt.relay()
+    spent: dict[str, float] = {"notifications": 0.0, "decode": 0.0, "plan_and_encode": 0.0, "publish": 0.0,
+                               "record": 0.0, "merkle": 0.0, "read_models": 0.0}
+
+    in_page = [False]  # only the relay's own calls count: the read models read and record through the same ledger
+
+    def timed(stage: str, fn):
+        def wrapper(*args, **kwargs):
+            if not in_page[0]:
+                return fn(*args, **kwargs)
+            t0 = time.process_time()
+            try:
+                return fn(*args, **kwargs)
+            finally:
+                spent[stage] += time.process_time() - t0
+        return wrapper
+
+    ledger = rt.ledger
+    ledger.notifications = timed("notifications", ledger.notifications)
+    ledger.record = timed("record", ledger.record)
+    for name in ("_decided", "_resolved", "_rejections"):
+        setattr(relay, name, timed("decode", getattr(relay, name)))
+    relay._send = timed("publish", relay._send)
+    project = getattr(relay, "project", None)
+    if project is not None:  # the read models, projected from the pages the relay decoded
+
+        def projecting(*args):
+            in_page[0] = False  # what the projection reads and writes is the read models' cost
+            t0 = time.process_time()
+            try:
+                return project(*args)
+            finally:
+                spent["read_models"] += time.process_time() - t0
+                in_page[0] = True
+        relay.project = projecting
+    try:
+        total = 0.0
+        while True:
+            t0 = time.process_time()
+            in_page[0] = True
+            consumed = relay.run_once()
+            in_page[0] = False
+            total += time.process_time() - t0
+            if not consumed:
+                break
+        spent["plan_and_encode"] = total - sum(spent[k] for k in ("notifications", "decode", "publish", "record",
+                                                                   "read_models"))
+        t0 = time.process_time()
+        while rt.integrate().appended:
+            pass
+        spent["merkle"] = time.process_time() - t0
+        t0 = time.process_time()
+        rt.read_models.catch_up()
+        spent["read_models"] += time.process_time() - t0
+    finally:
+        relay.producer.close()
+        rt.close()
+    return {k: v / exchanges * 1e6 for k, v in spent.items()}
+
+
+# --------------------------------------------------------------------------- the ledger's JSON
+
+
+def transcoder_rates(ledger_url: str, repeat: int = 9) -> dict[str, float]:
+    """Events/s of the ledger's transcoder (ledger.transcoder, orjson) and of eventsourcing's own
+    JSONTranscoder, encoding and decoding the stored events of a ledger the gate filled, interleaved."""
+    from eventsourcing.persistence import JSONTranscoder
+
+    from ledger.application import Ledger
+
+    ledger = Ledger(ledger_url)
+    try:
+        ours = ledger.mapper.transcoder
+        plain = JSONTranscoder()
+        ledger.register_transcodings(plain)
+        states = [n.state for n in ledger.all_notifications()]
+    finally:
+        ledger.close()
+    objects = [plain.decode(s) for s in states]
+
+    def run(fn, items):
+        def go() -> int:
+            for x in items:
+                fn(x)
+            return len(items)
+        return go
+
+    return paired_rates({"decode": run(ours.decode, states), "decode_plain": run(plain.decode, states),
+                         "encode": run(ours.encode, objects), "encode_plain": run(plain.encode, objects)}, repeat)
