@@ -117,3 +117,19 @@ def test_district_psp_and_ksp_members():
     assert DIR.is_member("region:sjaelland", "psp:kalundborg", date(2026, 12, 31))
     assert DIR.is_member("region:ostdanmark", "psp:kalundborg", date(2027, 1, 1))
     assert not DIR.is_member("region:sjaelland", "psp:kalundborg", date(2027, 1, 1))
+
+
+def test_municipalities_per_region_and_codes():
+    """Region sizes as Danmarks Statistik and django-localflavor give them (29/17/22/19/11), and
+    codes that are three digits, unique and each the id of its municipality (checked against a
+    copy of DAWA's list, see municipality_note in directory_data.yaml)."""
+    munis = DIR.municipalities()
+    sizes: dict[str, int] = {}
+    for m in munis.values():
+        sizes[m.region] = sizes.get(m.region, 0) + 1
+    assert sizes == {"region:hovedstaden": 29, "region:sjaelland": 17, "region:syddanmark": 22,
+                     "region:midtjylland": 19, "region:nordjylland": 11}
+    assert all(k == f"kommune:{int(m.code)}" and re.fullmatch(r"\d{3}", m.code) for k, m in munis.items())
+    assert DIR.org("kommune:326").name == "Kalundborg Kommune"
+    assert DIR.org("kommune:492").name == "Ærø Kommune"
+    assert "kommune:411" not in munis  # Christiansø is no municipality
