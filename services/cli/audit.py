@@ -9,9 +9,11 @@ from __future__ import annotations
 import csv
 import io
 import json
+import time
+from contextlib import contextmanager
 from datetime import date, datetime, timezone
 from pathlib import Path
-from typing import List, Optional
+from typing import Callable, Iterator, List, Optional
 
 import typer
 from rich.console import Console
@@ -42,6 +44,50 @@ def _progress(console: Console, total: int, label: str) -> Progress:
     return Progress(TextColumn(label), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), console=console)
 
 
+# Without a terminal (a job, a pipe) progress is a structlog line this often, so that a long run
+# over a million entries shows it is alive; runs shorter than this print none.
+PROGRESS_LOG_EVERY_S = 10.0
+
+
+@contextmanager
+def _reporting(label: str, total: int) -> Iterator[Callable[[int], None]]:
+    """A progress callback taking ledger entries covered so far: a rich bar on stderr when it is
+    a terminal, else a structlog ``audit.progress`` line every PROGRESS_LOG_EVERY_S seconds."""
+    console = Console(stderr=True)
+    if console.is_terminal:
+        with _progress(console, total, label) as bar:
+            task = bar.add_task(label, total=total or 1)
+            yield lambda covered: bar.update(task, completed=covered)
+            bar.update(task, completed=total or 1)
+        return
+    from services.logging import configure, get_logger
+
+    configure()
+    log = get_logger("xledger.audit")
+    t0 = time.monotonic()
+    last = [t0]
+
+    def report(covered: int) -> None:
+        now = time.monotonic()
+        if now - last[0] >= PROGRESS_LOG_EVERY_S:
+            last[0] = now
+            log.info("audit.progress", tool=label, covered=covered, entries=total,
+                     percent=round(100 * covered / (total or 1), 1), elapsed_s=round(now - t0, 1))
+
+    yield report
+    if last[0] > t0:
+        log.info("audit.progress", tool=label, covered=total, entries=total, percent=100.0,
+                 elapsed_s=round(time.monotonic() - t0, 1))
+
+
+WORKERS = typer.Option(None, "--workers", min=1, help="Processes to split the log across (default: 2 on a machine "
+                                                      "with 2 or more cores and a log of 20,000 entries or more, else 1).")
+CHECK_SIGNATURES = typer.Option(
+    False, "--check-signatures",
+    help="Verify each sender's Ed25519 signature again. By default the stored bytes are trusted: the gate verified "
+         "them before recording, and `xledger verify` proves every stored event unchanged.")
+
+
 def _audit_keys(settings: Settings):
     """Re-deciding as the gate did needs the master key, the pseudonym secret and the key set (checked first)."""
     from services.keyset import KeySet, keyset_path
@@ -50,10 +96,11 @@ def _audit_keys(settings: Settings):
     return KeySet.load(keyset_path(settings))
 
 
-def _redecider(settings: Settings, ledger, keys):
+def _redecider(settings: Settings, ledger, keys, check_signatures: bool = False):
     from services.audit import Redecider
 
-    return Redecider(ledger, settings.master_key, settings.pseudonym_secret.encode(), keys)
+    return Redecider(ledger, settings.master_key, settings.pseudonym_secret.encode(), keys,
+                     check_signatures=check_signatures)
 
 
 def register(app: typer.Typer, subject_app: typer.Typer, policy_app: typer.Typer) -> None:
@@ -73,14 +120,10 @@ def register(app: typer.Typer, subject_app: typer.Typer, policy_app: typer.Typer
         until_t = _parse_time(until, "--until") if until else None
         settings = ledger_settings(ledger_url)
         ledger = _ledger(settings)
-        console = Console(stderr=True)
         try:
             total = ledger.max_notification_id()
-            with _progress(console, total, "replaying") as bar:
-                task = bar.add_task("replay", total=total or 1)
-                report = replay(ledger, until=until_t, keep=keep,
-                                progress=lambda last, n: bar.update(task, completed=last))
-                bar.update(task, completed=total or 1)
+            with _reporting("replaying", total) as progress:
+                report = replay(ledger, until=until_t, keep=keep, progress=lambda last, n: progress(last))
         finally:
             ledger.close()
         if as_json:
@@ -125,6 +168,8 @@ def register(app: typer.Typer, subject_app: typer.Typer, policy_app: typer.Typer
         bundle: Optional[List[Path]] = typer.Option(
             None, "--bundle", help="Archived policy bundle(s) for versions no longer shipped (repeatable)."),
         as_json: bool = typer.Option(False, "--json", help="Print the report as JSON."),
+        workers: Optional[int] = WORKERS,
+        check_signatures: bool = CHECK_SIGNATURES,
     ) -> None:
         """Re-run every recorded decision under its recorded policy version and report any that differ."""
         from policies.bundle import BundleError
@@ -137,14 +182,11 @@ def register(app: typer.Typer, subject_app: typer.Typer, policy_app: typer.Typer
         except BundleError as exc:
             fail(f"invalid policy: {exc}")
         ledger = _ledger(settings)
-        console = Console(stderr=True)
         try:
             total = ledger.max_notification_id()
-            with _progress(console, total, "re-evaluating") as bar:
-                task = bar.add_task("reevaluate", total=total or 1)
-                report = reevaluate(ledger, _redecider(settings, ledger, keys), bundles,
-                                    progress=lambda last: bar.update(task, completed=last))
-                bar.update(task, completed=total or 1)
+            with _reporting("re-evaluating", total) as progress:
+                report = reevaluate(ledger, _redecider(settings, ledger, keys, check_signatures), bundles,
+                                    progress=progress, workers=workers)
         finally:
             ledger.close()
         if as_json:
@@ -178,6 +220,8 @@ def register(app: typer.Typer, subject_app: typer.Typer, policy_app: typer.Typer
         ledger_url: Optional[str] = LEDGER_URL,
         examples: int = typer.Option(5, "--examples", min=0, help="Example decisions per group."),
         as_json: bool = typer.Option(False, "--json", help="Print the report as JSON."),
+        workers: Optional[int] = WORKERS,
+        check_signatures: bool = CHECK_SIGNATURES,
     ) -> None:
         """Run a proposed bundle over all recorded requests, whatever their dates; report which decisions would
         change, grouped by recorded and proposed rule and reason, with counts and example decisions."""
@@ -201,7 +245,9 @@ def register(app: typer.Typer, subject_app: typer.Typer, policy_app: typer.Typer
         keys = _audit_keys(settings)
         ledger = _ledger(settings)
         try:
-            report = impact(ledger, _redecider(settings, ledger, keys), proposed, since=since_d, known=shipped)
+            with _reporting("impact", ledger.max_notification_id()) as progress:
+                report = impact(ledger, _redecider(settings, ledger, keys, check_signatures), proposed, since=since_d,
+                                known=shipped, progress=progress, workers=workers)
         finally:
             ledger.close()
         if as_json:
