@@ -132,7 +132,7 @@ def register(app: typer.Typer, subject_app: typer.Typer, policy_app: typer.Typer
                 "entries": report.consumed, "until": until_t.isoformat() if until_t else None,
                 "kept_prefix": report.prefix if keep else None,
                 "tables": [{"table": d.table, "live": d.live, "replayed": d.replayed,
-                            "only_live": len(d.only_live), "only_replayed": len(d.only_replayed)} for d in report.diffs],
+                            "only_live": d.only_live_count, "only_replayed": d.only_replayed_count} for d in report.diffs],
             }))
         else:
             out = Console()
@@ -142,7 +142,7 @@ def register(app: typer.Typer, subject_app: typer.Typer, policy_app: typer.Typer
             for d in report.diffs:
                 status = ("[green]equal[/]" if d.equal else "[red]DIFFERENT[/]") if report.compared else "–"
                 t.add_row(d.table, str(d.live) if report.compared else "–", str(d.replayed),
-                          str(len(d.only_live)), str(len(d.only_replayed)), status)
+                          str(d.only_live_count), str(d.only_replayed_count), status)
             out.print(t)
             out.print(f"{report.consumed} ledger entries replayed" + (f" up to {until_t.isoformat()}" if until_t else ""))
             if keep:
