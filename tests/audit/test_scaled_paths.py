@@ -160,3 +160,26 @@ def test_a_bad_signature_is_found_only_when_asked_to_check(history):
     assert not any(e["error"] == "BAD_SIGNATURE" for e in reevaluate(history.ledger, trusting, bundles).errors)
     errors = reevaluate(history.ledger, checking, bundles, workers=2).errors
     assert {e["message_id"] for e in errors if e["error"] == "BAD_SIGNATURE"} >= {"msg-p5-21", "msg-p5-60"}
+
+
+def test_impact_without_a_terminal_logs_its_progress(history, monkeypatch):
+    """Not a TTY (as under pytest): progress is structlog ``audit.progress`` lines, never on stdout."""
+    import json
+
+    from structlog.testing import capture_logs
+    from typer.testing import CliRunner
+
+    from services.cli import app
+    from services.cli import audit as cli_audit
+
+    monkeypatch.setattr(cli_audit, "PROGRESS_LOG_EVERY_S", 0.0)
+    env = {"XLEDGER_LEDGER_URL": history.settings.ledger_url}
+    with capture_logs() as logs:
+        res = CliRunner().invoke(app, ["policy", "impact", "--bundle", "dk-115-2026-12-15", "--json",
+                                       "--workers", "2"], env=env)
+    assert res.exit_code == 0, res.output
+    assert json.loads(res.stdout)["requests"] > 0
+    lines = [e for e in logs if e["event"] == "audit.progress"]
+    assert lines and lines[-1]["covered"] == lines[-1]["entries"] == history.ledger.max_notification_id()
+    assert all(e["tool"] == "impact" for e in lines)
+    assert [e["covered"] for e in lines] == sorted(e["covered"] for e in lines)
