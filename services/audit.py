@@ -506,8 +506,8 @@ def _deciding(redecider: Redecider, page: list[Recorded], per_exchange: bool) ->
 
 # -- running over partitions of the log --------------------------------------------------------------
 
-# Below this many entries a second process costs more (starting it: ~1 s) than it saves.
-PARALLEL_FROM = 20_000
+# Below this many entries a second process saves little: starting one costs up to ~1 s of CPU.
+PARALLEL_FROM = 50_000
 
 
 def auto_workers(ledger: Any) -> int:

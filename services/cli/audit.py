@@ -81,7 +81,7 @@ def _reporting(label: str, total: int) -> Iterator[Callable[[int], None]]:
 
 
 WORKERS = typer.Option(None, "--workers", min=1, help="Processes to split the log across (default: 2 on a machine "
-                                                      "with 2 or more cores and a log of 20,000 entries or more, else 1).")
+                                                      "with 2 or more cores and a log of 50,000 entries or more, else 1).")
 CHECK_SIGNATURES = typer.Option(
     False, "--check-signatures",
     help="Verify each sender's Ed25519 signature again. By default the stored bytes are trusted: the gate verified "
