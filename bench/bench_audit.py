@@ -24,7 +24,6 @@ Run: ``python -m bench.bench_audit [--full | --sizes 20000]``.
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 import tempfile
@@ -321,7 +320,7 @@ def measure(url: str, backend: str, info: dict, how: str, *, compare_old: bool, 
     return rows
 
 
-def run(sizes=(100_000,), backends=("sqlite", "postgres")) -> list[dict]:
+def run(sizes=(100_000,), backends=("sqlite", "postgres"), echo: bool = False) -> list[dict]:
     """``sizes`` in ledger entries. Each size is built once on SQLite through the gate's pipeline,
     then copied to PostgreSQL (``transplant``)."""
     rows: list[dict] = []
@@ -331,13 +330,22 @@ def run(sizes=(100_000,), backends=("sqlite", "postgres")) -> list[dict]:
         with _ledger_url("sqlite") as sqlite_url:
             info = build(sqlite_url, exchanges)
             if "sqlite" in backends:
-                rows += measure(sqlite_url, "sqlite", info, "gate pipeline + relay bookkeeping in process, 2 builders",
-                                compare_old=(i == 0), replay_rss=rss)
+                rows += _echo(echo, measure(sqlite_url, "sqlite", info,
+                                            "gate pipeline + relay bookkeeping in process, 2 builders",
+                                            compare_old=(i == 0), replay_rss=rss))
             if "postgres" in backends:
                 with _ledger_url("postgres") as pg_url:
                     moved = transplant(sqlite_url, pg_url)
-                    rows += measure(pg_url, "postgres", moved, "stored events copied from the SQLite ledger",
-                                    compare_old=(i == 0), replay_rss=rss)
+                    rows += _echo(echo, measure(pg_url, "postgres", moved,
+                                                "stored events copied from the SQLite ledger",
+                                                compare_old=(i == 0), replay_rss=rss))
+    return rows
+
+
+def _echo(echo: bool, rows: list[dict]) -> list[dict]:
+    if echo:  # as they come: a long --full run shows its rows before it ends
+        for r in rows:
+            print(json.dumps(r, ensure_ascii=False), flush=True)
     return rows
 
 
@@ -350,5 +358,4 @@ if __name__ == "__main__":
     ap.add_argument("--backends", default="sqlite,postgres")
     a = ap.parse_args()
     sizes = tuple(int(s) for s in a.sizes.split(",") if s) or ((100_000, 1_000_000) if a.full else (100_000,))
-    for r in run(sizes, tuple(a.backends.split(","))):
-        print(json.dumps(r, ensure_ascii=False))
+    run(sizes, tuple(a.backends.split(",")), echo=True)

@@ -430,20 +430,19 @@ def reevaluate(ledger: Any, redecider: Redecider, bundles: Any,
     job = _Job.of(redecider, bundle_for or RecordedVersion(bundles), directory_for or Always(None), per_exchange)
     workers = auto_workers(ledger) if workers is None else workers
     if workers > 1 and _shareable(ledger):
-        from services.partitions import run_partitioned
-
-        parts = run_partitioned(_reevaluate_range, job, ledger.max_notification_id(), workers, progress)
-        return _merge_reevaluations(parts)
+        return _merge_reevaluations(_shared(ledger, redecider, job, workers, progress))
     return _reevaluate_in(ledger, redecider, job, 1, None, progress)
 
 
 def _reevaluate_in(ledger: Any, redecider: Redecider, job: "_Job", start: int, stop: int | None,
-                   progress: Callable[[int], None] | None) -> ReevaluationReport:
+                   progress: Callable[[int], None] | None,
+                   verdicts: dict[uuid.UUID, list[dict[str, Any]]] | None = None) -> ReevaluationReport:
     from services.escalations import audit_verdicts
 
-    _bind((job.bundle_for, job.directory_for), ledger)
+    if verdicts is None:  # else the caller read them and bound the resolvers, once for many chunks
+        _bind((job.bundle_for, job.directory_for), ledger)
+        verdicts = recorded_verdicts(ledger)
     report = ReevaluationReport()
-    verdicts = recorded_verdicts(ledger)
     for page in recorded_pages(ledger, start=start, stop=stop, progress=progress):
         with _deciding(redecider, page, job.per_exchange) as decide:
             for rec in page:
@@ -557,6 +556,50 @@ class _Job:
                                  check_signatures=self.check_signatures)
 
 
+@dataclass
+class _State:
+    """One process's means to do chunks: its ledger, its Redecider, what it read once for all."""
+
+    job: _Job
+    ledger: Any
+    redecider: Redecider
+    verdicts: dict[uuid.UUID, list[dict[str, Any]]] | None
+    owned: bool  # opened by a worker (closed when it is done), or the caller's
+
+    @classmethod
+    def of(cls, job: _Job, ledger: Any, redecider: Redecider, owned: bool) -> "_State":
+        _bind((job.bundle_for, job.directory_for), ledger)
+        verdicts = recorded_verdicts(ledger) if job.proposed is None else None
+        return cls(job, ledger, redecider, verdicts, owned)
+
+
+def _open_state(job: _Job) -> _State:
+    ledger, redecider = job.open()
+    return _State.of(job, ledger, redecider, owned=True)
+
+
+def _close_state(state: _State) -> None:
+    if state.owned:
+        state.ledger.close()
+
+
+def _run_chunk(state: _State, start: int, stop: int, progress: Callable[[int], None]) -> Any:
+    covered = lambda last: progress(last - start + 1)  # noqa: E731
+    if state.job.proposed is None:
+        return _reevaluate_in(state.ledger, state.redecider, state.job, start, stop, covered, state.verdicts)
+    return _impact_in(state.ledger, state.redecider, state.job, start, stop, covered, bound=True)
+
+
+def _shared(ledger: Any, redecider: Redecider, job: _Job, workers: int, progress: Callable[[int], None] | None
+            ) -> list[Any]:
+    """The log in chunks, done by this process (at once) and ``workers - 1`` worker processes (once
+    started); the chunks' reports in log order."""
+    from services.partitions import run_shared
+
+    return run_shared(job, ledger.max_notification_id(), workers, local_state=_State.of(job, ledger, redecider, False),
+                      open_fn=_open_state, run_fn=_run_chunk, close_fn=_close_state, progress=progress)
+
+
 def _reevaluate_range(job: _Job, start: int, stop: int, progress: Callable[[int], None]) -> ReevaluationReport:
     ledger, redecider = job.open()
     try:
@@ -634,10 +677,7 @@ def impact(ledger: Any, redecider: Redecider, bundle: Bundle, *, since: date | N
                   since=since, proposed=bundle, known=known)
     workers = auto_workers(ledger) if workers is None else workers
     if workers > 1 and _shareable(ledger):
-        from services.partitions import run_partitioned
-
-        parts = run_partitioned(_impact_range, job, ledger.max_notification_id(), workers, progress)
-        return _merge_impacts(parts)
+        return _merge_impacts(_shared(ledger, redecider, job, workers, progress))
     return _impact_in(ledger, redecider, job, 1, None, progress)
 
 
@@ -650,8 +690,9 @@ def _impact_range(job: _Job, start: int, stop: int, progress: Callable[[int], No
 
 
 def _impact_in(ledger: Any, redecider: Redecider, job: _Job, start: int, stop: int | None,
-               progress: Callable[[int], None] | None) -> ImpactReport:
-    _bind((job.bundle_for, job.directory_for), ledger)
+               progress: Callable[[int], None] | None, bound: bool = False) -> ImpactReport:
+    if not bound:
+        _bind((job.bundle_for, job.directory_for), ledger)
     bundle, since, known = job.proposed, job.since, job.known
     report = ImpactReport(bundle.name, bundle.version, since, bundle.effective_from)
     for page in recorded_pages(ledger, start=start, stop=stop, progress=progress):

@@ -135,3 +135,46 @@ def test_chunks_partition_helper_is_exhaustive():
         covered = [i for a, b in rs for i in range(a, b)]
         assert covered == list(range(1, last + 1))
         assert all(a <= b for a, b in rs)
+
+
+def _open(job):
+    return ("worker", job)
+
+
+def _close(state):
+    pass
+
+
+def _run(state, start, stop, progress):
+    progress(stop - start)
+    return (start, stop)
+
+
+def _fail_in_worker(state, start, stop, progress):
+    """A worker marks that it took a chunk and fails; this process waits for that mark first, so the
+    worker surely holds a chunk whose result never comes."""
+    import time as _t
+    from pathlib import Path
+
+    mark = Path(state[1]) / "claimed"
+    if state[0] == "worker":
+        mark.write_text("x")
+        raise ValueError("planted")
+    deadline = _t.monotonic() + 120
+    while not mark.exists() and _t.monotonic() < deadline:  # waiting on a condition, not a time
+        _t.sleep(0.01)
+    return _run(state, start, stop, progress)
+
+
+def test_shared_chunks_come_back_in_log_order_and_a_failing_worker_is_reported(tmp_path):
+    from services.partitions import PartitionFailed, run_shared
+
+    seen = []
+    got = run_shared("ok", 1000, 3, local_state=("local", "ok"), open_fn=_open, run_fn=_run, close_fn=_close,
+                     progress=seen.append, chunks=40)
+    assert got == sorted(got) and got[0][0] == 1 and got[-1][1] == 1001
+    assert all(a[1] == b[0] for a, b in zip(got, got[1:]))
+    assert seen[-1] == 1000 and seen == sorted(seen)
+    with pytest.raises(PartitionFailed, match="planted"):
+        run_shared(str(tmp_path), 1000, 2, local_state=("local", str(tmp_path)), open_fn=_open,
+                   run_fn=_fail_in_worker, close_fn=_close, chunks=4)
