@@ -185,12 +185,24 @@ def run_shared(job: Any, last: int, workers: int, *, local_state: Any, open_fn: 
     (module-level functions, plain data).
     """
     parts = ranges(last, chunks or chunk_count(last, workers))
-    ctx = multiprocessing.get_context(_start_method())
+    method = _start_method()
+    ctx = multiprocessing.get_context(method)
     counter, out = ctx.Value("i", 0), ctx.Queue()
     procs = [ctx.Process(target=_chunk_child, args=(open_fn, run_fn, close_fn, job, w, parts, counter, out),
                          daemon=True) for w in range(1, max(1, workers))]
-    for p in procs:
-        p.start()
+
+    def start_all() -> None:
+        for p in procs:
+            p.start()
+
+    # Starting a spawned worker blocks until it has read its arguments, which it does while
+    # importing what they need (seconds on a loaded machine): start it from a thread, so that
+    # this process begins on the chunks at once. A fork starts at once and wants no thread.
+    starter = threading.Thread(target=start_all, daemon=True) if method == "spawn" and procs else None
+    if starter is not None:
+        starter.start()
+    else:
+        start_all()
     covered: dict[int, int] = {}
     results: dict[int, Any] = {}
     exited: set[int] = set()
@@ -228,6 +240,8 @@ def run_shared(job: Any, last: int, workers: int, *, local_state: Any, open_fn: 
             results[idx] = run_fn(local_state, start, stop, mine)
             covered[idx] = stop - start
             report()
+        if starter is not None:
+            starter.join()
         while len(results) < len(parts):
             drain(block=True)
             if len(results) < len(parts):
@@ -241,10 +255,13 @@ def run_shared(job: Any, last: int, workers: int, *, local_state: Any, open_fn: 
                     if len(results) < len(parts):
                         raise PartitionFailed("every worker has stopped and chunks are missing")
     finally:
+        if starter is not None:
+            starter.join()
         for p in procs:
-            if p.is_alive() and len(results) < len(parts):
+            # Done (or failed): a worker still starting or closing holds no chunk and writes nothing.
+            p.join(timeout=2 if len(results) == len(parts) else 0)
+            if p.is_alive():
                 p.terminate()
-        for p in procs:
-            p.join(timeout=10)
+                p.join(timeout=10)
         out.close()
     return [results[i] for i in range(len(parts))]
