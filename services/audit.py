@@ -202,9 +202,14 @@ class Redecider:
         self._unwrapped: dict[tuple[str, bytes], Any] = {}  # data keys unwrapped in this pass
 
     def engine(self, bundle: Bundle, directory: Directory | None = None) -> PolicyEngine:
+        # Cached per bundle version and directory object: a directory resolver should hand out one
+        # Directory object per recorded snapshot (e.g. by its content hash), not a new one per call.
         directory = directory or self.directory
         key = (bundle.version, id(directory))
         if key not in self._engines:
+            if len(self._engines) >= 64:  # a bound, should a resolver hand out fresh objects after all
+                self._engines.clear()
+                self._pipelines.clear()
             self._engines[key] = PolicyEngine(PinnedBundleSet(bundle), directory)
         return self._engines[key]
 
