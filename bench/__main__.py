@@ -18,7 +18,7 @@ HERE = Path(__file__).resolve().parent
 
 
 def plan(quick: bool, full: bool) -> list[tuple[str, callable]]:
-    from bench import bench_avro, bench_e2e, bench_ledger, bench_policy, bench_witness
+    from bench import bench_audit, bench_avro, bench_e2e, bench_ledger, bench_policy, bench_witness
 
     if quick:
         return [
@@ -27,6 +27,7 @@ def plan(quick: bool, full: bool) -> list[tuple[str, callable]]:
             ("ledger", lambda: bench_ledger.run((2_000, 10_000))),
             ("witness", lambda: bench_witness.run(50, 10_000)),
             ("e2e", lambda: bench_e2e.run(n=1000, latency_n=100)),
+            ("audit", lambda: bench_audit.run((10_000,))),
         ]
     sizes = (10_000, 100_000, 1_000_000) if full else (10_000, 100_000)
     return [
@@ -35,6 +36,7 @@ def plan(quick: bool, full: bool) -> list[tuple[str, callable]]:
         ("ledger", lambda: bench_ledger.run(sizes, verify_at=sizes[-1], replay_at=sizes[0])),
         ("witness", lambda: bench_witness.run()),
         ("e2e", lambda: bench_e2e.run(n=5000, latency_n=300)),
+        ("audit", lambda: bench_audit.run((100_000, 1_000_000) if full else (100_000,))),
     ]
 
 
@@ -55,7 +57,7 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m bench", description=__doc__.splitlines()[0])
     ap.add_argument("--full", action="store_true", help="add the 1-million-entry ledger runs")
     ap.add_argument("--quick", action="store_true", help="small sizes, for a quick look")
-    ap.add_argument("--only", action="append", help="run only these groups (policy, avro, ledger, witness, e2e)")
+    ap.add_argument("--only", action="append", help="run only these groups (policy, avro, ledger, witness, e2e, audit)")
     ap.add_argument("--out", default=str(HERE), help="directory for results.json and results.md")
     args = ap.parse_args(argv)
 

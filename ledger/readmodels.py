@@ -623,26 +623,140 @@ class _PageRows:
 # -- replay -------------------------------------------------------------------------------------
 
 
+# A comparison holds at most this many rows of each table at once (one fetch), plus one group of
+# rows with the same primary key per side, and keeps this many differing rows per side as examples.
+COMPARE_FETCH = 2000
+DIFF_EXAMPLES = 20
+
+
 @dataclass
 class TableDiff:
     table: str
     live: int
     replayed: int
-    only_live: list[tuple] = field(default_factory=list)
+    only_live: list[tuple] = field(default_factory=list)  # examples, in primary-key order
     only_replayed: list[tuple] = field(default_factory=list)
+    only_live_count: int = 0  # all of them
+    only_replayed_count: int = 0
+
+    def __post_init__(self) -> None:
+        self.only_live_count = max(self.only_live_count, len(self.only_live))
+        self.only_replayed_count = max(self.only_replayed_count, len(self.only_replayed))
 
     @property
     def equal(self) -> bool:
-        return not self.only_live and not self.only_replayed
+        return not self.only_live_count and not self.only_replayed_count
 
 
-def compare(live: ReadModels, replayed: ReadModels) -> list[TableDiff]:
+def _sort_key(pk_values: Sequence[Any]) -> tuple:
+    # NULLs first, as the ORDER BY below asks of both databases; None never meets a str.
+    return tuple((0, "") if v is None else (1, v) for v in pk_values)
+
+
+class OutOfOrder(RuntimeError):
+    """The database returned rows out of the order the comparison merges by: no verdict is given."""
+
+
+def _groups(rows: Iterator[tuple], pk_index: Sequence[int], what: str) -> Iterator[tuple[tuple, list[tuple]]]:
+    """Consecutive rows with the same primary key, as (sort key, rows); checks the order."""
+    key = group = None
+    for r in rows:
+        k = _sort_key([r[i] for i in pk_index])
+        if group is not None and k == key:
+            group.append(r)
+            continue
+        if group is not None:
+            if k < key:
+                raise OutOfOrder(f"{what}: rows not in primary-key order")
+            yield key, group
+        key, group = k, [r]
+    if group is not None:
+        yield key, group
+
+
+def diff_sorted(table: str, live: Iterator[tuple], replayed: Iterator[tuple], pk_index: Sequence[int],
+                examples: int = DIFF_EXAMPLES) -> TableDiff:
+    """Compares two row streams sorted by primary key as multisets of rows, holding one group of
+    rows per side at a time: memory does not grow with the table. Rows only on one side are
+    counted; the first ``examples`` of each side are kept."""
+    diff = TableDiff(table, 0, 0)
+    a, b = _groups(live, pk_index, f"{table} (live)"), _groups(replayed, pk_index, f"{table} (replayed)")
+    na, nb = next(a, None), next(b, None)
+
+    def only(side: str, rows: list[tuple]) -> None:
+        kept = diff.only_live if side == "live" else diff.only_replayed
+        kept.extend(rows[: max(0, examples - len(kept))])
+        if side == "live":
+            diff.only_live_count += len(rows)
+        else:
+            diff.only_replayed_count += len(rows)
+
+    while na is not None or nb is not None:
+        if nb is None or (na is not None and na[0] < nb[0]):
+            diff.live += len(na[1])
+            only("live", na[1])
+            na = next(a, None)
+        elif na is None or nb[0] < na[0]:
+            diff.replayed += len(nb[1])
+            only("replayed", nb[1])
+            nb = next(b, None)
+        else:
+            ga, gb = na[1], nb[1]
+            diff.live += len(ga)
+            diff.replayed += len(gb)
+            if ga != gb:
+                rest = list(gb)
+                left = []
+                for r in ga:
+                    if r in rest:
+                        rest.remove(r)
+                    else:
+                        left.append(r)
+                if left:
+                    only("live", left)
+                if rest:
+                    only("replayed", rest)
+            na, nb = next(a, None), next(b, None)
+    return diff
+
+
+def compare(live: ReadModels, replayed: ReadModels, *, fetch: int = COMPARE_FETCH) -> list[TableDiff]:
+    """Every table of the live read models against the replayed ones, streamed in primary-key order
+    (never the whole table in memory: a replay of a million entries compares in the memory of a
+    thousand). Both streams are read in one transaction, so they see one state of the database."""
     out = []
-    for table in TABLES:
-        a, b = live.rows(table), replayed.rows(table)
-        sa, sb = set(a), set(b)
-        out.append(TableDiff(table, len(a), len(b), sorted(sa - sb, key=repr), sorted(sb - sa, key=repr)))
+    with live.tables.cursor(commit=False) as c:
+        for table in TABLES:
+            names = columns(table)
+            pk_index = [names.index(k) for k in TABLES[table][1]]
+            out.append(diff_sorted(table, _stream(live, c, table, fetch), _stream(replayed, c, table, fetch),
+                                   pk_index))
     return out
+
+
+def _stream(models: ReadModels, c: Cursor, table: str, fetch: int) -> Iterator[tuple]:
+    """The table's rows in primary-key order, ``fetch`` at a time, from a cursor of its own on the
+    transaction's connection (on PostgreSQL a server-side cursor: psycopg's ordinary cursor would
+    bring every row into memory first)."""
+    names = columns(table)
+    pg = models.tables.is_postgres
+    # Python compares str by code point: the "C" collation (PostgreSQL) and BINARY (SQLite's
+    # default) order UTF-8 text the same way; NULLs first on both.
+    collate = ' COLLATE "C"' if pg else ""
+    order = ", ".join(f"{k}{collate} NULLS FIRST" for k in TABLES[table][1])
+    sql = models.tables.translate(f"SELECT {', '.join(names)} FROM {models.t(table)} ORDER BY {order}")
+    if pg:
+        cur = c.raw.connection.cursor(name=f"xl_cmp_{models.prefix}{table}", withhold=False)
+        cur.itersize = fetch
+    else:
+        cur = c.raw.sqlite_cursor.connection.cursor()
+    try:
+        cur.execute(sql)
+        while rows := cur.fetchmany(fetch):
+            for r in rows:
+                yield tuple(r.values()) if isinstance(r, dict) else tuple(r)
+    finally:
+        cur.close()
 
 
 def replay_prefix(tag: str) -> str:
@@ -650,4 +764,4 @@ def replay_prefix(tag: str) -> str:
     return f"xl_rp_{tag}_"
 
 
-__all__ = ["ReadModels", "TableDiff", "compare", "replay_prefix", "TRACKING_NAME", "LIVE_PREFIX", "TABLES", "columns"]
+__all__ = ["ReadModels", "TableDiff", "compare", "diff_sorted", "OutOfOrder", "COMPARE_FETCH", "replay_prefix", "TRACKING_NAME", "LIVE_PREFIX", "TABLES", "columns"]

@@ -13,8 +13,24 @@ ANNOTATION = "x-category"
 
 def present_categories(schema: dict[str, Any], record: dict[str, Any]) -> frozenset[str]:
     found: set[str] = set()
-    _walk_record(schema, record, found, _named_types(schema))
+    _walk_record(schema, record, found, _named_types_of(schema))
     return frozenset(found)
+
+
+# The registry's schemas live as long as the process; their named types are looked up once each
+# (walking the schema for them was half the cost of categorising a payload). The schema is kept
+# with its entry, so its id is never reused for another while cached.
+_NAMED: dict[int, tuple[dict[str, Any], dict[str, Any]]] = {}
+
+
+def _named_types_of(schema: dict[str, Any]) -> dict[str, Any]:
+    hit = _NAMED.get(id(schema))
+    if hit is not None and hit[0] is schema:
+        return hit[1]
+    named = _named_types(schema)
+    if len(_NAMED) < 256:  # a bound, should schemas ever be made per call
+        _NAMED[id(schema)] = (schema, named)
+    return named
 
 
 def annotated_fields(schema: dict[str, Any]) -> dict[str, str | None]:

@@ -8,13 +8,17 @@ the subject pseudonym: requests are opened in memory only to re-decide them.
 from __future__ import annotations
 
 import uuid
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator
 
-from ledger.domain import sealed_message_aad
+from eventsourcing.utils import get_topic
+
+from ledger.domain import Exchange, sealed_message_aad
 from ledger.privacy import DecryptionError, LedgerSealer, SubjectErased
+from ledger.subject_crypto import SubjectCipher
 from ledger.readmodels import TABLES, ReadModels, TableDiff, compare, replay_prefix
 from policies.bundle import Bundle, BundleSet, load_bundle
 from policies.directory import Directory
@@ -57,36 +61,62 @@ class Recorded:
         return datetime.fromisoformat(at) if at else self.recorded_at
 
 
+_TOPICS = (get_topic(Exchange.Requested), get_topic(Exchange.Decided))
+_VERDICT_TOPIC = get_topic(Exchange.EscalationVerdict)
+
+
+def recorded_pages(ledger: Any, *, start: int = 1, stop: int | None = None, page_size: int = 1000,
+                   progress: Callable[[int], None] | None = None) -> Iterator[list[Recorded]]:
+    """The decided exchanges whose request is recorded at a position in [start, stop), a page at a time.
+
+    Only the request and decision events are read (filtered in the database); the request event
+    is decoded only once its decision is found. An exchange's two events are recorded together
+    (``Ledger.record`` stores an aggregate's events consecutively), so the ranges of a
+    partitioned run ([1, b), [b, c), …) hold every exchange exactly once and, concatenated, in
+    the order of one sequential pass. A range reads past ``stop`` only to find the decisions of
+    requests it owns. ``progress`` gets the last position covered.
+    """
+    to_event = ledger.mapper.to_domain_event
+    pending: dict[uuid.UUID, Any] = {}
+    pos = start
+    while True:
+        page = ledger.recorder.select_notifications(pos, limit=page_size, topics=_TOPICS)
+        if not page:
+            return
+        out: list[Recorded] = []
+        for n in page:
+            if n.topic == _TOPICS[0]:
+                if stop is None or n.id < stop:
+                    pending[n.originator_id] = n
+            else:
+                req_n = pending.pop(n.originator_id, None)
+                if req_n is None:  # its request is another range's (or, impossibly, missing)
+                    continue
+                req, dec = to_event(req_n), to_event(n)
+                out.append(Recorded(n.originator_id, n.id, req.sender, req.message_id, req.subject, req.source,
+                                    req.summary, req.sealed_message, dec.decision, dec.timestamp))
+        if out:
+            yield out
+        last = page[-1].id
+        if progress is not None:
+            progress(last if stop is None else min(last, stop - 1))
+        if stop is not None and last >= stop - 1 and not pending:
+            return
+        pos = last + 1
+
+
 def recorded_decisions(ledger: Any, *, page_size: int = 1000,
                        progress: Callable[[int], None] | None = None) -> Iterator[Recorded]:
     """Every decided exchange in notification order, from the events alone."""
-    pending: dict[uuid.UUID, Any] = {}
-    start = 1
-    while True:
-        page = ledger.notifications(start, page_size)
-        if not page:
-            return
-        for n in page:
-            if n.topic.endswith(_REQUESTED):
-                pending[n.originator_id] = ledger.mapper.to_domain_event(n)
-            elif n.topic.endswith(_DECIDED):
-                req = pending.pop(n.originator_id, None)
-                dec = ledger.mapper.to_domain_event(n)
-                if req is None:  # cannot happen in this ledger: a Decided always follows its Requested
-                    continue
-                yield Recorded(n.originator_id, n.id, req.sender, req.message_id, req.subject, req.source,
-                               req.summary, req.sealed_message, dec.decision, dec.timestamp)
-        if progress is not None:
-            progress(page[-1].id)
-        start = page[-1].id + 1
+    for page in recorded_pages(ledger, page_size=page_size, progress=progress):
+        yield from page
 
 
 def recorded_verdicts(ledger: Any) -> dict[uuid.UUID, list[dict[str, Any]]]:
     """Every legal officer's verdict on an escalation, per exchange, in the order recorded."""
     out: dict[uuid.UUID, list[dict[str, Any]]] = {}
-    for n in ledger.all_notifications():
-        if n.topic.endswith(_VERDICT):
-            out.setdefault(n.originator_id, []).append(ledger.mapper.to_domain_event(n).verdict)
+    for n in ledger.all_notifications(topics=(_VERDICT_TOPIC,)):
+        out.setdefault(n.originator_id, []).append(ledger.mapper.to_domain_event(n).verdict)
     return out
 
 
@@ -108,6 +138,61 @@ class UnknownDirectory(Exception):
         self.version = version
 
 
+# -- what each recorded decision is judged under ---------------------------------------------------
+# Re-evaluation and impact ask two resolvers per recorded decision: which bundle and which
+# directory. They are small picklable objects, because a partitioned run sends them to its worker
+# processes. A resolver that needs the ledger (e.g. the directory recorded with each decision)
+# may define ``bind(ledger)``, which every process calls with its own ledger before the first use.
+
+BundleFor = Callable[[Recorded], "Bundle | None"]
+# A directory resolver answers (directory, how): how it was chosen (recorded, legacy, what-if); a
+# None directory is a version neither the ledger nor the shipped directories hold.
+DirectoryFor = Callable[[Recorded], "tuple[Directory | None, str]"]
+
+
+class RecordedVersion:
+    """The bundle the decision names (its recorded policy version), from a set of known bundles."""
+
+    def __init__(self, bundles: Any):
+        self.bundles = bundles
+
+    def __call__(self, rec: Recorded) -> Bundle | None:
+        return self.bundles.by_version(rec.decision.get("policy_version", ""))
+
+
+class Always:
+    """The same bundle for every decision (impact's proposed bundle)."""
+
+    def __init__(self, value: Any = None):
+        self.value = value
+
+    def __call__(self, rec: Recorded) -> Any:
+        return self.value
+
+
+def _bind(resolvers: Iterable[Any], ledger: Any) -> None:
+    for r in resolvers:
+        if hasattr(r, "bind"):
+            r.bind(ledger)
+
+
+class _RecordedPipeline(GatePipeline):
+    """The gate's steps, run over a recorded message.
+
+    The signature is not checked again by default: the sealed bytes are the ones the gate
+    verified before it recorded the exchange, and ``xledger verify`` proves every stored event
+    unchanged (Merkle tree, signed checkpoints). The sender's key is still looked up and judged
+    at the recorded time, so the decision's key id and a key-status rejection are reproduced.
+    ``check_signatures`` verifies Ed25519 again (``--check-signatures``), for an auditor who
+    does not take the ledger's proof for the signature.
+    """
+
+    check_signatures: bool = False
+
+    def signature_valid(self, body: bytes, signature: bytes, public_key: bytes) -> bool:
+        return super().signature_valid(body, signature, public_key) if self.check_signatures else True
+
+
 class Redecider:
     """Rebuilds the policy request from the sealed message exactly like the gate, and decides it.
 
@@ -117,47 +202,97 @@ class Redecider:
 
     def __init__(self, ledger: Any, master_key: str | bytes, pseudonym_secret: bytes, keys: Any,
                  directory: Directory | None = None, codec: AvroCodec | None = None,
-                 directories: DirectoryResolver | None = None):
+                 directories: DirectoryResolver | None = None, *, check_signatures: bool = False):
         self.ledger = ledger
+        self.master_key = master_key
         self.sealer = LedgerSealer.for_ledger(ledger, master_key)
         self.secret = pseudonym_secret
         self.keys = keys  # the authority key set (services.keyset), with every key that ever signed
         self.directories = directories or DirectoryResolver(ledger, override=directory)
         self.codec = codec or AvroCodec()
+        self.check_signatures = check_signatures
         self._engines: dict[tuple[str, str], PolicyEngine] = {}
+        self._pipelines: dict[tuple[str, str], GatePipeline] = {}
+        self._unwrapped: dict[tuple[str, bytes], Any] = {}  # data keys unwrapped in this pass
 
     def engine(self, bundle: Bundle, directory: Directory) -> PolicyEngine:
+        # Cached per bundle version and directory version (its content hash).
         key = (bundle.version, directory.version)
         if key not in self._engines:
+            if len(self._engines) >= 64:  # a bound, for a ledger that recorded many directories
+                self._engines.clear()
+                self._pipelines.clear()
             self._engines[key] = PolicyEngine(PinnedBundleSet(bundle), directory)
         return self._engines[key]
+
+    def _pipeline(self, bundle: Bundle, directory: Directory) -> GatePipeline:
+        # The steps up to the decision never seal, so one pipeline per bundle and directory.
+        key = (bundle.version, directory.version)
+        p = self._pipelines.get(key)
+        if p is None:
+            p = _RecordedPipeline(self.engine(bundle, directory), self.sealer, self.secret, self.keys, self.codec)
+            p.check_signatures = self.check_signatures
+            self._pipelines[key] = p
+        return p
 
     def directory_for(self, rec: Recorded) -> tuple[Directory, str]:
         """The directory ``rec`` is re-decided under and how it was chosen (recorded, legacy,
         what-if). Raises UnknownDirectory."""
-        directory, how = self.directories.resolve(rec.decision)
+        directory, how = self.directories(rec)
         if directory is None:
             raise UnknownDirectory(rec.decision.get("directory_version", ""))
         return directory, how
 
-    def decide(self, rec: Recorded, bundle: Bundle, directory: Directory | None = None) -> dict[str, Any]:
+    def decide(self, rec: Recorded, bundle: Bundle, directory: Directory | None = None, *,
+               sealer: Any = None) -> dict[str, Any]:
         """The decision the gate would record today under ``bundle`` and ``directory`` (default:
-        the directory the decision was made with).
+        the directory the decision was made with). ``sealer`` is a page's batch sealer (``page``),
+        else one key read per call.
 
         Raises SubjectErased (not re-evaluable), DecryptionError, Rejected or UnknownDirectory.
         """
         if directory is None:
             directory, _ = self.directory_for(rec)
-        raw = self.sealer.open(rec.subject, rec.sealed_message, sealed_message_aad(rec.exchange_id))
+        sealer = sealer or self.sealer
+        raw = sealer.open(rec.subject, rec.sealed_message, sealed_message_aad(rec.exchange_id))
         src = rec.source or {}
         msg = Inbound(src.get("topic", ""), int(src.get("partition", 0)), int(src.get("offset", 0)), raw)
-        pipeline = GatePipeline(self.engine(bundle, directory), self.sealer, self.secret, self.keys, self.codec)
+        pipeline = self._pipeline(bundle, directory)
         # The sender's key is judged as the gate judged it: at the time the gate checked it
         # (recorded since keys rotate; before that, the time of the decision).
         w = Work(msg, at=rec.verified_at)
         for step in pipeline.steps:
             step(w)
         return w.decision
+
+    @contextmanager
+    def page(self, recs: list[Recorded]) -> Iterator[Callable[..., dict[str, Any]]]:
+        """``decide`` for one page of records, with every subject's key read in one transaction
+        (as the gate does per batch) instead of one per exchange. Keys are never created here."""
+        with self.sealer.batch({r.subject for r in recs}, create=False) as sealer:
+            sealer.cipher = _RememberingCipher(sealer.cipher, self._unwrapped)
+            yield lambda rec, bundle, directory=None: self.decide(rec, bundle, directory, sealer=sealer)
+
+
+class _RememberingCipher(SubjectCipher):
+    """A page's cipher that keeps the data keys it unwrapped, by subject and wrapped bytes, for the
+    rest of the pass: a citizen's many exchanges unwrap one key once. The wrapped key is still
+    read for every page, so an erased subject (no wrapped key) is erased here at once."""
+
+    _LIMIT = 50_000  # ~5 MB of keys at most; past it, start again
+
+    def __init__(self, page_cipher: SubjectCipher, memo: dict[tuple[str, bytes], Any]):
+        super().__init__(page_cipher._store, page_cipher.ring, page_cipher._erased)
+        self._memo = memo
+
+    def _unwrap(self, subject_id: str, wrapped: bytes) -> Any:
+        k = (subject_id, bytes(wrapped))
+        key = self._memo.get(k)
+        if key is None:
+            if len(self._memo) >= self._LIMIT:
+                self._memo.clear()
+            key = self._memo[k] = super()._unwrap(subject_id, wrapped)
+        return key
 
 
 def load_bundles(extra: Iterable[Path] | None = None) -> BundleSet:
@@ -220,7 +355,7 @@ def replay(ledger: Any, *, until: datetime | None = None, keep: bool = False, co
             compared = True
         else:
             consumed = fresh.catch_up(until=until, progress=progress)
-            diffs = [TableDiff(t, 0, len(fresh.rows(t))) for t in TABLES]
+            diffs = [TableDiff(t, 0, fresh.count(t)) for t in TABLES]
             compared = False
         return ReplayReport(fresh.prefix, consumed, until, diffs, compared)
     finally:
@@ -289,6 +424,9 @@ class ReevaluationReport:
 
 def diff_decisions(recorded: dict[str, Any], recomputed: dict[str, Any]) -> list[tuple[str, str, Any, Any]]:
     """(recipient, field, recorded, recomputed) for every difference."""
+    if recorded.get("results") == recomputed.get("results") and all(
+            recorded.get(k) == recomputed.get(k) for k in ("request_id", "request_digest", "policy_version")):
+        return []  # the common case, decided in one comparison
     out = []
     for key in ("request_id", "request_digest", "policy_version"):
         if recorded.get(key) != recomputed.get(key):
@@ -307,51 +445,207 @@ def diff_decisions(recorded: dict[str, Any], recomputed: dict[str, Any]) -> list
 
 
 def reevaluate(ledger: Any, redecider: Redecider, bundles: Any,
-               progress: Callable[[int], None] | None = None) -> ReevaluationReport:
+               progress: Callable[[int], None] | None = None, *, workers: int | None = 1,
+               bundle_for: BundleFor | None = None, directory_for: DirectoryFor | None = None,
+               per_exchange: bool = False) -> ReevaluationReport:
     """Every recorded decision re-decided under its own policy version. An escalation's legal
     review follows the decision and does not change it: an approved or refused escalation is
-    consistent when the decision still escalates and its verdicts keep the rules of review."""
+    consistent when the decision still escalates and its verdicts keep the rules of review.
+
+    ``bundle_for`` / ``directory_for`` say what each decision is judged under (default: its
+    recorded version from ``bundles``, and the Redecider's directory). ``workers`` > 1 splits the
+    log into that many ranges run in their own processes (None: ``auto_workers``); the report is
+    the same as one pass. ``per_exchange`` reads each subject key in its own transaction (the
+    path before keys were read per page; kept to compare the two in tests and bench/).
+    """
+    job = _Job.of(redecider, bundle_for or RecordedVersion(bundles), directory_for or redecider.directories,
+                  per_exchange)
+    workers = auto_workers(ledger) if workers is None else workers
+    if workers > 1 and _shareable(ledger):
+        return _merge_reevaluations(_shared(ledger, redecider, job, workers, progress))
+    return _reevaluate_in(ledger, redecider, job, 1, None, progress)
+
+
+def _reevaluate_in(ledger: Any, redecider: Redecider, job: "_Job", start: int, stop: int | None,
+                   progress: Callable[[int], None] | None,
+                   verdicts: dict[uuid.UUID, list[dict[str, Any]]] | None = None) -> ReevaluationReport:
     from services.escalations import audit_verdicts
 
+    if verdicts is None:  # else the caller read them and bound the resolvers, once for many chunks
+        _bind((job.bundle_for, job.directory_for), ledger)
+        verdicts = recorded_verdicts(ledger)
     report = ReevaluationReport()
-    verdicts = recorded_verdicts(ledger)
-    for rec in recorded_decisions(ledger, progress=progress):
-        report.checked += 1
-        ident = {"exchange_id": str(rec.exchange_id), "message_id": rec.message_id, "sender": rec.sender}
-        version = rec.decision.get("policy_version", "")
-        bundle = bundles.by_version(version)
-        if any(r["outcome"] == "ESCALATE" for r in rec.decision["results"]) or rec.exchange_id in verdicts:
-            status, problems = audit_verdicts(rec.summary, rec.decision, verdicts.get(rec.exchange_id, []), bundle)
-            for s in status.values():
-                report.reviewed[s] = report.reviewed.get(s, 0) + 1
-            for recipient, code, detail in problems:
-                report.errors.append({**ident, "recipient": recipient, "error": code, "detail": detail[:200]})
-        if bundle is None:
-            report.errors.append({**ident, "error": "UNKNOWN_POLICY_VERSION", "detail": version})
-            continue
-        try:
-            directory, how = redecider.directory_for(rec)
-            report.directories[how] = report.directories.get(how, 0) + 1
-            recomputed = redecider.decide(rec, bundle, directory)
-        except UnknownDirectory as exc:
-            report.errors.append({**ident, "error": "UNKNOWN_DIRECTORY_VERSION", "detail": exc.version})
-            continue
-        except SubjectErased:
-            report.not_reevaluable.append({**ident, "reason": "SUBJECT_ERASED"})
-            continue
-        except DecryptionError as exc:
-            report.errors.append({**ident, "error": "UNDECRYPTABLE", "detail": type(exc).__name__})
-            continue
-        except Rejected as exc:
-            report.errors.append({**ident, "error": exc.reason, "detail": exc.detail[:200]})
-            continue
-        diffs = diff_decisions(rec.decision, recomputed)
-        if diffs:
-            for recipient, f, a, b in diffs:
-                report.divergent.append(Divergence(str(rec.exchange_id), rec.message_id, rec.sender, recipient, f, a, b))
-        else:
-            report.agreeing += 1
+    for page in recorded_pages(ledger, start=start, stop=stop, progress=progress):
+        with _deciding(redecider, page, job.per_exchange) as decide:
+            for rec in page:
+                report.checked += 1
+                ident = {"exchange_id": str(rec.exchange_id), "message_id": rec.message_id, "sender": rec.sender}
+                version = rec.decision.get("policy_version", "")
+                bundle = job.bundle_for(rec)
+                if any(r["outcome"] == "ESCALATE" for r in rec.decision["results"]) or rec.exchange_id in verdicts:
+                    status, problems = audit_verdicts(rec.summary, rec.decision, verdicts.get(rec.exchange_id, []),
+                                                      bundle)
+                    for s in status.values():
+                        report.reviewed[s] = report.reviewed.get(s, 0) + 1
+                    for recipient, code, detail in problems:
+                        report.errors.append({**ident, "recipient": recipient, "error": code, "detail": detail[:200]})
+                if bundle is None:
+                    report.errors.append({**ident, "error": "UNKNOWN_POLICY_VERSION", "detail": version})
+                    continue
+                try:
+                    directory, how = job.directory_for(rec)
+                    if directory is None:
+                        raise UnknownDirectory(rec.decision.get("directory_version", ""))
+                    report.directories[how] = report.directories.get(how, 0) + 1
+                    recomputed = decide(rec, bundle, directory)
+                except UnknownDirectory as exc:
+                    report.errors.append({**ident, "error": "UNKNOWN_DIRECTORY_VERSION", "detail": exc.version})
+                    continue
+                except SubjectErased:
+                    report.not_reevaluable.append({**ident, "reason": "SUBJECT_ERASED"})
+                    continue
+                except DecryptionError as exc:
+                    report.errors.append({**ident, "error": "UNDECRYPTABLE", "detail": type(exc).__name__})
+                    continue
+                except Rejected as exc:
+                    report.errors.append({**ident, "error": exc.reason, "detail": exc.detail[:200]})
+                    continue
+                diffs = diff_decisions(rec.decision, recomputed)
+                if diffs:
+                    for recipient, f, a, b in diffs:
+                        report.divergent.append(Divergence(str(rec.exchange_id), rec.message_id, rec.sender,
+                                                           recipient, f, a, b))
+                else:
+                    report.agreeing += 1
     return report
+
+
+def _merge_reevaluations(parts: list[ReevaluationReport]) -> ReevaluationReport:
+    out = ReevaluationReport()
+    for p in parts:  # in range order: the order of one sequential pass
+        out.checked += p.checked
+        out.agreeing += p.agreeing
+        out.divergent += p.divergent
+        out.not_reevaluable += p.not_reevaluable
+        out.errors += p.errors
+        for k, v in p.reviewed.items():
+            out.reviewed[k] = out.reviewed.get(k, 0) + v
+        for k, v in p.directories.items():
+            out.directories[k] = out.directories.get(k, 0) + v
+    return out
+
+
+@contextmanager
+def _deciding(redecider: Redecider, page: list[Recorded], per_exchange: bool) -> Iterator[Callable[..., Any]]:
+    if per_exchange:
+        yield redecider.decide
+    else:
+        with redecider.page(page) as decide:
+            yield decide
+
+
+# -- running over partitions of the log --------------------------------------------------------------
+
+# Below this many entries a second process saves little: starting one costs up to ~1 s of CPU.
+PARALLEL_FROM = 50_000
+
+
+def auto_workers(ledger: Any) -> int:
+    """Two processes on a machine with two or more cores and a log worth splitting, else one."""
+    import os
+
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    return 2 if cores >= 2 and ledger.max_notification_id() >= PARALLEL_FROM and _shareable(ledger) else 1
+
+
+def _shareable(ledger: Any) -> bool:
+    # A worker opens the ledger again by its URL: an in-memory SQLite database is this process's alone.
+    url = str(getattr(ledger, "url", "") or "")
+    return bool(url) and "memory" not in url and "mode=memory" not in url
+
+
+@dataclass
+class _Job:
+    """What a worker process needs to re-decide as the parent would; plain, picklable data."""
+
+    url: str
+    master_key: Any
+    secret: bytes
+    keys: Any
+    codec: Any
+    check_signatures: bool
+    bundle_for: Any
+    directory_for: Any
+    per_exchange: bool = False
+    since: date | None = None
+    proposed: Any = None
+    known: Any = None
+
+    @classmethod
+    def of(cls, r: Redecider, bundle_for: Any, directory_for: Any, per_exchange: bool = False, **kw: Any) -> "_Job":
+        # A live key set (re-read on change) holds a lock and a callback: send what it holds now.
+        keys = r.keys.current() if hasattr(r.keys, "current") else r.keys
+        return cls(getattr(r.ledger, "url", ""), r.master_key, r.secret, keys, r.codec,
+                   r.check_signatures, bundle_for, directory_for, per_exchange, **kw)
+
+    def open(self) -> tuple[Any, Redecider]:
+        from ledger.application import Ledger
+
+        ledger = Ledger(self.url)
+        return ledger, Redecider(ledger, self.master_key, self.secret, self.keys, codec=self.codec,
+                                 check_signatures=self.check_signatures)
+
+
+@dataclass
+class _State:
+    """One process's means to do chunks: its ledger, its Redecider, what it read once for all."""
+
+    job: _Job
+    ledger: Any
+    redecider: Redecider
+    verdicts: dict[uuid.UUID, list[dict[str, Any]]] | None
+    owned: bool  # opened by a worker (closed when it is done), or the caller's
+
+    @classmethod
+    def of(cls, job: _Job, ledger: Any, redecider: Redecider, owned: bool) -> "_State":
+        _bind((job.bundle_for, job.directory_for), ledger)
+        verdicts = recorded_verdicts(ledger) if job.proposed is None else None
+        return cls(job, ledger, redecider, verdicts, owned)
+
+
+def _open_state(job: _Job) -> _State:
+    ledger, redecider = job.open()
+    return _State.of(job, ledger, redecider, owned=True)
+
+
+def _close_state(state: _State) -> None:
+    if state.owned:
+        state.ledger.close()
+
+
+def _run_chunk(state: _State, start: int, stop: int, progress: Callable[[int], None]) -> Any:
+    covered = lambda last: progress(last - start + 1)  # noqa: E731
+    if state.job.proposed is None:
+        return _reevaluate_in(state.ledger, state.redecider, state.job, start, stop, covered, state.verdicts)
+    return _impact_in(state.ledger, state.redecider, state.job, start, stop, covered, bound=True)
+
+
+def _shared(ledger: Any, redecider: Redecider, job: _Job, workers: int, progress: Callable[[int], None] | None
+            ) -> list[Any]:
+    """The log in chunks, done by this process (at once) and ``workers - 1`` worker processes (once
+    started); the chunks' reports in log order."""
+    from services.partitions import run_shared
+
+    return run_shared(job, ledger.max_notification_id(), workers, local_state=_State.of(job, ledger, redecider, False),
+                      open_fn=_open_state, run_fn=_run_chunk, close_fn=_close_state, progress=progress)
+
+
+def _reevaluate_range(job: _Job, start: int, stop: int, progress: Callable[[int], None]) -> ReevaluationReport:
+    ledger, redecider = job.open()
+    try:
+        return _reevaluate_in(ledger, redecider, job, start, stop, lambda last: progress(last - start + 1))
+    finally:
+        ledger.close()
 
 
 # -- policy impact ---------------------------------------------------------------------------------
@@ -415,39 +709,69 @@ class ImpactReport:
 
 
 def impact(ledger: Any, redecider: Redecider, bundle: Bundle, *, since: date | None = None,
-           progress: Callable[[int], None] | None = None, known: Any = None) -> ImpactReport:
+           progress: Callable[[int], None] | None = None, known: Any = None, workers: int | None = 1,
+           directory_for: DirectoryFor | None = None, per_exchange: bool = False) -> ImpactReport:
     """Runs ``bundle`` over every recorded request (from ``since``), whatever its date, and groups
     what would change by recorded and proposed outcome, rule and reason. ``known`` (a bundle set)
-    names the bundles the records were decided under."""
+    names the bundles the records were decided under. ``workers``, ``directory_for`` and
+    ``per_exchange`` as for ``reevaluate``."""
+    job = _Job.of(redecider, Always(bundle), directory_for or redecider.directories, per_exchange,
+                  since=since, proposed=bundle, known=known)
+    workers = auto_workers(ledger) if workers is None else workers
+    if workers > 1 and _shareable(ledger):
+        return _merge_impacts(_shared(ledger, redecider, job, workers, progress))
+    return _impact_in(ledger, redecider, job, 1, None, progress)
+
+
+def _impact_range(job: _Job, start: int, stop: int, progress: Callable[[int], None]) -> ImpactReport:
+    ledger, redecider = job.open()
+    try:
+        return _impact_in(ledger, redecider, job, start, stop, lambda last: progress(last - start + 1))
+    finally:
+        ledger.close()
+
+
+def _impact_in(ledger: Any, redecider: Redecider, job: _Job, start: int, stop: int | None,
+               progress: Callable[[int], None] | None, bound: bool = False) -> ImpactReport:
+    if not bound:
+        _bind((job.bundle_for, job.directory_for), ledger)
+    bundle, since, known = job.proposed, job.since, job.known
     report = ImpactReport(bundle.name, bundle.version, since, bundle.effective_from)
-    for rec in recorded_decisions(ledger, progress=progress):
-        if since is not None and rec.occurred_on < since:
-            continue
-        report.requests += 1
-        version = rec.decision.get("policy_version", "")
-        under = known.by_version(version) if known is not None else None
-        key = under.name if under is not None else version
-        report.recorded_under[key] = report.recorded_under.get(key, 0) + 1
-        day = rec.occurred_on
-        report.first_day = min(report.first_day or day, day)
-        report.last_day = max(report.last_day or day, day)
-        try:
-            directory, how = redecider.directory_for(rec)
-            report.directories[how] = report.directories.get(how, 0) + 1
-            recomputed = redecider.decide(rec, bundle, directory)
-        except UnknownDirectory as exc:
-            report.skipped.append({"message_id": rec.message_id, "sender": rec.sender,
-                                   "reason": f"UNKNOWN_DIRECTORY_VERSION {exc.version}"})
-            continue
-        except SubjectErased:
-            report.skipped.append({"message_id": rec.message_id, "sender": rec.sender, "reason": "SUBJECT_ERASED"})
-            continue
-        except (DecryptionError, Rejected) as exc:
-            report.skipped.append({"message_id": rec.message_id, "sender": rec.sender,
-                                   "reason": getattr(exc, "reason", type(exc).__name__)})
-            continue
-        tally(report, rec, rec.decision["results"], recomputed["results"])
+    for page in recorded_pages(ledger, start=start, stop=stop, progress=progress):
+        page = [rec for rec in page if since is None or rec.occurred_on >= since]
+        with _deciding(redecider, page, job.per_exchange) as decide:
+            for rec in page:
+                _impact_one(report, rec, decide, job, known)
     return report
+
+
+def _impact_one(report: ImpactReport, rec: Recorded, decide: Callable[..., Any], job: _Job, known: Any) -> None:
+    report.requests += 1
+    version = rec.decision.get("policy_version", "")
+    under = known.by_version(version) if known is not None else None
+    key = under.name if under is not None else version
+    report.recorded_under[key] = report.recorded_under.get(key, 0) + 1
+    day = rec.occurred_on
+    report.first_day = min(report.first_day or day, day)
+    report.last_day = max(report.last_day or day, day)
+    try:
+        directory, how = job.directory_for(rec)
+        if directory is None:
+            raise UnknownDirectory(rec.decision.get("directory_version", ""))
+        report.directories[how] = report.directories.get(how, 0) + 1
+        recomputed = decide(rec, job.bundle_for(rec), directory)
+    except UnknownDirectory as exc:
+        report.skipped.append({"message_id": rec.message_id, "sender": rec.sender,
+                               "reason": f"UNKNOWN_DIRECTORY_VERSION {exc.version}"})
+        return
+    except SubjectErased:
+        report.skipped.append({"message_id": rec.message_id, "sender": rec.sender, "reason": "SUBJECT_ERASED"})
+        return
+    except (DecryptionError, Rejected) as exc:
+        report.skipped.append({"message_id": rec.message_id, "sender": rec.sender,
+                               "reason": getattr(exc, "reason", type(exc).__name__)})
+        return
+    tally(report, rec, rec.decision["results"], recomputed["results"])
 
 
 def tally(report: ImpactReport, rec: Recorded, before: list[dict[str, Any]], after: list[dict[str, Any]]) -> None:
@@ -467,6 +791,27 @@ def tally(report: ImpactReport, rec: Recorded, before: list[dict[str, Any]], aft
         report.decided.setdefault((a, b), []).append({
             "message_id": rec.message_id, "recipient": old["recipient"], "exchange_id": str(rec.exchange_id),
             "occurred_on": rec.occurred_on.isoformat()})
+
+
+def _merge_impacts(parts: list[ImpactReport]) -> ImpactReport:
+    first = parts[0]
+    out = ImpactReport(first.bundle_name, first.bundle_version, first.since, first.effective_from)
+    for p in parts:  # in range order: dicts keep the insertion order of one sequential pass
+        out.requests += p.requests
+        out.decisions += p.decisions
+        out.unchanged += p.unchanged
+        out.skipped += p.skipped
+        for mine, theirs in ((out.flips, p.flips), (out.changes, p.changes), (out.decided, p.decided)):
+            for k, v in theirs.items():
+                mine.setdefault(k, []).extend(v)
+        for k, v in p.recorded_under.items():
+            out.recorded_under[k] = out.recorded_under.get(k, 0) + v
+        for k, v in p.directories.items():
+            out.directories[k] = out.directories.get(k, 0) + v
+        if p.first_day is not None:
+            out.first_day = min(out.first_day or p.first_day, p.first_day)
+            out.last_day = max(out.last_day or p.last_day, p.last_day)
+    return out
 
 
 def _triple(t: dict[str, str]) -> str:
@@ -534,7 +879,8 @@ def resolve_subject(value: str, secret: bytes) -> str:
 
 
 __all__ = [
-    "Recorded", "recorded_decisions", "recorded_verdicts", "PinnedBundleSet", "Redecider", "load_bundles", "replay", "ReplayReport",
+    "Recorded", "recorded_decisions", "recorded_pages", "recorded_verdicts", "RecordedVersion", "Always",
+    "auto_workers", "PinnedBundleSet", "Redecider", "load_bundles", "replay", "ReplayReport",
     "reevaluate", "ReevaluationReport", "Divergence", "diff_decisions", "impact", "ImpactReport", "impact_summary",
     "subject_report",
     "resolve_subject", "SUBJECT_COLUMNS",

@@ -56,6 +56,28 @@ class DirectoryResolver:
             self._known.setdefault(self._legacy.version, self._legacy)
         return self._legacy
 
+    def bind(self, ledger: Any) -> None:
+        """The ledger snapshots are read from, in this process (a worker binds its own)."""
+        self.ledger = ledger
+
+    def __getstate__(self) -> dict[str, Any]:
+        # Sent to worker processes: without the ledger (each binds its own) and without what it read.
+        state = dict(self.__dict__)
+        state["ledger"] = None
+        state["_known"] = {v: d for v, d in self._known.items() if d is self.override}
+        state["_legacy"] = None
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        if not self._known:
+            cur = Directory.load()
+            self._known[cur.version] = cur
+
+    def __call__(self, rec: Any) -> tuple[Directory | None, str]:
+        """The resolver protocol of ``services.audit`` (a recorded decision in, (directory, how) out)."""
+        return self.resolve(rec.decision)
+
     def resolve(self, decision: dict[str, Any]) -> tuple[Directory | None, str]:
         if self.override is not None:
             return self.override, WHAT_IF

@@ -73,3 +73,12 @@ def test_markdown_table():
 
     md = to_markdown([row("x.y", 2.0, "ops/s", "base", 4.0, target=0.5)])
     assert "| x.y | 2.0 | ops/s | base | 4.0 | 0.5 | ≥ 0.5 | yes |" in md
+
+
+def test_audit_bench_rows():
+    from bench import bench_audit
+
+    rows = bench_audit.run((1500,), backends=("sqlite",))
+    _check(rows, "audit.sqlite.")
+    tails = {r["name"].split(".", 3)[-1] for r in rows}  # audit.<backend>.<size>.<what>
+    assert {"reevaluate", "impact", "replay.peak_rss", "replay", "reevaluate.old_path"} <= tails

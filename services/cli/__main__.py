@@ -2,4 +2,7 @@
 
 from services.cli import main
 
-main()
+# Guarded: a worker process of `audit reevaluate` / `policy impact` started by spawn imports this
+# module again, and must not run the command a second time.
+if __name__ == "__main__":
+    main()
