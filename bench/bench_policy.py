@@ -45,7 +45,7 @@ when { ["CRIMINAL_INVESTIGATION", "PROSECUTION"].contains(context.purpose) };
 
 def _request(n_recipients: int = 1, occurred_at: str = "2026-03-10T10:00:00+01:00") -> ExchangeRequest:
     recips = [{"org": "kommune:326", "role": "MUNI_SSP_UNIT"}]
-    extra = ["kommune:306", "kommune:316", "kommune:329", "kommune:330", "kommune:340",
+    extra = ["kommune:306", "kommune:316", "kommune:329", "kommune:253", "kommune:259",
              "kommune:350", "kommune:265"]
     recips += [{"org": o, "role": "MUNI_SSP_UNIT"} for o in extra[: n_recipients - 1]]
     return ExchangeRequest.model_validate({

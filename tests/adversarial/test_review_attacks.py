@@ -25,7 +25,7 @@ from tests.audit.history import KSP_SENDER, build_history
 from tests.harness import handles_sigterm, wait_for
 
 PASSWORD = "correct horse battery"
-USERS = {"lo": ["legal_officer"], "ksp": ["agency:kriminalforsorgen:horserod"]}
+USERS = {"lo": ["legal_officer"], "ksp": ["agency:" + KSP_SENDER[0]]}
 
 
 class Server:

@@ -107,6 +107,10 @@ def _buffers(ledger_url: str, selects) -> int:
         # the index walk every larger one gets. A query with no usable index still scans (the
         # setting only penalises scans), so a full read is still counted in full.
         conn.execute("SET enable_seqscan = off")
+        # Fresh statistics for both measurements: otherwise whether autovacuum happened to analyse
+        # the grown tables (it does on a busy machine at its own moment) picks the plan (seen: 12 -> 34).
+        for (table,) in conn.execute("SELECT tablename FROM pg_tables WHERE schemaname = current_schema()").fetchall():
+            conn.execute(f'ANALYZE "{table}"')
         for sql, params in selects:
             plan = conn.execute("EXPLAIN (ANALYZE, BUFFERS, FORMAT JSON) " + sql, params).fetchone()[0]
             node = plan[0]["Plan"]

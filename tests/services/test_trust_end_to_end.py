@@ -36,7 +36,8 @@ from tests.harness import ksp_runtime, read_topic, running, wait_for
 from tests.services.test_agency_cli import request_file
 
 TODAY = datetime.now(timezone.utc).date()
-HORSEROD = KSP_SENDER[0]
+HORSEROD = "kriminalforsorgen:horserod"  # sends to Helsingør's KSP (tests/services/test_agency_cli.request_file)
+HELSINGOR = "kommune:217"
 
 
 @pytest.fixture
@@ -89,6 +90,7 @@ def rejections(rt) -> dict[str, str]:
 def test_only_the_deployments_valid_keys_get_through_in_production(deployment, broker, tmp_path):
     settings, keys, key_file = deployment
     with ksp_runtime(settings, request_partitions=1) as rt:
+        rt.create_topics([HORSEROD, HELSINGOR], request_partitions=1)
         with pytest.raises(ConfigError, match="works only in development"):
             rt.dev_publisher(*KSP_SENDER)
         sent = publish_as_a_separate_sender(settings, key_file, request_file(tmp_path, TODAY + timedelta(days=14)))
@@ -122,7 +124,7 @@ def test_only_the_deployments_valid_keys_get_through_in_production(deployment, b
         dead = read_topic(broker.bootstrap, topics.DEAD_LETTERS, expect=4)
         assert sorted(dict(r.headers)["x-error-reason"].decode() for r in dead) == sorted(offsets.values())
         # Only the genuine request was delivered: one record in the inbox, the sender's message.
-        inbox = read_topic(broker.bootstrap, topics.inbox(KALUNDBORG_SOCIAL[0]), expect=1)
+        inbox = read_topic(broker.bootstrap, topics.inbox(HELSINGOR), expect=1)
         delivered = [AvroCodec().decode(r.value).record for r in inbox]
         assert [d["message_id"] for d in delivered] == [sent["message_id"]]
         assert "Should Not Arrive" not in repr([r.value for r in inbox])
