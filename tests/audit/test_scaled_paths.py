@@ -19,7 +19,7 @@ from policies.bundle import BundleSet
 from services.audit import Redecider, impact, load_bundles, recorded_decisions, recorded_pages, reevaluate
 from services.escalations import EscalationDesk
 from services.simulation import POLICE
-from tests.audit.history import CPR_B, NOW, History, build_history
+from tests.audit.history import CPR_B, KSP_SENDER, NOW, History, build_history
 from tests.audit.test_impact_v2 import V1_DAY, V2_DAY, plan
 from tests.escalations.test_workflow import SOCIAL, no_basis_request, pet_request
 
@@ -148,10 +148,10 @@ def test_a_bad_signature_is_found_only_when_asked_to_check(history):
 
     from services.signing import public_bytes
 
-    # A key set in which KSP's key id names a different public key: every KSP signature now fails.
+    # A key set in which the KSP sender's key id names a different public key: every KSP signature now fails.
     other = public_bytes(Ed25519PrivateKey.generate())
     current = history.rt.keyset.current() if hasattr(history.rt.keyset, "current") else history.rt.keyset
-    swapped = KeySet([Key(k.org, k.key_id, other if (k.org, k.key_id) == ("kriminalforsorgen:horserod", DEV_KEY_ID)
+    swapped = KeySet([Key(k.org, k.key_id, other if (k.org, k.key_id) == (KSP_SENDER[0], DEV_KEY_ID)
                           else k.public_key, k.valid_from, k.valid_to, k.revoked_at) for k in current.all()])
     bundles = load_bundles()
     trusting = Redecider(history.ledger, history.settings.master_key, history.rt.pseudonym_secret, swapped)
