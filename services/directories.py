@@ -41,12 +41,15 @@ class DirectoryResolver:
     @classmethod
     def for_option(cls, ledger: Any, option: str | None) -> "DirectoryResolver":
         """The CLI's ``--directory``: absent = each decision's recorded directory; ``current`` =
-        the shipped directory for all; anything else a directory folder (what-if).
+        the shipped directory for all; ``legacy`` = the directory shipped before decisions recorded
+        theirs; anything else a directory folder (what-if).
         Raises DirectoryError naming the folder when it cannot be read."""
         if option is None or option == "recorded":
             return cls(ledger)
         if option == "current":
             return cls(ledger, override=Directory.load())
+        if option == "legacy":  # as `directory show|diff` name it
+            return cls(ledger, override=Directory.load(LEGACY_DIRECTORY_DIR))
         return cls(ledger, override=Directory.load(Path(option)))
 
     @property

@@ -230,7 +230,8 @@ DIRECTORY_OPTION = typer.Option(
     None, "--directory",
     help="Which organisation directory to decide with: by default each decision's recorded one (decisions "
          "recorded before directory versions: the legacy directory); 'current' = the shipped directory for all, "
-         "or a folder with organisations.yaml and cooperations.yaml (a what-if).")
+         "'legacy' = the one shipped before decisions recorded theirs, or a folder with organisations.yaml and "
+         "cooperations.yaml (a what-if).")
 
 
 def _redecider(settings: Settings, ledger, keys, directory: str | None = None, check_signatures: bool = False):

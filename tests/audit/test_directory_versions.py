@@ -181,3 +181,17 @@ def test_directory_show_and_its_errors():
     assert res.exit_code == 2 and "matches 8 organisations" in res.output
     res = runner.invoke(app, ["directory", "diff", "legacy", "/no/such/dir"], env=env)
     assert res.exit_code == 2 and "no directory '/no/such/dir'" in res.output
+
+
+def test_the_directory_option_names_the_same_directories_as_directory_show_and_diff():
+    from policies.directory import LEGACY_DIRECTORY_DIR
+    from services.directories import WHAT_IF, DirectoryResolver
+
+    legacy = Directory.load(LEGACY_DIRECTORY_DIR)
+    current = Directory.load()
+    assert legacy.version != current.version
+    for option, expected in (("legacy", legacy), ("current", current), (str(LEGACY_DIRECTORY_DIR), legacy)):
+        directory, how = DirectoryResolver.for_option(None, option).resolve({"directory_version": current.version})
+        assert (directory.version, how) == (expected.version, WHAT_IF), option
+    directory, how = DirectoryResolver.for_option(None, None).resolve({"directory_version": current.version})
+    assert (directory.version, how) == (current.version, "recorded")

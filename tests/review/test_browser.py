@@ -30,7 +30,7 @@ USERS = {
     "jørgen": ["legal_officer"],
     "aud": ["auditor"],
     "adm": ["admin"],
-    "ksp": ["agency:kriminalforsorgen:horserod"],
+    "ksp": ["agency:kriminalforsorgen:kif-midt-vestsjaelland"],  # the KSP sender of tests/audit/history.py
 }
 ROLE_USER = {"legal_officer": "jørgen", "auditor": "aud", "admin": "adm", "agency": "ksp"}
 PET_MESSAGE, JC_MESSAGE = "pet-00001", "jc-000001"
