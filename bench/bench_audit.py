@@ -191,14 +191,15 @@ def raw_read_and_decide(ledger, limit: int) -> tuple[float, int]:
     # Twenty real requests of the ledger, prepared untimed: the policy input the gate decides.
     prepared = []
     page = next(recorded_pages(ledger))[:20]
-    pipe = red._pipeline(bundle, None)
+    directory, _ = red.directory_for(page[0])  # the directory the decisions recorded
+    pipe = red._pipeline(bundle, directory)
     for rec in page:
         raw = red.sealer.open(rec.subject, rec.sealed_message, sealed_message_aad(rec.exchange_id))
         w = Work(Inbound("t", 0, 0, raw), at=rec.verified_at)
         for step in pipe.steps[:-1]:  # everything but deciding
             step(w)
         prepared.append((ExchangeRequest.model_validate(to_policy_request(w.envelope)), w.present))
-    engine = red.engine(bundle)
+    engine = red.engine(bundle, directory)
     to_event = ledger.mapper.to_domain_event
     n = 0
     t0 = time.perf_counter()
