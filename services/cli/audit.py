@@ -248,6 +248,17 @@ def _redecider(settings: Settings, ledger, keys, directory: str | None = None, c
                      check_signatures=check_signatures)
 
 
+def _recorded_bundles(bundle: Optional[List[Path]]):
+    """The shipped bundles plus any archived ones given with --bundle; exit 2 on an invalid one."""
+    from policies.bundle import BundleError
+    from services.audit import load_bundles
+
+    try:
+        return load_bundles(bundle)
+    except BundleError as exc:
+        fail(f"invalid policy: {exc}")
+
+
 def _directories_line(counts: dict[str, int]) -> str:
     words = {"recorded": "the directory each decision recorded",
              "legacy": "the legacy directory (recorded before decisions named theirs)",
@@ -326,15 +337,11 @@ def register(app: typer.Typer, subject_app: typer.Typer, policy_app: typer.Typer
     ) -> None:
         """Re-run every recorded decision under its recorded policy version and recorded directory, and report
         any that differ."""
-        from policies.bundle import BundleError
-        from services.audit import load_bundles, reevaluate
+        from services.audit import reevaluate
 
         settings = ledger_settings(ledger_url)
         keys = _audit_keys(settings)
-        try:
-            bundles = load_bundles(bundle)
-        except BundleError as exc:
-            fail(f"invalid policy: {exc}")
+        bundles = _recorded_bundles(bundle)
         ledger = _ledger(settings)
         redecider = _redecider(settings, ledger, keys, directory, check_signatures)
         try:

@@ -177,21 +177,15 @@ def diff(
 
 
 def _decisions(a, b, ledger_url: Optional[str], bundle: Optional[list[Path]]):
-    from policies.bundle import BundleError
-    from services.audit import Redecider, load_bundles
-    from services.cli.audit import _audit_keys
+    from services.cli.audit import _audit_keys, _recorded_bundles, _redecider
     from services.directories import directory_impact
 
     settings = ledger_settings(ledger_url)
     keys = _audit_keys(settings)
-    try:
-        bundles = load_bundles(bundle)
-    except BundleError as exc:
-        fail(f"invalid policy: {exc}")
+    bundles = _recorded_bundles(bundle)
     ledger = open_ledger(settings)
     try:
-        redecider = Redecider(ledger, settings.master_key, settings.pseudonym_secret.encode(), keys)
-        return directory_impact(ledger, redecider, bundles, a, b)
+        return directory_impact(ledger, _redecider(settings, ledger, keys), bundles, a, b)
     finally:
         ledger.close()
 
