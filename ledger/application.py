@@ -13,7 +13,8 @@ from uuid import UUID
 from eventsourcing.application import Application, ProcessingEvent
 from eventsourcing.persistence import IntegrityError, InterfaceError, Notification, OperationalError, Tracking
 
-from ledger.domain import Delivery, Exchange, QuarantinedDelivery, RejectedMessage, SubjectErasure, erasure_id
+from ledger.domain import (Delivery, DeliveryPage, Exchange, QuarantinedDelivery, RejectedMessage, SubjectErasure,
+                           erasure_id)
 from ledger.subject_crypto import MasterKeyUnavailable
 from ledger.tables import SideTables
 from ledger.url import persistence_env
@@ -59,6 +60,7 @@ class Ledger(Application[UUID]):
         recorder = self.factory.process_recorder()
         if _is_psycopg_sql(getattr(recorder, "insert_events_statement", None)):  # PostgreSQL
             recorder.insert_events_statement = _binary_events_parameter(recorder.insert_events_statement)
+        _with_side_rows(recorder, lambda: self.tables.translate)
         return recorder
 
     # -- writing ----------------------------------------------------------------------------
@@ -70,13 +72,19 @@ class Ledger(Application[UUID]):
         aggregate already exists: the caller re-reads ``position`` and skips.
         """
         processing = ProcessingEvent[UUID](tracking=tracking)
+        deliveries: list[tuple[str, str, str]] = []
         # Filled directly rather than through collect_events(), whose two runtime Protocol
         # checks per aggregate cost more than building the aggregate (profiled in bench/).
         for aggregate in aggregates:
-            processing.events.extend(aggregate.collect_events())
+            events = aggregate.collect_events()
+            processing.events.extend(events)
             processing.aggregates[aggregate.id] = aggregate
+            if events and events[0].originator_version == 1:
+                deliveries.extend(_delivery_rows(aggregate))
         if not processing.events and tracking is None:
             return 0
+        if deliveries:
+            processing.saved_kwargs["side_rows"] = [(_INSERT_DELIVERIES, deliveries)]
         recordings = self._record(processing)
         return len(recordings)
 
@@ -165,6 +173,28 @@ class Ledger(Application[UUID]):
             raise KeyError(f"no events for {originator_id}")
         return self.mapper.to_domain_event(stored[0])
 
+    def deliveries(self, exchange: UUID, legacy: Sequence[UUID] = ()) -> list[dict[str, Any]]:
+        """What was delivered for one exchange (or rejection): per delivery its id, recipient, kind,
+        topic, outcome and when it was recorded. Found through the deliveries' index, and for
+        ledgers written before it, as the ``Delivery`` aggregates with these ``legacy`` ids."""
+        rows = self.tables.fetchall("SELECT delivery_id, entry_id FROM xl_deliveries WHERE exchange_id = ?",
+                                    (str(exchange),))
+        entries: dict[str, set[str]] = {}
+        for did, entry in rows:
+            entries.setdefault(entry, set()).add(did)
+        found = {str(i): {str(i)} for i in self.existing([i for i in legacy if str(i) not in entries])}
+        out: list[dict[str, Any]] = []
+        for entry, ids in {**found, **entries}.items():
+            event = self.first_event(UUID(entry))
+            at = event.timestamp.isoformat()
+            items = getattr(event, "deliveries", None)
+            if items is None:  # a Delivery of its own
+                out.append({"delivery_id": entry, "exchange": event.exchange, "recipient": event.recipient,
+                            "kind": event.kind, "topic": event.topic, "outcome": event.outcome, "at": at})
+                continue
+            out.extend({**d, "at": at} for d in items if d["delivery_id"] in ids)
+        return out
+
     def get_exchange(self, exchange: UUID) -> Exchange:
         return self.repository.get(exchange)
 
@@ -179,13 +209,46 @@ class Ledger(Application[UUID]):
                 out["rejected"] += 1
             elif n.topic.endswith("Delivery.Published"):
                 out["deliveries"] += 1
+            elif n.topic.endswith("DeliveryPage.Recorded"):
+                out["deliveries"] += len(self.mapper.to_domain_event(n).deliveries)
             elif n.topic.endswith("Exchange.Decided"):
                 for result in self.mapper.to_domain_event(n).decision["results"]:
                     out[{"ALLOW": "allowed", "DENY": "denied", "ESCALATE": "escalated"}[result["outcome"]]] += 1
         return out
 
 
-__all__ += ["Exchange", "RejectedMessage", "Delivery", "QuarantinedDelivery", "SubjectErasure"]
+__all__ += ["Exchange", "RejectedMessage", "Delivery", "DeliveryPage", "QuarantinedDelivery", "SubjectErasure"]
+
+_INSERT_DELIVERIES = "INSERT INTO xl_deliveries (delivery_id, exchange_id, entry_id) VALUES (?, ?, ?)"
+
+
+def _delivery_rows(aggregate: Any) -> list[tuple[str, str, str]]:
+    """The deliveries' index rows of a newly created DeliveryPage or Delivery; none for anything else."""
+    if isinstance(aggregate, DeliveryPage):
+        entry = str(aggregate.id)
+        return [(d["delivery_id"], d["exchange"], entry) for d in aggregate.deliveries]
+    if isinstance(aggregate, Delivery):
+        return [(str(aggregate.id), aggregate.exchange, str(aggregate.id))]
+    return []
+
+
+def _with_side_rows(recorder: Any, translate: Any) -> None:
+    """Lets ``Ledger.record`` write rows of side tables in the transaction of its events.
+
+    eventsourcing hands the keyword arguments of a recording to the recorder's ``_insert_events``,
+    which runs inside that transaction on both back-ends; ``side_rows`` there is a list of
+    (statement with '?', rows). A row that violates a key fails the whole recording with
+    IntegrityError, as a duplicate event does.
+    """
+    insert_events = recorder._insert_events
+
+    def _insert_events(c: Any, stored_events: Any, *, side_rows: Sequence[tuple[str, list]] = (), **kwargs: Any):
+        returning = insert_events(c, stored_events, **kwargs)
+        for sql, rows in side_rows:
+            c.executemany(translate()(sql), rows)
+        return returning
+
+    recorder._insert_events = _insert_events
 
 
 def _is_psycopg_sql(statement) -> bool:

@@ -28,6 +28,12 @@ def delivery_id(exchange: UUID, recipient: str, kind: str) -> UUID:
     return uuid5(_NS, f"delivery|{exchange}|{recipient}|{kind}")
 
 
+def delivery_page_id(start: int) -> UUID:
+    # By the page's first position: two relays that read the outbox from the same position
+    # (the same page, or one longer than the other) map onto the same aggregate.
+    return uuid5(_NS, f"delivery-page|{start}")
+
+
 def directory_snapshot_id(version: str) -> UUID:
     # Content-addressed: one aggregate per directory version, however many gates record it.
     return uuid5(_NS, f"directory|{version}")
@@ -114,7 +120,11 @@ class RejectedMessage(Aggregate):
 
 
 class Delivery(Aggregate):
-    """A message the relay published: an allowed payload to an inbox, or a receipt to the sender."""
+    """One message published: an allowed payload to an inbox, or a receipt to the sender.
+
+    Recorded by a quarantine retry that made the delivery (``services.quarantine``), and by the
+    relay, one per delivery, in ledgers written before ``DeliveryPage``.
+    """
 
     @staticmethod
     def create_id(exchange: str, recipient: str, kind: str, **_: Any) -> UUID:
@@ -129,6 +139,28 @@ class Delivery(Aggregate):
         self.outcome = outcome
 
 
+DELIVERY_FIELDS = ("delivery_id", "exchange", "recipient", "kind", "topic", "outcome")
+
+
+class DeliveryPage(Aggregate):
+    """What the relay published for one page of the outbox (notifications ``start``..``end``), in one
+    event: per delivery its id, exchange, recipient, kind (``inbox``, ``receipt``, ``review-receipt``),
+    topic ("" when nothing was sent) and outcome (``PUBLISHED``, or ``UNDELIVERABLE_ERASED`` when the
+    subject was erased). One ledger entry per page instead of one per delivery; a delivery that
+    could not be made is a ``QuarantinedDelivery`` of its own instead.
+    """
+
+    @staticmethod
+    def create_id(start: int, **_: Any) -> UUID:
+        return delivery_page_id(start)
+
+    @event("Recorded")
+    def __init__(self, *, start: int, end: int, deliveries: list[dict[str, str]]) -> None:
+        self.start = start
+        self.end = end
+        self.deliveries = deliveries
+
+
 def quarantine_id(delivery: UUID) -> UUID:
     return uuid5(_NS, f"quarantine|{delivery}")
 
@@ -136,7 +168,7 @@ def quarantine_id(delivery: UUID) -> UUID:
 class QuarantinedDelivery(Aggregate):
     """A delivery the relay could not make: the payload would not open or decode, or the broker refused it.
 
-    Recorded in place of the ``Delivery`` with its reason, so one bad entry never stops the
+    Recorded in place of the delivery with its reason, so one bad entry never stops the
     relay. A retry that succeeds records the ``Delivery`` under the same delivery id, and
     ``released`` here, in one transaction; one that fails again is recorded as a failed retry.
     """

@@ -1,8 +1,8 @@
 """Side tables the ledger keeps beside eventsourcing's own, in the same database.
 
 eventsourcing owns the events and tracking tables; this module owns the rest
-(subject keys, Merkle nodes, checkpoints). It hides the one difference between
-the two backends that matters here: SQLite's '?' against psycopg's '%s'.
+(subject keys, the deliveries' index, Merkle nodes, checkpoints). It hides the one
+difference between the two backends that matters here: SQLite's '?' against psycopg's '%s'.
 """
 
 from __future__ import annotations
@@ -29,6 +29,16 @@ _DDL = [
         completed_at TEXT)""",
     """INSERT INTO xl_master_key_target (id, master_key_id, since) VALUES (1, '', '')
         ON CONFLICT (id) DO NOTHING""",
+    # Where each delivery is recorded (ledger.application: written in the transaction of the
+    # events that record it): the DeliveryPage holding it, or for a quarantine retry the Delivery
+    # itself. Its primary key makes a delivery recorded twice fail like a duplicate event, and it
+    # answers "which deliveries has this exchange" without reading the log. Ledgers written
+    # before it hold per-delivery Delivery aggregates, found by their derived ids instead.
+    """CREATE TABLE IF NOT EXISTS xl_deliveries (
+        delivery_id TEXT PRIMARY KEY,
+        exchange_id TEXT NOT NULL,
+        entry_id TEXT NOT NULL)""",
+    "CREATE INDEX IF NOT EXISTS ix_deliveries_exchange ON xl_deliveries (exchange_id)",
     """CREATE TABLE IF NOT EXISTS xl_merkle_nodes (
         level INTEGER NOT NULL,
         idx BIGINT NOT NULL,

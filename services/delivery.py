@@ -7,7 +7,9 @@ sender's signature verified, one REJECTED receipt. For every legal officer's ver
 that closes an escalation it does the same with the verdict's result: the payload to
 the inbox on approval, and a review receipt either way.
 Publishing happens before the bookkeeping, so a crash in between re-sends;
-delivery ids are stable, so the receiver recognises the re-send.
+delivery ids are stable, so the receiver recognises the re-send. The bookkeeping of a page
+is one ``DeliveryPage`` entry listing its deliveries, recorded with the page's tracking
+position in one transaction (and indexed by delivery id, so none is recorded twice).
 
 Each page it recorded is handed, with the events decoded for it, to the read models
 (``project``), which then need not decode them again; they catch up by themselves otherwise.
@@ -34,7 +36,7 @@ from kafka import KafkaProducer
 from kafka.errors import KafkaError
 
 from ledger.application import LEDGER_UNAVAILABLE, IntegrityError, Ledger, Tracking
-from ledger.domain import Delivery, QuarantinedDelivery, delivery_id, sealed_message_aad
+from ledger.domain import Delivery, DeliveryPage, QuarantinedDelivery, delivery_id, sealed_message_aad
 from ledger.privacy import DecryptionError, LedgerSealer, SubjectErased
 from schemas.codec import AvroCodec, CodecError
 from services import topics
@@ -276,7 +278,21 @@ def quarantined(target: Target, failure: Undeliverable) -> QuarantinedDelivery:
                                kind=target.kind, reason=failure.reason, detail=failure.detail)
 
 
+class Made(NamedTuple):
+    """A delivery for the page's bookkeeping: published, or not to be made (the subject was erased)."""
+
+    target: Target
+    outcome: str  # "PUBLISHED" or "UNDELIVERABLE_ERASED"
+    topic: str = ""
+
+    def entry(self) -> dict[str, str]:
+        t = self.target
+        return {"delivery_id": t.delivery_id, "exchange": t.exchange, "recipient": t.recipient, "kind": t.kind,
+                "topic": self.topic, "outcome": self.outcome}
+
+
 def delivered(target: Target, outcome: str, topic: str = "") -> Delivery:
+    """One delivery's bookkeeping on its own (a quarantine retry that made it)."""
     return Delivery(exchange=target.exchange, recipient=target.recipient, kind=target.kind, topic=topic,
                     outcome=outcome)
 
@@ -303,7 +319,7 @@ def _keeping(to_event: Callable[[Notification], Any], decoded: dict[int, Any] | 
 
 
 # What one planned delivery becomes: a record to send, or already its bookkeeping (erased, quarantined).
-Planned = Outgoing | Delivery | QuarantinedDelivery
+Planned = Outgoing | Made | QuarantinedDelivery
 
 
 @dataclass
@@ -352,15 +368,18 @@ class DeliveryRelay:
         for rejected in self._rejections(page, decoded):
             planned.append(self._plan(Target(str(rejected.id), "", "receipt"),
                                       lambda r=rejected: self.messages.rejected_receipt(r)))
-        records = self._send(planned)
+        made, held = self._send(planned)
+        records: list[DeliveryPage | QuarantinedDelivery] = list(held)
+        if made:
+            records.append(DeliveryPage(start=start, end=page[-1].id, deliveries=[m.entry() for m in made]))
         try:
             self.ledger.record(records, Tracking(OUTBOX_TRACKING, page[-1].id))
         except IntegrityError:
             # Another relay recorded this page: what we re-sent carries the same delivery ids.
             log.warning("relay.page_already_recorded", first=page[0].id, last=page[-1].id)
             return len(page)
-        self._count(records)
-        log.info("relay.page_recorded", first=page[0].id, last=page[-1].id, deliveries=len(records))
+        self._count(made, held)
+        log.info("relay.page_recorded", first=page[0].id, last=page[-1].id, deliveries=len(made) + len(held))
         if self.project is not None:
             try:
                 self.project(page, decoded)
@@ -477,7 +496,7 @@ class DeliveryRelay:
             return build()
         except SubjectErased:
             log.warning("relay.subject_erased", exchange=target.exchange)
-            return delivered(target, "UNDELIVERABLE_ERASED")
+            return Made(target, "UNDELIVERABLE_ERASED")
         except Undeliverable as failure:
             return quarantined(target, failure)
         except LEDGER_UNAVAILABLE:
@@ -485,26 +504,31 @@ class DeliveryRelay:
         except Exception as exc:  # noqa: BLE001 - one entry must never stop the relay
             return quarantined(target, Undeliverable("INTERNAL_ERROR", type(exc).__name__))
 
-    def _send(self, planned: list[Planned]) -> list[Delivery | QuarantinedDelivery]:
+    def _send(self, planned: list[Planned]) -> tuple[list[Made], list[QuarantinedDelivery]]:
+        """Publishes what is to be sent; the deliveries for the page, and those quarantined."""
         outgoing = [p for p in planned if isinstance(p, Outgoing)]
         outcomes = iter(publish(self.producer, outgoing))
-        records: list[Delivery | QuarantinedDelivery] = []
+        made: list[Made] = []
+        held: list[QuarantinedDelivery] = []
         for p in planned:
             if isinstance(p, Outgoing):
                 failure = next(outcomes)
-                records.append(delivered(p.target, "PUBLISHED", p.topic) if failure is None
-                               else quarantined(p.target, failure))
+                if failure is None:
+                    made.append(Made(p.target, "PUBLISHED", p.topic))
+                else:
+                    held.append(quarantined(p.target, failure))
+            elif isinstance(p, Made):
+                made.append(p)
             else:
-                records.append(p)
-        return records
+                held.append(p)
+        return made, held
 
-    def _count(self, records: list[Delivery | QuarantinedDelivery]) -> None:
-        for r in records:
-            if isinstance(r, QuarantinedDelivery):
-                self.stats["quarantined"] += 1
-            elif r.outcome == "UNDELIVERABLE_ERASED":
+    def _count(self, made: list[Made], held: list[QuarantinedDelivery]) -> None:
+        self.stats["quarantined"] += len(held)
+        for m in made:
+            if m.outcome == "UNDELIVERABLE_ERASED":
                 self.stats["undeliverable"] += 1
-            elif r.kind == "inbox":
+            elif m.target.kind == "inbox":
                 self.stats["inbox"] += 1
             else:  # a REJECTED receipt answers the whole request: no recipient
-                self.stats["receipts" if r.recipient else "rejected_receipts"] += 1
+                self.stats["receipts" if m.target.recipient else "rejected_receipts"] += 1

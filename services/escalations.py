@@ -276,15 +276,13 @@ class EscalationDesk:
 
     def deliveries(self, exchange: UUID, recipient: str) -> list[dict[str, Any]]:
         """What the relay recorded for one recipient: the receipt, and after a verdict the delivery
-        to the inbox and the review receipt (ids derived as the relay derives them)."""
+        to the inbox and the review receipt (from the ledger's deliveries of the exchange)."""
         kinds = ("receipt", "inbox", REVIEW_RECEIPT)
-        ids = {delivery_id(exchange, recipient, k): k for k in kinds}
-        out = []
-        for did in sorted(self.ledger.existing(list(ids)), key=lambda d: kinds.index(ids[d])):
-            d = self.ledger.repository.get(did)
-            out.append({"kind": d.kind, "topic": d.topic, "outcome": d.outcome, "delivery_id": str(did),
-                        "at": d.created_on.isoformat()})
-        return out
+        legacy = [delivery_id(exchange, recipient, k) for k in kinds]  # ledgers with one Delivery per delivery
+        found = [d for d in self.ledger.deliveries(exchange, legacy) if d["recipient"] == recipient
+                 and d["kind"] in kinds]
+        return [{"kind": d["kind"], "topic": d["topic"], "outcome": d["outcome"], "delivery_id": d["delivery_id"],
+                 "at": d["at"]} for d in sorted(found, key=lambda d: kinds.index(d["kind"]))]
 
     # -- recording ------------------------------------------------------------------------------
 

@@ -18,7 +18,7 @@ from eventsourcing.persistence import StoredEvent
 from typer.testing import CliRunner
 
 from ledger.application import Ledger
-from ledger.domain import sealed_message_aad
+from ledger.domain import delivery_id, sealed_message_aad
 from schemas.codec import HEADER_LEN, AvroCodec
 from schemas.registry import default_registry
 from services.config import Settings
@@ -92,3 +92,23 @@ def test_old_ledger_still_verifies_reevaluates_and_replays(ledger_url, tmp_path)
     result = runner.invoke(app, ["replay"], env=env)
     assert result.exit_code == 0, result.output
     assert "replay equals the live read models" in result.output
+
+
+def test_old_ledgers_deliveries_one_entry_each_are_still_read(ledger_url, tmp_path):
+    """That release recorded one Delivery.Published entry per delivery (no DeliveryPage, no index)."""
+    from services.escalations import EscalationDesk
+
+    source = tmp_path / "old.sqlite"
+    shutil.copy(FIXTURE, source)
+    _transplant(f"sqlite:///{source}", ledger_url)
+    ledger = Ledger(ledger_url)
+    try:
+        assert ledger.counts()["deliveries"] == 103
+        [escalated] = [n.originator_id for n in ledger.all_notifications() if n.topic.endswith("Exchange.Decided")
+                       and any(r["outcome"] == "ESCALATE" for r in ledger.mapper.to_domain_event(n).decision["results"])]
+        [esc] = EscalationDesk(ledger).chain(escalated)["escalations"]
+        assert [(d["kind"], d["outcome"], d["delivery_id"]) for d in esc["deliveries"]] == [
+            ("receipt", "PUBLISHED", str(delivery_id(escalated, esc["recipient"], "receipt")))]
+        assert esc["deliveries"][0]["topic"].startswith("receipts.") and esc["deliveries"][0]["at"]
+    finally:
+        ledger.close()
