@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 from datetime import datetime, timezone
+from uuid import UUID
 
 import pytest
 
@@ -105,6 +106,10 @@ def test_a_damaged_subject_key_quarantines_that_delivery_and_the_relay_goes_on(r
     assert q.delivery == Target(q.exchange, q.recipient, "inbox").delivery_id
     assert retry(rt).delivered == []  # nothing left: nothing is delivered twice
     assert rt.ledger.counts()["deliveries"] == 3 + 4
+    # The relay's page holds the receipt, the retry's own Delivery the inbox delivery: both are the exchange's.
+    found = {d["kind"]: (d["delivery_id"], d["outcome"]) for d in rt.ledger.deliveries(UUID(q.exchange))}
+    assert found == {"inbox": (q.delivery, "PUBLISHED"),
+                     "receipt": (Target(q.exchange, q.recipient, "receipt").delivery_id, "PUBLISHED")}
 
 
 def test_a_relay_with_the_wrong_master_key_quarantines_every_payload_and_a_retry_with_the_right_one_delivers(rt, broker):
