@@ -182,7 +182,8 @@ class Ledger(Application[UUID]):
         entries: dict[str, set[str]] = {}
         for did, entry in rows:
             entries.setdefault(entry, set()).add(did)
-        found = {str(i): {str(i)} for i in self.existing([i for i in legacy if str(i) not in entries])}
+        indexed = {did for did, _ in rows}
+        found = {str(i): {str(i)} for i in self.existing([i for i in legacy if str(i) not in indexed])}
         out: list[dict[str, Any]] = []
         for entry, ids in {**found, **entries}.items():
             event = self.first_event(UUID(entry))
