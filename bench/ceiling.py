@@ -18,9 +18,11 @@ stage and laid beside the raw steps.
 """
 from __future__ import annotations
 
+import gc
 import hashlib
 import io
 import os
+import threading
 import time
 from typing import Any
 
@@ -93,6 +95,7 @@ GATE_STAGES = {
     "dead_letters": "rejected messages published to the dead-letter topic",
     "ledger_record": "the batch appended with its tracking record (one transaction)",
     "kafka_commit": "the informational offset commit to Kafka",
+    "gc": "Python's cyclic garbage collector, run by the gate's thread",
     "loop": "the rest of the gate's thread: the poll loop, building Inbound records, counters, logging",
     "kafka_io_thread": "kafka-python's background threads (network I/O, heartbeats)",
 }
@@ -140,12 +143,24 @@ class _StageClock:
         self._t = now
 
     def start(self) -> None:
+        self.thread = threading.get_ident()
         self.on, self._t = True, time.thread_time()
         self._stack = ["loop"]
 
     def stop(self) -> None:
         self._switch()
         self.on = False
+
+    def collecting(self, phase: str, info: dict) -> None:
+        """A gc.callbacks hook: a collection on this thread is a stage of its own."""
+        if not self.on or threading.get_ident() != self.thread:
+            return
+        self._switch()
+        if phase == "start":
+            self.calls[self._stack[-1]] = self.calls.get(self._stack[-1], 0) + 1
+            self._stack.append("gc")
+        else:
+            self._stack.pop()
 
     def calibrate(self, n: int = 20000) -> None:
         """The clock's own CPU per timed call: an empty call, timed and not."""
@@ -192,11 +207,10 @@ def gate_stage_costs(backlog, ledger_url: str, bootstrap: str, *, timeout: float
     that thread and ``kafka_io_thread`` the process's other threads, so the stages add up to the
     process's CPU over the backlog. Counted from the first poll that returns records (group join and
     start-up are left out). PostgreSQL's own work is not in it."""
-    import threading
-
     from bench.messages import RECIPIENT, SENDER
     from services import topics
     from services.config import Settings
+    from services.gate import settle_heap
     from services.kafka import make_producer
     from services.runtime import Runtime
 
@@ -247,9 +261,15 @@ def gate_stage_costs(backlog, ledger_url: str, bootstrap: str, *, timeout: float
     worker.handle_batch = handling
     deadline = threading.Timer(timeout, worker.stop)
     deadline.start()
+    threshold = gc.get_threshold()
+    settle_heap()  # as `gate run` does once its workers are built
+    gc.callbacks.append(clock.collecting)
     try:
         worker.run()
     finally:
+        gc.callbacks.remove(clock.collecting)
+        gc.unfreeze()
+        gc.set_threshold(*threshold)
         deadline.cancel()
         consumer.close()
         worker.producer.close()
