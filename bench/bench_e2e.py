@@ -33,7 +33,7 @@ import time
 from contextlib import ExitStack
 from pathlib import Path
 
-from bench.ceiling import (RAW_STEPS, ProcCpu, cores, gate_stage_costs, proc_cpu_seconds, raw_step_costs,
+from bench.ceiling import (GATE_STAGES, RAW_STEPS, ProcCpu, cores, gate_stage_costs, proc_cpu_seconds, raw_step_costs,
                            relay_stage_costs, step_costs, transcoder_rates)
 from bench.common import paired_rates, peak_rss_mb, percentile, pg_database, pg_schema_url, rate, row
 from bench.messages import RECIPIENT, SENDER, signed_messages
@@ -386,15 +386,15 @@ def run(n: int = 5000, latency_n: int = 300, backends=("sqlite", "postgres"), ga
             rows.append(row(f"e2e.{backend}.limit", limit, "exchanges/s",
                             f"{ncores} cores ÷ summed raw cost {summed:.0f} µs/exchange"))
             stages_url = url("stages")
-            for stage, us in gate_stage_costs(backlog, stages_url).items():
-                rows.append(row(f"e2e.{backend}.gate_stage.{stage}", us, "µs/exchange",
-                                "the gate's own code in one process, per step (CPU time)"))
-            tr = transcoder_rates(stages_url)
-            for op in ("encode", "decode"):
-                rows.append(row(f"e2e.{backend}.ledger_json.{op}", tr[op], "events/s",
-                                f"eventsourcing JSONTranscoder {op} (the gate's events)", tr[f"{op}_plain"]))
             with EmbeddedBroker() as stage_broker:
-                stage_broker.create_topics([topics.inbox(RECIPIENT[0]), topics.receipts(SENDER[0])], partitions=1)
+                for stage, us in gate_stage_costs(backlog, stages_url, stage_broker.bootstrap).items():
+                    if us > 0:  # a stage a run never entered (no rejections: no dead letters)
+                        rows.append(row(f"e2e.{backend}.gate_stage.{stage}", us, "µs/exchange",
+                                        f"a GateWorker in one process, CPU time: {GATE_STAGES[stage]}"))
+                tr = transcoder_rates(stages_url)
+                for op in ("encode", "decode"):
+                    rows.append(row(f"e2e.{backend}.ledger_json.{op}", tr[op], "events/s",
+                                    f"eventsourcing JSONTranscoder {op} (the gate's events)", tr[f"{op}_plain"]))
                 for stage, us in relay_stage_costs(stages_url, stage_broker.bootstrap, len(backlog)).items():
                     if us > 0:  # a stage a tiny run never reached
                         rows.append(row(f"e2e.{backend}.relay_stage.{stage}", us, "µs/exchange",
@@ -447,13 +447,21 @@ def cpu_markdown(rows: list[dict]) -> str:
         stages = [n.split(".", 3)[3] for n in by if n.startswith(f"e2e.{backends[0]}.{kind}.")]
         if not stages:
             continue
-        out += ["", f"The {who}'s own stages, in one process, CPU µs per exchange:", "",
+        intro = (f"The {who}'s own stages, in one process, CPU µs per exchange:" if who == "relay" else
+                 "The gate process stage by stage: a GateWorker as `gate run` builds it, consuming the backlog in "
+                 "this process (CPU µs per exchange; the stages add up to the process's CPU), beside the gate "
+                 "processes' CPU from /proc in the end-to-end runs:")
+        out += ["", intro, "",
                 "| stage | " + " | ".join(backends) + " |", "|---|" + "---:|" * len(backends)]
         for st in stages:
             out.append(f"| {st} | " + " | ".join(f"{by.get(f'e2e.{b}.{kind}.{st}', float('nan')):.1f}"
                                                for b in backends) + " |")
         out.append("| **sum** | " + " | ".join(
             f"**{sum(by.get(f'e2e.{b}.{kind}.{st}', 0) for st in stages):.1f}**" for b in backends) + " |")
+        if who == "gate":
+            for g in sorted({n.split(".")[2] for n in by if n.endswith(".cpu.gate")}):
+                out.append(f"| e2e {g}, /proc | " + " | ".join(
+                    f"{by.get(f'e2e.{b}.{g}.cpu.gate', float('nan')):.1f}" for b in backends) + " |")
     runs = sorted({n.rsplit(".cpu.", 1)[0] for n in by if ".cpu." in n})
     out += ["", "Per process over the end-to-end backlog (utime + stime from /proc between the 10th and the 90th "
             "percentile of the receipts, the throughput's window; the relay's Merkle and read-model steps "

@@ -11,14 +11,18 @@ CPU one exchange needs at the least, and ``cores / sum`` the limit on this machi
 The broker's share of consuming and producing is not in these client-side costs; the per-process
 CPU of a run (``ProcCpu``, from ``/proc/<pid>/stat``) shows the broker separately.
 
-``gate_stage_costs`` runs the gate's own pipeline in this process, step by step, with the
-sealing and the ledger append, so the gate's CPU per exchange can be laid beside the raw steps.
+``gate_stage_costs`` runs a whole GateWorker (consumer, pipeline steps, sealing, duplicate check,
+ledger append, offset commit) in this process over the same backlog and splits the process's CPU
+into stages that add up to it, so the gate's CPU per exchange from /proc can be explained stage by
+stage and laid beside the raw steps.
 """
 from __future__ import annotations
 
+import gc
 import hashlib
 import io
 import os
+import threading
 import time
 from typing import Any
 
@@ -74,48 +78,210 @@ def worked(backlog) -> list:
     return out
 
 
-def gate_stage_costs(backlog, ledger_url: str, batch: int = 500) -> dict[str, float]:
-    """CPU µs per exchange (this process's CPU time, so other load on the machine counts less) of
-    each of the gate's steps, its sealing and its ledger append (with the duplicate check), run in
-    this process on a fresh ledger at ``ledger_url``; PostgreSQL's own work is not in it."""
-    from ledger.application import Ledger, Tracking, kafka_tracking_name
-    from ledger.privacy import LedgerSealer
-    from services.gate import Inbound, Work
+# The gate process's CPU per exchange, stage by stage (gate_stage_costs), with what each covers.
+GATE_STAGES = {
+    "consume": "KafkaConsumer.poll: fetch responses parsed into records (main thread)",
+    "decode_signed": "the SignedMessage layer decoded",
+    "decode_request": "the ExchangeRequest envelope decoded",
+    "verify_sender": "the signer's key looked up, Ed25519 verified",
+    "validate_request": "the envelope validated",
+    "decode_payload": "the payload decoded and validated, the pseudonym derived",
+    "categorise": "the data categories present in the payload",
+    "decide": "the policy request built and decided, the decision record",
+    "subject_keys": "the batch's subject keys read (and new ones made) in one transaction",
+    "seal": "each message sealed under its subject's key, the Exchange aggregate and its decision event built",
+    "duplicates_check": "message ids already in the ledger looked up",
+    "directory_snapshot": "the directory snapshot the decisions name (stored once)",
+    "dead_letters": "rejected messages published to the dead-letter topic",
+    "ledger_record": "the batch appended with its tracking record (one transaction)",
+    "kafka_commit": "the informational offset commit to Kafka",
+    "gc": "Python's cyclic garbage collector, run by the gate's thread",
+    "loop": "the rest of the gate's thread: the poll loop, building Inbound records, counters, logging",
+    "kafka_io_thread": "kafka-python's background threads (network I/O, heartbeats)",
+}
 
-    pipeline, settings = gate_pipeline()
-    ledger = Ledger(ledger_url)
+
+class _StageClock:
+    """Exclusive CPU time of nested stages on one thread: entering a stage pauses the one it is called from.
+
+    Each timed call costs a few µs of its own (two thread-CPU clock reads), about half of it
+    landing in the stage and half in its caller; ``corrected`` takes that out again, as measured
+    by ``calibrate`` on an empty call, so the stages add up to what the untimed process spends."""
+
+    def __init__(self):
+        self.spent: dict[str, float] = {}
+        self.calls: dict[str, int] = {}  # timed calls in, or made from, each stage
+        self._stack: list[str] = []
+        self._t = 0.0
+        self.on = False
+        self.per_call = 0.0
+
+    def wrap(self, stage: str, fn):
+        import functools
+
+        @functools.wraps(fn)
+        def timed(*args, **kwargs):
+            if not self.on:
+                return fn(*args, **kwargs)
+            self._switch()
+            calls = self.calls
+            calls[self._stack[-1]] = calls.get(self._stack[-1], 0) + 1
+            calls[stage] = calls.get(stage, 0) + 1
+            self._stack.append(stage)
+            try:
+                return fn(*args, **kwargs)
+            finally:
+                self._switch()
+                self._stack.pop()
+        return timed
+
+    def _switch(self) -> None:
+        now = time.thread_time()
+        if self._stack:
+            top = self._stack[-1]
+            self.spent[top] = self.spent.get(top, 0.0) + now - self._t
+        self._t = now
+
+    def start(self) -> None:
+        self.thread = threading.get_ident()
+        self.on, self._t = True, time.thread_time()
+        self._stack = ["loop"]
+
+    def stop(self) -> None:
+        self._switch()
+        self.on = False
+
+    def collecting(self, phase: str, info: dict) -> None:
+        """A gc.callbacks hook: a collection on this thread is a stage of its own."""
+        if not self.on or threading.get_ident() != self.thread:
+            return
+        self._switch()
+        if phase == "start":
+            self.calls[self._stack[-1]] = self.calls.get(self._stack[-1], 0) + 1
+            self._stack.append("gc")
+        else:
+            self._stack.pop()
+
+    def calibrate(self, n: int = 20000) -> None:
+        """The clock's own CPU per timed call: an empty call, timed and not."""
+        probe = _StageClock()
+        empty = lambda: None  # noqa: E731
+        timed = probe.wrap("probe", empty)
+        probe.start()
+        t0 = time.thread_time()
+        for _ in range(n):
+            timed()
+        t1 = time.thread_time()
+        for _ in range(n):
+            empty()
+        t2 = time.thread_time()
+        probe.stop()
+        self.per_call = max(0.0, ((t1 - t0) - (t2 - t1)) / n)
+
+    def corrected(self) -> dict[str, float]:
+        return {k: max(0.0, v - self.per_call / 2 * self.calls.get(k, 0)) for k, v in self.spent.items()}
+
+
+def _timed_enter(wrap, stage: str, make_cm):
+    """``make_cm`` (a context-manager factory) whose ``__enter__`` is timed as ``stage``."""
+
+    class Timed:
+        def __init__(self, *args, **kwargs):
+            self.cm = make_cm(*args, **kwargs)
+
+        def __enter__(self):
+            return wrap(stage, self.cm.__enter__)()
+
+        def __exit__(self, *exc):
+            return self.cm.__exit__(*exc)
+
+    return Timed
+
+
+def gate_stage_costs(backlog, ledger_url: str, bootstrap: str, *, timeout: float = 300) -> dict[str, float]:
+    """CPU µs per exchange of every part of the gate process, measured in this process: a GateWorker
+    built as ``xledger gate run`` builds it (Runtime.gate_worker) consumes the backlog from the broker
+    at ``bootstrap`` (topics created here) into a fresh ledger at ``ledger_url``.
+
+    Each stage is the gate thread's exclusive CPU time in it (GATE_STAGES); ``loop`` is the rest of
+    that thread and ``kafka_io_thread`` the process's other threads, so the stages add up to the
+    process's CPU over the backlog. Counted from the first poll that returns records (group join and
+    start-up are left out). PostgreSQL's own work is not in it."""
+    from bench.messages import RECIPIENT, SENDER
+    from services import topics
+    from services.config import Settings
+    from services.gate import settle_heap
+    from services.kafka import make_producer
+    from services.runtime import Runtime
+
+    settings = Settings.development(ledger_url=ledger_url).with_embedded_broker(bootstrap)
+    rt = Runtime(settings)
+    rt.create_topics([SENDER[0], RECIPIENT[0]])
+    producer = make_producer(settings, client_id="bench-gate-stages")
+    for key, value, _mid in backlog:
+        producer.send(topics.REQUESTS, key=key, value=value)
+    producer.flush()
+    producer.close()
+    worker = rt.gate_worker("bench-gate-stages")
+    clock = _StageClock()
+    clock.calibrate()
+    pipeline, ledger, consumer = worker.pipeline, worker.ledger, worker.consumer
+    for step in list(pipeline.steps):
+        setattr(pipeline, step.__name__, clock.wrap(step.__name__, step))
+    pipeline.__post_init__()  # the steps list again, now of the timed methods
+    pipeline._exchange = clock.wrap("seal", pipeline._exchange)
+    pipeline.sealer.batch = _timed_enter(clock.wrap, "subject_keys", pipeline.sealer.batch)
+    worker._reject_duplicates = clock.wrap("duplicates_check", worker._reject_duplicates)
+    worker._directory_snapshot = clock.wrap("directory_snapshot", worker._directory_snapshot)
+    worker.dead_letters.publish = clock.wrap("dead_letters", worker.dead_letters.publish)
+    ledger.record = clock.wrap("ledger_record", ledger.record)
+    consumer.commit = clock.wrap("kafka_commit", consumer.commit)
+    poll = clock.wrap("consume", consumer.poll)
+    n = len(backlog)
+    window = {}
+
+    def polling(*args, **kwargs):
+        records = poll(*args, **kwargs)
+        if records and not clock.on:
+            clock.start()
+            window["process"] = time.process_time()
+        return records
+
+    consumer.poll = polling
+    handle_batch = worker.handle_batch
+
+    def handling(tp, records):
+        handle_batch(tp, records)
+        s = worker.stats
+        if s["decided"] + s["rejected"] >= n:
+            clock.stop()
+            window["process"] = time.process_time() - window["process"]
+            worker.stop()
+
+    worker.handle_batch = handling
+    deadline = threading.Timer(timeout, worker.stop)
+    deadline.start()
+    threshold = gc.get_threshold()
+    settle_heap()  # as `gate run` does once its workers are built
+    gc.callbacks.append(clock.collecting)
     try:
-        sealer = LedgerSealer.for_ledger(ledger, settings.master_key)
-        spent: dict[str, float] = {s.__name__: 0.0 for s in pipeline.steps}
-        spent.update(seal=0.0, duplicates_check=0.0, ledger_record=0.0)
-        n = 0
-        for start in range(0, len(backlog), batch):
-            chunk = backlog[start:start + batch]
-            works = []
-            for i, (key, value, _mid) in enumerate(chunk):
-                w = Work(Inbound("exchange.requests", 0, start + i, value, key), at=pipeline.clock())
-                for step in pipeline.steps:
-                    t0 = time.process_time()
-                    step(w)
-                    spent[step.__name__] += time.process_time() - t0
-                    if step == pipeline.verify_sender:
-                        w.sender = w.envelope["sender"]["org"]
-                works.append(w)
-            t0 = time.process_time()
-            with sealer.batch({w.subject for w in works}) as s:
-                results = [pipeline._exchange(w, s) for w in works]
-            spent["seal"] += time.process_time() - t0
-            t0 = time.process_time()
-            known = ledger.existing([r.id for r in results])
-            spent["duplicates_check"] += time.process_time() - t0
-            assert not known
-            t0 = time.process_time()
-            ledger.record(results, Tracking(kafka_tracking_name("exchange.requests", 0), start + len(chunk)))
-            spent["ledger_record"] += time.process_time() - t0
-            n += len(chunk)
-        return {k: v / n * 1e6 for k, v in spent.items()}
+        worker.run()
     finally:
-        ledger.close()
+        gc.callbacks.remove(clock.collecting)
+        gc.unfreeze()
+        gc.set_threshold(*threshold)
+        deadline.cancel()
+        consumer.close()
+        worker.producer.close()
+        rt.close()
+    s = worker.stats
+    if s["decided"] + s["rejected"] < n:
+        raise RuntimeError(f"the gate recorded {s['decided'] + s['rejected']} of {n} messages in {timeout} s")
+    # The other threads: the process's CPU less the gate thread's (clock overhead included in both).
+    spent = {"kafka_io_thread": max(0.0, window["process"] - sum(clock.spent.values()))}
+    spent.update((k, v) for k, v in clock.corrected().items() if k in GATE_STAGES)
+    spent = {k: spent.get(k, 0.0) for k in GATE_STAGES}
+    return {k: v / n * 1e6 for k, v in spent.items()}
 
 
 # --------------------------------------------------------------------------- the raw steps

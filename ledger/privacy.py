@@ -62,14 +62,19 @@ class SqlKeyStore:
         if not wrapped:
             return {}
         with self.tables.cursor() as c:
-            target = self._target(c, lock=True)
-            if target is not None and any(wrapped_master_id(w) != target for w in wrapped.values()):
-                raise TargetChanged(target)
+            # Insert first, check the target after (raising rolls the insert back). On SQLite a
+            # transaction that reads before it writes fails at once with "database is locked" when
+            # another process committed in between (the relay, another gate), instead of waiting
+            # for the write lock; the gate then retried its whole batch. On PostgreSQL the order is
+            # as safe: the target row is read FOR SHARE before the commit either way.
             c.executemany(
                 "INSERT INTO xl_subject_keys (subject, wrapped_key, destroyed, master_key_id) VALUES (?, ?, 0, ?) "
                 "ON CONFLICT (subject) DO NOTHING",
                 [(s, w, wrapped_master_id(w)) for s, w in wrapped.items()],
             )
+            target = self._target(c, lock=True)
+            if target is not None and any(wrapped_master_id(w) != target for w in wrapped.values()):
+                raise TargetChanged(target)
             return self._select(c, list(wrapped))
 
     def get(self, subject_id: str) -> bytes | None:

@@ -9,6 +9,7 @@ transaction per partition per poll, positions read back from the ledger.
 
 from __future__ import annotations
 
+import gc
 import hashlib
 import threading
 import time
@@ -276,6 +277,15 @@ class GatePipeline:
             raise Rejected("INVALID_RECORD", str(exc)) from None
 
 
+def settle_heap() -> None:
+    """For a process that runs gate workers, once they are built: what start-up loaded (schemas,
+    policy tables, the directory, the libraries) is moved out of the garbage collector's sight, and
+    the youngest generation is collected every 10,000 allocations instead of every 700. The
+    collector had walked that heap again and again: ~10 % of the gate's CPU (bench/)."""
+    gc.freeze()
+    gc.set_threshold(10_000, *gc.get_threshold()[1:])
+
+
 def _key_status_detail(state: KeyState, at: datetime) -> str:
     key = state.key
     when = {"KEY_REVOKED": f"revoked at {key.revoked_at.isoformat() if key.revoked_at else '?'}",
@@ -499,4 +509,4 @@ class GateWorker:
         return out
 
 
-__all__ = ["GatePipeline", "GateWorker", "Inbound", "Rejected"]
+__all__ = ["GatePipeline", "GateWorker", "Inbound", "Rejected", "settle_heap"]

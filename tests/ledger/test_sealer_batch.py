@@ -84,3 +84,35 @@ def test_many_subjects_are_read_in_bounded_statements(ledger):
     assert len(SqlKeyStore(ledger.tables).get_many(subjects)) == 1203
     with sealer.batch(subjects, create=False) as batch:
         assert all(batch.open(s, b) == b"x" for s, b in zip(subjects, blobs))
+
+
+def test_new_keys_wait_for_another_writer_instead_of_failing(ledger, ledger_url):
+    """Another process (the relay, a second gate) writing while a batch makes keys: the batch waits
+    for it and stores its keys. (Read before write, SQLite refused it at once: "database is locked".)"""
+    import threading
+
+    from ledger.application import Ledger
+
+    other = Ledger(ledger_url)
+    holding, release = threading.Event(), threading.Event()
+
+    def write_meanwhile():
+        with other.tables.cursor() as c:
+            c.execute("INSERT INTO xl_checkpoints (tree_size, signed_json) VALUES (?, ?)", (999, "{}"))
+            holding.set()
+            release.wait(5)
+
+    writer = threading.Thread(target=write_meanwhile)
+    writer.start()
+    try:
+        assert holding.wait(5)
+        threading.Timer(0.3, release.set).start()  # the other commits while the batch waits for the lock
+        sealer = LedgerSealer(ledger.tables, MASTER)
+        with sealer.batch(SUBJECTS[3:]) as batch:
+            blob = batch.seal(SUBJECTS[3], b"sealed while another wrote")
+    finally:
+        release.set()
+        writer.join()
+        other.close()
+    assert set(SqlKeyStore(ledger.tables).get_many(SUBJECTS[3:])) == set(SUBJECTS[3:])
+    assert LedgerSealer(ledger.tables, MASTER).open(SUBJECTS[3], blob) == b"sealed while another wrote"
