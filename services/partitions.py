@@ -122,9 +122,10 @@ def run_partitioned(target: Callable[[Any, int, int, Callable[[int], None]], Any
 # -- chunks shared between this process and its workers --------------------------------------------
 
 
-def chunk_count(last: int, workers: int, per_chunk: int = 20_000) -> int:
+def chunk_count(last: int, workers: int, per_chunk: int = 5_000) -> int:
     """How many chunks to cut 1..last into: enough that a worker starting late still gets a fair
-    share, few enough that each chunk's fixed cost (its first page read) stays small."""
+    share and that the last chunk, which one process finishes while the other may have none
+    left, is short; few enough that each chunk's fixed cost (its first page read) stays small."""
     return max(1, min(256, max(4 * workers, last // per_chunk)))
 
 
