@@ -197,6 +197,8 @@ def decision_data(web: Web, ctx: Ctx, ex: Any) -> dict[str, Any]:
     data = {
         "exchange_id": str(ex.id), "message_id": ex.message_id, "sender": ex.sender, "summary": ex.summary,
         "policy_version": version, "bundle": bundle.name if bundle else None,
+        # The directory (authorities, cooperations) the decision was made with; none before versions.
+        "directory_version": ex.decision.get("directory_version") or None,
         "bundle_effective_from": bundle.effective_from.isoformat() if bundle else None,
         "request_digest": ex.decision.get("request_digest"), "results": results, "reviews": reviews,
         "recorded_at": ex.created_on.isoformat(),
