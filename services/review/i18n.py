@@ -161,6 +161,7 @@ TEXT: dict[str, tuple[str, str]] = {
     "not_allowed": ("Handlingen er ikke tilladt her.", "This action is not allowed here."),
     "bad_date": ("En dato skal skrives ÅÅÅÅ-MM-DD.", "A date must be written YYYY-MM-DD."),
     "bad_sort": ("Ukendt sortering.", "Unknown sort order."),
+    "bad_cursor": ("Ugyldigt sidemærke. Gå tilbage til første side.", "Invalid page marker. Go back to the first page."),
     "bad_status": ("Ukendt status.", "Unknown status."),
     "bad_action": ("Vælg en gyldig handling.", "Choose a valid action."),
     "bad_recipient": ("Modtageren er ikke modtager i denne udveksling.", "That recipient is not part of this exchange."),
