@@ -123,7 +123,8 @@ _INDEXES = {
                   *([col, "occurred_at", "position"] for col in
                     ("outcome", "context", "rule", "reason", "review_status", "sender", "recipient"))],
     "disclosures": [["subject"]],
-    "escalations": [["status"], ["opened_at"]],
+    # status, opened_at: the escalation queue (open ones, oldest first) is an index walk.
+    "escalations": [["status"], ["opened_at"], ["status", "opened_at"]],
 }
 
 _PREFIX_RE = re.compile(r"^xl_[a-z0-9_]{1,40}_$")

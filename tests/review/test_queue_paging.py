@@ -98,7 +98,7 @@ def test_counts_from_the_counters_are_the_rows_listed(big):
     for query in ("status=PENDING", "status=UPHELD", "status=UPHELD&outcome=ALLOW", "authority=kommune:326",
                   "authority=kriminalforsorgen:kif-midt-vestsjaelland", "outcome=DENY&status=PENDING",
                   f"since={(NOW - timedelta(days=6)).date()}&until={(NOW - timedelta(days=2)).date()}",
-                  f"since={(NOW - timedelta(days=6)).date()}&authority=kommune:326"):
+                  f"since={(NOW - timedelta(days=6)).date()}&authority=kommune:326", "pending=true"):
         data = big.get(f"/api/decisions?{query}").json()
         assert data["total"] == _walk(big, query), query
     assert big.get("/api/decisions?status=UPHELD").json()["counts"]["ALLOW"] == 1

@@ -1,11 +1,13 @@
 """The decision queue and one decision with its check trace (pages and /api/decisions).
 
-Every query here reads the read models by index and pages by cursor (keyset: the page after or
-before a row, an index walk from it) with LIMIT, and the filter choices
-come from the bundles and the directory, so a queue page costs the same on a large ledger as
-on a small one (tests/review/test_scale.py counts it). Counts are exact up to ``COUNT_CAP`` and
-said to be "more than" beyond it; the counts of the common filters come from the read models' counters
-(``stats``; ``counts`` per sender, authority and review status).
+Every query here reads the read models by index, and the filter choices come from the bundles and
+the directory. The pages link to each other by cursor (keyset: the rows after or before one row,
+an index walk from it), so the thousandth page costs what the first does; page numbers (OFFSET)
+still work for the API. Counts come from the read models' counters (``stats`` by day, cooperation,
+rule and reason; ``counts`` per sender, authority and review status; the open escalations); other
+combinations of filters are counted exactly up to ``COUNT_CAP`` and said to be "more than" beyond
+it. So a queue page costs the same on a large ledger as on a small one (tests/review/test_scale.py
+counts it; bench/bench_review.py times it).
 """
 
 from __future__ import annotations
@@ -28,7 +30,9 @@ MAX_PAGE = 100_000
 COUNT_CAP = 10_000
 OUTCOMES = ("ALLOW", "DENY", "ESCALATE")
 STATUSES = ("PENDING", "UPHELD", "OVERTURNED", "FLAGGED")
-SORTS = {  # name -> ORDER BY (newest first is the default); (occurred_at|position, position, recipient) is unique
+# name -> ORDER BY (newest first is the default). position and recipient make every row's place unique: a
+# cursor (cursor_of) names one place in each order.
+SORTS = {
     "newest": "d.occurred_at DESC, d.position DESC, d.recipient ASC",
     "oldest": "d.occurred_at ASC, d.position ASC, d.recipient ASC",
     "recorded": "d.position DESC, d.recipient ASC",
@@ -72,8 +76,9 @@ def _where(web: Web, ctx: Ctx, params: dict[str, str]) -> tuple[list[str], list[
         args.append((date.fromisoformat(until) + timedelta(days=1)).isoformat())
     if params.get("pending") == "1":
         # Awaiting manual assessment: escalated, and the escalation is still open.
-        where.append("d.outcome = 'ESCALATE' AND EXISTS (SELECT 1 FROM " + web.models.t("escalations") +
-                     " e WHERE e.exchange_id = d.exchange_id AND e.recipient = d.recipient AND e.status = 'OPEN')")
+        # Driven from the open escalations (a work queue, short), not from every escalated decision.
+        where.append("d.outcome = 'ESCALATE' AND (d.exchange_id, d.recipient) IN (SELECT exchange_id, recipient FROM "
+                     + web.models.t("escalations") + " WHERE status = 'OPEN')")
     if not ctx.full_access:
         agencies = ctx.agencies or ("-",)
         where.append(f"d.sender IN ({', '.join('?' * len(agencies))})")
@@ -116,6 +121,9 @@ def _maintained_counts(web: Web, ctx: Ctx, params: dict[str, str]) -> Optional[d
     stats_keys = [k for k in ("cooperation", "rule", "reason", "since", "until") if params.get(k)]
     other = {k: params[k][:200] for k in ("authority", "status") if params.get(k)}
     if params.get("pending"):
+        if ctx.full_access and not other and not stats_keys:
+            # Awaiting assessment: the open escalations, counted by the escalations' status index.
+            return {"ESCALATE": web.models.count("escalations", "status = 'OPEN'")}
         return None
     if ctx.full_access and not other:
         # The stats read model holds counts by day, cooperation, outcome, rule and reason: a few
