@@ -18,7 +18,7 @@ HERE = Path(__file__).resolve().parent
 
 
 def plan(quick: bool, full: bool) -> list[tuple[str, callable]]:
-    from bench import bench_audit, bench_avro, bench_e2e, bench_ledger, bench_policy, bench_witness
+    from bench import bench_audit, bench_avro, bench_e2e, bench_ledger, bench_policy, bench_review, bench_witness
 
     if quick:
         return [
@@ -28,6 +28,7 @@ def plan(quick: bool, full: bool) -> list[tuple[str, callable]]:
             ("witness", lambda: bench_witness.run(50, 10_000)),
             ("e2e", lambda: bench_e2e.run(n=1000, latency_n=100)),
             ("audit", lambda: bench_audit.run((10_000,))),
+            ("review", lambda: bench_review.run((2_000, 10_000), repeat=3)),
         ]
     sizes = (10_000, 100_000, 1_000_000) if full else (10_000, 100_000)
     return [
@@ -37,6 +38,8 @@ def plan(quick: bool, full: bool) -> list[tuple[str, callable]]:
         ("witness", lambda: bench_witness.run()),
         ("e2e", lambda: bench_e2e.run(n=5000, latency_n=300)),
         ("audit", lambda: bench_audit.run((100_000, 1_000_000) if full else (100_000,))),
+        # 50k by default: `make bench` stays under 10 minutes; --full measures 100k and 1M.
+        ("review", lambda: bench_review.run(sizes if full else (10_000, 50_000))),
     ]
 
 
@@ -57,7 +60,7 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m bench", description=__doc__.splitlines()[0])
     ap.add_argument("--full", action="store_true", help="add the 1-million-entry ledger runs")
     ap.add_argument("--quick", action="store_true", help="small sizes, for a quick look")
-    ap.add_argument("--only", action="append", help="run only these groups (policy, avro, ledger, witness, e2e, audit)")
+    ap.add_argument("--only", action="append", help="run only these groups (policy, avro, ledger, witness, e2e, audit, review)")
     ap.add_argument("--out", default=str(HERE), help="directory for results.json and results.md")
     args = ap.parse_args(argv)
 

@@ -22,6 +22,9 @@ Tables (prefix + name):
 - ``rejections``  messages that could not be decided, by reason (no message content).
 - ``totals``      running counts for status pages: requests, decisions by outcome (ALLOW, DENY,
   ESCALATE, one per recipient) and rejected messages; read in one indexed lookup at any size.
+- ``counts``      decisions by outcome per sender, per authority (sender or recipient) and per review
+  status (kind × key × outcome): the review queue's counts for an agency, an authority filter or a
+  status filter, read in one indexed lookup at any size. Rows whose count falls to 0 are removed.
 - ``escalations`` one row per escalated exchange × recipient: when it was opened, the legal
   officers' verdicts so far (approvals, approvers) and how it closed. A closing verdict also sets
   the subject register's row to the result after review (an approved escalation is a disclosure).
@@ -94,6 +97,10 @@ TABLES: dict[str, tuple[list[tuple[str, str]], list[str]]] = {
         [("name", "TEXT"), ("n", "BIGINT")],
         ["name"],
     ),
+    "counts": (
+        [("kind", "TEXT"), ("key", "TEXT"), ("outcome", "TEXT"), ("n", "BIGINT")],
+        ["kind", "key", "outcome"],
+    ),
     "erasures": (
         [("subject", "TEXT"), ("key_id", "TEXT"), ("erased_at", "TEXT"), ("reason", "TEXT"), ("position", "BIGINT")],
         ["subject", "key_id"],
@@ -110,10 +117,14 @@ TABLES: dict[str, tuple[list[tuple[str, str]], list[str]]] = {
 }
 
 _INDEXES = {
-    # occurred_at, position: the review queue's newest-first page is an index walk at any size.
-    "decisions": [["day"], ["outcome"], ["sender"], ["position"], ["occurred_at", "position"]],
+    # occurred_at, position: the review queue's newest-first page is an index walk at any size; each
+    # filter column with them: a filtered page is an index walk too, however rare or common the value.
+    "decisions": [["day"], ["position"], ["occurred_at", "position"],
+                  *([col, "occurred_at", "position"] for col in
+                    ("outcome", "context", "rule", "reason", "review_status", "sender", "recipient"))],
     "disclosures": [["subject"]],
-    "escalations": [["status"], ["opened_at"]],
+    # status, opened_at: the escalation queue (open ones, oldest first) is an index walk.
+    "escalations": [["status"], ["opened_at"], ["status", "opened_at"]],
 }
 
 _PREFIX_RE = re.compile(r"^xl_[a-z0-9_]{1,40}_$")
@@ -171,6 +182,8 @@ class ReadModels:
                 # Read models projected before the totals existed: count what they hold, in the
                 # transaction that creates the table, so no page is projected in between.
                 self._backfill_totals(c)
+            if present and "counts" not in present:
+                self._backfill_counts(c)
             for name, indexes in _INDEXES.items():
                 for idx in indexes:
                     # Index names must not be schema-qualified on PostgreSQL: no "xl_" in them.
@@ -193,6 +206,31 @@ class ReadModels:
         rows.append(("rejected", int(c.fetchall()[0][0])))
         c.executemany(f"INSERT INTO {self.t('totals')} (name, n) VALUES (?, ?) ON CONFLICT (name) DO NOTHING",
                       [r for r in rows if r[1]])
+
+    def _backfill_counts(self, c: Cursor) -> None:
+        d = self.t("decisions")
+        rows: dict[tuple[str, str, str], int] = {}
+        for kind, sql in (
+                ("sender", f"SELECT sender, outcome, COUNT(*) FROM {d} GROUP BY sender, outcome"),
+                ("authority", f"SELECT sender, outcome, COUNT(*) FROM {d} GROUP BY sender, outcome"),
+                ("authority", f"SELECT recipient, outcome, COUNT(*) FROM {d} WHERE recipient <> sender "
+                              "GROUP BY recipient, outcome"),
+                ("status", f"SELECT review_status, outcome, COUNT(*) FROM {d} GROUP BY review_status, outcome")):
+            c.execute(sql)
+            for key, outcome, n in c.fetchall():
+                k = (kind, str(key or ""), str(outcome or ""))
+                rows[k] = rows.get(k, 0) + int(n)
+        c.executemany(f"INSERT INTO {self.t('counts')} (kind, key, outcome, n) VALUES (?, ?, ?, ?) "
+                      "ON CONFLICT (kind, key, outcome) DO NOTHING", [[*k, n] for k, n in sorted(rows.items()) if n])
+
+    def counts(self, kind: str, keys: Sequence[str]) -> dict[str, int]:
+        """Decisions by outcome whose ``kind`` (sender, authority, status) is one of ``keys``."""
+        if not keys:
+            return {}
+        rows = self.tables.fetchall(
+            f"SELECT outcome, SUM(n) FROM {self.t('counts')} WHERE kind = ? AND key IN "
+            f"({', '.join('?' * len(keys))}) GROUP BY outcome", [kind, *keys])
+        return {str(o): int(n or 0) for o, n in rows}
 
     def totals(self) -> dict[str, int]:
         """requests, ALLOW, DENY, ESCALATE (per recipient) and rejected, as projected so far."""
@@ -374,7 +412,7 @@ class ReadModels:
                 elif kind == _REVIEWED:
                     # A review updates decision rows, possibly ones from this very page.
                     out.flush_rows()
-                    self._reviewed(c, e)
+                    self._reviewed(c, e, out)
                 elif kind == _VERDICT:
                     out.flush_rows()
                     self._verdict(c, e)
@@ -443,12 +481,17 @@ class ReadModels:
             key = (ex["day"], ex["context"], r["outcome"], r.get("rule") or "", r.get("reason") or "")
             stats[key] = stats.get(key, 0) + 1
             out.bump("totals", (r["outcome"],), 1)
+            out.bump("counts", ("sender", ex["sender"], r["outcome"]), 1)
+            out.bump("counts", ("authority", ex["sender"], r["outcome"]), 1)
+            if r["recipient"] != ex["sender"]:
+                out.bump("counts", ("authority", r["recipient"], r["outcome"]), 1)
+            out.bump("counts", ("status", "PENDING", r["outcome"]), 1)
             if r["outcome"] == "ESCALATE":
                 out.insert("escalations", self._escalation_row(ex, r, decision, recorded_at, position))
         for key, n in stats.items():
             out.bump("stats", key, n)
 
-    def _reviewed(self, c: Cursor, e: Any) -> None:
+    def _reviewed(self, c: Cursor, e: Any, out: "_PageRows") -> None:
         review = e.review or {}
         status = REVIEW_STATUS.get(str(review.get("action", "")).upper())
         where, params = "exchange_id = ?", [str(e.originator_id)]
@@ -457,6 +500,11 @@ class ReadModels:
             params.append(review["recipient"])
         at = _iso(e.timestamp)
         if status:
+            c.execute(f"SELECT review_status, outcome FROM {self.t('decisions')} WHERE {where}", params)
+            for old, outcome in c.fetchall():
+                if old != status:
+                    out.bump("counts", ("status", str(old or ""), str(outcome or "")), -1)
+                    out.bump("counts", ("status", status, str(outcome or "")), 1)
             c.execute(f"UPDATE {self.t('decisions')} SET review_status = ?, review_count = review_count + 1, "
                       f"last_review_at = ? WHERE {where}", [status, at, *params])
         else:
@@ -547,7 +595,7 @@ class _PageRows:
     """
 
     _BUMPED = {"stats": ["day", "cooperation", "outcome", "rule", "reason"], "rejections": ["day", "reason"],
-               "totals": ["name"]}
+               "totals": ["name"], "counts": ["kind", "key", "outcome"]}
 
     def __init__(self, models: ReadModels, c: Cursor):
         self.models = models
@@ -603,16 +651,21 @@ class _PageRows:
         self.flush_rows()
         for table, key_cols in self._BUMPED.items():
             counts, nulls = self.counts[table], self.null_counts[table]
-            if counts:
+            # In key order, so that two processes upserting the same keys lock them in the same
+            # order (PostgreSQL) instead of deadlocking. A net 0 (a decision reviewed twice in the
+            # page) changes nothing, and adds no row.
+            upserts = [[*key, n] for key, n in sorted(counts.items()) if n]
+            if upserts:
                 cols = [*key_cols, "n"]
                 self.c.executemany(
                     f"INSERT INTO {self.models.t(table)} AS cur ({', '.join(cols)}) "
                     f"VALUES ({', '.join('?' * len(cols))}) ON CONFLICT ({', '.join(key_cols)}) "
-                    "DO UPDATE SET n = cur.n + excluded.n",
-                    # In key order, so that two processes upserting the same keys lock them in
-                    # the same order (PostgreSQL) instead of deadlocking.
-                    [[*key, n] for key, n in sorted(counts.items())])
-                counts.clear()
+                    "DO UPDATE SET n = cur.n + excluded.n", upserts)
+                if any(n < 0 for n in counts.values()):
+                    # A review moved decisions from one status to another: no row of 0 is kept, as
+                    # none is made when the table is filled from the decisions (old read models).
+                    self.c.execute(f"DELETE FROM {self.models.t(table)} WHERE n = 0")
+            counts.clear()
             if nulls:
                 cols = [*key_cols, "n"]
                 self.c.executemany(f"INSERT INTO {self.models.t(table)} ({', '.join(cols)}) "

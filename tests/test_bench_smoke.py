@@ -82,3 +82,14 @@ def test_audit_bench_rows():
     _check(rows, "audit.sqlite.")
     tails = {r["name"].split(".", 3)[-1] for r in rows}  # audit.<backend>.<size>.<what>
     assert {"reevaluate", "impact", "replay.peak_rss", "replay", "reevaluate.old_path"} <= tails
+
+
+def test_review_bench_rows():
+    from bench import bench_review
+
+    rows = bench_review.run((1000, 2000), backends=("sqlite",), repeat=1)
+    _check(rows, "review.sqlite.")
+    names = {r["name"] for r in rows}
+    assert {"review.sqlite.queue.deep_keyset.2k", "review.sqlite.decision.2k", "review.sqlite.ledger.2k",
+            "review.sqlite.agency.queue.2k", "review.sqlite.admin.users.2k"} <= names
+    assert all(r["target_ratio"] == 0.5 for r in rows if r["name"] == "review.sqlite.queue.2k")

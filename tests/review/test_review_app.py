@@ -245,6 +245,18 @@ def test_decision_page_shows_trace_citations_and_policy_version_never_the_cpr(hi
     assert client.get("/api/decisions/00000000-0000-0000-0000-000000000000").status_code == 404
 
 
+def test_decision_page_names_the_directory_version_in_both_languages(history, client):
+    from policies.directory import Directory
+
+    web_login(client, "lo")
+    version = Directory.load().version  # the directory the gate decided these exchanges with
+    url = f"/decisions/{ex_id(history, 'deny-4y')}"
+    da, en = client.get(url).text, client.get(url + "?lang=en").text
+    assert "Myndighedskatalog" in da and "Directory version" in en
+    assert f'data-copy="{version}"' in da and f'data-copy="{version}"' in en
+    assert client.get(f"/api/decisions/{ex_id(history, 'deny-4y')}").json()["directory_version"] == version
+
+
 def test_review_is_appended_to_the_ledger(history, client):
     web_login(client, "lo")
     url = f"/decisions/{ex_id(history, 'p5-85')}"
