@@ -16,7 +16,7 @@ from eventsourcing.persistence import IntegrityError, InterfaceError, Notificati
 from ledger.domain import (Delivery, DeliveryPage, Exchange, QuarantinedDelivery, RejectedMessage, SubjectErasure,
                            erasure_id)
 from ledger.subject_crypto import MasterKeyUnavailable
-from ledger.tables import SideTables
+from ledger.tables import Cursor, SideTables
 from ledger.url import persistence_env
 
 __all__ = ["Ledger", "IntegrityError", "Tracking", "kafka_tracking_name", "LEDGER_UNAVAILABLE"]
@@ -60,7 +60,7 @@ class Ledger(Application[UUID]):
         recorder = self.factory.process_recorder()
         if _is_psycopg_sql(getattr(recorder, "insert_events_statement", None)):  # PostgreSQL
             recorder.insert_events_statement = _binary_events_parameter(recorder.insert_events_statement)
-        _with_side_rows(recorder, lambda: self.tables.translate)
+        _with_side_rows(recorder, lambda: self.tables)
         return recorder
 
     # -- writing ----------------------------------------------------------------------------
@@ -233,7 +233,7 @@ def _delivery_rows(aggregate: Any) -> list[tuple[str, str, str]]:
     return []
 
 
-def _with_side_rows(recorder: Any, translate: Any) -> None:
+def _with_side_rows(recorder: Any, side_tables: Any) -> None:
     """Lets ``Ledger.record`` write rows of side tables in the transaction of its events.
 
     eventsourcing hands the keyword arguments of a recording to the recorder's ``_insert_events``,
@@ -245,8 +245,11 @@ def _with_side_rows(recorder: Any, translate: Any) -> None:
 
     def _insert_events(c: Any, stored_events: Any, *, side_rows: Sequence[tuple[str, list]] = (), **kwargs: Any):
         returning = insert_events(c, stored_events, **kwargs)
-        for sql, rows in side_rows:
-            c.executemany(translate()(sql), rows)
+        if side_rows:
+            tables = side_tables()
+            cursor = Cursor(c, tables.translate, tables.is_postgres)  # one INSERT per table on PostgreSQL
+            for sql, rows in side_rows:
+                cursor.executemany(sql, rows)
         return returning
 
     recorder._insert_events = _insert_events

@@ -37,6 +37,7 @@ from ledger.checkpoint import (
     load_private_key,
 )
 from ledger.note import NoteSignature
+from ledger.tables import executemany
 from ledger.entry import ENTRY_HEAD, encode_entry
 from ledger.merkle import EMPTY_ROOT, MerkleError, MerkleLog
 from ledger.proofs import ConsistencyProof, InclusionProof
@@ -165,7 +166,7 @@ class _Tx:
     def executemany(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
         if rows:
             self.statements += 1
-            self.cursor.executemany(self.backend.sql(sql), [tuple(r) for r in rows])
+            executemany(self.cursor, self.backend.sql(sql), rows, self.backend.is_postgres)
 
     def all(self, sql: str, params: Sequence[Any] = ()) -> list[Any]:
         self.execute(sql, params)

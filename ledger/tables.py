@@ -7,6 +7,7 @@ difference between the two backends that matters here: SQLite's '?' against psyc
 
 from __future__ import annotations
 
+import re
 from contextlib import contextmanager
 from typing import Any, Iterator, Sequence
 
@@ -62,6 +63,54 @@ _DDL = [
 ]
 
 
+# An INSERT of one row of placeholders, as executemany is given it (translated for PostgreSQL).
+_INSERT = re.compile(r"\s*INSERT\s+INTO\s+(?P<table>[^\s(]+)(?P<alias>\s+AS\s+\w+)?\s*\((?P<cols>[^()]*)\)"
+                     r"\s*VALUES\s*\((?P<vals>[^()]*)\)(?P<tail>.*)", re.IGNORECASE | re.DOTALL)
+# statement → the same rows as one INSERT ... SELECT FROM unnest(arrays), or None when it is no such INSERT.
+_UNNEST: dict[str, str | None] = {}
+
+
+def executemany(cursor: Any, sql: str, rows: Sequence[Sequence[Any]], is_postgres: bool) -> None:
+    """``cursor.executemany(sql, rows)`` with ``sql`` already translated for the backend.
+
+    On PostgreSQL an ``INSERT ... VALUES (%s, ...)`` (any ``ON CONFLICT`` clause kept) is sent as one
+    statement, ``INSERT ... SELECT * FROM unnest(%b::type[], ...)``, one binary array per column: psycopg's
+    executemany sends every row as a statement of its own in a pipeline, and that per-row client
+    work was most of what the relay's Merkle and read-model steps spent there (bench/README.md).
+    The statement's text is fixed (psycopg caches and prepares it; a multi-row VALUES of varying
+    length it parses anew in Python each time, slower still). Under ``ON CONFLICT DO UPDATE`` the
+    rows must not hit one key twice (PostgreSQL refuses it): callers sum per key first.
+    SQLite's executemany is one prepared statement stepped in C: kept.
+    """
+    if not rows:
+        return
+    if is_postgres:
+        statement = _unnest_statement(cursor, sql)
+        if statement is not None:
+            cursor.execute(statement, [list(column) for column in zip(*rows)])
+            return
+    cursor.executemany(sql, [tuple(r) for r in rows])
+
+
+def _unnest_statement(cursor: Any, sql: str) -> str | None:
+    if sql in _UNNEST:
+        return _UNNEST[sql]
+    m = _INSERT.fullmatch(sql)
+    statement = None
+    if m is not None and all(v.strip() == "%s" for v in m["vals"].split(",")):
+        cols = [c.strip() for c in m["cols"].split(",")]
+        # The columns' own types, so every value is cast as a one-row INSERT would cast it.
+        cursor.execute("SELECT attname, format_type(atttypid, atttypmod) FROM pg_attribute "
+                       "WHERE attrelid = %s::regclass AND attnum > 0 AND NOT attisdropped", (m["table"],))
+        types = dict(tuple(r.values()) if isinstance(r, dict) else tuple(r) for r in cursor.fetchall())
+        if all(c in types for c in cols):
+            arrays = ", ".join(f"%b::{types[c]}[]" for c in cols)  # binary: no quoting of each value in Python
+            statement = (f"INSERT INTO {m['table']}{m['alias'] or ''} ({', '.join(cols)}) "
+                         f"SELECT * FROM unnest({arrays}){m['tail']}")
+    _UNNEST[sql] = statement
+    return statement
+
+
 class SideTables:
     def __init__(self, datastore: SQLiteDatastore | PostgresDatastore):
         self.datastore = datastore
@@ -95,7 +144,7 @@ class SideTables:
     @contextmanager
     def cursor(self, commit: bool = True) -> Iterator[Any]:
         with self.datastore.transaction(commit=commit) as c:
-            yield Cursor(c, self.translate)
+            yield Cursor(c, self.translate, self.is_postgres)
 
     def fetchall(self, sql: str, params: Sequence[Any] = ()) -> list[Any]:
         with self.cursor(commit=False) as c:
@@ -111,15 +160,16 @@ class Cursor:
     """A cursor on one of eventsourcing's transactions that speaks '?' on both backends.
     ``raw`` is eventsourcing's own cursor, for its calls that take one."""
 
-    def __init__(self, cursor: Any, translate):
+    def __init__(self, cursor: Any, translate, is_postgres: bool = False):
         self._c = self.raw = cursor
         self._translate = translate
+        self._is_postgres = is_postgres
 
     def execute(self, sql: str, params: Sequence[Any] = ()) -> None:
         self._c.execute(self._translate(sql), tuple(params))
 
     def executemany(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
-        self._c.executemany(self._translate(sql), [tuple(r) for r in rows])
+        executemany(self._c, self._translate(sql), rows, self._is_postgres)
 
     def fetchall(self) -> list[Any]:
         return [tuple(r.values()) if isinstance(r, dict) else tuple(r) for r in self._c.fetchall()]
