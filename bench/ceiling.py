@@ -210,7 +210,7 @@ def gate_stage_costs(backlog, ledger_url: str, bootstrap: str, *, timeout: float
     from bench.messages import RECIPIENT, SENDER
     from services import topics
     from services.config import Settings
-    from services.gate import settle_heap
+    from services.heap import settle_heap
     from services.kafka import make_producer
     from services.runtime import Runtime
 
@@ -476,8 +476,12 @@ def relay_stage_costs(ledger_url: str, bootstrap: str, exchanges: int) -> dict[s
     from services.config import Settings
     from services.runtime import Runtime
 
+    from services.heap import settle_heap
+
     rt = Runtime(Settings.development(ledger_url=ledger_url).with_embedded_broker(bootstrap))
     relay = rt.relay()
+    threshold = gc.get_threshold()
+    settle_heap()  # as `relay run` does once the relay is built
     spent: dict[str, float] = {"notifications": 0.0, "decode": 0.0, "plan_and_encode": 0.0, "publish": 0.0,
                                "record": 0.0, "merkle": 0.0, "read_models": 0.0}
 
@@ -532,6 +536,8 @@ def relay_stage_costs(ledger_url: str, bootstrap: str, exchanges: int) -> dict[s
         rt.read_models.catch_up()
         spent["read_models"] += time.process_time() - t0
     finally:
+        gc.unfreeze()
+        gc.set_threshold(*threshold)
         relay.producer.close()
         rt.close()
     return {k: v / exchanges * 1e6 for k, v in spent.items()}

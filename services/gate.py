@@ -9,7 +9,6 @@ transaction per partition per poll, positions read back from the ledger.
 
 from __future__ import annotations
 
-import gc
 import hashlib
 import threading
 import time
@@ -31,6 +30,7 @@ from schemas.cpr import NO_SUBJECT, pseudonym
 from schemas.validation import CPR_FIELD, RecordInvalid, is_payload, validate
 from services import topics
 from services.dead_letters import DeadLetters, DeadLetterUnavailable
+from services.heap import settle_heap  # moved to services.heap (the relay uses it too); still exported here
 from services.keyset import REJECTION, KeyState
 from services.logging import get_logger
 from services.policy_input import to_policy_request
@@ -275,15 +275,6 @@ class GatePipeline:
             validate(name, record)
         except RecordInvalid as exc:
             raise Rejected("INVALID_RECORD", str(exc)) from None
-
-
-def settle_heap() -> None:
-    """For a process that runs gate workers, once they are built: what start-up loaded (schemas,
-    policy tables, the directory, the libraries) is moved out of the garbage collector's sight, and
-    the youngest generation is collected every 10,000 allocations instead of every 700. The
-    collector had walked that heap again and again: ~10 % of the gate's CPU (bench/)."""
-    gc.freeze()
-    gc.set_threshold(10_000, *gc.get_threshold()[1:])
 
 
 def _key_status_detail(state: KeyState, at: datetime) -> str:

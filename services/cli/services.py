@@ -38,7 +38,7 @@ def gate_run(
     """
     import threading
 
-    from services.gate import settle_heap
+    from services.heap import settle_heap
     from services.runtime import Runtime
 
     shutdown = graceful_shutdown()
@@ -90,6 +90,7 @@ def relay_run(bootstrap_servers: Optional[str] = BOOTSTRAP, ledger_url: Optional
     ledger if there is none. Signals and start-up failures as for `gate run`.
     """
     from services.cosigning import WitnessConfigError
+    from services.heap import settle_heap
     from services.runtime import Runtime
 
     shutdown = graceful_shutdown()
@@ -106,6 +107,7 @@ def relay_run(bootstrap_servers: Optional[str] = BOOTSTRAP, ledger_url: Optional
                 fail(f"XLEDGER_WITNESSES: {exc}")
             relay = rt.relay()
         relay.stopping = shutdown.running()
+        settle_heap()  # as `gate run` does: the collector stops walking what start-up loaded
         stats = relay.run()
     finally:
         shutdown.requested.set()  # the cosigning thread too
