@@ -21,6 +21,8 @@ from services.keyset import LiveKeySet, live_keyset
 # Ledger entries the relay folds into the Merkle tree and the read models per turn between pages:
 # ~0.1–0.3 s of work, so a backlog of derived work never holds deliveries up for long.
 MAINTAIN_STEP = 5000
+# Ledger entries one ``integrate`` call folds into the Merkle tree at most.
+INTEGRATE_STEP = 5000
 
 
 class Runtime:
@@ -81,7 +83,7 @@ class Runtime:
         A newly signed checkpoint wakes the cosignature collector (if one runs), which asks the witnesses."""
         result = self.ledger.integrate(
             signer=self.checkpoint_signer, origin=self.settings.ledger_origin,
-            sign_every=self.settings.checkpoint_interval, checkpoint=checkpoint, max_entries=5000,
+            sign_every=self.settings.checkpoint_interval, checkpoint=checkpoint, max_entries=INTEGRATE_STEP,
         )
         if result.checkpoints and "cosigning" in self.__dict__:
             self.cosigning.wake()
@@ -123,10 +125,13 @@ class Runtime:
         integrated, tree_current = 0, False
         while max_entries is None or integrated < max_entries:
             step = self.integrate().appended
-            if not step:
+            integrated += step
+            # integrate() stops short of its INTEGRATE_STEP only when the tree has caught up: no
+            # further call to find nothing (a transaction with its lock and four reads, per page
+            # the relay delivers when it keeps up with the gates).
+            if step < INTEGRATE_STEP:
                 tree_current = True
                 break
-            integrated += step
         projected = self.read_models.catch_up(max_entries=max_entries)
         return tree_current and (max_entries is None or projected < max_entries)
 
