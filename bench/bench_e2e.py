@@ -527,9 +527,10 @@ def cpu_markdown(rows: list[dict]) -> str:
                 out.append(f"| e2e {g}, /proc | " + " | ".join(
                     f"{by.get(f'e2e.{b}.{g}.cpu.gate', float('nan')):.1f}" for b in backends) + " |")
     runs = sorted({n.rsplit(".cpu.", 1)[0] for n in by if ".cpu." in n})
-    out += ["", "Per process over the end-to-end backlog (utime + stime from /proc between the 10th and the 90th "
-            "percentile of the receipts, the throughput's window; the relay's Merkle and read-model steps "
-            "inside it included), µs per exchange:", "",
+    out += ["", "Per process over the end-to-end backlog (utime + stime from /proc; the relay and the broker between "
+            "the 10th and the 90th percentile of the receipts, the throughput's window, the relay's Merkle and "
+            "read-model steps inside it included; the gates between their own 10th and 90th percentile of the "
+            "backlog, read from the ledger), µs per exchange:", "",
             "| run | gate(s) | relay | broker | total | summed raw | e2e/s | limit/s | e2e ÷ limit |",
             "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for run_ in runs:

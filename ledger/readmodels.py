@@ -8,8 +8,9 @@ transaction as the rows of each page; a replay writes the same projection into
 fresh tables under another prefix and compares.
 
 A page is projected at once: its events are decoded (only the topics below), its
-rows built in Python and written with one ``executemany`` per table, the counters
-summed over the page and added with one upsert per key. The rows are exactly those
+rows built in Python and written with one ``executemany`` per table (one statement on
+PostgreSQL: ``ledger.tables.executemany``), the counters summed over the page and added
+with one upsert per key. The rows are exactly those
 of projecting one event at a time.
 
 Tables (prefix + name):
