@@ -74,7 +74,8 @@ def executemany(cursor: Any, sql: str, rows: Sequence[Sequence[Any]], is_postgre
     """``cursor.executemany(sql, rows)`` with ``sql`` already translated for the backend.
 
     On PostgreSQL an ``INSERT ... VALUES (%s, ...)`` (any ``ON CONFLICT`` clause kept) is sent as one
-    statement, ``INSERT ... SELECT * FROM unnest(%b::type[], ...)``, one binary array per column: psycopg's
+    statement, ``INSERT ... SELECT ... FROM unnest(%b::type[], ...) WITH ORDINALITY ... ORDER BY ord``, one binary
+    array per column in the rows' order: psycopg's
     executemany sends every row as a statement of its own in a pipeline, and that per-row client
     work was most of what the relay's Merkle and read-model steps spent there (bench/README.md).
     The statement's text is fixed (psycopg caches and prepares it; a multi-row VALUES of varying
@@ -105,8 +106,12 @@ def _unnest_statement(cursor: Any, sql: str) -> str | None:
         types = dict(tuple(r.values()) if isinstance(r, dict) else tuple(r) for r in cursor.fetchall())
         if all(c in types for c in cols):
             arrays = ", ".join(f"%b::{types[c]}[]" for c in cols)  # binary: no quoting of each value in Python
+            names = [f"c{i}" for i in range(len(cols))]
+            # ORDER BY the ordinality: rows are inserted (and their keys locked) in the caller's order,
+            # which callers sort so that two processes upserting the same counters cannot deadlock.
             statement = (f"INSERT INTO {m['table']}{m['alias'] or ''} ({', '.join(cols)}) "
-                         f"SELECT * FROM unnest({arrays}){m['tail']}")
+                         f"SELECT {', '.join(names)} FROM unnest({arrays}) WITH ORDINALITY "
+                         f"AS u({', '.join(names)}, ord) ORDER BY ord{m['tail']}")
     _UNNEST[sql] = statement
     return statement
 
