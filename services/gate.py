@@ -250,18 +250,19 @@ class GatePipeline:
             "has_provenance": env["provenance"] is not None,
             "signer_key_id": w.signed["key_id"],
         }
-        subject = w.subject
-        exchange = Exchange(
-            sender=env["sender"]["org"],
-            message_id=env["message_id"],
+        subject, sender, message_id = w.subject, env["sender"]["org"], env["message_id"]
+        xid = exchange_id(sender, message_id)
+        return Exchange.decided(
+            w.decision,
+            id=xid,
+            sender=sender,
+            message_id=message_id,
             source=w.msg.source,
             summary=summary,
             subject=subject,
             message_digest=w.msg.digest,
-            sealed_message=sealer.seal(subject, w.msg.value, sealed_message_aad(exchange_id(env["sender"]["org"], env["message_id"]))),
+            sealed_message=sealer.seal(subject, w.msg.value, sealed_message_aad(xid)),
         )
-        exchange.decide(w.decision)
-        return exchange
 
     def _decode(self, data: bytes, expect: str) -> dict[str, Any]:
         try:
