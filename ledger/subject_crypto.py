@@ -419,7 +419,7 @@ class SubjectCipher:
         wrapped = self._store.get(subject_id)
         if wrapped is None:
             wrapped = self._store.create(subject_id, new_wrapped_key(self.ring.current, subject_id))
-        return unwrap_key(self.ring, subject_id, wrapped)
+        return self._unwrap(subject_id, wrapped)
 
     def seal(self, subject_id: str, plaintext: bytes, aad: bytes = b"") -> bytes:
         """Encrypt under the subject's key. ``aad`` should name where the blob lives (event
@@ -452,8 +452,9 @@ class SubjectCipher:
         raise SubjectErased("the data key this blob was sealed under has been destroyed")
 
     def _unwrap(self, subject_id: str, wrapped: bytes) -> DataKey:
-        # A method so that a read-only pass over many blobs (services.audit) can keep what it
-        # unwrapped for the wrapped bytes it was given; the wrapped key is still read every time.
+        # A method so that a read-only pass over many blobs (services.audit) or one batch of the
+        # gate (ledger.privacy) can keep what it unwrapped for the wrapped bytes it was given; the
+        # wrapped key is still read every time.
         return unwrap_key(self.ring, subject_id, wrapped)
 
     def erase(self, subject_id: str) -> None:

@@ -13,24 +13,41 @@ ANNOTATION = "x-category"
 
 def present_categories(schema: dict[str, Any], record: dict[str, Any]) -> frozenset[str]:
     found: set[str] = set()
-    _walk_record(schema, record, found, _named_types_of(schema))
+    _walk_record(schema, record, found, _plans_of(schema))
     return frozenset(found)
 
 
-# The registry's schemas live as long as the process; their named types are looked up once each
-# (walking the schema for them was half the cost of categorising a payload). The schema is kept
-# with its entry, so its id is never reused for another while cached.
-_NAMED: dict[int, tuple[dict[str, Any], dict[str, Any]]] = {}
+class _Plans(dict):
+    """Of one top-level schema: each record schema in it (by id) -> its fields as (name, category,
+    nested record schema or None), worked out on first use. Reading the field types again for
+    every payload was most of the cost of categorising one (bench/README.md)."""
+
+    def __init__(self, named: dict[str, Any]):
+        super().__init__()
+        self.named = named
+
+    def of(self, rec: dict[str, Any]) -> tuple[tuple[str, str | None, dict[str, Any] | None], ...]:
+        plan = self.get(id(rec))
+        if plan is None:
+            plan = self[id(rec)] = tuple((f["name"], f.get(ANNOTATION), _record_in(f["type"], self.named))
+                                         for f in rec.get("fields", []))
+        return plan
 
 
-def _named_types_of(schema: dict[str, Any]) -> dict[str, Any]:
-    hit = _NAMED.get(id(schema))
+# The registry's schemas live as long as the process; their named types and field plans are
+# worked out once each. The schema is kept with its entry, so its id (and the ids of the record
+# schemas inside it, which the plans are keyed by) is never reused for another while cached.
+_PLANS: dict[int, tuple[dict[str, Any], _Plans]] = {}
+
+
+def _plans_of(schema: dict[str, Any]) -> _Plans:
+    hit = _PLANS.get(id(schema))
     if hit is not None and hit[0] is schema:
         return hit[1]
-    named = _named_types(schema)
-    if len(_NAMED) < 256:  # a bound, should schemas ever be made per call
-        _NAMED[id(schema)] = (schema, named)
-    return named
+    plans = _Plans(_named_types(schema))
+    if len(_PLANS) < 256:  # a bound, should schemas ever be made per call
+        _PLANS[id(schema)] = (schema, plans)
+    return plans
 
 
 def annotated_fields(schema: dict[str, Any]) -> dict[str, str | None]:
@@ -50,19 +67,17 @@ def annotated_fields(schema: dict[str, Any]) -> dict[str, str | None]:
     return out
 
 
-def _walk_record(schema: dict[str, Any], record: dict[str, Any], found: set[str], named: dict[str, Any]) -> None:
-    for f in schema.get("fields", []):
-        value = record.get(f["name"])
+def _walk_record(schema: dict[str, Any], record: dict[str, Any], found: set[str], plans: _Plans) -> None:
+    for name, category, nested in plans.of(schema):
+        value = record.get(name)
         if _is_empty(value):
             continue
-        category = f.get(ANNOTATION)
         if category:
             found.add(category)
-        nested = _record_in(f["type"], named)
         if nested is not None:
             for item in value if isinstance(value, list) else [value]:
                 if isinstance(item, dict):
-                    _walk_record(nested, item, found, named)
+                    _walk_record(nested, item, found, plans)
 
 
 def _is_empty(value: Any) -> bool:

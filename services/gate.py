@@ -192,25 +192,35 @@ class GatePipeline:
 
     def process_batch(self, msgs: list[Inbound]) -> list[Exchange | RejectedMessage]:
         """Runs the steps on every message, then seals the decided ones with the batch's keys read at once."""
-        worked = [self._run_steps(m) for m in msgs]
+        worked = self._run_batch(msgs)
         subjects = {w.subject for w in worked if isinstance(w, Work)}
         with self.sealer.batch(subjects) as sealer:
             return [self._exchange(w, sealer) if isinstance(w, Work) else w for w in worked]
 
     def _run_steps(self, msg: Inbound) -> Work | RejectedMessage:
-        w = Work(msg, at=self.clock())
-        step_name = ""
-        try:
-            for step in self.steps:
-                step_name = step.__name__
-                step(w)
-                if step == self.verify_sender:
-                    w.sender = w.envelope["sender"]["org"]
-            return w
-        except Rejected as r:
-            return self._rejected(w, r.reason, r.detail)
-        except Exception as exc:  # a poison message must not block its partition: record it, never drop it
-            return self._internal_error(w, step_name, exc)
+        return self._run_batch([msg])[0]
+
+    def _run_batch(self, msgs: list[Inbound]) -> list[Work | RejectedMessage]:
+        """Every message through the steps, in order, until one rejects it; step by step across the
+        batch rather than message by message. Each message gets the same steps and the same result
+        either way, but one step run over the whole batch keeps its code and tables (Avro, pydantic,
+        the policy engine) in the CPU caches: run message by message, the gate's steps cost up to
+        twice what they cost on their own (bench/README.md)."""
+        out: list[Work | RejectedMessage] = [Work(m, at=self.clock()) for m in msgs]
+        for step in self.steps:
+            verifies = step == self.verify_sender
+            for i, w in enumerate(out):
+                if not isinstance(w, Work):
+                    continue  # rejected by an earlier step
+                try:
+                    step(w)
+                    if verifies:
+                        w.sender = w.envelope["sender"]["org"]
+                except Rejected as r:
+                    out[i] = self._rejected(w, r.reason, r.detail)
+                except Exception as exc:  # a poison message must not block its partition: record it, never drop it
+                    out[i] = self._internal_error(w, step.__name__, exc)
+        return out
 
     def _internal_error(self, w: Work, step_name: str, exc: Exception) -> RejectedMessage:
         log.error("gate.unexpected_error", step=step_name, error=type(exc).__name__, **w.msg.source)
@@ -250,18 +260,19 @@ class GatePipeline:
             "has_provenance": env["provenance"] is not None,
             "signer_key_id": w.signed["key_id"],
         }
-        subject = w.subject
-        exchange = Exchange(
-            sender=env["sender"]["org"],
-            message_id=env["message_id"],
+        subject, sender, message_id = w.subject, env["sender"]["org"], env["message_id"]
+        xid = exchange_id(sender, message_id)
+        return Exchange.decided(
+            w.decision,
+            id=xid,
+            sender=sender,
+            message_id=message_id,
             source=w.msg.source,
             summary=summary,
             subject=subject,
             message_digest=w.msg.digest,
-            sealed_message=sealer.seal(subject, w.msg.value, sealed_message_aad(exchange_id(env["sender"]["org"], env["message_id"]))),
+            sealed_message=sealer.seal(subject, w.msg.value, sealed_message_aad(xid)),
         )
-        exchange.decide(w.decision)
-        return exchange
 
     def _decode(self, data: bytes, expect: str) -> dict[str, Any]:
         try:

@@ -7,6 +7,7 @@ made for anything else can never pass as one made for a request.
 from __future__ import annotations
 
 import base64
+from functools import lru_cache
 from typing import Iterable
 
 from cryptography.exceptions import InvalidSignature
@@ -22,11 +23,20 @@ def sign(body: bytes, key: Ed25519PrivateKey) -> bytes:
 def verify(body: bytes, signature: bytes, public_keys: Iterable[bytes]) -> bool:
     for raw in public_keys:
         try:
-            Ed25519PublicKey.from_public_bytes(raw).verify(signature, DOMAIN + body)
+            _public_key(bytes(raw)).verify(signature, DOMAIN + body)
             return True
         except (InvalidSignature, ValueError):
             continue
     return False
+
+
+@lru_cache(maxsize=4096)
+def _public_key(raw: bytes) -> Ed25519PublicKey:
+    # The loaded key for its raw bytes, made once: the gate verifies every message with one of a
+    # few hundred keys. Keyed by the bytes alone, so it says nothing about whether a key may be
+    # used (revoked, expired): the caller checks that for every message. An invalid key raises
+    # ValueError, which is not cached.
+    return Ed25519PublicKey.from_public_bytes(raw)
 
 
 def public_bytes(key: Ed25519PrivateKey) -> bytes:

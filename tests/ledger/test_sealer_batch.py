@@ -116,3 +116,23 @@ def test_new_keys_wait_for_another_writer_instead_of_failing(ledger, ledger_url)
         other.close()
     assert set(SqlKeyStore(ledger.tables).get_many(SUBJECTS[3:])) == set(SUBJECTS[3:])
     assert LedgerSealer(ledger.tables, MASTER).open(SUBJECTS[3], blob) == b"sealed while another wrote"
+
+
+def test_a_batch_unwraps_each_subjects_key_once_and_not_after_erasure(ledger, monkeypatch):
+    import ledger.subject_crypto as sc
+
+    unwrapped: list[str] = []
+    real = sc.unwrap_key
+    monkeypatch.setattr(sc, "unwrap_key", lambda ring, s, w: unwrapped.append(s) or real(ring, s, w))
+    sealer = LedgerSealer(ledger.tables, MASTER)
+    with sealer.batch(SUBJECTS[:2]) as batch:
+        blobs = [batch.seal(s, b"data", b"aad") for s in SUBJECTS[:2] * 3]
+        assert sorted(unwrapped) == sorted(SUBJECTS[:2])
+        batch.erase(SUBJECTS[0])  # erased within the batch: its remembered key is not used again
+        with pytest.raises(SubjectErased):
+            batch.open(SUBJECTS[0], blobs[0], b"aad")
+        fresh = batch.seal(SUBJECTS[0], b"after", b"aad")  # a new key, unwrapped anew
+    assert unwrapped.count(SUBJECTS[0]) == 2
+    plain = LedgerSealer(ledger.tables, MASTER)
+    assert plain.open(SUBJECTS[0], fresh, b"aad") == b"after"
+    assert plain.open(SUBJECTS[1], blobs[1], b"aad") == b"data"
