@@ -65,9 +65,9 @@ def _build(url: str, exchanges: int) -> dict:
 
 
 def _sqlite_ledger(entries: int, workdir: Path) -> tuple[str, dict]:
-    from bench.bench_audit import ENTRIES_PER_EXCHANGE
+    from bench.ledgers import exchanges_for
 
-    exchanges = round(entries / ENTRIES_PER_EXCHANGE)
+    exchanges = exchanges_for(entries)
     target = workdir / f"review-{entries}.sqlite"
     cache = os.environ.get("XLEDGER_BENCH_REVIEW_CACHE")
     if cache:
@@ -88,10 +88,16 @@ def _sqlite_ledger(entries: int, workdir: Path) -> tuple[str, dict]:
 
 
 @contextmanager
-def _ledgers(entries: int, backends: tuple[str, ...]):
-    """(backend, url, build info) for each back-end, the SQLite ledger built first."""
+def _ledgers(entries: int, backends: tuple[str, ...], shared=None):
+    """(backend, url, build info) for each back-end, the SQLite ledger built first. With ``shared``
+    (``bench.ledgers.SharedLedgers``), the run's ledgers the audit group measured: measured as they
+    are (the review group comes last), not built again."""
     from bench.bench_audit import transplant
 
+    if shared is not None and not os.environ.get("XLEDGER_BENCH_REVIEW_CACHE"):
+        yield [(b, *(shared.sqlite(entries) if b == "sqlite" else shared.postgres(entries)))
+               for b in ("sqlite", "postgres") if b in backends]
+        return
     with tempfile.TemporaryDirectory(prefix="xlbench-review-") as d:
         sqlite_url, info = _sqlite_ledger(entries, Path(d))
         out = []
@@ -288,11 +294,12 @@ def measure(url: str, repeat: int = REPEAT) -> tuple[dict[str, float], dict[str,
 
 
 def run(sizes: tuple[int, ...] = (BASE_SIZE, 100_000), backends: tuple[str, ...] = ("sqlite", "postgres"), *,
-        repeat: int = REPEAT, echo: bool = False) -> list[dict]:
+        repeat: int = REPEAT, echo: bool = False, shared=None) -> list[dict]:
+    """``shared``: a ``bench.ledgers.SharedLedgers`` holding the run's ledgers (else built here)."""
     rows: list[dict] = []
     base: dict[str, dict[str, float]] = {}
     for entries in sizes:
-        with _ledgers(entries, backends) as ledgers:
+        with _ledgers(entries, backends, shared) as ledgers:
             for backend, url, info in ledgers:
                 t0 = time.perf_counter()
                 got, v = measure(url, repeat)
