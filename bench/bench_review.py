@@ -279,13 +279,13 @@ def measure(url: str, repeat: int = REPEAT) -> tuple[dict[str, float], dict[str,
         v = _prepare(ledger, clients)
         plan = pages(v)
         times: dict[str, list[float]] = {name: [] for name, _, _ in plan}
-        for name, user, path in plan:  # warm: read models caught up, templates compiled
-            _open(clients[user], path)
-        for _ in range(repeat):
+        # Round 0 warms (read models caught up, templates compiled) and is not kept.
+        for rnd in range(repeat + 1):
             for name, user, path in plan:
                 t0 = time.perf_counter()
                 _open(clients[user], path)
-                times[name].append(time.perf_counter() - t0)
+                if rnd:
+                    times[name].append(time.perf_counter() - t0)
         return {k: statistics.median(t) for k, t in times.items()}, v
     finally:
         for c in clients.values():
