@@ -19,6 +19,9 @@ appends one entry each time, as it does in use.
 The "deep" queue pages are the middle of the unfiltered queue: by page number (``page=``, OFFSET, kept
 for the API and bounded by ``MAX_PAGE``) and by the keyset link the pages themselves give (``after=``).
 
+Under ``python -m bench`` the ledgers are the audit group's (``bench.ledgers.SharedLedgers``): each size
+is built and copied to PostgreSQL once per run, and measured here after the auditors' tools.
+
 ``XLEDGER_BENCH_REVIEW_CACHE=<dir>``: keep each built SQLite ledger there (``review-<entries>.sqlite``)
 and build it only once (a copy is measured, so the cache stays as built).
 
@@ -252,8 +255,34 @@ def _open(client, path: str):
     return r
 
 
+class _CPU:
+    """CPU seconds spent on a page: this process (the app and the test client; nothing else runs
+    in it meanwhile) and, on PostgreSQL, the server processes of the ledger's database
+    (``/proc/<pid>/schedstat``, nanoseconds: the server is on this machine). Unlike the wall-clock
+    time it does not grow with the other work on a shared machine, so it tells load from a page
+    that reads more on a larger ledger."""
+
+    def __init__(self, ledger) -> None:
+        self.ledger = ledger
+        self.pids: list[int] = []
+        if ledger.tables.is_postgres:
+            rows = ledger.tables.fetchall("SELECT pid FROM pg_stat_activity WHERE datname = current_database() "
+                                          "AND backend_type = 'client backend'")
+            self.pids = [int(r[0]) for r in rows if Path(f"/proc/{int(r[0])}/schedstat").exists()]
+
+    def now(self) -> float:
+        total = time.process_time()
+        for pid in self.pids:
+            try:
+                total += int(Path(f"/proc/{pid}/schedstat").read_text().split()[0]) / 1e9
+            except (OSError, ValueError, IndexError):
+                pass
+        return total
+
+
 def measure(url: str, repeat: int = REPEAT) -> tuple[dict[str, float], dict[str, str]]:
-    """Median seconds of each page, pages interleaved round by round; and the values used."""
+    """Median seconds of each page, pages interleaved round by round; and the values used. The
+    median CPU seconds of each page (``_CPU``) are in the values, under ``cpu``."""
     import re
 
     from fastapi.testclient import TestClient
@@ -279,13 +308,19 @@ def measure(url: str, repeat: int = REPEAT) -> tuple[dict[str, float], dict[str,
         v = _prepare(ledger, clients)
         plan = pages(v)
         times: dict[str, list[float]] = {name: [] for name, _, _ in plan}
-        # Round 0 warms (read models caught up, templates compiled) and is not kept.
+        cpu: dict[str, list[float]] = {name: [] for name, _, _ in plan}
+        # Round 0 warms (read models caught up, templates compiled, the pool's connections open)
+        # and is not kept.
         for rnd in range(repeat + 1):
+            if rnd == 1:
+                clock = _CPU(ledger)
             for name, user, path in plan:
-                t0 = time.perf_counter()
+                t0, c0 = time.perf_counter(), clock.now() if rnd else 0.0
                 _open(clients[user], path)
                 if rnd:
                     times[name].append(time.perf_counter() - t0)
+                    cpu[name].append(clock.now() - c0)
+        v["cpu"] = {k: statistics.median(c) for k, c in cpu.items()}
         return {k: statistics.median(t) for k, t in times.items()}, v
     finally:
         for c in clients.values():
@@ -298,6 +333,7 @@ def run(sizes: tuple[int, ...] = (BASE_SIZE, 100_000), backends: tuple[str, ...]
     """``shared``: a ``bench.ledgers.SharedLedgers`` holding the run's ledgers (else built here)."""
     rows: list[dict] = []
     base: dict[str, dict[str, float]] = {}
+    base_cpu: dict[str, dict[str, float]] = {}
     for entries in sizes:
         with _ledgers(entries, backends, shared) as ledgers:
             for backend, url, info in ledgers:
@@ -308,10 +344,16 @@ def run(sizes: tuple[int, ...] = (BASE_SIZE, 100_000), backends: tuple[str, ...]
                       f"{time.perf_counter() - t0:.0f}s (built in {info.get('build_s', 0):.0f}s)",
                       file=sys.stderr, flush=True)
                 first = base.setdefault(backend, got) if entries == sizes[0] else base.get(backend)
+                cpu_ms = {k: c * 1000 for k, c in v["cpu"].items()}
+                first_cpu = base_cpu.setdefault(backend, cpu_ms) if entries == sizes[0] else base_cpu.get(backend)
                 for name, seconds in got.items():
                     ms = seconds * 1000
                     b = first.get(name) if first is not None and first is not got else None
                     note = f"{_label(sizes[0])}: {b * 1000:.1f} ms" if b else None
+                    if b and first_cpu and name in first_cpu:
+                        # CPU beside the wall clock: a ratio that misses on the wall clock but not
+                        # here is the shared machine's load, not the page.
+                        note += f"; CPU {first_cpu[name]:.1f} -> {cpu_ms[name]:.1f} ms"
                     if name == "subject":
                         note = f"{v['subject_rows']} register rows" + (f"; {note}" if note else "")
                     # No target for the subject report (its register grows with the ledger here: the
