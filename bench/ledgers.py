@@ -44,18 +44,14 @@ class SharedLedgers:
         self._stack.close()
 
     def sqlite(self, entries: int) -> tuple[str, dict]:
-        """(url, build info) of the SQLite ledger of this size; built by ``bench_audit.build`` once."""
+        """(url, build info) of the SQLite ledger of this size; built by ``bench_audit.build`` once
+        (or copied from ``XLEDGER_BENCH_REVIEW_CACHE``, built there once, as ``bench_review`` does)."""
         if entries not in self._sqlite:
-            from bench.bench_audit import build
-            from ledger.application import Ledger
+            from bench.bench_review import _sqlite_ledger
 
             if self._dir is None:
                 self._dir = Path(self._stack.enter_context(tempfile.TemporaryDirectory(prefix="xlbench-shared-")))
-            url = f"sqlite:///{self._dir / f'ledger-{entries}.sqlite'}"
-            # The ledger's tables first: two builder processes creating them at once on a fresh
-            # SQLite file can both insert eventsourcing's migration record (IntegrityError "__migration__").
-            Ledger(url).close()
-            self._sqlite[entries] = (url, build(url, exchanges_for(entries)))
+            self._sqlite[entries] = _sqlite_ledger(entries, self._dir)
             _said("SQLite", entries, self._sqlite[entries][1])
         return self._sqlite[entries]
 
@@ -72,6 +68,9 @@ class SharedLedgers:
 
 
 def _said(backend: str, entries: int, info: dict) -> None:
+    if info.get("cached"):
+        print(f"[bench] shared {backend} ledger for {entries} entries: copied from the cache", file=sys.stderr, flush=True)
+        return
     print(f"[bench] shared {backend} ledger for {entries} entries: {info['entries']} entries in "
           f"{info['build_s']:.0f}s (+{info['readmodels_s']:.0f}s read models)", file=sys.stderr, flush=True)
 
