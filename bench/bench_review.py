@@ -19,8 +19,12 @@ appends one entry each time, as it does in use.
 The "deep" queue pages are the middle of the unfiltered queue: by page number (``page=``, OFFSET, kept
 for the API and bounded by ``MAX_PAGE``) and by the keyset link the pages themselves give (``after=``).
 
-``XLEDGER_BENCH_REVIEW_CACHE=<dir>``: keep each built SQLite ledger there (``review-<entries>.sqlite``)
-and build it only once (a copy is measured, so the cache stays as built).
+Under ``python -m bench`` the ledgers are the audit group's (``bench.ledgers.SharedLedgers``): each size
+is built and copied to PostgreSQL once per run, and measured here after the auditors' tools.
+
+``XLEDGER_BENCH_REVIEW_CACHE=<dir>``: keep each built SQLite ledger there (``review-<entries>.sqlite``, its
+build's timings in ``review-<entries>.json``) and build it only once (a copy is measured, so the cache
+stays as built); ``python -m bench`` then takes the audit group's ledgers from there too.
 
 Run: ``python -m bench.bench_review [--full | --sizes 10000,100000] [--backends sqlite,postgres]``.
 """
@@ -65,19 +69,23 @@ def _build(url: str, exchanges: int) -> dict:
 
 
 def _sqlite_ledger(entries: int, workdir: Path) -> tuple[str, dict]:
-    from bench.bench_audit import ENTRIES_PER_EXCHANGE
+    from bench.ledgers import exchanges_for
 
-    exchanges = round(entries / ENTRIES_PER_EXCHANGE)
+    exchanges = exchanges_for(entries)
     target = workdir / f"review-{entries}.sqlite"
     cache = os.environ.get("XLEDGER_BENCH_REVIEW_CACHE")
     if cache:
-        cached = Path(cache) / f"review-{entries}.sqlite"
-        if not cached.exists():
-            cached.parent.mkdir(parents=True, exist_ok=True)
-            info = _build(f"sqlite:///{cached}", exchanges)
-        else:
-            info = {"build_s": 0.0, "readmodels_s": 0.0, "cached": True}
+        import json
         import sqlite3
+
+        cached = Path(cache) / f"review-{entries}.sqlite"
+        built = cached.with_suffix(".json")  # the build's own info, for the rows that report it
+        if not cached.exists() or not built.exists():
+            cached.parent.mkdir(parents=True, exist_ok=True)
+            cached.unlink(missing_ok=True)
+            info = _build(f"sqlite:///{cached}", exchanges)
+            built.write_text(json.dumps(info))
+        info = {**json.loads(built.read_text()), "cached": True}
 
         with sqlite3.connect(cached) as conn:  # everything in the main file before it is copied
             conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
@@ -88,10 +96,16 @@ def _sqlite_ledger(entries: int, workdir: Path) -> tuple[str, dict]:
 
 
 @contextmanager
-def _ledgers(entries: int, backends: tuple[str, ...]):
-    """(backend, url, build info) for each back-end, the SQLite ledger built first."""
+def _ledgers(entries: int, backends: tuple[str, ...], shared=None):
+    """(backend, url, build info) for each back-end, the SQLite ledger built first. With ``shared``
+    (``bench.ledgers.SharedLedgers``), the run's ledgers the audit group measured: measured as they
+    are (the review group comes last), not built again."""
     from bench.bench_audit import transplant
 
+    if shared is not None:
+        yield [(b, *(shared.sqlite(entries) if b == "sqlite" else shared.postgres(entries)))
+               for b in ("sqlite", "postgres") if b in backends]
+        return
     with tempfile.TemporaryDirectory(prefix="xlbench-review-") as d:
         sqlite_url, info = _sqlite_ledger(entries, Path(d))
         out = []
@@ -246,8 +260,34 @@ def _open(client, path: str):
     return r
 
 
+class _CPU:
+    """CPU seconds spent on a page: this process (the app and the test client; nothing else runs
+    in it meanwhile) and, on PostgreSQL, the server processes of the ledger's database
+    (``/proc/<pid>/schedstat``, nanoseconds: the server is on this machine). Unlike the wall-clock
+    time it does not grow with the other work on a shared machine, so it tells load from a page
+    that reads more on a larger ledger."""
+
+    def __init__(self, ledger) -> None:
+        self.ledger = ledger
+        self.pids: list[int] = []
+        if ledger.tables.is_postgres:
+            rows = ledger.tables.fetchall("SELECT pid FROM pg_stat_activity WHERE datname = current_database() "
+                                          "AND backend_type = 'client backend'")
+            self.pids = [int(r[0]) for r in rows if Path(f"/proc/{int(r[0])}/schedstat").exists()]
+
+    def now(self) -> float:
+        total = time.process_time()
+        for pid in self.pids:
+            try:
+                total += int(Path(f"/proc/{pid}/schedstat").read_text().split()[0]) / 1e9
+            except (OSError, ValueError, IndexError):
+                pass
+        return total
+
+
 def measure(url: str, repeat: int = REPEAT) -> tuple[dict[str, float], dict[str, str]]:
-    """Median seconds of each page, pages interleaved round by round; and the values used."""
+    """Median seconds of each page, pages interleaved round by round; and the values used. The
+    median CPU seconds of each page (``_CPU``) are in the values, under ``cpu``."""
     import re
 
     from fastapi.testclient import TestClient
@@ -273,13 +313,19 @@ def measure(url: str, repeat: int = REPEAT) -> tuple[dict[str, float], dict[str,
         v = _prepare(ledger, clients)
         plan = pages(v)
         times: dict[str, list[float]] = {name: [] for name, _, _ in plan}
-        for name, user, path in plan:  # warm: read models caught up, templates compiled
-            _open(clients[user], path)
-        for _ in range(repeat):
+        cpu: dict[str, list[float]] = {name: [] for name, _, _ in plan}
+        # Round 0 warms (read models caught up, templates compiled, the pool's connections open)
+        # and is not kept.
+        for rnd in range(repeat + 1):
+            if rnd == 1:
+                clock = _CPU(ledger)
             for name, user, path in plan:
-                t0 = time.perf_counter()
+                t0, c0 = time.perf_counter(), clock.now() if rnd else 0.0
                 _open(clients[user], path)
-                times[name].append(time.perf_counter() - t0)
+                if rnd:
+                    times[name].append(time.perf_counter() - t0)
+                    cpu[name].append(clock.now() - c0)
+        v["cpu"] = {k: statistics.median(c) for k, c in cpu.items()}
         return {k: statistics.median(t) for k, t in times.items()}, v
     finally:
         for c in clients.values():
@@ -288,11 +334,13 @@ def measure(url: str, repeat: int = REPEAT) -> tuple[dict[str, float], dict[str,
 
 
 def run(sizes: tuple[int, ...] = (BASE_SIZE, 100_000), backends: tuple[str, ...] = ("sqlite", "postgres"), *,
-        repeat: int = REPEAT, echo: bool = False) -> list[dict]:
+        repeat: int = REPEAT, echo: bool = False, shared=None) -> list[dict]:
+    """``shared``: a ``bench.ledgers.SharedLedgers`` holding the run's ledgers (else built here)."""
     rows: list[dict] = []
     base: dict[str, dict[str, float]] = {}
+    base_cpu: dict[str, dict[str, float]] = {}
     for entries in sizes:
-        with _ledgers(entries, backends) as ledgers:
+        with _ledgers(entries, backends, shared) as ledgers:
             for backend, url, info in ledgers:
                 t0 = time.perf_counter()
                 got, v = measure(url, repeat)
@@ -301,10 +349,16 @@ def run(sizes: tuple[int, ...] = (BASE_SIZE, 100_000), backends: tuple[str, ...]
                       f"{time.perf_counter() - t0:.0f}s (built in {info.get('build_s', 0):.0f}s)",
                       file=sys.stderr, flush=True)
                 first = base.setdefault(backend, got) if entries == sizes[0] else base.get(backend)
+                cpu_ms = {k: c * 1000 for k, c in v["cpu"].items()}
+                first_cpu = base_cpu.setdefault(backend, cpu_ms) if entries == sizes[0] else base_cpu.get(backend)
                 for name, seconds in got.items():
                     ms = seconds * 1000
                     b = first.get(name) if first is not None and first is not got else None
                     note = f"{_label(sizes[0])}: {b * 1000:.1f} ms" if b else None
+                    if b and first_cpu and name in first_cpu:
+                        # CPU beside the wall clock: a ratio that misses on the wall clock but not
+                        # here is the shared machine's load, not the page.
+                        note += f"; CPU {first_cpu[name]:.1f} -> {cpu_ms[name]:.1f} ms"
                     if name == "subject":
                         note = f"{v['subject_rows']} register rows" + (f"; {note}" if note else "")
                     # No target for the subject report (its register grows with the ledger here: the

@@ -93,3 +93,28 @@ def test_review_bench_rows():
     assert {"review.sqlite.queue.deep_keyset.2k", "review.sqlite.decision.2k", "review.sqlite.ledger.2k",
             "review.sqlite.agency.queue.2k", "review.sqlite.admin.users.2k"} <= names
     assert all(r["target_ratio"] == 0.5 for r in rows if r["name"] == "review.sqlite.queue.2k")
+
+
+def test_audit_and_review_share_each_built_ledger(monkeypatch):
+    """python -m bench builds each size once for the audit and the review group (bench/ledgers.py),
+    with the same rows as each group building its own."""
+    from bench import bench_audit, bench_review
+    from bench.ledgers import SharedLedgers, audit_run
+
+    monkeypatch.delenv("XLEDGER_BENCH_REVIEW_CACHE", raising=False)
+    built = []
+    real_build = bench_audit.build
+
+    def counting_build(url, exchanges, **kw):
+        built.append(exchanges)
+        return real_build(url, exchanges, **kw)
+
+    monkeypatch.setattr(bench_audit, "build", counting_build)
+    with SharedLedgers() as shared:
+        audit = audit_run((1500,), shared, backends=("sqlite",))
+        review = bench_review.run((1000, 1500), backends=("sqlite",), repeat=1, shared=shared)
+    assert built == [408, 272]  # 1500 entries once (audit, then review), 1000 for the review's base
+    _check(audit, "audit.sqlite.")
+    assert {r["name"].split(".", 3)[-1] for r in audit} >= {"reevaluate", "impact", "replay", "reevaluate.old_path"}
+    _check(review, "review.sqlite.")
+    assert "review.sqlite.admin.users.2k" in {r["name"] for r in review}

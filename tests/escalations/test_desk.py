@@ -100,3 +100,43 @@ def test_read_models_from_before_the_escalations_table_are_filled_in(history):
     assert ReadModels(history.ledger).query("escalations") == rows  # once only
     assert len(EscalationDesk(history.ledger).queue()) == 2
     assert replay(history.ledger).equal
+
+
+def _recount(desk: EscalationDesk, now) -> dict:
+    """The statistics from every escalation's queue row, as EscalationDesk.statistics once computed them."""
+    from services.escalations import APPROVED, OPEN, REFUSED
+
+    rows = desk.queue(status=None, now=now, limit=1_000_000)
+    closed = sorted(r["open_hours"] for r in rows if r["status"] != OPEN)
+    by_reason: dict[str, int] = {}
+    for r in rows:
+        by_reason[r["reason"]] = by_reason.get(r["reason"], 0) + 1
+    return {"open": sum(r["status"] == OPEN for r in rows), "overdue": sum(r["overdue"] for r in rows),
+            "awaiting_second_approval": sum(r["status"] == OPEN and r["approvals"] >= 1 for r in rows),
+            "approved": sum(r["status"] == APPROVED for r in rows), "refused": sum(r["status"] == REFUSED for r in rows),
+            "max_open_hours": desk.max_open.total_seconds() / 3600,
+            "median_hours_to_verdict": closed[len(closed) // 2] if closed else None,
+            "by_reason": dict(sorted(by_reason.items()))}
+
+
+def test_statistics_equal_a_recount_of_every_escalation(history):
+    """The statistics are counted by the database (issue #18); at every step they equal a recount of
+    every escalation's row: open, overdue (now and two days on), a first approval, closed cases."""
+    from datetime import datetime, timedelta, timezone
+
+    desk = EscalationDesk(history.ledger)
+    pet, jc = exchange_id(POLICE[0], "pet-00001"), exchange_id(SOCIAL[0], "jc-000001")
+    now = datetime.now(timezone.utc)
+    seen = []
+    for step in ("open", "approved once", "closed"):
+        if step == "approved once":
+            desk.approve(pet, officer="jurist-a", roles=OFFICER, basis="b", citation="PET-loven § 4")
+        if step == "closed":
+            desk.refuse(jc, officer="jurist-b", roles=OFFICER, reason="Ikke nødvendigt")
+        for at in (now, now + timedelta(days=2), now + timedelta(days=30)):
+            stats = desk.statistics(now=at)
+            assert stats == _recount(desk, at), (step, at)
+            seen.append(stats)
+    assert seen[0]["open"] == 2 and seen[0]["overdue"] == 0 and seen[1]["overdue"] == 2
+    assert seen[-1]["refused"] == 1 and seen[-1]["median_hours_to_verdict"] is not None
+    assert sum(s["awaiting_second_approval"] for s in seen) + sum(s["approved"] for s in seen) > 0

@@ -4,7 +4,6 @@ in it) is never recorded twice, whichever relay reads it. Real broker, both back
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
 from typing import Any
 
 import pytest
@@ -12,32 +11,16 @@ import pytest
 from ledger.domain import delivery_id
 from services import topics
 from services.delivery import OUTBOX_TRACKING, DeliveryRelay
-from services.demo import KALUNDBORG_SOCIAL, KSP_SENDER, release_notice
+from services.demo import KALUNDBORG_SOCIAL, KSP_SENDER
 from services.kafka import make_producer
-from tests.harness import ksp_runtime, read_topic, running, wait_for
-
-NOW = datetime.now(timezone.utc)
-CPRS = ["1203911234", "0508882345", "2211901111", "0101801234", "1512851234"]
+from tests.harness import ksp_runtime, read_topic
+from tests.services.relay_history import decided
 
 
 @pytest.fixture
 def rt(settings):
     with ksp_runtime(settings) as runtime:
         yield runtime
-
-
-def decided(rt) -> list[tuple[Any, bool]]:
-    """Five exchanges, three lawful (inbox + receipt) and two denied (receipt): eight deliveries."""
-    publisher = rt.dev_publisher(*KSP_SENDER)
-    sent = []
-    for i, cpr in enumerate(CPRS):
-        lawful = i % 2 == 0
-        req = release_notice(NOW.date(), cpr=cpr, name=f"Test Person {i}", release_in_days=20 if lawful else 900, age=30)
-        sent.append((publisher.publish(occurred_at=NOW, **req).message_id, lawful))
-    publisher.producer.close()
-    with running(rt.gate_worker()):
-        assert wait_for(lambda: rt.ledger.max_notification_id() >= 2 * len(CPRS))
-    return sent
 
 
 def relay(rt, ledger: Any = None, page_size: int = 500) -> DeliveryRelay:

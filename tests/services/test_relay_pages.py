@@ -3,19 +3,15 @@ Requested and Decided events must not change what is delivered (real broker, bot
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
-
 import pytest
 
 from schemas.codec import AvroCodec
 from services import topics
 from services.delivery import DeliveryRelay
-from services.demo import KALUNDBORG_SOCIAL, KSP_SENDER, release_notice
+from services.demo import KALUNDBORG_SOCIAL, KSP_SENDER
 from services.kafka import make_producer
-from tests.harness import ksp_runtime, read_topic, running, wait_for
-
-NOW = datetime.now(timezone.utc)
-CPRS = ["1203911234", "0508882345", "2211901111", "0101801234", "1512851234"]
+from tests.harness import ksp_runtime, read_topic
+from tests.services.relay_history import CPRS, decided
 
 
 @pytest.fixture
@@ -26,16 +22,7 @@ def rt(settings):
 
 @pytest.mark.parametrize("page_size", [1, 3])
 def test_small_pages_deliver_exactly_what_one_big_page_would(rt, broker, page_size):
-    publisher = rt.dev_publisher(*KSP_SENDER)
-    sent = []
-    for i, cpr in enumerate(CPRS):
-        lawful = i % 2 == 0
-        req = release_notice(NOW.date(), cpr=cpr, name=f"Test Person {i}", release_in_days=20 if lawful else 900, age=30)
-        sent.append((publisher.publish(occurred_at=NOW, **req).message_id, lawful))
-    publisher.producer.close()
-    with running(rt.gate_worker()):
-        assert wait_for(lambda: rt.ledger.max_notification_id() >= 2 * len(CPRS))
-
+    sent = decided(rt)
     relay = DeliveryRelay(rt.ledger, make_producer(rt.settings, client_id="relay-pages"), rt.sealer, rt.codec,
                           page_size=page_size)
     pages = 0
