@@ -50,16 +50,18 @@ REQUIRED_STEPS = {
                     "(ledger.privacy.LedgerSealer.seal)",
     "request_digest": "sha256 of the message as received, recorded with each exchange (Inbound.digest)",
     "second_event": "append of a second event per exchange: Requested and Decided are separate events "
-                    "(Exchange.decided); eventsourcing append of 2 events less 1",
+                    "(Exchange.decided); eventsourcing append, with the ledger's transcoder and PostgreSQL parameter, "
+                    "of 2 events (the second holding the decision) less 1",
     "open_payload": "AES-256-GCM open of the sealed message (base64 decode, key unwrapped once per subject per "
                     "page) for each inbox copy: the relay reads only what the ledger holds sealed",
     "outbox_select": "eventsourcing select_notifications over the outbox, pages of 500: the relay publishes only "
                      "what is durable in the ledger",
     "event_decode": "orjson decode of the Requested and Decided events the relay publishes from",
-    "read_model_rows": "executemany of the read models' rows into tables of the same shape, one transaction per "
-                       "relay page: the status pages, subject register (GDPR art. 15) and review queue read them",
-    "merkle_nodes": "executemany of the Merkle rows written (every leaf and interior node, the leaf index), one "
-                    "transaction per integrate step: inclusion and consistency proofs read them",
+    "read_model_rows": "insert of the read models' rows into tables of the same shape (one statement per table, "
+                       "one transaction per relay page): the status pages, subject register (GDPR art. 15) and "
+                       "review queue read them",
+    "merkle_nodes": "insert of the Merkle rows written (every leaf and interior node, the leaf index; one statement "
+                    "per table, one transaction per integrate step): inclusion and consistency proofs read them",
 }
 
 # Which library work (RAW_STEPS and REQUIRED_STEPS, some split into their parts) lies inside which stage
@@ -738,7 +740,7 @@ def required_ledger_costs(ledger_url: str, exchanges: int, repeat: int = 3, page
         merkle = _copy_tables(conn, ledger_url, "xl_merkle_")
         spent: dict[str, list[float]] = {k: [] for k in ("outbox_select", "event_decode", "read_model_rows",
                                                           "merkle_nodes")}
-        leaves = next((len(rows) for name, _, rows in merkle if name == "xl_merkle_leaves"), 0)
+        leaves = next((len(t[2]) for t in merkle if t[0] == "xl_merkle_leaves"), 0)
         pages = max(1, -(-leaves // page))  # the relay's pages: one transaction each for the read models
         steps = max(1, -(-leaves // INTEGRATE_STEP))  # integrate steps: one transaction each for the Merkle rows
         for _ in range(repeat):
@@ -751,7 +753,7 @@ def required_ledger_costs(ledger_url: str, exchanges: int, repeat: int = 3, page
             spent["event_decode"].append(time.process_time() - t0)
             spent["read_model_rows"].append(_insert_copies(conn, ph, models, pages))
             spent["merkle_nodes"].append(_insert_copies(conn, ph, merkle, steps))
-        for name, _, _ in models + merkle:
+        for name, *_ in models + merkle:
             conn.execute(f"DROP TABLE IF EXISTS xlraw_{name}")
         conn.commit()
     finally:
@@ -808,31 +810,48 @@ def _copy_tables(conn, ledger_url: str, prefix: str) -> list[tuple[str, list[str
             conn.execute(f"CREATE TABLE {copy} (LIKE {name} INCLUDING ALL)")
         cur = conn.execute(f"SELECT * FROM {name}")
         cols = [d[0] for d in cur.description]
-        out.append((name, cols, [tuple(r) for r in cur.fetchall()]))
+        rows = [tuple(r) for r in cur.fetchall()]
+        types = None
+        if not sqlite:
+            types = dict(conn.execute("SELECT attname, format_type(atttypid, atttypmod) FROM pg_attribute "
+                                      "WHERE attrelid = %s::regclass AND attnum > 0 AND NOT attisdropped",
+                                      (name,)).fetchall())
+        out.append((name, cols, rows, types))
     conn.commit()
     return out
 
 
 def _insert_copies(conn, ph: str, tables, transactions: int) -> float:
     """CPU seconds of inserting every table's rows into its copy, spread over ``transactions``
-    transactions (each with one executemany per table); the copies are emptied afterwards."""
+    transactions, each with one statement per table: sqlite3's executemany (one prepared statement
+    stepped in C); on PostgreSQL one ``INSERT ... SELECT FROM unnest`` of a binary array per column
+    (psycopg's executemany sends a statement per row, far slower). The copies are emptied afterwards."""
     chunks = []
     for t in range(transactions):
         chunk = []
-        for name, cols, rows in tables:
+        for name, cols, rows, types in tables:
             lo, hi = len(rows) * t // transactions, len(rows) * (t + 1) // transactions
-            if hi > lo:
+            if hi <= lo:
+                continue
+            if types is None:
                 chunk.append((f"INSERT INTO xlraw_{name} ({', '.join(cols)}) VALUES ({', '.join([ph] * len(cols))})",
-                              rows[lo:hi]))
+                              rows[lo:hi], True))
+            else:
+                arrays = ", ".join(f"%b::{types[c]}[]" for c in cols)
+                chunk.append((f"INSERT INTO xlraw_{name} ({', '.join(cols)}) SELECT * FROM unnest({arrays})",
+                              rows[lo:hi], False))
         chunks.append(chunk)
     t0 = time.process_time()
     for chunk in chunks:
         cur = conn.cursor()
-        for sql, rows in chunk:
-            cur.executemany(sql, rows)
+        for sql, rows, many in chunk:
+            if many:
+                cur.executemany(sql, rows)
+            else:
+                cur.execute(sql, [list(column) for column in zip(*rows)])
         conn.commit()
     spent = time.process_time() - t0
-    for name, _, _ in tables:
+    for name, *_ in tables:
         conn.execute(f"DELETE FROM xlraw_{name}")
     conn.commit()
     return spent
