@@ -508,7 +508,7 @@ def run(n: int = 5000, latency_n: int = 300, backends=("sqlite", "postgres"), ga
                         rows.append(row(f"e2e.{backend}.relay_stage.{stage}", us, "µs/exchange",
                                         "the relay's own code in one process, per stage (CPU time)"))
             # The required floor: the steps and the work the system's own requirements add.
-            required = {k: raw[k] for k in ("seal_payload", "request_digest", "open_payload")}
+            required = {k: raw[k] for k in ("seal_payload", "message_digest", "open_payload")}
             # ≤ 0 only in noise at tiny sizes: then left out.
             required["second_event"] = 1e6 / statistics.median(two_fast) - 1e6 / statistics.median(one_fast)
             required.update(required_ledger_costs(stages_url, len(backlog), baseline_repeat))

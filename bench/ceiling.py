@@ -48,7 +48,9 @@ REQUIRED_STEPS = {
     "seal_payload": "AES-256-GCM seal of the signed message + base64, the subject's data key unwrapped once per "
                     "subject per batch of 500: personal data is stored sealed per subject so erasure can shred it "
                     "(ledger.privacy.LedgerSealer.seal)",
-    "request_digest": "sha256 of the message as received, recorded with each exchange (Inbound.digest)",
+    "message_digest": "sha256 of the message as received, recorded with each exchange (Inbound.digest, "
+                      "Exchange.message_digest); the canonical request's digest, recorded with each decision, is "
+                      "computed by PolicyEngine.decide and so is in the raw decide step already",
     "second_event": "append of a second event per exchange: Requested and Decided are separate events "
                     "(Exchange.decided); eventsourcing append, with the ledger's transcoder and PostgreSQL parameter, "
                     "of 2 events (the second holding the decision) less 1",
@@ -77,7 +79,7 @@ STAGE_FLOOR = {
         ("verify_sender",): ("ed25519_verify",),
         ("decode_payload",): ("avro_payload",),
         ("decide",): ("decide",),
-        ("seal",): ("seal_payload", "request_digest"),
+        ("seal",): ("seal_payload", "message_digest"),
         ("ledger_record",): ("append", "second_event"),
     },
     "relay": {
@@ -431,7 +433,7 @@ def raw_step_costs(backlog, bootstrap: str, repeat: int = 3) -> dict[str, float]
             sha(b"\x01" + h + h).digest()
         return len(leaves)
 
-    def request_digest() -> int:
+    def message_digest() -> int:
         sha = hashlib.sha256
         for v in values:
             sha(v).hexdigest()
@@ -479,7 +481,7 @@ def raw_step_costs(backlog, bootstrap: str, repeat: int = 3) -> dict[str, float]
         fns = {"avro_decode": avro_decode, "ed25519_verify": ed25519, "decide": decide,
                "merkle_leaf": merkle_leaf, "encode_and_produce": encode_and_produce,
                "avro_signed": avro_signed, "avro_envelope": avro_envelope, "avro_payload": avro_payload,
-               "request_digest": request_digest, "seal_payload": seal_payload, "open_payload": open_payload}
+               "message_digest": message_digest, "seal_payload": seal_payload, "open_payload": open_payload}
         for fn in fns.values():
             fn()  # warm up
         # CPU time of this process (kafka-python's I/O thread included): the limit is what the cores can
