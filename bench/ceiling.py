@@ -22,6 +22,7 @@ import gc
 import hashlib
 import io
 import os
+import statistics
 import threading
 import time
 from typing import Any
@@ -714,7 +715,7 @@ def required_ledger_costs(ledger_url: str, exchanges: int, repeat: int = 3, page
     """µs per exchange of the required steps that read or write the ledger's database (REQUIRED_STEPS
     outbox_select, event_decode, read_model_rows, merkle_nodes), over a ledger the gate and the relay
     filled (``relay_stage_costs``): the same notifications, read models and Merkle rows, the library alone
-    (eventsourcing's recorder, orjson, sqlite3 or psycopg executemany), CPU time of this process (the
+    (eventsourcing's recorder, orjson, sqlite3 or psycopg: ``_insert_copies``), CPU time of this process (the
     database server's own work is not in it), median of ``repeat`` rounds, interleaved."""
     import orjson
 
@@ -761,8 +762,6 @@ def required_ledger_costs(ledger_url: str, exchanges: int, repeat: int = 3, page
     finally:
         conn.close()
         ledger.close()
-    import statistics
-
     return {k: statistics.median(v) / exchanges * 1e6 for k, v in spent.items()}
 
 
