@@ -33,8 +33,9 @@ import time
 from contextlib import ExitStack
 from pathlib import Path
 
-from bench.ceiling import (GATE_STAGES, RAW_STEPS, ProcCpu, cores, gate_stage_costs, proc_cpu_seconds, raw_step_costs,
-                           relay_stage_costs, step_costs, transcoder_rates)
+from bench.ceiling import (GATE_STAGES, RAW_STEPS, REQUIRED_STEPS, ProcCpu, cores, gate_stage_costs, proc_cpu_seconds,
+                           raw_step_costs, relay_stage_costs, required_ledger_costs, stage_groups, step_costs,
+                           transcoder_rates, worked)
 from bench.common import paired_rates, peak_rss_mb, percentile, pg_database, pg_schema_url, rate, row
 from bench.messages import RECIPIENT, SENDER, signed_messages
 from ledger.application import kafka_tracking_name
@@ -371,11 +372,15 @@ def _raw_types():
         from uuid import NAMESPACE_URL, uuid5
 
         from eventsourcing.application import Application
-        from eventsourcing.domain import Aggregate
+        from eventsourcing.domain import Aggregate, event
 
         class Msg(Aggregate):
             def __init__(self, mid: str, value: str):
                 self.mid, self.value = mid, value
+
+            @event("Noted")
+            def note(self, what: dict):
+                self.what = what
 
             @staticmethod
             def create_id(mid: str, value: str):
@@ -388,20 +393,47 @@ def _raw_types():
             def construct_recorder(self):
                 return self.factory.process_recorder()
 
-        _RAW_TYPES = (Msg, Raw)
+        class RawAsLedger(Raw):
+            """Raw with the ledger's two settings of eventsourcing (ledger.application.Ledger): its JSON
+            transcoder (orjson underneath, ledger.transcoder), and on PostgreSQL the stored events sent
+            as a binary parameter. Without them the library spends more on the same events than the
+            gate does: no floor."""
+
+            def construct_recorder(self):
+                from ledger.application import _binary_events_parameter, _is_psycopg_sql
+
+                recorder = self.factory.process_recorder()
+                if _is_psycopg_sql(getattr(recorder, "insert_events_statement", None)):
+                    recorder.insert_events_statement = _binary_events_parameter(recorder.insert_events_statement)
+                return recorder
+
+            def construct_transcoder(self):
+                from ledger.transcoder import OrjsonTranscoder
+
+                transcoder = OrjsonTranscoder()
+                self.register_transcodings(transcoder)
+                return transcoder
+
+        _RAW_TYPES = (Msg, Raw, RawAsLedger)
     return _RAW_TYPES
 
 
-def eventsourcing_append_rate(ledger_url: str, backlog, batch: int = 500, clock=time.perf_counter) -> float:
+def eventsourcing_append_rate(ledger_url: str, backlog, batch: int = 500, clock=time.perf_counter,
+                              second: list[dict] | None = None, as_ledger: bool = False) -> float:
     """Plain eventsourcing: one small aggregate per message (carrying the message bytes), one
-    transaction per batch of ``batch`` with one tracking record, on a process recorder."""
+    transaction per batch of ``batch`` with one tracking record, on a process recorder. With
+    ``second`` (one dict per message: the gate's decisions) each aggregate has a second event
+    carrying it, as an Exchange has its Decided event after its Requested one. ``as_ledger``: with the
+    ledger's transcoder and PostgreSQL parameter (RawAsLedger)."""
     from ledger.url import persistence_env
     from eventsourcing.application import ProcessingEvent
     from eventsourcing.persistence import Tracking
 
-    Msg, Raw = _raw_types()
-    app = Raw(env=persistence_env(ledger_url))
+    Msg, Raw, RawAsLedger = _raw_types()
+    app = (RawAsLedger if as_ledger else Raw)(env=persistence_env(ledger_url))
     aggs = [Msg(mid, base64.b64encode(v).decode()) for _, v, mid in backlog]  # built outside the timing
+    for a, what in zip(aggs, second or ()):
+        a.note(what)
     t0 = clock()
     for k, i in enumerate(range(0, len(aggs), batch)):
         p = ProcessingEvent(tracking=Tracking("kafka:bench:0", k + 1))
@@ -421,6 +453,7 @@ def run(n: int = 5000, latency_n: int = 300, backends=("sqlite", "postgres"), ga
     backlog = [(k, v, f"e2e-{i:07d}") for i, (k, v) in enumerate(signed_messages(n, "e2e"))]
     latency_msgs = [(k, v, f"lat-{i:07d}") for i, (k, v) in enumerate(signed_messages(latency_n, "lat"))]
     print(f"  e2e: {n + latency_n} messages signed in {time.perf_counter() - t0:.1f}s", file=sys.stderr)
+    decisions = [w.decision for w in worked(backlog)]  # the Decided events' content, for the second event
     comps = component_rates(backlog, baseline_repeat)
     comps["kafka_consume"], raw = kafka_consume_rate(backlog, baseline_repeat)
     ncores = cores()
@@ -440,8 +473,17 @@ def run(n: int = 5000, latency_n: int = 300, backends=("sqlite", "postgres"), ga
             base = dict(comps, eventsourcing_append=es_rate)
             slowest = min(base, key=base.get)
             # The limit counts CPU: this process's CPU time (PostgreSQL's own work is not in it).
-            es_cpu = statistics.median(eventsourcing_append_rate(url(f"esc{i}"), backlog, clock=time.process_time)
-                                       for i in range(baseline_repeat))
+            # The append with one event per exchange (the issue's), and the second event's cost: one event
+            # against two (the Decided event holding the gate's decision) with the ledger's settings of the
+            # library (RawAsLedger), as the gate writes them. Interleaved round by round.
+            one, one_fast, two_fast = [], [], []
+            for i in range(baseline_repeat):
+                one.append(eventsourcing_append_rate(url(f"esc{i}"), backlog, clock=time.process_time))
+                one_fast.append(eventsourcing_append_rate(url(f"esf{i}"), backlog, clock=time.process_time,
+                                                          as_ledger=True))
+                two_fast.append(eventsourcing_append_rate(url(f"esd{i}"), backlog, clock=time.process_time,
+                                                          second=decisions, as_ledger=True))
+            es_cpu = statistics.median(one)
             steps = step_costs(raw, raw["consume_cpu"], es_cpu)
             summed = sum(steps.values())
             limit = ncores * 1e6 / summed
@@ -451,7 +493,8 @@ def run(n: int = 5000, latency_n: int = 300, backends=("sqlite", "postgres"), ga
                             f"{ncores} cores ÷ summed raw cost {summed:.0f} µs/exchange"))
             stages_url = url("stages")
             with EmbeddedBroker() as stage_broker:
-                for stage, us in gate_stage_costs(backlog, stages_url, stage_broker.bootstrap).items():
+                gate_us = gate_stage_costs(backlog, stages_url, stage_broker.bootstrap)
+                for stage, us in gate_us.items():
                     if us > 0:  # a stage a run never entered (no rejections: no dead letters)
                         rows.append(row(f"e2e.{backend}.gate_stage.{stage}", us, "µs/exchange",
                                         f"a GateWorker in one process, CPU time: {GATE_STAGES[stage]}"))
@@ -459,10 +502,33 @@ def run(n: int = 5000, latency_n: int = 300, backends=("sqlite", "postgres"), ga
                 for op in ("encode", "decode"):
                     rows.append(row(f"e2e.{backend}.ledger_json.{op}", tr[op], "events/s",
                                     f"eventsourcing JSONTranscoder {op} (the gate's events)", tr[f"{op}_plain"]))
-                for stage, us in relay_stage_costs(stages_url, stage_broker.bootstrap, len(backlog)).items():
+                relay_us = relay_stage_costs(stages_url, stage_broker.bootstrap, len(backlog))
+                for stage, us in relay_us.items():
                     if us > 0:  # a stage a tiny run never reached
                         rows.append(row(f"e2e.{backend}.relay_stage.{stage}", us, "µs/exchange",
                                         "the relay's own code in one process, per stage (CPU time)"))
+            # The required floor: the issue's steps and the work the system's own requirements add.
+            required = {k: raw[k] for k in ("seal_payload", "message_digest", "open_payload")}
+            # ≤ 0 only in noise at tiny sizes: then left out.
+            required["second_event"] = 1e6 / statistics.median(two_fast) - 1e6 / statistics.median(one_fast)
+            required.update(required_ledger_costs(stages_url, len(backlog), baseline_repeat))
+            required = {k: required[k] for k in REQUIRED_STEPS if required[k] > 0}
+            for step, us in required.items():
+                rows.append(row(f"e2e.{backend}.required.{step}", us, "µs/exchange", REQUIRED_STEPS[step]))
+            floor = summed + sum(required.values())
+            required_limit = ncores * 1e6 / floor
+            rows.append(row(f"e2e.{backend}.required_limit", required_limit, "exchanges/s",
+                            f"{ncores} cores ÷ the required floor {floor:.0f} µs/exchange (raw steps "
+                            f"{summed:.0f} + required {floor - summed:.0f})"))
+            # Each stage's share of that library work (STAGE_FLOOR): what of the stage is required.
+            parts = dict(steps, **required, append=1e6 / es_cpu, merkle_leaf=raw["merkle_leaf"],
+                         **{k: raw[k] for k in ("avro_signed", "avro_envelope", "avro_payload")})
+            for proc, measured in (("gate", gate_us), ("relay", relay_us)):
+                for group, lib in stage_groups(proc, list(measured)):
+                    us = sum(parts.get(p, 0.0) for p in lib)
+                    if us > 0:
+                        rows.append(row(f"e2e.{backend}.stage_floor.{proc}.{'+'.join(group)}", us, "µs/exchange",
+                                        "library work inside the stage: " + " + ".join(lib)))
             for g in gates:
                 r = one_run(url(f"e2e{g}"), g, backlog, latency_msgs)
                 print(f"  e2e {backend} gates={g}: {r['throughput']:.0f}/s (wall {r['wall_rate']:.0f}/s, limit "
@@ -474,6 +540,9 @@ def run(n: int = 5000, latency_n: int = 300, backends=("sqlite", "postgres"), ga
                                 f"slowest raw component: {slowest}", base[slowest], target=0.5))
                 rows.append(row(f"{tag}.throughput.vs_limit", r["throughput"], "exchanges/s",
                                 f"the limit on this machine: {ncores} cores ÷ {summed:.0f} µs/exchange", limit))
+                rows.append(row(f"{tag}.throughput.vs_required", r["throughput"], "exchanges/s",
+                                f"the required floor's limit: {ncores} cores ÷ {floor:.0f} µs/exchange",
+                                required_limit))
                 for comp in ("kafka_consume", "fastavro_decode", "ed25519_verify", "eventsourcing_append"):
                     rows.append(row(f"{tag}.throughput.vs_{comp}", r["throughput"], "exchanges/s",
                                     _label(comp, backend), base[comp]))
@@ -526,6 +595,7 @@ def cpu_markdown(rows: list[dict]) -> str:
             for g in sorted({n.split(".")[2] for n in by if n.endswith(".cpu.gate")}):
                 out.append(f"| e2e {g}, /proc | " + " | ".join(
                     f"{by.get(f'e2e.{b}.{g}.cpu.gate', float('nan')):.1f}" for b in backends) + " |")
+    out += _floor_markdown(by, backends)
     runs = sorted({n.rsplit(".cpu.", 1)[0] for n in by if ".cpu." in n})
     out += ["", "Per process over the end-to-end backlog (utime + stime from /proc; the relay and the broker between "
             "the 10th and the 90th percentile of the receipts, the throughput's window, the relay's Merkle and "
@@ -541,6 +611,48 @@ def cpu_markdown(rows: list[dict]) -> str:
                    f"{by[run_ + '.throughput']:.0f} | {by[f'e2e.{backend}.limit']:.0f} | "
                    f"{by[run_ + '.throughput'] / by[f'e2e.{backend}.limit']:.2f} |")
     return "\n".join(out) + "\n"
+
+
+def _floor_markdown(by: dict[str, float], backends: list[str]) -> list[str]:
+    """The required floor's steps, and each gate and relay stage split into the library work that must
+    be done inside it (STAGE_FLOOR, measured raw) and the rest: our own code (glue, objects, validation
+    of untrusted input, logging)."""
+    if not any(f"e2e.{b}.required_limit" in by for b in backends):
+        return []
+    out = ["", "The required floor: the raw steps above, and the work the system's own requirements add "
+           "(bench/README.md says why each is required), measured raw the same way, CPU µs per exchange:", "",
+           "| step | " + " | ".join(backends) + " | measures |", "|---|" + "---:|" * len(backends) + "---|"]
+    for step, what in REQUIRED_STEPS.items():
+        out.append(f"| {step} | " + " | ".join(f"{by.get(f'e2e.{b}.required.{step}', float('nan')):.1f}"
+                                               for b in backends) + f" | {what} |")
+    floors = {b: sum(by[f"e2e.{b}.raw.{s}"] for s in RAW_STEPS)
+              + sum(by.get(f"e2e.{b}.required.{s}", 0.0) for s in REQUIRED_STEPS) for b in backends}
+    out.append("| **required floor** (raw steps + these) | " + " | ".join(f"**{floors[b]:.1f}**" for b in backends)
+               + " | |")
+    out.append("| limit at the required floor (exchanges/s) | " + " | ".join(
+        f"{by[f'e2e.{b}.required_limit']:.0f}" for b in backends) + " | cores ÷ floor |")
+    head = "| stage | " + " | ".join(f"{b} measured | {b} library floor | {b} remainder" for b in backends) \
+        + " | library work inside (STAGE_FLOOR) |"
+    for proc, kind in (("gate", "gate_stage"), ("relay", "relay_stage")):
+        stages = [n.split(".", 3)[3] for n in by if n.startswith(f"e2e.{backends[0]}.{kind}.")]
+        if not stages:
+            continue
+        out += ["", f"The {proc} stage by stage (the stage rows above): the raw floor of the library work inside "
+                "each stage, and the remainder, our own code, CPU µs per exchange:", "",
+                head, "|---|" + "---:|" * (3 * len(backends)) + "---|"]
+        totals = {b: [0.0, 0.0] for b in backends}
+        for group, lib in stage_groups(proc, stages):
+            cells = []
+            for b in backends:
+                measured = sum(by.get(f"e2e.{b}.{kind}.{st}", 0.0) for st in group)
+                floor = by.get(f"e2e.{b}.stage_floor.{proc}.{'+'.join(group)}", 0.0)
+                totals[b][0] += measured
+                totals[b][1] += floor
+                cells.append(f"{measured:.1f} | {floor:.1f} | {measured - floor:.1f}")
+            out.append(f"| {' + '.join(group)} | " + " | ".join(cells) + f" | {', '.join(lib) or '—'} |")
+        out.append(f"| **{proc} total** | " + " | ".join(
+            f"**{m:.1f}** | **{f:.1f}** | **{m - f:.1f}**" for m, f in totals.values()) + " | |")
+    return out
 
 
 def _label(comp: str, backend: str) -> str:

@@ -64,7 +64,18 @@ def test_e2e_bench_rows():
     for backend in ("sqlite", "postgres"):
         assert f"e2e.{backend}.gates1.throughput" in names
         assert f"e2e.{backend}.gates1.latency_p99" in names
+        # The required floor: every required step but the second event (a difference of two appends,
+        # which noise can take below zero at this size; then it is left out, never made up).
+        required = {n.rsplit(".", 1)[1] for n in names if n.startswith(f"e2e.{backend}.required.")}
+        assert set(bench_e2e.REQUIRED_STEPS) - {"second_event"} <= required
+        assert {f"e2e.{backend}.required_limit", f"e2e.{backend}.gates1.throughput.vs_required"} <= names
+        # Each stage with library work inside has its floor row (STAGE_FLOOR).
+        assert {f"e2e.{backend}.stage_floor.gate.consume+kafka_io_thread", f"e2e.{backend}.stage_floor.gate.seal",
+                f"e2e.{backend}.stage_floor.relay.merkle", f"e2e.{backend}.stage_floor.relay.read_models"} <= names
     assert "e2e.gate.peak_rss" in names
+    md = bench_e2e.cpu_markdown(rows)
+    assert "| **required floor** (raw steps + these) |" in md and "| **gate total** |" in md
+    assert "| **relay total** |" in md
 
 
 def test_markdown_table():
