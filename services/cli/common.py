@@ -140,12 +140,51 @@ def ledger_settings(ledger_url: str | None) -> Settings:
         fail(str(exc))
 
 
+def _open(settings: Settings, create: bool) -> Any:
+    from ledger.application import Ledger
+    from ledger.presence import require_ledger, require_ledger_or_nothing
+
+    if create:
+        require_ledger_or_nothing(settings.ledger_url)
+    else:
+        require_ledger(settings.ledger_url, connect_timeout=settings.connect_timeout)
+    return Ledger(settings.ledger_url, env={"POSTGRES_CONNECT_TIMEOUT": str(settings.connect_timeout)})
+
+
+# A SQLite ledger another service is writing is locked, not unreachable: a second `gate run` started
+# beside a busy one met SQLite's busy timeout while creating its tables and exited. Waited out, bounded.
+LOCKED_WAIT_FACTOR = 6
+
+
+def _opened_while_locked(settings: Settings, attempt) -> Any:
+    import time
+
+    from sqlite3 import OperationalError as SQLiteOperationalError
+
+    from ledger.application import LEDGER_UNAVAILABLE
+
+    deadline = time.monotonic() + LOCKED_WAIT_FACTOR * settings.connect_timeout
+    tries = 0
+    while True:
+        try:
+            return attempt()
+        except (SQLiteOperationalError, *LEDGER_UNAVAILABLE) as exc:
+            tries += 1
+            if "locked" not in str(exc):
+                raise
+            if time.monotonic() >= deadline:
+                fail(f"the ledger database stayed locked for {LOCKED_WAIT_FACTOR * settings.connect_timeout} s "
+                     "(another process holds its write lock; XLEDGER_CONNECT_TIMEOUT sets the wait)", UNREACHABLE)
+            xlog.get_logger("xledger.cli").warning("ledger.locked_retry", attempt=tries)
+            time.sleep(min(0.5 * tries, 2.0))
+
+
 def open_ledger(settings: Settings | str, *, create: bool = False) -> Any:
     """Open the ledger, or exit with one line: 2 if there is none (or it is not a ledger), 3 if its
     database does not answer. Only the commands that fill a ledger pass ``create``: anyone else
     would answer from an empty ledger made by mistake, or leave ledger tables in a stranger's file."""
-    from ledger.application import LEDGER_UNAVAILABLE, Ledger
-    from ledger.presence import LedgerUnreachable, NoLedger, require_ledger, require_ledger_or_nothing
+    from ledger.application import LEDGER_UNAVAILABLE
+    from ledger.presence import LedgerUnreachable, NoLedger
     from ledger.url import LedgerURLError
 
     if isinstance(settings, str):
@@ -153,16 +192,12 @@ def open_ledger(settings: Settings | str, *, create: bool = False) -> Any:
     url = settings.ledger_url
     with reaching(settings):
         try:
-            if create:
-                require_ledger_or_nothing(url)
-            else:
-                require_ledger(url, connect_timeout=settings.connect_timeout)
-            return Ledger(url, env={"POSTGRES_CONNECT_TIMEOUT": str(settings.connect_timeout)})
+            return _opened_while_locked(settings, lambda: _open(settings, create))
         except LedgerURLError as exc:
             fail(str(exc))
         except NoLedger as exc:
             fail(f"{exc} (check --ledger-url / XLEDGER_LEDGER_URL; only {CREATORS} create a ledger)")
-        except (*LEDGER_UNAVAILABLE, LedgerUnreachable):
+        except (*LEDGER_UNAVAILABLE, LedgerUnreachable, typer.Exit):
             raise
         except Exception as exc:  # noqa: BLE001 - e.g. a directory or an unreadable file: one line
             fail(f"cannot open the ledger: {first_line(exc)}")
