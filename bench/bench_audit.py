@@ -52,8 +52,20 @@ def _cprs() -> list[str]:
     return [f"{d:02d}0391{s:04d}" for d in range(1, 29) for s in range(1000, 9999, 39)]
 
 
-def _build_part(url: str, start: int, stop: int, worker: int) -> int:
+def _record_retrying(record) -> None:
+    """Runs ``record()`` (one batch, one transaction) as the gate does: a locked or busy database
+    is waited out and the whole batch recorded again, up to 50 times."""
     from ledger.application import LEDGER_UNAVAILABLE
+
+    for attempt in range(50):
+        try:
+            return record()
+        except LEDGER_UNAVAILABLE:
+            time.sleep(0.05 * (attempt + 1))
+    raise RuntimeError("the ledger stayed unavailable")
+
+
+def _build_part(url: str, start: int, stop: int, worker: int) -> int:
     from services.agency import Publisher
     from services.config import Settings
     from services.demo import KSP_SENDER, release_notice
@@ -77,14 +89,7 @@ def _build_part(url: str, start: int, stop: int, worker: int) -> int:
                                      release_in_days=20 if lawful else 400, age=30)
                 env = pub.envelope(occurred_at=now, message_id=f"audit-{i:08d}", **req)
                 msgs.append(Inbound(topic, 0, i, pub.signed_bytes(env)))
-            for attempt in range(50):  # as the gate does: a locked or busy database, the batch again
-                try:
-                    _record_batch(rt, pipeline, msgs, topic)
-                    break
-                except LEDGER_UNAVAILABLE:
-                    time.sleep(0.05 * (attempt + 1))
-            else:
-                raise RuntimeError("the ledger stayed unavailable")
+            _record_retrying(lambda: _record_batch(rt, pipeline, msgs, topic))
         return stop - start
     finally:
         rt.close()
@@ -132,7 +137,7 @@ def _replicate_range(job, start: int, stop: int, progress) -> int:
     sealed bytes and must agree with it, so a wrong copy fails the run."""
     import hashlib
 
-    from ledger.application import LEDGER_UNAVAILABLE, Ledger, Tracking
+    from ledger.application import Ledger, Tracking
     from ledger.domain import Exchange, exchange_id, sealed_message_aad
     from ledger.privacy import LedgerSealer
     from policies.model import ExchangeRequest
@@ -167,37 +172,34 @@ def _replicate_range(job, start: int, stop: int, progress) -> int:
         topic = f"exchange.requests.copies{start}"
         for first in range(start, stop, BATCH):
             todo = range(first, min(stop, first + BATCH))  # copy k is exchange seed + k
-            for attempt in range(50):  # as the gate does: a locked or busy database, the batch again
-                try:
-                    records = []
-                    with sealer.batch({seeds[(k - 1) % seed][0].subject for k in todo}, create=False) as keys:
-                        for k in todo:
-                            rec, env = seeds[(k - 1) % seed]
-                            env = {**env, "message_id": f"audit-{seed + k:08d}"}
-                            raw = pub.signed_bytes(env)
-                            request = ExchangeRequest.model_validate(to_policy_request(env))
-                            decision = {**rec.decision, "request_id": request.id,
-                                        "request_digest": request.digest()}
-                            xid = exchange_id(rec.sender, env["message_id"])
-                            ex = Exchange(sender=rec.sender, message_id=env["message_id"],
-                                          source={"topic": topic, "partition": 0, "offset": k},
-                                          summary=rec.summary, subject=rec.subject,
-                                          message_digest="sha256:" + hashlib.sha256(raw).hexdigest(),
-                                          sealed_message=keys.seal(rec.subject, raw, sealed_message_aad(xid)))
-                            ex.decide(decision)
-                            records.append(ex)
-                            for r in decision["results"]:
-                                if r["outcome"] == "ALLOW":
-                                    records.append(delivered(Target(str(xid), r["recipient"], "inbox"),
-                                                             "PUBLISHED", inbox(r["recipient"])))
-                                records.append(delivered(Target(str(xid), r["recipient"], "receipt"),
-                                                         "PUBLISHED", receipts(KSP_SENDER[0])))
-                    ledger.record(records, Tracking(f"kafka:{topic}:0", todo[-1]))
-                    break
-                except LEDGER_UNAVAILABLE:
-                    time.sleep(0.05 * (attempt + 1))
-            else:
-                raise RuntimeError("the ledger stayed unavailable")
+
+            def record_batch(todo=todo) -> None:
+                records = []
+                with sealer.batch({seeds[(k - 1) % seed][0].subject for k in todo}, create=False) as keys:
+                    for k in todo:
+                        rec, env = seeds[(k - 1) % seed]
+                        env = {**env, "message_id": f"audit-{seed + k:08d}"}
+                        raw = pub.signed_bytes(env)
+                        request = ExchangeRequest.model_validate(to_policy_request(env))
+                        decision = {**rec.decision, "request_id": request.id,
+                                    "request_digest": request.digest()}
+                        xid = exchange_id(rec.sender, env["message_id"])
+                        ex = Exchange(sender=rec.sender, message_id=env["message_id"],
+                                      source={"topic": topic, "partition": 0, "offset": k},
+                                      summary=rec.summary, subject=rec.subject,
+                                      message_digest="sha256:" + hashlib.sha256(raw).hexdigest(),
+                                      sealed_message=keys.seal(rec.subject, raw, sealed_message_aad(xid)))
+                        ex.decide(decision)
+                        records.append(ex)
+                        for r in decision["results"]:
+                            if r["outcome"] == "ALLOW":
+                                records.append(delivered(Target(str(xid), r["recipient"], "inbox"),
+                                                         "PUBLISHED", inbox(r["recipient"])))
+                            records.append(delivered(Target(str(xid), r["recipient"], "receipt"),
+                                                     "PUBLISHED", receipts(KSP_SENDER[0])))
+                ledger.record(records, Tracking(f"kafka:{topic}:0", todo[-1]))
+
+            _record_retrying(record_batch)
         return stop - start
     finally:
         ledger.close()
