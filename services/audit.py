@@ -79,10 +79,26 @@ def recorded_pages(ledger: Any, *, start: int = 1, stop: int | None = None, page
     requests it owns. ``progress`` gets the last position covered.
     """
     to_event = ledger.mapper.to_domain_event
+    select = ledger.recorder.select_notifications
     pending: dict[uuid.UUID, Any] = {}
     pos = start
+    beyond = 0  # how many entries to read at once past ``stop``
     while True:
-        page = ledger.recorder.select_notifications(pos, limit=page_size, topics=_TOPICS)
+        if stop is None:
+            page = select(pos, limit=page_size, topics=_TOPICS)
+        elif pos < stop:
+            # Up to the range's end, not a page past it (the next range's entries, fetched for nothing).
+            page = select(pos, limit=page_size, stop=stop - 1, topics=_TOPICS)
+            if not page:
+                pos = stop
+                continue
+        elif pending:
+            # Past the range, only the decisions of its own requests, stored right after them: a
+            # few entries, more each time (a missing decision reads to the end in growing pages).
+            beyond = min(page_size, max(2 * len(pending), 2 * beyond, 8))
+            page = select(pos, limit=beyond, topics=_TOPICS)
+        else:
+            return
         if not page:
             return
         out: list[Recorded] = []

@@ -137,7 +137,7 @@ def run_partitioned(target: Callable[[Any, int, int, Callable[[int], None]], Any
 # -- chunks shared between this process and its workers --------------------------------------------
 
 
-def chunk_count(last: int, workers: int, per_chunk: int = 5_000) -> int:
+def chunk_count(last: int, workers: int, per_chunk: int = 2_500) -> int:
     """How many chunks to cut 1..last into: enough that a worker starting late still gets a fair
     share and that the last chunk, which one process finishes while the other may have none
     left, is short; few enough that each chunk's fixed cost (its first page read) stays small."""
