@@ -52,8 +52,20 @@ def _cprs() -> list[str]:
     return [f"{d:02d}0391{s:04d}" for d in range(1, 29) for s in range(1000, 9999, 39)]
 
 
-def _build_part(url: str, start: int, stop: int, worker: int) -> int:
+def _record_retrying(record) -> None:
+    """Runs ``record()`` (one batch, one transaction) as the gate does: a locked or busy database
+    is waited out and the whole batch recorded again, up to 50 times."""
     from ledger.application import LEDGER_UNAVAILABLE
+
+    for attempt in range(50):
+        try:
+            return record()
+        except LEDGER_UNAVAILABLE:
+            time.sleep(0.05 * (attempt + 1))
+    raise RuntimeError("the ledger stayed unavailable")
+
+
+def _build_part(url: str, start: int, stop: int, worker: int) -> int:
     from services.agency import Publisher
     from services.config import Settings
     from services.demo import KSP_SENDER, release_notice
@@ -77,14 +89,7 @@ def _build_part(url: str, start: int, stop: int, worker: int) -> int:
                                      release_in_days=20 if lawful else 400, age=30)
                 env = pub.envelope(occurred_at=now, message_id=f"audit-{i:08d}", **req)
                 msgs.append(Inbound(topic, 0, i, pub.signed_bytes(env)))
-            for attempt in range(50):  # as the gate does: a locked or busy database, the batch again
-                try:
-                    _record_batch(rt, pipeline, msgs, topic)
-                    break
-                except LEDGER_UNAVAILABLE:
-                    time.sleep(0.05 * (attempt + 1))
-            else:
-                raise RuntimeError("the ledger stayed unavailable")
+            _record_retrying(lambda: _record_batch(rt, pipeline, msgs, topic))
         return stop - start
     finally:
         rt.close()
@@ -132,7 +137,7 @@ def _replicate_range(job, start: int, stop: int, progress) -> int:
     sealed bytes and must agree with it, so a wrong copy fails the run."""
     import hashlib
 
-    from ledger.application import LEDGER_UNAVAILABLE, Ledger, Tracking
+    from ledger.application import Ledger, Tracking
     from ledger.domain import Exchange, exchange_id, sealed_message_aad
     from ledger.privacy import LedgerSealer
     from policies.model import ExchangeRequest
@@ -167,37 +172,34 @@ def _replicate_range(job, start: int, stop: int, progress) -> int:
         topic = f"exchange.requests.copies{start}"
         for first in range(start, stop, BATCH):
             todo = range(first, min(stop, first + BATCH))  # copy k is exchange seed + k
-            for attempt in range(50):  # as the gate does: a locked or busy database, the batch again
-                try:
-                    records = []
-                    with sealer.batch({seeds[(k - 1) % seed][0].subject for k in todo}, create=False) as keys:
-                        for k in todo:
-                            rec, env = seeds[(k - 1) % seed]
-                            env = {**env, "message_id": f"audit-{seed + k:08d}"}
-                            raw = pub.signed_bytes(env)
-                            request = ExchangeRequest.model_validate(to_policy_request(env))
-                            decision = {**rec.decision, "request_id": request.id,
-                                        "request_digest": request.digest()}
-                            xid = exchange_id(rec.sender, env["message_id"])
-                            ex = Exchange(sender=rec.sender, message_id=env["message_id"],
-                                          source={"topic": topic, "partition": 0, "offset": k},
-                                          summary=rec.summary, subject=rec.subject,
-                                          message_digest="sha256:" + hashlib.sha256(raw).hexdigest(),
-                                          sealed_message=keys.seal(rec.subject, raw, sealed_message_aad(xid)))
-                            ex.decide(decision)
-                            records.append(ex)
-                            for r in decision["results"]:
-                                if r["outcome"] == "ALLOW":
-                                    records.append(delivered(Target(str(xid), r["recipient"], "inbox"),
-                                                             "PUBLISHED", inbox(r["recipient"])))
-                                records.append(delivered(Target(str(xid), r["recipient"], "receipt"),
-                                                         "PUBLISHED", receipts(KSP_SENDER[0])))
-                    ledger.record(records, Tracking(f"kafka:{topic}:0", todo[-1]))
-                    break
-                except LEDGER_UNAVAILABLE:
-                    time.sleep(0.05 * (attempt + 1))
-            else:
-                raise RuntimeError("the ledger stayed unavailable")
+
+            def record_batch(todo=todo) -> None:
+                records = []
+                with sealer.batch({seeds[(k - 1) % seed][0].subject for k in todo}, create=False) as keys:
+                    for k in todo:
+                        rec, env = seeds[(k - 1) % seed]
+                        env = {**env, "message_id": f"audit-{seed + k:08d}"}
+                        raw = pub.signed_bytes(env)
+                        request = ExchangeRequest.model_validate(to_policy_request(env))
+                        decision = {**rec.decision, "request_id": request.id,
+                                    "request_digest": request.digest()}
+                        xid = exchange_id(rec.sender, env["message_id"])
+                        ex = Exchange(sender=rec.sender, message_id=env["message_id"],
+                                      source={"topic": topic, "partition": 0, "offset": k},
+                                      summary=rec.summary, subject=rec.subject,
+                                      message_digest="sha256:" + hashlib.sha256(raw).hexdigest(),
+                                      sealed_message=keys.seal(rec.subject, raw, sealed_message_aad(xid)))
+                        ex.decide(decision)
+                        records.append(ex)
+                        for r in decision["results"]:
+                            if r["outcome"] == "ALLOW":
+                                records.append(delivered(Target(str(xid), r["recipient"], "inbox"),
+                                                         "PUBLISHED", inbox(r["recipient"])))
+                            records.append(delivered(Target(str(xid), r["recipient"], "receipt"),
+                                                     "PUBLISHED", receipts(KSP_SENDER[0])))
+                ledger.record(records, Tracking(f"kafka:{topic}:0", todo[-1]))
+
+            _record_retrying(record_batch)
         return stop - start
     finally:
         ledger.close()
@@ -381,9 +383,13 @@ print(json.dumps({"equal": report.equal, "entries": report.consumed, "seconds": 
 
 
 def replay_in_subprocess(url: str) -> dict:
-    out = subprocess.run([sys.executable, "-c", _REPLAY, url], capture_output=True, text=True, check=True,
+    out = subprocess.run([sys.executable, "-c", _REPLAY, url], capture_output=True, text=True,
                          cwd=str(Path(__file__).resolve().parents[1]))
-    return json.loads(out.stdout.strip().splitlines()[-1])
+    lines = out.stdout.strip().splitlines()
+    if out.returncode != 0 or not lines or not lines[-1].startswith("{"):
+        # CalledProcessError would say only the exit status: the cause is in the subprocess's stderr.
+        raise RuntimeError(f"the replay subprocess failed (exit {out.returncode}): {out.stderr.strip()[-2000:]}")
+    return json.loads(lines[-1])
 
 
 # -- the run ---------------------------------------------------------------------------------------
@@ -400,14 +406,18 @@ def _ledger_url(backend: str):
 
 
 def _label(entries: int) -> str:
-    return f"{round(entries / 1000)}k" if entries < 1_000_000 else f"{entries / 1e6:.1f}M"
+    # The size asked for (100k, 1M), not the entries built (999,093 of a 1M ledger would read "999k").
+    return f"{round(entries / 1000)}k" if entries < 950_000 else f"{round(entries / 1e6, 1):g}M"
 
 
-def measure(url: str, backend: str, info: dict, how: str, *, compare_old: bool, replay_rss: dict) -> list[dict]:
+def measure(url: str, backend: str, info: dict, how: str, *, compare_old: bool, replay_rss: dict,
+            emit=None) -> list[dict]:
+    """The rows of one ledger. ``emit`` gets them as they are measured: a run stopped or failing
+    later (the replay of a 1M ledger takes minutes) has printed the tools' numbers already."""
     from ledger.application import Ledger
 
-    rows = []
-    size = _label(info["entries"])
+    rows = _Rows(emit)
+    size = info.get("label") or _label(info["entries"])
     pre = f"audit.{backend}.{size}"
     print(f"[bench] audit {backend}: {info['entries']} entries in {info['build_s']:.0f}s "
           f"(CPU {info.get('build_cpu_s', 0):.0f}s; +{info['readmodels_s']:.0f}s read models)",
@@ -437,6 +447,7 @@ def measure(url: str, backend: str, info: dict, how: str, *, compare_old: bool, 
         cbase = "raw read + decode + decide per CPU second, 1 process"
         rows.append(row(f"{pre}.reevaluate.per_cpu_second", re_n / re_cpu, "exchanges/CPU s", cbase, raw_cpu))
         rows.append(row(f"{pre}.impact.per_cpu_second", im_n / im_cpu, "exchanges/CPU s", cbase, raw_cpu))
+        rows.flush()
         if compare_old:
             # One process, keys per page, bytes trusted; and the path before this change: one key
             # transaction per exchange, Ed25519 again, one process.
@@ -448,6 +459,7 @@ def measure(url: str, backend: str, info: dict, how: str, *, compare_old: bool, 
             rows.append(row(f"{pre}.reevaluate.old_path", old_rate, "exchanges/s", base, raw))
     finally:
         ledger.close()
+    rows.flush()
     rp = replay_in_subprocess(url)
     assert rp["equal"], rp
     first = replay_rss.setdefault(backend, (size, rp["peak_rss_mb"]))
@@ -457,35 +469,50 @@ def measure(url: str, backend: str, info: dict, how: str, *, compare_old: bool, 
     rows.append(row(f"{pre}.replay", rp["entries"] / rp["seconds"], "entries/s",
                     f"{rp['seconds']:.0f} s, subprocess"))
     print(f"[bench] audit {backend} {size} replay peak RSS by phase (MB): {rp['phases']}", file=sys.stderr, flush=True)
-    return rows
+    rows.flush()
+    return list(rows)
+
+
+class _Rows(list):
+    """The rows so far; ``flush`` hands those not yet given to ``emit``."""
+
+    def __init__(self, emit):
+        super().__init__()
+        self.emit, self.given = emit, 0
+
+    def flush(self) -> None:
+        if self.emit is not None:
+            self.emit(self[self.given:])
+        self.given = len(self)
 
 
 def run(sizes=(100_000,), backends=("sqlite", "postgres"), echo: bool = False) -> list[dict]:
     """``sizes`` in ledger entries. Each size is built once on SQLite through the gate's pipeline,
-    then copied to PostgreSQL (``transplant``)."""
+    then copied to PostgreSQL (``transplant``). Every row is also written to stderr as it is
+    measured (as JSON to stdout too with ``echo``), so a long run shows its rows before it ends."""
     rows: list[dict] = []
     rss: dict = {}
+
+    def emit(new: list[dict]) -> None:
+        for r in new:
+            if r["name"].rsplit(".", 1)[-1] != "build":
+                print(f"[bench] {r['name']} = {r['value']} {r['unit']}" + (f" (ratio {r['ratio']})" if r["ratio"] else ""),
+                      file=sys.stderr, flush=True)
+            if echo:
+                print(json.dumps(r, ensure_ascii=False), flush=True)
+
     for i, entries in enumerate(sizes):
         exchanges = max(BATCH, int(entries / ENTRIES_PER_EXCHANGE))
         with _ledger_url("sqlite") as sqlite_url:
-            info = build(sqlite_url, exchanges)
+            info = {**build(sqlite_url, exchanges), "label": _label(entries)}
             if "sqlite" in backends:
-                rows += _echo(echo, measure(sqlite_url, "sqlite", info,
-                                            "gate pipeline + relay bookkeeping in process, 2 builders",
-                                            compare_old=(i == 0), replay_rss=rss))
+                rows += measure(sqlite_url, "sqlite", info, "gate pipeline + relay bookkeeping in process, 2 builders",
+                                compare_old=(i == 0), replay_rss=rss, emit=emit)
             if "postgres" in backends:
                 with _ledger_url("postgres") as pg_url:
-                    moved = transplant(sqlite_url, pg_url)
-                    rows += _echo(echo, measure(pg_url, "postgres", moved,
-                                                "stored events copied from the SQLite ledger",
-                                                compare_old=(i == 0), replay_rss=rss))
-    return rows
-
-
-def _echo(echo: bool, rows: list[dict]) -> list[dict]:
-    if echo:  # as they come: a long --full run shows its rows before it ends
-        for r in rows:
-            print(json.dumps(r, ensure_ascii=False), flush=True)
+                    moved = {**transplant(sqlite_url, pg_url), "label": info["label"]}
+                    rows += measure(pg_url, "postgres", moved, "stored events copied from the SQLite ledger",
+                                    compare_old=(i == 0), replay_rss=rss, emit=emit)
     return rows
 
 

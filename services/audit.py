@@ -7,6 +7,7 @@ the subject pseudonym: requests are opened in memory only to re-decide them.
 
 from __future__ import annotations
 
+import dataclasses
 import gc
 import uuid
 from contextlib import contextmanager
@@ -78,10 +79,26 @@ def recorded_pages(ledger: Any, *, start: int = 1, stop: int | None = None, page
     requests it owns. ``progress`` gets the last position covered.
     """
     to_event = ledger.mapper.to_domain_event
+    select = ledger.recorder.select_notifications
     pending: dict[uuid.UUID, Any] = {}
     pos = start
+    beyond = 0  # how many entries to read at once past ``stop``
     while True:
-        page = ledger.recorder.select_notifications(pos, limit=page_size, topics=_TOPICS)
+        if stop is None:
+            page = select(pos, limit=page_size, topics=_TOPICS)
+        elif pos < stop:
+            # Up to the range's end, not a page past it (the next range's entries, fetched for nothing).
+            page = select(pos, limit=page_size, stop=stop - 1, topics=_TOPICS)
+            if not page:
+                pos = stop
+                continue
+        elif pending:
+            # Past the range, only the decisions of its own requests, stored right after them: a
+            # few entries, more each time (a missing decision reads to the end in growing pages).
+            beyond = min(page_size, max(2 * len(pending), 2 * beyond, 8))
+            page = select(pos, limit=beyond, topics=_TOPICS)
+        else:
+            return
         if not page:
             return
         out: list[Recorded] = []
@@ -425,9 +442,10 @@ class ReevaluationReport:
 
 def diff_decisions(recorded: dict[str, Any], recomputed: dict[str, Any]) -> list[tuple[str, str, Any, Any]]:
     """(recipient, field, recorded, recomputed) for every difference."""
-    if recorded.get("results") == recomputed.get("results") and all(
-            recorded.get(k) == recomputed.get(k) for k in ("request_id", "request_digest", "policy_version")):
-        return []  # the common case, decided in one comparison
+    get, new_get = recorded.get, recomputed.get
+    if (get("request_digest") == new_get("request_digest") and get("results") == new_get("results")
+            and get("request_id") == new_get("request_id") and get("policy_version") == new_get("policy_version")):
+        return []  # the common case, decided in a few comparisons
     out = []
     for key in ("request_id", "request_digest", "policy_version"):
         if recorded.get(key) != recomputed.get(key):
@@ -481,7 +499,6 @@ def _reevaluate_in(ledger: Any, redecider: Redecider, job: "_Job", start: int, s
         with _deciding(redecider, page, job.per_exchange) as decide:
             for rec in page:
                 report.checked += 1
-                ident = {"exchange_id": str(rec.exchange_id), "message_id": rec.message_id, "sender": rec.sender}
                 version = rec.decision.get("policy_version", "")
                 bundle = job.bundle_for(rec)
                 if any(r["outcome"] == "ESCALATE" for r in rec.decision["results"]) or rec.exchange_id in verdicts:
@@ -490,9 +507,9 @@ def _reevaluate_in(ledger: Any, redecider: Redecider, job: "_Job", start: int, s
                     for s in status.values():
                         report.reviewed[s] = report.reviewed.get(s, 0) + 1
                     for recipient, code, detail in problems:
-                        report.errors.append({**ident, "recipient": recipient, "error": code, "detail": detail[:200]})
+                        report.errors.append({**_ident(rec), "recipient": recipient, "error": code, "detail": detail[:200]})
                 if bundle is None:
-                    report.errors.append({**ident, "error": "UNKNOWN_POLICY_VERSION", "detail": version})
+                    report.errors.append({**_ident(rec), "error": "UNKNOWN_POLICY_VERSION", "detail": version})
                     continue
                 try:
                     directory, how = job.directory_for(rec)
@@ -501,16 +518,16 @@ def _reevaluate_in(ledger: Any, redecider: Redecider, job: "_Job", start: int, s
                     report.directories[how] = report.directories.get(how, 0) + 1
                     recomputed = decide(rec, bundle, directory)
                 except UnknownDirectory as exc:
-                    report.errors.append({**ident, "error": "UNKNOWN_DIRECTORY_VERSION", "detail": exc.version})
+                    report.errors.append({**_ident(rec), "error": "UNKNOWN_DIRECTORY_VERSION", "detail": exc.version})
                     continue
                 except SubjectErased:
-                    report.not_reevaluable.append({**ident, "reason": "SUBJECT_ERASED"})
+                    report.not_reevaluable.append({**_ident(rec), "reason": "SUBJECT_ERASED"})
                     continue
                 except DecryptionError as exc:
-                    report.errors.append({**ident, "error": "UNDECRYPTABLE", "detail": type(exc).__name__})
+                    report.errors.append({**_ident(rec), "error": "UNDECRYPTABLE", "detail": type(exc).__name__})
                     continue
                 except Rejected as exc:
-                    report.errors.append({**ident, "error": exc.reason, "detail": exc.detail[:200]})
+                    report.errors.append({**_ident(rec), "error": exc.reason, "detail": exc.detail[:200]})
                     continue
                 diffs = diff_decisions(rec.decision, recomputed)
                 if diffs:
@@ -520,6 +537,11 @@ def _reevaluate_in(ledger: Any, redecider: Redecider, job: "_Job", start: int, s
                 else:
                     report.agreeing += 1
     return report
+
+
+def _ident(rec: Recorded) -> dict[str, str]:
+    # Built only for a record the report names (an error, an erased subject), not for every one.
+    return {"exchange_id": str(rec.exchange_id), "message_id": rec.message_id, "sender": rec.sender}
 
 
 def _merge_reevaluations(parts: list[ReevaluationReport]) -> ReevaluationReport:
@@ -582,6 +604,9 @@ class _Job:
     since: date | None = None
     proposed: Any = None
     known: Any = None
+    # The verdicts the calling process read (re-evaluation): a worker judges with the same ones
+    # instead of reading the whole log's verdict entries again.
+    verdicts: dict[uuid.UUID, list[dict[str, Any]]] | None = None
 
     @classmethod
     def of(cls, r: Redecider, bundle_for: Any, directory_for: Any, per_exchange: bool = False, **kw: Any) -> "_Job":
@@ -614,7 +639,9 @@ class _State:
     @classmethod
     def of(cls, job: _Job, ledger: Any, redecider: Redecider, owned: bool) -> "_State":
         _bind((job.bundle_for, job.directory_for), ledger)
-        verdicts = recorded_verdicts(ledger) if job.proposed is None else None
+        verdicts = job.verdicts
+        if verdicts is None and job.proposed is None:
+            verdicts = recorded_verdicts(ledger)
         return cls(job, ledger, redecider, verdicts, owned)
 
 
@@ -657,7 +684,9 @@ def _shared(ledger: Any, redecider: Redecider, job: _Job, workers: int, progress
     started); the chunks' reports in log order."""
     from services.partitions import run_shared
 
-    return run_shared(job, ledger.max_notification_id(), workers, local_state=_State.of(job, ledger, redecider, False),
+    local = _State.of(job, ledger, redecider, False)
+    job = dataclasses.replace(job, verdicts=local.verdicts)
+    return run_shared(job, ledger.max_notification_id(), workers, local_state=local,
                       open_fn=_open_state, run_fn=_run_chunk, close_fn=_close_state, progress=progress)
 
 

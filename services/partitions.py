@@ -5,8 +5,8 @@ The auditors' tools (services.audit) are CPU-bound in Python, so one process use
 each worker process takes the next free chunk once it has started. The results come back in
 chunk order, so the caller merges them into exactly what one sequential pass would have
 produced. (``run_partitioned`` is the simpler fixed split, one contiguous range per process.)
-Workers are forked when the parent has no other thread, else spawned; each opens its own
-database connection, never the parent's. This module knows nothing about audits.
+Workers are forked when the parent has no other thread than a connection pool's, else
+spawned; each opens its own database connection, never the parent's. This module knows nothing about audits.
 """
 
 from __future__ import annotations
@@ -63,12 +63,27 @@ def _child(target: Callable, job: Any, idx: int, start: int, stop: int, q: Any) 
 
 
 def _start_method() -> str:
-    """fork when this process has no other thread (a worker then starts at once, with every module
-    already imported), else spawn (a fork would copy locks other threads may hold, such as a
-    PostgreSQL connection pool's; a spawned worker imports everything again, ~1 s of CPU)."""
-    if threading.active_count() == 1 and "fork" in multiprocessing.get_all_start_methods():
-        return "fork"
-    return "spawn"
+    """fork when every other thread of this process is an idle connection pool's, else spawn.
+
+    A forked worker starts at once, with every module already imported; a spawned one imports
+    everything again (~1 s of CPU, as much as a tenth of an audit of 100k entries) and loads the
+    directory again. A fork copies only the calling thread, with the locks other threads hold
+    at that instant; the worker never touches what those threads guard (``open_fn`` opens its
+    own database connection and pool), so the threads of a PostgreSQL connection pool
+    (psycopg_pool: a scheduler and workers waiting on their queue) do not stand in the way. Any
+    other thread (a web server's, a Kafka client's) might hold a lock the worker needs:
+    then spawn. Should a worker ever hang all the same, it hangs before it has claimed a chunk
+    (``run_shared``): this process does the chunks, and the worker is ended at the end."""
+    if "fork" not in multiprocessing.get_all_start_methods():
+        return "spawn"
+    others = [t for t in threading.enumerate() if t is not threading.current_thread()]
+    return "fork" if all(_pool_thread(t) for t in others) else "spawn"
+
+
+def _pool_thread(t: threading.Thread) -> bool:
+    # psycopg_pool starts its scheduler and workers as daemon threads running its own methods.
+    target = getattr(t, "_target", None)
+    return t.daemon and getattr(target, "__module__", "").startswith("psycopg_pool.")
 
 
 def run_partitioned(target: Callable[[Any, int, int, Callable[[int], None]], Any], job: Any, last: int,
@@ -122,7 +137,7 @@ def run_partitioned(target: Callable[[Any, int, int, Callable[[int], None]], Any
 # -- chunks shared between this process and its workers --------------------------------------------
 
 
-def chunk_count(last: int, workers: int, per_chunk: int = 5_000) -> int:
+def chunk_count(last: int, workers: int, per_chunk: int = 2_500) -> int:
     """How many chunks to cut 1..last into: enough that a worker starting late still gets a fair
     share and that the last chunk, which one process finishes while the other may have none
     left, is short; few enough that each chunk's fixed cost (its first page read) stays small."""

@@ -178,3 +178,31 @@ def test_shared_chunks_come_back_in_log_order_and_a_failing_worker_is_reported(t
     with pytest.raises(PartitionFailed, match="planted"):
         run_shared(str(tmp_path), 1000, 2, local_state=("local", str(tmp_path)), open_fn=_open,
                    run_fn=_fail_in_worker, close_fn=_close, chunks=4)
+
+
+def test_workers_are_forked_beside_a_connection_pool_and_spawned_beside_any_other_thread():
+    """A PostgreSQL ledger's pool threads leave the fork (no second import of everything) to the
+    worker; a thread of anything else might hold a lock the worker needs, so then it is spawned."""
+    import threading
+
+    from psycopg_pool import ConnectionPool
+
+    from services.partitions import _pool_thread, _start_method
+
+    alone = _start_method()  # "fork" unless an earlier test left a thread of its own running
+    pool = ConnectionPool("dbname=unused", min_size=0, max_size=1, open=True)  # threads, no connection
+    try:
+        threads = [t for t in threading.enumerate() if t.name.startswith("pool-")]
+        assert threads and all(_pool_thread(t) for t in threads)
+        assert _start_method() == alone
+        stop = threading.Event()
+        other = threading.Thread(target=stop.wait, daemon=True)
+        other.start()
+        try:
+            assert not _pool_thread(other)
+            assert _start_method() == "spawn"
+        finally:
+            stop.set()
+            other.join()
+    finally:
+        pool.close()
