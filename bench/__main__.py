@@ -22,10 +22,9 @@ def plan(quick: bool, full: bool, shared=None) -> list[tuple[str, callable]]:
     groups measure on the same ledgers, each size built once (the review group comes last: it
     appends reviews and access records)."""
     from bench import bench_audit, bench_avro, bench_e2e, bench_ledger, bench_policy, bench_review, bench_witness
-    from bench.ledgers import audit_run
 
     def audit(sizes):
-        return audit_run(sizes, shared) if shared is not None else bench_audit.run(sizes)
+        return bench_audit.run(sizes, shared=shared)
 
     if quick:
         return [

@@ -26,13 +26,12 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-import tempfile
 import time
-from contextlib import contextmanager
+from contextlib import ExitStack
 from datetime import datetime, timezone
 from pathlib import Path
 
-from bench.common import pg_database, row
+from bench.common import row
 
 BATCH = 250
 ENTRIES_PER_EXCHANGE = 3.67  # Requested, Decided, a receipt, and an inbox delivery for 2 in 3
@@ -395,16 +394,6 @@ def replay_in_subprocess(url: str) -> dict:
 # -- the run ---------------------------------------------------------------------------------------
 
 
-@contextmanager
-def _ledger_url(backend: str):
-    if backend == "sqlite":
-        with tempfile.TemporaryDirectory(prefix="xlbench-audit-") as d:
-            yield f"sqlite:///{d}/ledger.sqlite"
-    else:
-        with pg_database() as url:
-            yield url
-
-
 def _label(entries: int) -> str:
     # The size asked for (100k, 1M), not the entries built (999,093 of a 1M ledger would read "999k").
     return f"{round(entries / 1000)}k" if entries < 950_000 else f"{round(entries / 1e6, 1):g}M"
@@ -486,10 +475,14 @@ class _Rows(list):
         self.given = len(self)
 
 
-def run(sizes=(100_000,), backends=("sqlite", "postgres"), echo: bool = False) -> list[dict]:
+def run(sizes=(100_000,), backends=("sqlite", "postgres"), echo: bool = False, shared=None) -> list[dict]:
     """``sizes`` in ledger entries. Each size is built once on SQLite through the gate's pipeline,
-    then copied to PostgreSQL (``transplant``). Every row is also written to stderr as it is
-    measured (as JSON to stdout too with ``echo``), so a long run shows its rows before it ends."""
+    then copied to PostgreSQL (``transplant``), by ``shared`` (``bench.ledgers.SharedLedgers``: under
+    ``python -m bench`` the review group measures on the same ledgers; else one of its own). Every row
+    is also written to stderr as it is measured (as JSON to stdout too with ``echo``), so a long run
+    shows its rows before it ends."""
+    from bench.ledgers import SharedLedgers
+
     rows: list[dict] = []
     rss: dict = {}
 
@@ -501,18 +494,20 @@ def run(sizes=(100_000,), backends=("sqlite", "postgres"), echo: bool = False) -
             if echo:
                 print(json.dumps(r, ensure_ascii=False), flush=True)
 
-    for i, entries in enumerate(sizes):
-        exchanges = max(BATCH, int(entries / ENTRIES_PER_EXCHANGE))
-        with _ledger_url("sqlite") as sqlite_url:
-            info = {**build(sqlite_url, exchanges), "label": _label(entries)}
+    with ExitStack() as stack:
+        if shared is None:
+            shared = stack.enter_context(SharedLedgers())
+        for i, entries in enumerate(sizes):
             if "sqlite" in backends:
-                rows += measure(sqlite_url, "sqlite", info, "gate pipeline + relay bookkeeping in process, 2 builders",
+                url, info = shared.sqlite(entries)
+                rows += measure(url, "sqlite", {**info, "label": _label(entries)},
+                                "gate pipeline + relay bookkeeping in process, 2 builders",
                                 compare_old=(i == 0), replay_rss=rss, emit=emit)
             if "postgres" in backends:
-                with _ledger_url("postgres") as pg_url:
-                    moved = {**transplant(sqlite_url, pg_url), "label": info["label"]}
-                    rows += measure(pg_url, "postgres", moved, "stored events copied from the SQLite ledger",
-                                    compare_old=(i == 0), replay_rss=rss, emit=emit)
+                url, moved = shared.postgres(entries)
+                rows += measure(url, "postgres", {**moved, "label": _label(entries)},
+                                "stored events copied from the SQLite ledger",
+                                compare_old=(i == 0), replay_rss=rss, emit=emit)
     return rows
 
 

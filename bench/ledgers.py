@@ -75,22 +75,4 @@ def _said(backend: str, entries: int, info: dict) -> None:
           f"{info['build_s']:.0f}s (+{info['readmodels_s']:.0f}s read models)", file=sys.stderr, flush=True)
 
 
-def audit_run(sizes, shared: SharedLedgers, backends=("sqlite", "postgres")) -> list[dict]:
-    """``bench_audit.run`` on the shared ledgers: the same rows, the ledgers left for the review group."""
-    from bench.bench_audit import measure
-
-    rows: list[dict] = []
-    rss: dict = {}
-    for i, entries in enumerate(sizes):
-        if "sqlite" in backends:
-            url, info = shared.sqlite(entries)
-            rows += measure(url, "sqlite", info, "gate pipeline + relay bookkeeping in process, 2 builders",
-                            compare_old=(i == 0), replay_rss=rss)
-        if "postgres" in backends:
-            url, info = shared.postgres(entries)
-            rows += measure(url, "postgres", info, "stored events copied from the SQLite ledger",
-                            compare_old=(i == 0), replay_rss=rss)
-    return rows
-
-
-__all__ = ["SharedLedgers", "audit_run", "exchanges_for"]
+__all__ = ["SharedLedgers", "exchanges_for"]

@@ -110,7 +110,7 @@ def test_audit_and_review_share_each_built_ledger(monkeypatch):
     """python -m bench builds each size once for the audit and the review group (bench/ledgers.py),
     with the same rows as each group building its own."""
     from bench import bench_audit, bench_review
-    from bench.ledgers import SharedLedgers, audit_run
+    from bench.ledgers import SharedLedgers
 
     monkeypatch.delenv("XLEDGER_BENCH_REVIEW_CACHE", raising=False)
     built = []
@@ -122,7 +122,7 @@ def test_audit_and_review_share_each_built_ledger(monkeypatch):
 
     monkeypatch.setattr(bench_audit, "build", counting_build)
     with SharedLedgers() as shared:
-        audit = audit_run((1500,), shared, backends=("sqlite",))
+        audit = bench_audit.run((1500,), backends=("sqlite",), shared=shared)
         review = bench_review.run((1000, 1500), backends=("sqlite",), repeat=1, shared=shared)
     assert built == [408, 272]  # 1500 entries once (audit, then review), 1000 for the review's base
     _check(audit, "audit.sqlite.")
