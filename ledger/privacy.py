@@ -154,6 +154,9 @@ class _BatchCipher(SubjectCipher):
             key = self._unwrapped[k] = super()._unwrap(subject_id, wrapped)
         return key
 
+    def forget(self) -> None:
+        self._unwrapped.clear()
+
 
 class _Creating:
     """The SqlKeyStore as the cipher sees it: creation goes through the sealer, which honours the target."""
@@ -230,4 +233,7 @@ class LedgerSealer:
         view = LedgerSealer.__new__(LedgerSealer)
         view.__dict__.update(self.__dict__)
         view.cipher = _BatchCipher(_Prefetched(self, keys, wanted), self.ring, self._erased)
-        yield view
+        try:
+            yield view
+        finally:
+            view.cipher.forget()  # no unwrapped data key outlives its batch, even if the view is kept
