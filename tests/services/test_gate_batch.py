@@ -195,3 +195,53 @@ def test_a_key_revoked_while_the_batch_is_decoded_is_refused(tmp_path):
     p.steps[1] = decode_then_time_passes
     out = p._run_batch(_msgs([v for _, v in signed_messages(3, "revoked-mid-batch")]))
     assert [_outcome(r)[:2] for r in out] == [("rejected", "KEY_REVOKED")] * 3
+
+
+def test_a_mixed_batch_on_the_real_broker_is_recorded_in_offset_order_once_each(settings, broker):
+    """One poll of good, bad and duplicate messages from two senders (then the same again: every good
+    one now a duplicate of the ledger): each offset recorded exactly once, as main would record it,
+    in offset order; one dead letter per rejection; the ledger's position after the last offset."""
+    from kafka import KafkaProducer
+
+    from ledger.domain import exchange_id
+    from services import topics
+    from tests.harness import ksp_runtime, read_topic
+
+    values = _mixed_values()
+    reference = _pipeline()
+    expected, seen = {}, set()
+    for i, v in enumerate(values * 2):
+        r = _one_at_a_time(reference, Inbound(topics.REQUESTS, 0, i, v))
+        if isinstance(r, Work):
+            xid = exchange_id(r.envelope["sender"]["org"], r.envelope["message_id"])
+            expected[i] = "DUPLICATE_MESSAGE" if xid in seen else "decided"
+            seen.add(xid)
+        else:
+            expected[i] = r.reason
+    with ksp_runtime(settings, request_partitions=1) as rt:
+        producer = KafkaProducer(bootstrap_servers=broker.bootstrap)
+        for round_ in range(2):
+            for v in values:
+                producer.send(topics.REQUESTS, key=b"k", value=v, partition=0)
+            producer.flush()
+            worker = rt.gate_worker(f"attack-gate-{round_}")
+            try:
+                worker.run(idle_stop_after=2)
+            finally:
+                worker.consumer.close()
+                worker.producer.close()
+            assert rt.ledger.position(f"kafka:{topics.REQUESTS}:0") == len(values) * (round_ + 1)
+        producer.close()
+        got, order = {}, []
+        for n in rt.ledger.all_notifications():
+            if n.topic.endswith(("Exchange.Requested", "RejectedMessage.Rejected")):
+                e = rt.ledger.mapper.to_domain_event(n)
+                off = e.source["offset"]
+                assert off not in got, f"offset {off} recorded twice"
+                got[off] = "decided" if n.topic.endswith("Exchange.Requested") else e.reason
+                order.append(off)
+        assert got == expected
+        assert order == sorted(order)
+        rejected = [o for o, r in expected.items() if r != "decided"]
+        dead = read_topic(broker.bootstrap, topics.DEAD_LETTERS, expect=len(rejected), timeout=30)
+        assert sorted(int(dict(d.headers)["x-source-offset"]) for d in dead) == rejected
