@@ -232,8 +232,10 @@ class LedgerSealer:
             keys.update(self._create(list(missing)))
         view = LedgerSealer.__new__(LedgerSealer)
         view.__dict__.update(self.__dict__)
-        view.cipher = _BatchCipher(_Prefetched(self, keys, wanted), self.ring, self._erased)
+        view.cipher = cipher = _BatchCipher(_Prefetched(self, keys, wanted), self.ring, self._erased)
         try:
             yield view
         finally:
-            view.cipher.forget()  # no unwrapped data key outlives its batch, even if the view is kept
+            # No unwrapped data key outlives its batch, even if the view is kept (the batch's own
+            # cipher: a caller may have put another in the view, as services.audit does).
+            cipher.forget()
