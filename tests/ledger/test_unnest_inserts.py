@@ -130,3 +130,30 @@ def test_concurrent_sorted_upserts_neither_deadlock_nor_lose_counts(ledger, ledg
             lg.close()
     assert errors == []
     assert ledger.tables.fetchall(f"SELECT count(*), min(n), max(n) FROM {t}") == [(200, 45, 45)]
+
+
+def test_other_types_store_what_one_insert_per_row_stores(ledger):
+    """Types the ledger does not use today, should a table ever take them: the one-statement path
+    against psycopg's own executemany, value for value."""
+    if not ledger.tables.is_postgres:
+        pytest.skip("SQLite's executemany is kept as it is")
+    from datetime import date, datetime, timedelta, timezone
+    from decimal import Decimal
+
+    from ledger.tables import executemany
+
+    ddl = "ts TIMESTAMPTZ, naive TIMESTAMP, d DATE, num NUMERIC, f DOUBLE PRECISION, ok BOOLEAN, j JSONB"
+    fast, slow = _table(ledger, ddl), _table(ledger, ddl)
+    cph = timezone(timedelta(hours=1))
+    rows = [(datetime(2026, 11, 30, 23, 59, 59, 999999, tzinfo=cph), datetime(2026, 1, 1, 0, 0), date(1970, 1, 1),
+             Decimal("123456789.1235"), 1e308, True, '{"a": [1, "æ"]}'),
+            (None, None, None, None, float("nan"), None, None),
+            (datetime(1, 1, 1, tzinfo=timezone.utc), datetime(9999, 12, 31), date(2000, 2, 29), Decimal("-0.0005"),
+             -0.0, False, "null")]
+    cols = "(ts, naive, d, num, f, ok, j) VALUES (%s, %s, %s, %s, %s, %s, %s)"
+    with ledger.tables.cursor() as c:
+        executemany(c.raw, f"INSERT INTO {ledger.tables.translate(fast)} {cols}", rows, True)
+        c.raw.executemany(f"INSERT INTO {ledger.tables.translate(slow)} {cols}", rows)
+    assert "unnest(" in _UNNEST[f"INSERT INTO {ledger.tables.translate(fast)} {cols}"]
+    read = lambda t: [tuple(map(str, r)) for r in ledger.tables.fetchall(f"SELECT ts, naive, d, num, f, ok, j FROM {t} ORDER BY seq")]  # noqa: E731
+    assert read(fast) == read(slow)
