@@ -154,6 +154,9 @@ class _BatchCipher(SubjectCipher):
             key = self._unwrapped[k] = super()._unwrap(subject_id, wrapped)
         return key
 
+    def forget(self) -> None:
+        self._unwrapped.clear()
+
 
 class _Creating:
     """The SqlKeyStore as the cipher sees it: creation goes through the sealer, which honours the target."""
@@ -229,5 +232,10 @@ class LedgerSealer:
             keys.update(self._create(list(missing)))
         view = LedgerSealer.__new__(LedgerSealer)
         view.__dict__.update(self.__dict__)
-        view.cipher = _BatchCipher(_Prefetched(self, keys, wanted), self.ring, self._erased)
-        yield view
+        view.cipher = cipher = _BatchCipher(_Prefetched(self, keys, wanted), self.ring, self._erased)
+        try:
+            yield view
+        finally:
+            # No unwrapped data key outlives its batch, even if the view is kept (the batch's own
+            # cipher: a caller may have put another in the view, as services.audit does).
+            cipher.forget()

@@ -101,9 +101,12 @@ def _unnest_statement(cursor: Any, sql: str) -> str | None:
     if m is not None and all(v.strip() == "%s" for v in m["vals"].split(",")):
         cols = [c.strip() for c in m["cols"].split(",")]
         # The columns' own types, so every value is cast as a one-row INSERT would cast it.
-        cursor.execute("SELECT attname, format_type(atttypid, atttypmod) FROM pg_attribute "
+        # A column with a type modifier (varchar(n), char(n), bit(n)) keeps psycopg's executemany: an
+        # explicit cast to it truncates silently where a one-row INSERT refuses the value as too long.
+        cursor.execute("SELECT attname, format_type(atttypid, atttypmod), atttypmod FROM pg_attribute "
                        "WHERE attrelid = %s::regclass AND attnum > 0 AND NOT attisdropped", (m["table"],))
-        types = dict(tuple(r.values()) if isinstance(r, dict) else tuple(r) for r in cursor.fetchall())
+        found = [tuple(r.values()) if isinstance(r, dict) else tuple(r) for r in cursor.fetchall()]
+        types = {name: t for name, t, typmod in found if typmod == -1}
         if all(c in types for c in cols):
             arrays = ", ".join(f"%b::{types[c]}[]" for c in cols)  # binary: no quoting of each value in Python
             names = [f"c{i}" for i in range(len(cols))]

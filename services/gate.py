@@ -213,6 +213,11 @@ class GatePipeline:
                 if not isinstance(w, Work):
                     continue  # rejected by an earlier step
                 try:
+                    if verifies:
+                        # The key is judged at the time it is checked, as one at a time: not when the
+                        # batch was taken, before the steps decoded all of it (a revocation in force by
+                        # now must refuse the message).
+                        w.at = self.clock()
                     step(w)
                     if verifies:
                         w.sender = w.envelope["sender"]["org"]

@@ -136,3 +136,45 @@ def test_a_batch_unwraps_each_subjects_key_once_and_not_after_erasure(ledger, mo
     plain = LedgerSealer(ledger.tables, MASTER)
     assert plain.open(SUBJECTS[0], fresh, b"aad") == b"after"
     assert plain.open(SUBJECTS[1], blobs[1], b"aad") == b"data"
+
+
+def test_nothing_unwrapped_outlives_the_batch_and_erasure_between_batches_is_honoured(ledger, ledger_url):
+    from ledger.application import Ledger
+
+    sealer = LedgerSealer(ledger.tables, MASTER)
+    with sealer.batch(SUBJECTS[:2]) as batch:
+        blob = batch.seal(SUBJECTS[0], b"first batch", b"aad")
+        assert batch.cipher._unwrapped
+    assert batch.cipher._unwrapped == {}  # the view was kept: its keys were not
+    other = Ledger(ledger_url)  # another process erases the subject between the batches
+    try:
+        LedgerSealer(other.tables, MASTER).erase(SUBJECTS[0])
+    finally:
+        other.close()
+    with sealer.batch(SUBJECTS[:2]) as batch:
+        with pytest.raises(SubjectErased):
+            batch.open(SUBJECTS[0], blob, b"aad")
+        fresh = batch.seal(SUBJECTS[0], b"second batch", b"aad")
+    assert fresh[:20] != blob[:20]  # a new data key (its id is in the blob's header)
+    with pytest.raises(SubjectErased):
+        LedgerSealer(ledger.tables, MASTER).open(SUBJECTS[0], blob, b"aad")
+
+
+def test_a_master_key_rotation_during_and_between_batches_loses_nothing(ledger):
+    from ledger.rotation import rotate_master_key
+    from ledger.subject_crypto import MasterKeyRing, master_key_id
+
+    m1 = hashlib.sha256(b"tests/ledger sealer-batch master key 1").digest()
+    both = MasterKeyRing([MASTER, m1])
+    sealer = LedgerSealer(ledger.tables, both)
+    with sealer.batch(SUBJECTS[:3]) as batch:
+        before = {s: batch.seal(s, b"before", b"aad") for s in SUBJECTS[:3]}
+        rotate_master_key(ledger.tables, both, master_key_id(m1), batch_size=2)  # another process, mid-batch
+        during = {s: batch.seal(s, b"during", b"aad") for s in SUBJECTS[:3]}
+    with sealer.batch(SUBJECTS[:3]) as batch:
+        after = {s: batch.seal(s, b"after", b"aad") for s in SUBJECTS[:3]}
+        assert {batch.open(s, before[s], b"aad") for s in SUBJECTS[:3]} == {b"before"}
+    only_new = LedgerSealer(ledger.tables, MasterKeyRing([m1]))  # the old master key gone
+    for s in SUBJECTS[:3]:
+        assert [only_new.open(s, blobs[s], b"aad") for blobs in (before, during, after)] == \
+            [b"before", b"during", b"after"]

@@ -51,3 +51,87 @@ def test_exchange_decided_stores_what_init_and_decide_store(ledger, monkeypatch)
     ledger.record([fast])
     back = ledger.get_exchange(fast.id)
     assert (back.version, back.decision, back.sealed_message) == (2, slow.decision, slow.sealed_message)
+
+
+class _FixedSealer:
+    """Deterministic stand-in (AES-GCM nonces differ per call): what both paths must seal alike."""
+
+    def seal(self, subject, data, aad=b""):
+        import base64
+        import hashlib
+
+        return base64.b64encode(hashlib.sha256(subject.encode() + data + aad).digest()).decode()
+
+    def batch(self, subjects):
+        from contextlib import nullcontext
+
+        return nullcontext(self)
+
+
+def _main_build_exchange(w, sealer):
+    """main's GatePipeline._build_exchange (Exchange(...) then .decide), kept as the reference."""
+    from ledger.domain import Exchange, exchange_id, sealed_message_aad
+
+    env = w.envelope
+    summary = {
+        "occurred_at": env["occurred_at"], "sender": env["sender"], "recipients": env["recipients"],
+        "context": env["context"], "underlying_basis": env["underlying_basis"],
+        "cooperation_id": env["cooperation_id"], "purpose": env["purpose"],
+        "declared_categories": sorted(env["data_categories"]), "present_categories": sorted(w.present),
+        "payload_type": env["payload_type"], "mandatory": env["mandatory"],
+        "has_consent": env["consent"] is not None, "has_provenance": env["provenance"] is not None,
+        "signer_key_id": w.signed["key_id"],
+    }
+    exchange = Exchange(
+        sender=env["sender"]["org"], message_id=env["message_id"], source=w.msg.source, summary=summary,
+        subject=w.subject, message_digest=w.msg.digest,
+        sealed_message=sealer.seal(w.subject, w.msg.value,
+                                   sealed_message_aad(exchange_id(env["sender"]["org"], env["message_id"]))),
+    )
+    exchange.decide(w.decision)
+    return exchange
+
+
+def test_the_gate_stores_what_main_stored_for_every_kind_of_decision(ledger, monkeypatch):
+    """The gate's own path (Exchange.decided) against main's, over the simulated week's cases (allowed,
+    denied, escalated, several recipients, consent and provenance), compared as stored bytes."""
+    from datetime import date, datetime, timezone
+
+    from ledger.domain import Exchange
+    from policies.engine import PolicyEngine
+    from schemas.codec import AvroCodec
+    from services.agency import Publisher
+    from services.config import Settings
+    from services.gate import GatePipeline, Inbound, Work
+    from services.keyring import DEV_KEY_ID, dev_private_key
+    from services.keyset import DEV_KEYSET, KeySet
+    from services.simulation import build_week, declared_categories, occurred
+
+    at = datetime(2026, 11, 30, 12, 0, tzinfo=timezone.utc)
+    codec = AvroCodec()
+    values, day0 = [], date(2026, 11, 30)
+    for i, (day, case) in enumerate(build_week(day0)):
+        if case.tamper:
+            continue
+        request = dict(case.request)
+        request.setdefault("data_categories", declared_categories(codec, request))
+        pub = Publisher(*case.sender, producer=None, key=dev_private_key(case.sender[0]), key_id=DEV_KEY_ID, codec=codec)
+        values.append(pub.signed_bytes(pub.envelope(occurred_at=occurred(day, i), message_id=f"week-msg-{i:04d}", **request)))
+    settings = Settings.development()
+    p = GatePipeline(PolicyEngine.load_default(), _FixedSealer(), settings.pseudonym_secret.encode(),
+                     KeySet.load(DEV_KEYSET), codec, clock=lambda: at)
+    worked = [w for w in p._run_batch([Inbound("exchange.requests", i % 3, i, v) for i, v in enumerate(values)])
+              if isinstance(w, Work)]
+    outcomes = {r["outcome"] for w in worked for r in w.decision["results"]}
+    assert {"ALLOW", "DENY", "ESCALATE"} <= outcomes, outcomes
+    assert any(len(w.envelope["recipients"]) > 1 for w in worked)
+
+    stamp = datetime(2026, 11, 30, 12, 0, 1, tzinfo=timezone.utc)
+    for cls in (Exchange.Requested, Exchange.Decided):
+        monkeypatch.setattr(cls, "create_timestamp", staticmethod(lambda: stamp))
+    for w in worked:
+        fast = p._exchange(w, _FixedSealer())
+        slow = _main_build_exchange(w, _FixedSealer())
+        assert [ledger.mapper.to_stored_event(e) for e in fast.pending_events] == \
+            [ledger.mapper.to_stored_event(e) for e in slow.pending_events]
+        assert fast.__dict__ == slow.__dict__ | {"_pending_events": fast.__dict__["_pending_events"]}

@@ -66,3 +66,27 @@ def test_a_partition_without_a_ledger_position_is_resumed_from_the_ledger_first(
         assert consumer.seeks[-1] == (tp, 7) and tp not in gate._positions
     finally:
         rt.close()
+
+
+def test_maintain_leaves_no_entry_unintegrated_at_any_count_around_its_step(ledger_url, monkeypatch):
+    """maintain() trusts a short integrate() call to mean the tree has caught up: at exact multiples
+    of the step, one over and one under, bounded or not, nothing is left out of the tree."""
+    import services.runtime as runtime
+    from tests.ledger.conftest import make_rejection
+
+    monkeypatch.setattr(runtime, "INTEGRATE_STEP", 10)
+    rt = Runtime(Settings.development(ledger_url=ledger_url))
+    try:
+        rt.ledger.integrity.batch_size = 3  # integrate() makes several steps of its own per call
+        n = 0
+        for add, bound in [(20, None), (9, None), (1, None), (10, 10), (11, 10), (30, 7), (1, 10)]:
+            rt.ledger.record([make_rejection(n + i) for i in range(add)])
+            n += add
+            turns = 0
+            while not rt.maintain(max_entries=bound):
+                turns += 1
+                assert turns < 20
+            assert rt.ledger.integrity.tree_size() == rt.ledger.max_notification_id() == n, (add, bound)
+            assert rt.read_models.position() == n
+    finally:
+        rt.close()
