@@ -31,7 +31,7 @@ from contextlib import ExitStack
 from datetime import datetime, timezone
 from pathlib import Path
 
-from bench.common import row
+from bench.common import row, size_label
 
 BATCH = 250
 ENTRIES_PER_EXCHANGE = 3.67  # Requested, Decided, a receipt, and an inbox delivery for 2 in 3
@@ -394,11 +394,6 @@ def replay_in_subprocess(url: str) -> dict:
 # -- the run ---------------------------------------------------------------------------------------
 
 
-def _label(entries: int) -> str:
-    # The size asked for (100k, 1M), not the entries built (999,093 of a 1M ledger would read "999k").
-    return f"{round(entries / 1000)}k" if entries < 950_000 else f"{round(entries / 1e6, 1):g}M"
-
-
 def measure(url: str, backend: str, info: dict, how: str, *, compare_old: bool, replay_rss: dict,
             emit=None) -> list[dict]:
     """The rows of one ledger. ``emit`` gets them as they are measured: a run stopped or failing
@@ -406,7 +401,7 @@ def measure(url: str, backend: str, info: dict, how: str, *, compare_old: bool, 
     from ledger.application import Ledger
 
     rows = _Rows(emit)
-    size = info.get("label") or _label(info["entries"])
+    size = info.get("label") or size_label(info["entries"])
     pre = f"audit.{backend}.{size}"
     print(f"[bench] audit {backend}: {info['entries']} entries in {info['build_s']:.0f}s "
           f"(CPU {info.get('build_cpu_s', 0):.0f}s; +{info['readmodels_s']:.0f}s read models)",
@@ -500,12 +495,12 @@ def run(sizes=(100_000,), backends=("sqlite", "postgres"), echo: bool = False, s
         for i, entries in enumerate(sizes):
             if "sqlite" in backends:
                 url, info = shared.sqlite(entries)
-                rows += measure(url, "sqlite", {**info, "label": _label(entries)},
+                rows += measure(url, "sqlite", {**info, "label": size_label(entries)},
                                 "gate pipeline + relay bookkeeping in process, 2 builders",
                                 compare_old=(i == 0), replay_rss=rss, emit=emit)
             if "postgres" in backends:
                 url, moved = shared.postgres(entries)
-                rows += measure(url, "postgres", {**moved, "label": _label(entries)},
+                rows += measure(url, "postgres", {**moved, "label": size_label(entries)},
                                 "stored events copied from the SQLite ledger",
                                 compare_old=(i == 0), replay_rss=rss, emit=emit)
     return rows

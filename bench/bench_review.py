@@ -41,7 +41,7 @@ from datetime import date
 from pathlib import Path
 from urllib.parse import urlencode
 
-from bench.common import pg_database, row
+from bench.common import pg_database, row, size_label
 
 REPEAT = 5
 PASSWORD = "bench review password"
@@ -49,10 +49,6 @@ USERS = {"lo": ["legal_officer"], "aud": ["auditor"], "adm": ["admin"],
          "ksp": ["agency:kriminalforsorgen:kif-midt-vestsjaelland"]}
 REVIEWS = 3  # decisions reviewed (UPHOLD) before measuring: the status filter finds only these
 BASE_SIZE = 10_000
-
-
-def _label(entries: int) -> str:
-    return f"{round(entries / 1000)}k" if entries < 1_000_000 else f"{entries / 1e6:.1f}M"
 
 
 # -- ledgers ---------------------------------------------------------------------------------------
@@ -344,7 +340,7 @@ def run(sizes: tuple[int, ...] = (BASE_SIZE, 100_000), backends: tuple[str, ...]
             for backend, url, info in ledgers:
                 t0 = time.perf_counter()
                 got, v = measure(url, repeat)
-                size = _label(entries)
+                size = size_label(entries)
                 print(f"[bench] review {backend} {size}: {v['decisions']} decisions, pages measured in "
                       f"{time.perf_counter() - t0:.0f}s (built in {info.get('build_s', 0):.0f}s)",
                       file=sys.stderr, flush=True)
@@ -354,7 +350,7 @@ def run(sizes: tuple[int, ...] = (BASE_SIZE, 100_000), backends: tuple[str, ...]
                 for name, seconds in got.items():
                     ms = seconds * 1000
                     b = first.get(name) if first is not None and first is not got else None
-                    note = f"{_label(sizes[0])}: {b * 1000:.1f} ms" if b else None
+                    note = f"{size_label(sizes[0])}: {b * 1000:.1f} ms" if b else None
                     if b and first_cpu and name in first_cpu:
                         # CPU beside the wall clock: a ratio that misses on the wall clock but not
                         # here is the shared machine's load, not the page.

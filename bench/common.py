@@ -99,3 +99,9 @@ def pg_schema_url(db_url: str) -> str:
     with psycopg.connect(db_url, autocommit=True) as conn:
         conn.execute(f'CREATE SCHEMA "{schema}"')
     return f"{db_url}?schema={schema}"
+
+
+def size_label(entries: int) -> str:
+    """A ledger size as row names give it: the size asked for (10k, 100k, 1M), not the entries built
+    (999,093 of a 1M ledger would read "999k")."""
+    return f"{round(entries / 1000)}k" if entries < 950_000 else f"{round(entries / 1e6, 1):g}M"
