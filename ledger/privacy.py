@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import base64
 from contextlib import contextmanager
-from typing import Any, Callable, Iterable, Iterator
+from typing import Callable, Iterable, Iterator
 
 from ledger.subject_crypto import (
     CachingCipher,
