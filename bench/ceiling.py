@@ -506,7 +506,7 @@ def _sealing(works, batch: int = 500, page: int = 250):
     What ledger.privacy and ledger.subject_crypto do, without their checks and objects: the gate
     seals the signed message as received under its subject's data key (aad naming the exchange)
     and stores it base64 in the Requested event; the data key is stored wrapped under the master
-    key and unwrapped once per subject per batch (_BatchCipher). The relay, for each inbox copy,
+    key and unwrapped once per subject per batch (CachingCipher). The relay, for each inbox copy,
     opens it again, unwrapping once per subject per page (a page of 500 notifications holds about
     250 exchanges: a Requested and a Decided event each)."""
     import base64

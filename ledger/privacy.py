@@ -14,10 +14,10 @@ from __future__ import annotations
 
 import base64
 from contextlib import contextmanager
-from typing import Any, Callable, Iterable, Iterator
+from typing import Callable, Iterable, Iterator
 
 from ledger.subject_crypto import (
-    DataKey,
+    CachingCipher,
     DecryptionError,
     MasterKeyRing,
     MasterKeyUnavailable,
@@ -138,26 +138,6 @@ class _Prefetched:
         self._store.destroy(subject_id)
 
 
-class _BatchCipher(SubjectCipher):
-    """One batch's cipher: a subject's data key is unwrapped once for the batch (a citizen's several
-    messages in one poll), by subject and wrapped bytes, and forgotten with the batch. The wrapped
-    key is still looked up for every message, so one erased within the batch is not used."""
-
-    def __init__(self, store: Any, ring: MasterKeyRing, erased: Callable[[str, bytes], bool] | None):
-        super().__init__(store, ring, erased)
-        self._unwrapped: dict[tuple[str, bytes], DataKey] = {}
-
-    def _unwrap(self, subject_id: str, wrapped: bytes) -> DataKey:
-        k = (subject_id, bytes(wrapped))
-        key = self._unwrapped.get(k)
-        if key is None:
-            key = self._unwrapped[k] = super()._unwrap(subject_id, wrapped)
-        return key
-
-    def forget(self) -> None:
-        self._unwrapped.clear()
-
-
 class _Creating:
     """The SqlKeyStore as the cipher sees it: creation goes through the sealer, which honours the target."""
 
@@ -232,7 +212,10 @@ class LedgerSealer:
             keys.update(self._create(list(missing)))
         view = LedgerSealer.__new__(LedgerSealer)
         view.__dict__.update(self.__dict__)
-        view.cipher = cipher = _BatchCipher(_Prefetched(self, keys, wanted), self.ring, self._erased)
+        # A subject's data key is unwrapped and its AES-GCM object built once for the batch (a citizen's
+        # several messages in one poll); the wrapped key is still looked up for every message, so one
+        # erased within the batch is not used.
+        view.cipher = cipher = CachingCipher(_Prefetched(self, keys, wanted), self.ring, self._erased)
         try:
             yield view
         finally:

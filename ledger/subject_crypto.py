@@ -63,6 +63,8 @@ __all__ = [
     "KeyStore",
     "InMemoryKeyStore",
     "SubjectCipher",
+    "KeyMemo",
+    "CachingCipher",
     "MasterKeyRing",
     "MasterKeyUnavailable",
     "load_master_keys",
@@ -140,17 +142,24 @@ def _secret(key: DataKey | bytes) -> bytes:
 
 def encrypt(key: DataKey | bytes, plaintext: bytes, aad: bytes) -> bytes:
     """AES-256-GCM with a fresh random 96-bit nonce: returns nonce || ciphertext || tag."""
-    nonce = os.urandom(NONCE_SIZE)
-    return nonce + AESGCM(_secret(key)).encrypt(nonce, bytes(plaintext), bytes(aad))
+    return _encrypt_with(AESGCM(_secret(key)), plaintext, aad)
 
 
 def decrypt(key: DataKey | bytes, blob: bytes, aad: bytes) -> bytes:
     """Inverse of ``encrypt``; DecryptionError if anything was altered or the aad differs."""
+    return _decrypt_with(AESGCM(_secret(key)), blob, aad)
+
+
+def _encrypt_with(aead: AESGCM, plaintext: bytes, aad: bytes) -> bytes:
+    nonce = os.urandom(NONCE_SIZE)
+    return nonce + aead.encrypt(nonce, bytes(plaintext), bytes(aad))
+
+
+def _decrypt_with(aead: AESGCM, blob: bytes, aad: bytes) -> bytes:
     if not isinstance(blob, (bytes, bytearray)) or len(blob) < NONCE_SIZE + _TAG_SIZE:
         raise DecryptionError("ciphertext is truncated")
     try:
-        return AESGCM(_secret(key)).decrypt(bytes(blob[:NONCE_SIZE]), bytes(blob[NONCE_SIZE:]),
-                                            bytes(aad))
+        return aead.decrypt(bytes(blob[:NONCE_SIZE]), bytes(blob[NONCE_SIZE:]), bytes(aad))
     except InvalidTag:
         raise DecryptionError("authentication failed: wrong key, wrong aad or tampered data") from None
 
@@ -426,7 +435,7 @@ class SubjectCipher:
         id, field), so a blob cannot be moved to another record unnoticed."""
         key = self.data_key(subject_id)
         header = _VERSION + key.key_id
-        return header + encrypt(key, plaintext, self._aad(header, subject_id, aad))
+        return header + _encrypt_with(self._aead(key), plaintext, self._aad(header, subject_id, aad))
 
     def open(self, subject_id: str, blob: bytes, aad: bytes = b"") -> bytes:
         """Decrypt; SubjectErased if the subject's key was destroyed, DecryptionError if the
@@ -443,7 +452,7 @@ class SubjectCipher:
         if wrapped is not None and hmac.compare_digest(wrapped_key_id(wrapped), key_id):
             # The subject's live key: the data aad binds the subject, so a foreign blob fails here.
             key = self._unwrap(subject_id, wrapped)
-            return decrypt(key, blob[head:], self._aad(blob[:head], subject_id, aad))
+            return _decrypt_with(self._aead(key), blob[head:], self._aad(blob[:head], subject_id, aad))
         if not any(_key_id_belongs_to(m, subject, key_id) for m in self.ring) and not (
                 self._erased is not None and self._erased(subject_id, key_id)):
             raise DecryptionError("sealed blob was not made for this subject")
@@ -457,6 +466,12 @@ class SubjectCipher:
         # wrapped key is still read every time.
         return unwrap_key(self.ring, subject_id, wrapped)
 
+    def _aead(self, key: DataKey) -> AESGCM:
+        # A method for the same callers: building an AESGCM object (key schedule) costs about as
+        # much as opening one message, so a batch or a pass keeps one per data key it unwrapped
+        # (CachingCipher) and forgets it with the key.
+        return AESGCM(_secret(key))
+
     def erase(self, subject_id: str) -> None:
         """Crypto-shred: every blob sealed for this subject so far becomes unreadable."""
         _subject_bytes(subject_id)
@@ -465,3 +480,48 @@ class SubjectCipher:
     @staticmethod
     def _aad(header: bytes, subject_id: str, aad: bytes) -> bytes:
         return _DATA_CONTEXT + _frame(header, _subject_bytes(subject_id), bytes(aad))
+
+
+class KeyMemo:
+    """Data keys unwrapped, and their AES-GCM objects, kept for one batch (ledger.privacy) or one
+    read-only pass (services.audit) and cleared at its end. Past ``limit`` keys (~100 bytes each,
+    their AES-GCM objects beside) it starts again, so a pass over millions of subjects stays bounded."""
+
+    def __init__(self, limit: int = 50_000) -> None:
+        self.keys: dict[tuple[str, bytes], DataKey] = {}
+        self.aeads: dict[DataKey, AESGCM] = {}
+        self.limit = limit
+
+    def clear(self) -> None:
+        self.keys.clear()
+        self.aeads.clear()
+
+
+class CachingCipher(SubjectCipher):
+    """A cipher that unwraps a data key once, by subject and wrapped bytes, and builds its AES-GCM
+    object once, into ``memo`` (which callers may share between ciphers of one pass). The wrapped
+    key is still read from the store for every message, so a subject erased meanwhile (no wrapped
+    key, or another one) is never opened with what the memo holds."""
+
+    def __init__(self, keystore: KeyStore, master_key: "bytes | str | MasterKeyRing",
+                 erased: Callable[[str, bytes], bool] | None = None, memo: KeyMemo | None = None) -> None:
+        super().__init__(keystore, master_key, erased)
+        self.memo = KeyMemo() if memo is None else memo
+
+    def _unwrap(self, subject_id: str, wrapped: bytes) -> DataKey:
+        memo, k = self.memo, (subject_id, bytes(wrapped))
+        key = memo.keys.get(k)
+        if key is None:
+            if len(memo.keys) >= memo.limit:
+                memo.clear()
+            key = memo.keys[k] = super()._unwrap(subject_id, wrapped)
+        return key
+
+    def _aead(self, key: DataKey) -> AESGCM:
+        aead = self.memo.aeads.get(key)
+        if aead is None:
+            aead = self.memo.aeads[key] = super()._aead(key)
+        return aead
+
+    def forget(self) -> None:
+        self.memo.clear()

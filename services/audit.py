@@ -20,7 +20,7 @@ from eventsourcing.utils import get_topic
 
 from ledger.domain import Exchange, sealed_message_aad
 from ledger.privacy import DecryptionError, LedgerSealer, SubjectErased
-from ledger.subject_crypto import SubjectCipher
+from ledger.subject_crypto import CachingCipher, KeyMemo
 from ledger.readmodels import TABLES, ReadModels, TableDiff, compare, replay_prefix
 from policies.bundle import Bundle, BundleSet, load_bundle
 from policies.directory import Directory
@@ -210,6 +210,12 @@ class _RecordedPipeline(GatePipeline):
     def signature_valid(self, body: bytes, signature: bytes, public_key: bytes) -> bool:
         return super().signature_valid(body, signature, public_key) if self.check_signatures else True
 
+    def subject_of(self, payload_type: str, payload: dict[str, Any]) -> str:
+        # The pseudonym (an HMAC) is the gate's to derive for sealing; a re-decision never uses it
+        # (the subject is the recorded one), so the audit does not compute it. The CPR number is
+        # still validated with the payload (schemas.validation), so what is checked is unchanged.
+        return ""
+
 
 class Redecider:
     """Rebuilds the policy request from the sealed message exactly like the gate, and decides it.
@@ -231,7 +237,9 @@ class Redecider:
         self.check_signatures = check_signatures
         self._engines: dict[tuple[str, str], PolicyEngine] = {}
         self._pipelines: dict[tuple[str, str], GatePipeline] = {}
-        self._unwrapped: dict[tuple[str, bytes], Any] = {}  # data keys unwrapped in this pass
+        # Data keys unwrapped (and their AES-GCM objects) in this pass: a citizen's many exchanges
+        # unwrap one key once. Cleared when the pass ends (``forget_keys``).
+        self._keys = KeyMemo()
 
     def engine(self, bundle: Bundle, directory: Directory) -> PolicyEngine:
         # Cached per bundle version and directory version (its content hash).
@@ -288,29 +296,15 @@ class Redecider:
         """``decide`` for one page of records, with every subject's key read in one transaction
         (as the gate does per batch) instead of one per exchange. Keys are never created here."""
         with self.sealer.batch({r.subject for r in recs}, create=False) as sealer:
-            sealer.cipher = _RememberingCipher(sealer.cipher, self._unwrapped)
+            # The page's wrapped keys (read once), with the pass's memo of what was unwrapped: the
+            # wrapped key is still read for every exchange, so an erased subject is erased here at once.
+            page_cipher = sealer.cipher
+            sealer.cipher = CachingCipher(page_cipher._store, page_cipher.ring, page_cipher._erased, self._keys)
             yield lambda rec, bundle, directory=None: self.decide(rec, bundle, directory, sealer=sealer)
 
-
-class _RememberingCipher(SubjectCipher):
-    """A page's cipher that keeps the data keys it unwrapped, by subject and wrapped bytes, for the
-    rest of the pass: a citizen's many exchanges unwrap one key once. The wrapped key is still
-    read for every page, so an erased subject (no wrapped key) is erased here at once."""
-
-    _LIMIT = 50_000  # ~5 MB of keys at most; past it, start again
-
-    def __init__(self, page_cipher: SubjectCipher, memo: dict[tuple[str, bytes], Any]):
-        super().__init__(page_cipher._store, page_cipher.ring, page_cipher._erased)
-        self._memo = memo
-
-    def _unwrap(self, subject_id: str, wrapped: bytes) -> Any:
-        k = (subject_id, bytes(wrapped))
-        key = self._memo.get(k)
-        if key is None:
-            if len(self._memo) >= self._LIMIT:
-                self._memo.clear()
-            key = self._memo[k] = super()._unwrap(subject_id, wrapped)
-        return key
+    def forget_keys(self) -> None:
+        """Drops the data keys this pass unwrapped: none outlives the pass."""
+        self._keys.clear()
 
 
 def load_bundles(extra: Iterable[Path] | None = None) -> BundleSet:
@@ -480,7 +474,7 @@ def reevaluate(ledger: Any, redecider: Redecider, bundles: Any,
     job = _Job.of(redecider, bundle_for or RecordedVersion(bundles), directory_for or redecider.directories,
                   per_exchange)
     workers = auto_workers(ledger) if workers is None else workers
-    with _long_lived_frozen():
+    with _long_lived_frozen(), _pass_of(redecider):
         if workers > 1 and _shareable(ledger):
             return _merge_reevaluations(_shared(ledger, redecider, job, workers, progress))
         return _reevaluate_in(ledger, redecider, job, 1, None, progress)
@@ -671,6 +665,16 @@ def _long_lived_frozen() -> Iterator[None]:
         gc.unfreeze()
 
 
+@contextmanager
+def _pass_of(redecider: Redecider) -> Iterator[None]:
+    """One pass of ``redecider``: the data keys it unwrapped are dropped when it ends (a worker
+    process's end with the process)."""
+    try:
+        yield
+    finally:
+        redecider.forget_keys()
+
+
 def _run_chunk(state: _State, start: int, stop: int, progress: Callable[[int], None]) -> Any:
     covered = lambda last: progress(last - start + 1)  # noqa: E731
     if state.job.proposed is None:
@@ -768,7 +772,7 @@ def impact(ledger: Any, redecider: Redecider, bundle: Bundle, *, since: date | N
     job = _Job.of(redecider, Always(bundle), directory_for or redecider.directories, per_exchange,
                   since=since, proposed=bundle, known=known)
     workers = auto_workers(ledger) if workers is None else workers
-    with _long_lived_frozen():
+    with _long_lived_frozen(), _pass_of(redecider):
         if workers > 1 and _shareable(ledger):
             return _merge_impacts(_shared(ledger, redecider, job, workers, progress))
         return _impact_in(ledger, redecider, job, 1, None, progress)

@@ -160,10 +160,15 @@ class GatePipeline:
             raise Rejected("WRONG_TYPE", f"payload_type {payload_type!r} is not a payload record")
         payload = self._decode(w.envelope["payload"], payload_type)
         self._validate(payload_type, payload)
+        w.subject = self.subject_of(payload_type, payload)
+        w.payload = payload
+
+    def subject_of(self, payload_type: str, payload: dict[str, Any]) -> str:
+        """The subject pseudonym the exchange is sealed under. A method so that re-evaluation
+        (services.audit), which never seals, can leave it out."""
         # The gate alone holds the pseudonym secret; a v1 sender's subject.pseudonym is ignored.
         cpr_field = CPR_FIELD.get(payload_type)
-        w.subject = pseudonym(payload[cpr_field], self.pseudonym_secret) if cpr_field else NO_SUBJECT
-        w.payload = payload
+        return pseudonym(payload[cpr_field], self.pseudonym_secret) if cpr_field else NO_SUBJECT
 
     def categorise(self, w: Work) -> None:
         schema = self.codec.registry.latest(w.envelope["payload_type"]).raw

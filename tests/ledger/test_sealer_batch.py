@@ -144,8 +144,9 @@ def test_nothing_unwrapped_outlives_the_batch_and_erasure_between_batches_is_hon
     sealer = LedgerSealer(ledger.tables, MASTER)
     with sealer.batch(SUBJECTS[:2]) as batch:
         blob = batch.seal(SUBJECTS[0], b"first batch", b"aad")
-        assert batch.cipher._unwrapped
-    assert batch.cipher._unwrapped == {}  # the view was kept: its keys were not
+        assert batch.cipher.memo.keys and batch.cipher.memo.aeads
+    # the view was kept: its keys (and their AES-GCM objects) were not
+    assert batch.cipher.memo.keys == {} and batch.cipher.memo.aeads == {}
     other = Ledger(ledger_url)  # another process erases the subject between the batches
     try:
         LedgerSealer(other.tables, MASTER).erase(SUBJECTS[0])
