@@ -532,24 +532,21 @@ def _sealing(works, batch: int = 500, page: int = 250):
                 out[subject] = AESGCM(master.decrypt(k[:12], k[12:], subject.encode()))
         return out
 
-    sealed = []
-    for i in range(0, len(items), batch):
-        chunk = items[i:i + batch]
-        ks = keys(chunk)
-        for subject, value, aad in chunk:
-            nonce = os.urandom(12)
-            sealed.append((subject, base64.b64encode(nonce + ks[subject].encrypt(nonce, value, aad)).decode(), aad))
-    to_open = [s for s, w in zip(sealed, works) if _allowed(w)]
-
-    def seal_payload() -> int:
+    def seal_all() -> list[tuple[str, str, bytes]]:
         b64 = base64.b64encode
+        out = []
         for i in range(0, len(items), batch):
             chunk = items[i:i + batch]
             ks = keys(chunk)
             for subject, value, aad in chunk:
                 nonce = os.urandom(12)
-                b64(nonce + ks[subject].encrypt(nonce, value, aad)).decode()
-        return len(items)
+                out.append((subject, b64(nonce + ks[subject].encrypt(nonce, value, aad)).decode(), aad))
+        return out
+
+    def seal_payload() -> int:
+        return len(seal_all())
+
+    to_open = [s for s, w in zip(seal_all(), works) if _allowed(w)]
 
     def open_payload() -> int:
         b64 = base64.b64decode

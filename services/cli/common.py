@@ -156,7 +156,7 @@ def _open(settings: Settings, create: bool) -> Any:
 LOCKED_WAIT_FACTOR = 6
 
 
-def _opened_while_locked(settings: Settings, attempt) -> Any:
+def _opened_while_locked(settings: Settings, create: bool) -> Any:
     import time
 
     from sqlite3 import OperationalError as SQLiteOperationalError
@@ -167,7 +167,7 @@ def _opened_while_locked(settings: Settings, attempt) -> Any:
     tries = 0
     while True:
         try:
-            return attempt()
+            return _open(settings, create)
         except (SQLiteOperationalError, *LEDGER_UNAVAILABLE) as exc:
             tries += 1
             if "locked" not in str(exc):
@@ -192,7 +192,7 @@ def open_ledger(settings: Settings | str, *, create: bool = False) -> Any:
     url = settings.ledger_url
     with reaching(settings):
         try:
-            return _opened_while_locked(settings, lambda: _open(settings, create))
+            return _opened_while_locked(settings, create)
         except LedgerURLError as exc:
             fail(str(exc))
         except NoLedger as exc:
