@@ -612,7 +612,9 @@ class _Job:
     def open(self) -> tuple[Any, Redecider]:
         from ledger.application import Ledger
 
-        ledger = Ledger(self.url)
+        # The caller opened this ledger already: a worker runs none of eventsourcing's DDL, which two
+        # workers started at once raced on PostgreSQL ("tuple concurrently updated") once they were forked.
+        ledger = Ledger(self.url, env={"CREATE_TABLE": "n"})
         # The job's directory resolver decides every chunk; one of the Redecider's own would load
         # the shipped directory again in each worker, unused.
         resolver = self.directory_for if isinstance(self.directory_for, DirectoryResolver) else None
