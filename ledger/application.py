@@ -7,6 +7,7 @@ not at all, and a restarted reader resumes from ``position(name)``.
 
 from __future__ import annotations
 
+from contextlib import contextmanager
 from typing import Any, Iterable, Iterator, Sequence
 from uuid import UUID
 
@@ -19,7 +20,7 @@ from ledger.subject_crypto import MasterKeyUnavailable
 from ledger.tables import Cursor, SideTables
 from ledger.url import persistence_env
 
-__all__ = ["Ledger", "IntegrityError", "Tracking", "kafka_tracking_name", "LEDGER_UNAVAILABLE"]
+__all__ = ["Ledger", "IntegrityError", "Tracking", "kafka_tracking_name", "LEDGER_UNAVAILABLE", "SCHEMA_LOCK_KEY"]
 
 # What a service loop waits out and retries: the database is locked, restarting or unreachable
 # (eventsourcing maps both drivers' errors onto the first two), or a master-key rotation names
@@ -31,6 +32,41 @@ def kafka_tracking_name(topic: str, partition: int) -> str:
     return f"kafka:{topic}:{partition}"
 
 
+# PostgreSQL advisory lock held while a Ledger creates its tables: CREATE TABLE IF NOT EXISTS is not
+# safe against itself, and services started at the same moment on a new database (the gate, the
+# relay, forked workers) failed with a unique violation on pg_type or "tuple concurrently updated".
+# A constant of our own (the first 8 bytes of sha256("xledger schema")), per database.
+SCHEMA_LOCK_KEY = 0x54D4_E3E3_CB46_C92B
+
+
+@contextmanager
+def _schema_lock(env: dict[str, str]) -> Iterator[None]:
+    """Serialises table creation between processes on one PostgreSQL database; a no-op for SQLite
+    (its writers queue on the file lock) and when the caller opens without creating tables."""
+    creating = env.get("CREATE_TABLE", "y").strip().lower() not in ("n", "no", "false", "0", "off")
+    if env.get("PERSISTENCE_MODULE") != "eventsourcing.postgres" or not creating:
+        yield
+        return
+    import psycopg
+
+    params = {"dbname": env["POSTGRES_DBNAME"], "host": env["POSTGRES_HOST"], "port": env["POSTGRES_PORT"],
+              "user": env["POSTGRES_USER"], "password": env.get("POSTGRES_PASSWORD") or None,
+              "connect_timeout": env.get("POSTGRES_CONNECT_TIMEOUT") or "5", "autocommit": True}
+    try:
+        conn = psycopg.connect(**{k: v for k, v in params.items() if v is not None})
+    except psycopg.Error:
+        # Unreachable: opening goes on without the lock and fails in eventsourcing's connect, with
+        # the error every caller already handles (LEDGER_UNAVAILABLE).
+        yield
+        return
+    with conn:
+        conn.execute("SELECT pg_advisory_lock(%s)", (SCHEMA_LOCK_KEY,))
+        try:
+            yield
+        finally:
+            conn.execute("SELECT pg_advisory_unlock(%s)", (SCHEMA_LOCK_KEY,))
+
+
 class Ledger(Application[UUID]):
     name = "xledger"
     # Aggregates here are short-lived; caching them only costs memory under a backlog.
@@ -39,8 +75,9 @@ class Ledger(Application[UUID]):
     def __init__(self, url: str, env: dict[str, str] | None = None):
         merged = {**persistence_env(url), **(env or {})}
         self.url = url
-        super().__init__(env=merged)
-        self.tables = SideTables(self.recorder.datastore)
+        with _schema_lock(merged):
+            super().__init__(env=merged)
+            self.tables = SideTables(self.recorder.datastore)
 
     def construct_transcoder(self):
         # The same JSON as eventsourcing's transcoder writes, through orjson (ledger.transcoder).

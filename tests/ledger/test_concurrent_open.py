@@ -1,0 +1,67 @@
+"""Services started at the same moment on a brand-new PostgreSQL ledger (the gate, the relay and its
+maintainer, audit workers) each create the tables. PostgreSQL's CREATE TABLE IF NOT EXISTS is not safe
+against itself: two sessions creating the same table at once can fail with a unique violation on
+pg_type or "tuple concurrently updated". Ledger serialises the creation with an advisory lock."""
+
+from __future__ import annotations
+
+import multiprocessing
+import uuid
+
+import psycopg
+import pytest
+
+from ledger.application import Ledger
+from tests.conftest import _pg_conninfo
+
+OPENERS = 6
+ROUNDS = 3
+
+
+def _open(url: str, start, results) -> None:
+    start.wait(30)
+    try:
+        ledger = Ledger(url)
+        ledger.close()
+        results.put("ok")
+    except Exception as exc:  # noqa: BLE001 - the test reports which error broke the open
+        results.put(f"{type(exc).__name__}: {exc}")
+
+
+@pytest.mark.parametrize("round_", range(ROUNDS))
+def test_processes_opening_a_new_postgres_ledger_at_once_all_succeed(pg_database, round_):
+    schema = f"t_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(_pg_conninfo(pg_database), autocommit=True) as conn:
+        conn.execute(f'CREATE SCHEMA "{schema}"')
+    url = f"{_pg_conninfo(pg_database)}?schema={schema}"
+    ctx = multiprocessing.get_context("fork")
+    start, results = ctx.Event(), ctx.Queue()
+    procs = [ctx.Process(target=_open, args=(url, start, results)) for _ in range(OPENERS)]
+    for p in procs:
+        p.start()
+    start.set()
+    outcomes = [results.get(timeout=60) for _ in procs]
+    for p in procs:
+        p.join(30)
+    assert outcomes == ["ok"] * OPENERS, outcomes
+    ledger = Ledger(url)
+    try:
+        assert ledger.tables.fetchone("SELECT COUNT(*) FROM xl_merkle_nodes")[0] == 0
+    finally:
+        ledger.close()
+
+
+def test_opening_an_existing_ledger_with_create_table_off_takes_no_lock(pg_database):
+    # Audit workers open the caller's ledger with CREATE_TABLE=n: they must not queue behind a
+    # long-running opener's lock (and need none: the tables exist).
+    schema = f"t_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(_pg_conninfo(pg_database), autocommit=True) as conn:
+        conn.execute(f'CREATE SCHEMA "{schema}"')
+    url = f"{_pg_conninfo(pg_database)}?schema={schema}"
+    Ledger(url).close()
+    from ledger.application import SCHEMA_LOCK_KEY
+
+    with psycopg.connect(_pg_conninfo(pg_database), autocommit=True) as holder:
+        holder.execute("SELECT pg_advisory_lock(%s)", (SCHEMA_LOCK_KEY,))
+        ledger = Ledger(url, env={"CREATE_TABLE": "n", "POSTGRES_CONNECT_TIMEOUT": "5"})
+        ledger.close()
