@@ -85,23 +85,44 @@ class Exchange(Aggregate):
         self.decision = decision
 
     @classmethod
-    def decided(cls, decision: dict[str, Any], *, id: UUID, **requested: Any) -> Exchange:  # noqa: A002
-        """``Exchange(**requested)`` followed by ``.decide(decision)``: the same two pending events
-        (Requested, Decided), with the same attributes in the same order, built directly.
+    def decided(cls, decision: dict[str, Any], *, id: UUID, sender: str, message_id: str,  # noqa: A002
+                source: dict[str, Any], summary: dict[str, Any], subject: str, message_digest: str,
+                sealed_message: str) -> Exchange:
+        """``Exchange(**requested)`` followed by ``.decide(decision)``: the same aggregate with the same
+        two pending events (Requested, Decided), their attributes in the same order, built directly.
 
-        The gate builds one per message; eventsourcing's generic path binds the arguments to
-        ``__init__``'s and then the event's signature and derives the id again, which cost about as
-        much as the events themselves (bench/README.md). ``id`` must be
-        ``exchange_id(sender, message_id)``: the gate has it already, for the sealed message's aad.
+        The gate builds one per message. eventsourcing's path (binding the arguments to ``__init__``'s
+        and the event's signatures, the frozen dataclasses' per-field ``object.__setattr__``, the
+        id derived again, the events' ``mutate`` checks) cost several times what the objects
+        themselves do (bench/README.md). So the events' and the aggregate's attribute dicts are
+        filled here, in the order eventsourcing fills them: that order is the stored JSON's, and
+        ``tests/ledger/test_stored_bytes.py`` holds both paths to the same bytes and attributes. A
+        new attribute of ``__init__`` or ``decide`` must be added here too (that test fails until it
+        is). ``id`` must be ``exchange_id(sender, message_id)``: the gate has it already, for the
+        sealed message's aad.
         """
-        created = cls.Requested(originator_id=id, originator_version=cls.INITIAL_VERSION,  # type: ignore[attr-defined]
-                                timestamp=cls.Requested.create_timestamp(),  # type: ignore[attr-defined]
-                                originator_topic=get_topic(cls), **requested)
-        exchange = created.mutate(None)
-        decided = cls.Decided(originator_id=id, originator_version=cls.INITIAL_VERSION + 1,  # type: ignore[attr-defined]
-                              timestamp=cls.Decided.create_timestamp(), decision=decision)  # type: ignore[attr-defined]
-        decided.mutate(exchange)  # the decide() body: refuses a second decision, sets version and modified_on
-        exchange.pending_events.extend((created, decided))
+        if not isinstance(id, UUID):  # what DomainEvent.__post_init__ checks
+            raise TypeError(f"Exchange.decided was given a non-UUID id: {id!r}")
+        requested_cls, decided_cls = cls.Requested, cls.Decided  # type: ignore[attr-defined]
+        created_on = requested_cls.create_timestamp()
+        created = object.__new__(requested_cls)
+        created.__dict__.update(
+            originator_id=id, originator_version=cls.INITIAL_VERSION, timestamp=created_on,
+            originator_topic=get_topic(cls), sender=sender, message_id=message_id, source=source,
+            summary=summary, subject=subject, message_digest=message_digest, sealed_message=sealed_message,
+        )
+        decided_on = decided_cls.create_timestamp()
+        decided = object.__new__(decided_cls)
+        decided.__dict__.update(originator_id=id, originator_version=cls.INITIAL_VERSION + 1,
+                                timestamp=decided_on, decision=decision)
+        exchange = cls.__new__(cls)
+        # Aggregate.__base_init__'s attributes, then __init__'s, then decide()'s.
+        exchange.__dict__.update(
+            _id=id, _version=cls.INITIAL_VERSION + 1, _created_on=created_on, _modified_on=decided_on,
+            _pending_events=[created, decided], sender=sender, message_id=message_id, source=source,
+            summary=summary, subject=subject, message_digest=message_digest, sealed_message=sealed_message,
+            decision=decision, reviews=[], verdicts=[],
+        )
         return exchange
 
     @event("Reviewed")
