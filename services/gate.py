@@ -15,7 +15,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from typing import Any, Callable, ContextManager, Iterable, Protocol
+from typing import Any, Callable, ContextManager, Iterable, NamedTuple, Protocol
 
 from kafka import KafkaConsumer, KafkaProducer, OffsetAndMetadata, TopicPartition
 from kafka.errors import KafkaError
@@ -72,8 +72,10 @@ class Rejected(Exception):
         self.reason, self.detail = reason, detail
 
 
-@dataclass(frozen=True)
-class Inbound:
+class Inbound(NamedTuple):
+    """One record as the gate read it. A named tuple rather than a frozen dataclass: the gate makes
+    one per message, and a frozen dataclass's ``__init__`` sets each field through ``object.__setattr__``."""
+
     topic: str
     partition: int
     offset: int
