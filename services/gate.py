@@ -53,7 +53,6 @@ def settle_gate_heap() -> None:
     gc.set_threshold(GATE_YOUNG_GENERATION, *gc.get_threshold()[1:])
 
 
-
 class Sealer(Protocol):
     def seal(self, subject: str, data: bytes, aad: bytes = b"") -> str: ...
 
