@@ -275,7 +275,7 @@ def gate_stage_costs(backlog, ledger_url: str, bootstrap: str, *, timeout: float
     from bench.messages import RECIPIENT, SENDER
     from services import topics
     from services.config import Settings
-    from services.heap import settle_heap
+    from services.gate import settle_gate_heap
     from services.kafka import make_producer
     from services.runtime import Runtime
 
@@ -327,7 +327,7 @@ def gate_stage_costs(backlog, ledger_url: str, bootstrap: str, *, timeout: float
     deadline = threading.Timer(timeout, worker.stop)
     deadline.start()
     threshold = gc.get_threshold()
-    settle_heap()  # as `gate run` does once its workers are built
+    settle_gate_heap()  # as `gate run` does once its workers are built
     gc.callbacks.append(clock.collecting)
     try:
         worker.run()

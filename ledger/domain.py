@@ -8,6 +8,7 @@ recorded twice.
 
 from __future__ import annotations
 
+from hashlib import sha1
 from typing import Any
 from uuid import NAMESPACE_URL, UUID, uuid5
 
@@ -15,29 +16,40 @@ from eventsourcing.domain import Aggregate, event
 from eventsourcing.utils import get_topic
 
 _NS = uuid5(NAMESPACE_URL, "https://exchange-ledger.dk/ledger")
+_NS_BYTES = _NS.bytes
+# uuid5's version (5) and RFC 4122 variant bits, set in the hash's first 16 bytes.
+_KEEP, _SET = 0xFFFFFFFF_FFFF_0FFF_3FFF_FFFFFFFFFFFF, 0x00000000_0000_5000_8000_000000000000
+
+
+def _uuid5(name: str) -> UUID:
+    """``uuid5(_NS, name)``, the same UUID at about half the cost: the gate derives one per message,
+    and uuid.uuid5 goes through UUID's generic constructor (bytes, then version bits) each time.
+    tests/ledger/test_domain_ids.py holds it to uuid.uuid5."""
+    digest = sha1(_NS_BYTES + name.encode()).digest()
+    return UUID(int=(int.from_bytes(digest[:16], "big") & _KEEP) | _SET)
 
 
 def exchange_id(sender: str, message_id: str) -> UUID:
-    return uuid5(_NS, f"exchange|{sender}|{message_id}")
+    return _uuid5(f"exchange|{sender}|{message_id}")
 
 
 def rejection_id(topic: str, partition: int, offset: int) -> UUID:
-    return uuid5(_NS, f"rejected|{topic}|{partition}|{offset}")
+    return _uuid5(f"rejected|{topic}|{partition}|{offset}")
 
 
 def delivery_id(exchange: UUID, recipient: str, kind: str) -> UUID:
-    return uuid5(_NS, f"delivery|{exchange}|{recipient}|{kind}")
+    return _uuid5(f"delivery|{exchange}|{recipient}|{kind}")
 
 
 def delivery_page_id(start: int) -> UUID:
     # By the page's first position: two relays that read the outbox from the same position
     # (the same page, or one longer than the other) map onto the same aggregate.
-    return uuid5(_NS, f"delivery-page|{start}")
+    return _uuid5(f"delivery-page|{start}")
 
 
 def directory_snapshot_id(version: str) -> UUID:
     # Content-addressed: one aggregate per directory version, however many gates record it.
-    return uuid5(_NS, f"directory|{version}")
+    return _uuid5(f"directory|{version}")
 
 
 def sealed_message_aad(exchange: UUID) -> bytes:
@@ -85,23 +97,44 @@ class Exchange(Aggregate):
         self.decision = decision
 
     @classmethod
-    def decided(cls, decision: dict[str, Any], *, id: UUID, **requested: Any) -> Exchange:  # noqa: A002
-        """``Exchange(**requested)`` followed by ``.decide(decision)``: the same two pending events
-        (Requested, Decided), with the same attributes in the same order, built directly.
+    def decided(cls, decision: dict[str, Any], *, id: UUID, sender: str, message_id: str,  # noqa: A002
+                source: dict[str, Any], summary: dict[str, Any], subject: str, message_digest: str,
+                sealed_message: str) -> Exchange:
+        """``Exchange(**requested)`` followed by ``.decide(decision)``: the same aggregate with the same
+        two pending events (Requested, Decided), their attributes in the same order, built directly.
 
-        The gate builds one per message; eventsourcing's generic path binds the arguments to
-        ``__init__``'s and then the event's signature and derives the id again, which cost about as
-        much as the events themselves (bench/README.md). ``id`` must be
-        ``exchange_id(sender, message_id)``: the gate has it already, for the sealed message's aad.
+        The gate builds one per message. eventsourcing's path (binding the arguments to ``__init__``'s
+        and the event's signatures, the frozen dataclasses' per-field ``object.__setattr__``, the
+        id derived again, the events' ``mutate`` checks) cost several times what the objects
+        themselves do (bench/README.md). So the events' and the aggregate's attribute dicts are
+        filled here, in the order eventsourcing fills them: that order is the stored JSON's, and
+        ``tests/ledger/test_stored_bytes.py`` holds both paths to the same bytes and attributes. A
+        new attribute of ``__init__`` or ``decide`` must be added here too (that test fails until it
+        is). ``id`` must be ``exchange_id(sender, message_id)``: the gate has it already, for the
+        sealed message's aad.
         """
-        created = cls.Requested(originator_id=id, originator_version=cls.INITIAL_VERSION,  # type: ignore[attr-defined]
-                                timestamp=cls.Requested.create_timestamp(),  # type: ignore[attr-defined]
-                                originator_topic=get_topic(cls), **requested)
-        exchange = created.mutate(None)
-        decided = cls.Decided(originator_id=id, originator_version=cls.INITIAL_VERSION + 1,  # type: ignore[attr-defined]
-                              timestamp=cls.Decided.create_timestamp(), decision=decision)  # type: ignore[attr-defined]
-        decided.mutate(exchange)  # the decide() body: refuses a second decision, sets version and modified_on
-        exchange.pending_events.extend((created, decided))
+        if not isinstance(id, UUID):  # what DomainEvent.__post_init__ checks
+            raise TypeError(f"Exchange.decided was given a non-UUID id: {id!r}")
+        requested_cls, decided_cls = cls.Requested, cls.Decided  # type: ignore[attr-defined]
+        created_on = requested_cls.create_timestamp()
+        created = object.__new__(requested_cls)
+        created.__dict__.update(
+            originator_id=id, originator_version=cls.INITIAL_VERSION, timestamp=created_on,
+            originator_topic=get_topic(cls), sender=sender, message_id=message_id, source=source,
+            summary=summary, subject=subject, message_digest=message_digest, sealed_message=sealed_message,
+        )
+        decided_on = decided_cls.create_timestamp()
+        decided = object.__new__(decided_cls)
+        decided.__dict__.update(originator_id=id, originator_version=cls.INITIAL_VERSION + 1,
+                                timestamp=decided_on, decision=decision)
+        exchange = cls.__new__(cls)
+        # Aggregate.__base_init__'s attributes, then __init__'s, then decide()'s.
+        exchange.__dict__.update(
+            _id=id, _version=cls.INITIAL_VERSION + 1, _created_on=created_on, _modified_on=decided_on,
+            _pending_events=[created, decided], sender=sender, message_id=message_id, source=source,
+            summary=summary, subject=subject, message_digest=message_digest, sealed_message=sealed_message,
+            decision=decision, reviews=[], verdicts=[],
+        )
         return exchange
 
     @event("Reviewed")
@@ -183,7 +216,7 @@ class DeliveryPage(Aggregate):
 
 
 def quarantine_id(delivery: UUID) -> UUID:
-    return uuid5(_NS, f"quarantine|{delivery}")
+    return _uuid5(f"quarantine|{delivery}")
 
 
 class QuarantinedDelivery(Aggregate):
@@ -226,7 +259,7 @@ class QuarantinedDelivery(Aggregate):
 def erasure_id(subject: str, key_id: str) -> UUID:
     # One erasure per destroyed key generation: re-running an interrupted erasure maps onto
     # the same aggregate, and a subject seen again (new key) can be erased again.
-    return uuid5(_NS, f"erasure|{subject}|{key_id}")
+    return _uuid5(f"erasure|{subject}|{key_id}")
 
 
 class SubjectErasure(Aggregate):

@@ -38,7 +38,7 @@ def gate_run(
     """
     import threading
 
-    from services.heap import settle_heap
+    from services.gate import settle_gate_heap
     from services.runtime import Runtime
 
     shutdown = graceful_shutdown()
@@ -59,7 +59,7 @@ def gate_run(
         stopping = shutdown.running()
         for member in members:
             member.stopping = stopping
-        settle_heap()
+        settle_gate_heap()
         log.info("gate.starting", gate=name, workers=workers, group=settings.group_id)
         threads = [threading.Thread(target=m.run, name=m.name) for m in members[1:]]
         try:

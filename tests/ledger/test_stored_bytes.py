@@ -46,6 +46,15 @@ def test_exchange_decided_stores_what_init_and_decide_store(ledger, monkeypatch)
         [s.state for s in stored[1]]
     assert (fast.id, fast.version, fast.decision, fast.reviews, fast.verdicts) == \
         (slow.id, slow.version, slow.decision, [], [])
+    # The whole state, in eventsourcing's attribute order, of the aggregate and of each event (the
+    # direct path fills their dicts itself): only the timestamps differ.
+    def state(obj):
+        return [(k, v) for k, v in vars(obj).items() if k not in ("timestamp", "_created_on", "_modified_on",
+                                                                  "_pending_events")]
+    assert state(fast) == state(slow)
+    assert [state(e) for e in fast.pending_events] == [state(e) for e in slow.pending_events]
+    assert [type(e) for e in fast.pending_events] == [type(e) for e in slow.pending_events]
+    assert (fast.created_on, fast.modified_on) == tuple(e.timestamp for e in fast.pending_events)
     with pytest.raises(ValueError, match="already decided"):
         fast.decide({"results": []})
     ledger.record([fast])
