@@ -462,7 +462,7 @@ class ReadModels:
         policy_version = decision.get("policy_version", "")
         recorded_at = e["timestamp"]
         decisions, disclosures = out.rows["decisions"], out.rows["disclosures"]
-        bump = out.bump
+        bump, counters = out.bump, out.counts
         stats: dict[tuple[str, ...], int] = {}
         for r in decision["results"]:
             recipient, outcome = r["recipient"], r["outcome"]
@@ -476,12 +476,17 @@ class ReadModels:
                                 citation, policy_version))
             key = (day, context, outcome, rule, reason)
             stats[key] = stats.get(key, 0) + 1
-            bump("totals", (outcome,), 1)
-            bump("counts", ("sender", sender, outcome), 1)
-            bump("counts", ("authority", sender, outcome), 1)
+            keys = [("totals", (outcome,)), ("counts", ("sender", sender, outcome)),
+                    ("counts", ("authority", sender, outcome)), ("counts", ("status", "PENDING", outcome))]
             if recipient != sender:
-                bump("counts", ("authority", recipient, outcome), 1)
-            bump("counts", ("status", "PENDING", outcome), 1)
+                keys.append(("counts", ("authority", recipient, outcome)))
+            if outcome is None or sender is None or recipient is None:
+                for table, k in keys:
+                    bump(table, k, 1)
+            else:  # no NULL in any key: summed here, as bump would
+                for table, k in keys:
+                    counted = counters[table]
+                    counted[k] = counted.get(k, 0) + 1
             if outcome == "ESCALATE":
                 out.rows["escalations"].append(_escalation_row(ex, r, policy_version, recorded_at, position))
         for key, n in stats.items():
