@@ -32,6 +32,7 @@ from uuid import UUID
 
 import orjson
 from eventsourcing.persistence import JSONTranscoder
+from eventsourcing.utils import resolve_topic
 
 _ENCODE_OPTIONS = orjson.OPT_PASSTHROUGH_DATETIME | orjson.OPT_PASSTHROUGH_DATACLASS | orjson.OPT_PASSTHROUGH_SUBCLASS
 # How orjson writes a uuid.UUID (str(uuid)): seen anywhere in the output, the plain encoder decides.
@@ -140,7 +141,5 @@ def _plain_class(topic: str) -> bool:
     """Whether the event class of ``topic`` reads its stored state as is (no upcasting)."""
     plain = _PLAIN.get(topic)
     if plain is None:
-        from eventsourcing.utils import resolve_topic
-
         plain = _PLAIN[topic] = getattr(resolve_topic(topic), "class_version", 1) == 1
     return plain
