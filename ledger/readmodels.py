@@ -39,12 +39,12 @@ import re
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
-from operator import itemgetter
 from typing import Any, Callable, Iterator, Sequence
 
 from eventsourcing.persistence import IntegrityError as ESIntegrityError
 from eventsourcing.persistence import Notification, Tracking
 from ledger.tables import Cursor
+from ledger.transcoder import event_state
 
 TRACKING_NAME = "readmodels"
 LIVE_PREFIX = "xl_rm_"
@@ -130,19 +130,25 @@ _INDEXES = {
 
 _PREFIX_RE = re.compile(r"^xl_[a-z0-9_]{1,40}_$")
 
+# The event kinds the projections read, by topic suffix; every other event is skipped undecoded.
+_KINDS = (_REQUESTED, _DECIDED, _REVIEWED, _VERDICT, _REJECTED, _ERASED)
+_KIND_OF: dict[str, str | None] = {}
+
+
+def _kind(topic: str) -> str | None:
+    kind = _KIND_OF.get(topic, "")
+    if kind == "":
+        kind = _KIND_OF[topic] = next((k for k in _KINDS if topic.endswith(k)), None)
+    return kind
+
 
 def columns(table: str) -> list[str]:
     return [c for c, _ in TABLES[table][0]]
 
 
 _COLUMNS = {t: columns(t) for t in TABLES}
-_ROW = {t: itemgetter(*cols) for t, cols in _COLUMNS.items()}  # dict row -> tuple in column order
 # Bound parameters per IN (...) list; SQLite before 3.32 allows 999 in one statement.
 _IN_CHUNK = 500
-
-
-def _iso(ts: datetime) -> str:
-    return ts.isoformat()
 
 
 class ReadModels:
@@ -256,7 +262,7 @@ class ReadModels:
         table (the code that records verdicts created it), so only decisions are read; the rows
         are inserted if absent, so two processes starting at once both succeed."""
         target = self.position()
-        to_event = self.ledger.mapper.to_domain_event
+        mapper = self.ledger.mapper
         cols = _COLUMNS["escalations"]
         rows: list[tuple] = []
         with self._transaction() as (raw, c):
@@ -266,16 +272,18 @@ class ReadModels:
                     break
                 if not n.topic.endswith(_DECIDED):
                     continue
-                e = to_event(n)
-                escalated = [r for r in e.decision["results"] if r["outcome"] == "ESCALATE"]
+                s = event_state(mapper, n)
+                decision = s["decision"]
+                escalated = [r for r in decision["results"] if r["outcome"] == "ESCALATE"]
                 if not escalated:
                     continue
-                out.prefetch_exchanges({str(e.originator_id)})
-                ex = out.exchange(str(e.originator_id))
+                oid = str(n.originator_id)
+                out.prefetch_exchanges({oid})
+                ex = out.exchange(oid)
                 if ex is None:
                     continue
                 for r in escalated:
-                    rows.append(_ROW["escalations"](self._escalation_row(ex, r, e.decision, _iso(e.timestamp), n.id)))
+                    rows.append(_escalation_row(ex, r, decision.get("policy_version", ""), s["timestamp"], n.id))
             if rows:
                 c.executemany(f"INSERT INTO {self.t('escalations')} ({', '.join(cols)}) VALUES "
                               f"({', '.join('?' * len(cols))}) ON CONFLICT (exchange_id, recipient) DO NOTHING", rows)
@@ -285,8 +293,8 @@ class ReadModels:
         read models stand; inserted if absent, so two processes starting at once both succeed."""
         target = self.position()
         cols = _COLUMNS["erasures"]
-        to_event = self.ledger.mapper.to_domain_event
-        rows = [_ROW["erasures"](self._erasure_row(n.id, to_event(n)))
+        mapper = self.ledger.mapper
+        rows = [_erasure_row(n.id, event_state(mapper, n))
                 for n in self.ledger.all_notifications(topics=[ERASED_TOPIC]) if n.id <= target]
         if rows:
             with self._transaction() as (raw, c):
@@ -313,7 +321,7 @@ class ReadModels:
         """
         start = (self.position() if self.tracked else self._untracked_position) + 1
         consumed = 0
-        to_event = self.ledger.mapper.to_domain_event
+        mapper = self.ledger.mapper
         while True:
             page = self.ledger.notifications(start, self.page_size)
             if not page:
@@ -325,8 +333,8 @@ class ReadModels:
                 events = {}
                 kept = []
                 for n in page:
-                    e = to_event(n)
-                    if e.timestamp > until:
+                    e = event_state(mapper, n)
+                    if datetime.fromisoformat(e["timestamp"]) > until:
                         stop = True
                         break
                     events[n.id] = e
@@ -349,7 +357,8 @@ class ReadModels:
 
     def project_next(self, page: Sequence[Notification], events: dict[int, Any]) -> bool:
         """Projects ``page`` if it is exactly the next page of the live read models, using the events
-        the caller already decoded (``events``: notification id → event; the rest are decoded here).
+        the caller already decoded (``events``: notification id → the event's attributes as
+        ``ledger.transcoder.event_state`` gives them; the rest are decoded here).
 
         The relay hands over each page it delivered, so the events it decoded are not decoded
         twice; a page that is not next (the read models are behind, or ahead) is left to
@@ -376,49 +385,40 @@ class ReadModels:
                 c.execute(f"UPDATE {self.t('exchanges')} SET position = position WHERE 0 = 1")
             yield c.raw, c
 
-    def _apply_page(self, page: Sequence[Notification], events: dict[int, Any] | None = None) -> None:
+    def _apply_page(self, page: Sequence[Notification], events: dict[int, dict[str, Any]] | None = None) -> None:
         """Projects one page in one transaction: the page's rows are built in Python and
         written with one ``executemany`` per table (one statement per row made the
-        projection several times slower than reading and decoding the events)."""
-        to_event = self.ledger.mapper.to_domain_event
+        projection several times slower than reading and decoding the events).
+
+        Events are read as ``event_state`` gives them (``events`` holds those the caller decoded
+        already): dicts of their attributes, no event objects."""
+        mapper = self.ledger.mapper
         # Only the topics the projections read are decoded.
-        work: list[tuple[str, int, Any]] = []
+        work: list[tuple[str, int, str, dict[str, Any]]] = []
         for n in page:
-            topic = n.topic
-            if topic.endswith(_REQUESTED):
-                kind = _REQUESTED
-            elif topic.endswith(_DECIDED):
-                kind = _DECIDED
-            elif topic.endswith(_REVIEWED):
-                kind = _REVIEWED
-            elif topic.endswith(_VERDICT):
-                kind = _VERDICT
-            elif topic.endswith(_REJECTED):
-                kind = _REJECTED
-            elif topic.endswith(_ERASED):
-                kind = _ERASED
-            else:
+            kind = _kind(n.topic)
+            if kind is None:
                 continue
             e = events.get(n.id) if events is not None else None
-            work.append((kind, n.id, e if e is not None else to_event(n)))
+            work.append((kind, n.id, str(n.originator_id), e if e is not None else event_state(mapper, n)))
         with self._transaction() as (raw, c):
             out = _PageRows(self, c)
-            requested = {str(e.originator_id) for kind, _, e in work if kind == _REQUESTED}
-            out.prefetch_exchanges({str(e.originator_id) for kind, _, e in work if kind == _DECIDED} - requested)
-            for kind, position, e in work:
+            requested = {oid for kind, _, oid, _ in work if kind == _REQUESTED}
+            out.prefetch_exchanges({oid for kind, _, oid, _ in work if kind == _DECIDED} - requested)
+            for kind, position, oid, e in work:
                 if kind == _REQUESTED:
-                    self._requested(out, position, e)
+                    self._requested(out, position, oid, e)
                 elif kind == _DECIDED:
-                    self._decided(out, position, e)
+                    self._decided(out, position, oid, e)
                 elif kind == _REVIEWED:
                     # A review updates decision rows, possibly ones from this very page.
                     out.flush_rows()
-                    self._reviewed(c, e, out)
+                    self._reviewed(c, oid, e, out)
                 elif kind == _VERDICT:
                     out.flush_rows()
-                    self._verdict(c, e)
+                    self._verdict(c, oid, e)
                 elif kind == _ERASED:
-                    out.insert("erasures", self._erasure_row(position, e))
+                    out.rows["erasures"].append(_erasure_row(position, e))
                 else:
                     self._rejected(out, e)
             out.flush()
@@ -439,67 +439,67 @@ class ReadModels:
 
     # -- the projections -----------------------------------------------------------------------
 
-    def _requested(self, out: "_PageRows", position: int, e: Any) -> None:
-        s = e.summary
+    # Rows are built as tuples in the tables' column order (TABLES); ``e`` is an event's attributes.
+
+    def _requested(self, out: "_PageRows", position: int, oid: str, e: dict[str, Any]) -> None:
+        s = e["summary"]
         occurred = str(s.get("occurred_at", ""))
-        row = {
-            "exchange_id": str(e.originator_id), "message_id": e.message_id, "sender": e.sender,
-            "subject": e.subject, "occurred_at": occurred, "day": occurred[:10], "recorded_at": _iso(e.timestamp),
-            "context": s.get("context") or "", "underlying_basis": s.get("underlying_basis") or "",
-            "cooperation_id": s.get("cooperation_id") or "", "purpose": s.get("purpose") or "",
-            "payload_type": s.get("payload_type") or "",
-            "categories": ",".join(s.get("present_categories") or s.get("declared_categories") or []),
-            "position": position,
-        }
-        out.insert("exchanges", row)
-        out.exchanges[row["exchange_id"]] = row
+        row = (oid, e["message_id"], e["sender"], e["subject"], occurred, occurred[:10], e["timestamp"],
+               s.get("context") or "", s.get("underlying_basis") or "", s.get("cooperation_id") or "",
+               s.get("purpose") or "", s.get("payload_type") or "",
+               ",".join(s.get("present_categories") or s.get("declared_categories") or []), position)
+        out.rows["exchanges"].append(row)
+        out.exchanges[oid] = row
         out.bump("totals", ("requests",), 1)
 
-    def _decided(self, out: "_PageRows", position: int, e: Any) -> None:
-        ex = out.exchange(str(e.originator_id))
+    def _decided(self, out: "_PageRows", position: int, oid: str, e: dict[str, Any]) -> None:
+        ex = out.exchange(oid)
         if ex is None:  # a decision without its request cannot happen in this ledger; keep what we can
-            ex = {k: "" for k in columns("exchanges")}
-            ex["exchange_id"] = str(e.originator_id)
-        decision = e.decision
+            ex = (oid, *[""] * (len(_COLUMNS["exchanges"]) - 1))
+        (exchange_id, message_id, sender, subject, occurred_at, day, _, context, basis, cooperation_id, purpose,
+         payload_type, categories, _) = ex
+        decision = e["decision"]
+        policy_version = decision.get("policy_version", "")
+        recorded_at = e["timestamp"]
+        decisions, disclosures = out.rows["decisions"], out.rows["disclosures"]
+        bump, counters = out.bump, out.counts
         stats: dict[tuple[str, ...], int] = {}
-        recorded_at = _iso(e.timestamp)
         for r in decision["results"]:
-            common = {
-                "exchange_id": ex["exchange_id"], "recipient": r["recipient"], "message_id": ex["message_id"],
-                "occurred_at": ex["occurred_at"], "sender": ex["sender"], "context": ex["context"],
-                "cooperation_id": ex["cooperation_id"], "purpose": ex["purpose"], "outcome": r["outcome"],
-                "rule": r.get("rule") or "", "via": r.get("via") or "", "reason": r.get("reason") or "",
-                "citation": r.get("citation") or "", "policy_version": decision.get("policy_version", ""),
-            }
-            out.insert("decisions", {
-                **common, "day": ex["day"], "recorded_at": recorded_at,
-                "underlying_basis": ex["underlying_basis"], "warnings": ",".join(r.get("warnings") or []),
-                "review_status": "PENDING", "review_count": 0, "last_review_at": "", "position": position,
-            })
-            out.insert("disclosures", {
-                **common, "subject": ex["subject"], "categories": ex["categories"], "payload_type": ex["payload_type"],
-            })
-            key = (ex["day"], ex["context"], r["outcome"], r.get("rule") or "", r.get("reason") or "")
+            recipient, outcome = r["recipient"], r["outcome"]
+            rule, via, reason, citation = r.get("rule") or "", r.get("via") or "", r.get("reason") or "", \
+                r.get("citation") or ""
+            decisions.append((exchange_id, recipient, message_id, occurred_at, day, recorded_at, sender, context,
+                              basis, cooperation_id, purpose, outcome, rule, via, reason, citation,
+                              ",".join(r.get("warnings") or []), policy_version, "PENDING", 0, "", position))
+            disclosures.append((subject, exchange_id, recipient, message_id, occurred_at, sender, context,
+                                cooperation_id, purpose, categories, payload_type, outcome, rule, via, reason,
+                                citation, policy_version))
+            key = (day, context, outcome, rule, reason)
             stats[key] = stats.get(key, 0) + 1
-            out.bump("totals", (r["outcome"],), 1)
-            out.bump("counts", ("sender", ex["sender"], r["outcome"]), 1)
-            out.bump("counts", ("authority", ex["sender"], r["outcome"]), 1)
-            if r["recipient"] != ex["sender"]:
-                out.bump("counts", ("authority", r["recipient"], r["outcome"]), 1)
-            out.bump("counts", ("status", "PENDING", r["outcome"]), 1)
-            if r["outcome"] == "ESCALATE":
-                out.insert("escalations", self._escalation_row(ex, r, decision, recorded_at, position))
+            keys = [("totals", (outcome,)), ("counts", ("sender", sender, outcome)),
+                    ("counts", ("authority", sender, outcome)), ("counts", ("status", "PENDING", outcome))]
+            if recipient != sender:
+                keys.append(("counts", ("authority", recipient, outcome)))
+            if outcome is None or sender is None or recipient is None:
+                for table, k in keys:
+                    bump(table, k, 1)
+            else:  # no NULL in any key: summed here, as bump would
+                for table, k in keys:
+                    counted = counters[table]
+                    counted[k] = counted.get(k, 0) + 1
+            if outcome == "ESCALATE":
+                out.rows["escalations"].append(_escalation_row(ex, r, policy_version, recorded_at, position))
         for key, n in stats.items():
-            out.bump("stats", key, n)
+            bump("stats", key, n)
 
-    def _reviewed(self, c: Cursor, e: Any, out: "_PageRows") -> None:
-        review = e.review or {}
+    def _reviewed(self, c: Cursor, oid: str, e: dict[str, Any], out: "_PageRows") -> None:
+        review = e["review"] or {}
         status = REVIEW_STATUS.get(str(review.get("action", "")).upper())
-        where, params = "exchange_id = ?", [str(e.originator_id)]
+        where, params = "exchange_id = ?", [oid]
         if review.get("recipient"):
             where += " AND recipient = ?"
             params.append(review["recipient"])
-        at = _iso(e.timestamp)
+        at = e["timestamp"]
         if status:
             c.execute(f"SELECT review_status, outcome FROM {self.t('decisions')} WHERE {where}", params)
             for old, outcome in c.fetchall():
@@ -512,28 +512,15 @@ class ReadModels:
             c.execute(f"UPDATE {self.t('decisions')} SET review_count = review_count + 1, last_review_at = ? "
                       f"WHERE {where}", [at, *params])
 
-    @staticmethod
-    def _escalation_row(ex: dict[str, Any], r: dict[str, Any], decision: dict[str, Any], recorded_at: str,
-                        position: int) -> dict[str, Any]:
-        return {
-            "exchange_id": ex["exchange_id"], "recipient": r["recipient"], "message_id": ex["message_id"],
-            "sender": ex["sender"], "context": ex["context"], "purpose": ex["purpose"],
-            "occurred_at": ex["occurred_at"], "day": ex["day"], "opened_at": recorded_at,
-            "rule": r.get("rule") or "", "reason": r.get("reason") or "", "citation": r.get("citation") or "",
-            "warnings": ",".join(r.get("warnings") or []), "policy_version": decision.get("policy_version", ""),
-            "categories": ex["categories"], "status": "OPEN", "approvals": 0, "approvers": "", "verdicts": 0,
-            "resolved_at": "", "resolved_by": "", "result_citation": "", "position": position,
-        }
-
-    def _verdict(self, c: Cursor, e: Any) -> None:
-        v = e.verdict or {}
+    def _verdict(self, c: Cursor, oid: str, e: dict[str, Any]) -> None:
+        v = e["verdict"] or {}
         approve = 1 if v.get("verdict") == "APPROVE" else 0
         status = v.get("status") or "OPEN"
         closed = status != "OPEN"
-        at = _iso(e.timestamp)
+        at = e["timestamp"]
         officer = str(v.get("officer", ""))
         result = v.get("result") or {}
-        key = [str(e.originator_id), v.get("recipient", "")]
+        key = [oid, v.get("recipient", "")]
         c.execute(
             f"UPDATE {self.t('escalations')} SET approvals = approvals + ?, verdicts = verdicts + 1, status = ?, "
             "approvers = CASE WHEN ? = 0 THEN approvers WHEN approvers = '' THEN ? ELSE approvers || ',' || ? END, "
@@ -547,13 +534,8 @@ class ReadModels:
                       [result.get("outcome", ""), result.get("rule") or "", result.get("via") or "",
                        result.get("reason") or "", result.get("citation") or "", *key])
 
-    @staticmethod
-    def _erasure_row(position: int, e: Any) -> dict[str, Any]:
-        return {"subject": e.subject, "key_id": e.key_id, "erased_at": _iso(e.timestamp), "reason": e.reason,
-                "position": position}
-
-    def _rejected(self, out: "_PageRows", e: Any) -> None:
-        out.bump("rejections", (_iso(e.timestamp)[:10], e.reason), 1)
+    def _rejected(self, out: "_PageRows", e: dict[str, Any]) -> None:
+        out.bump("rejections", (e["timestamp"][:10], e["reason"]), 1)
         out.bump("totals", ("rejected",), 1)
 
     # -- reading ---------------------------------------------------------------------------------
@@ -587,6 +569,18 @@ class ReadModels:
         return self.query("disclosures", "subject = ?", [subject], order="occurred_at, message_id, recipient")
 
 
+def _escalation_row(ex: tuple, r: dict[str, Any], policy_version: str, recorded_at: str, position: int) -> tuple:
+    """An escalated recipient's row (``escalations``) from its exchange's row (``exchanges``)."""
+    (exchange_id, message_id, sender, _, occurred_at, day, _, context, _, _, purpose, _, categories, _) = ex
+    return (exchange_id, r["recipient"], message_id, sender, context, purpose, occurred_at, day, recorded_at,
+            r.get("rule") or "", r.get("reason") or "", r.get("citation") or "", ",".join(r.get("warnings") or []),
+            policy_version, categories, "OPEN", 0, "", 0, "", "", "", position)
+
+
+def _erasure_row(position: int, e: dict[str, Any]) -> tuple:
+    return (e["subject"], e["key_id"], e["timestamp"], e["reason"], position)
+
+
 class _PageRows:
     """The rows one page adds, written per table with ``executemany`` by ``flush``.
 
@@ -607,11 +601,9 @@ class _PageRows:
         # Keys with a NULL never match an existing row (SQL equality), so each bump of one is
         # its own row, as a per-event SELECT-then-INSERT would have made it.
         self.null_counts: dict[str, list[tuple[tuple, int]]] = {t: [] for t in self._BUMPED}
-        self.exchanges: dict[str, dict[str, Any]] = {}
-        self._stored: dict[str, dict[str, Any]] = {}
-
-    def insert(self, table: str, row: dict[str, Any]) -> None:
-        self.rows[table].append(_ROW[table](row))
+        # Exchange rows (tuples in column order) of this page, and of earlier ones read back.
+        self.exchanges: dict[str, tuple] = {}
+        self._stored: dict[str, tuple] = {}
 
     def bump(self, table: str, key: tuple, n: int) -> None:
         if None in key:
@@ -620,7 +612,7 @@ class _PageRows:
         counts = self.counts[table]
         counts[key] = counts.get(key, 0) + n
 
-    def exchange(self, exchange_id: str) -> dict[str, Any] | None:
+    def exchange(self, exchange_id: str) -> tuple | None:
         row = self.exchanges.get(exchange_id)
         return row if row is not None else self._stored.get(exchange_id)
 
@@ -638,7 +630,7 @@ class _PageRows:
                 self.c.execute(f"SELECT {', '.join(cols)} FROM {table} WHERE exchange_id IN "
                                f"({', '.join('?' * len(chunk))})", chunk)
             for r in self.c.fetchall():
-                self._stored[r[0]] = dict(zip(cols, r))
+                self._stored[r[0]] = tuple(r)
 
     def flush_rows(self) -> None:
         for table, rows in self.rows.items():

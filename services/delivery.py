@@ -13,6 +13,8 @@ position in one transaction (and indexed by delivery id, so none is recorded twi
 
 Each page it recorded is handed, with the events decoded for it, to the read models
 (``project``), which then need not decode them again; they catch up by themselves otherwise.
+Events are decoded as dicts of their attributes (``ledger.transcoder.event_state``): only
+those of the kinds it acts on, and no event objects.
 
 A delivery that cannot be made (the sealed payload does not open or decode, the
 broker refuses the record) is quarantined: recorded in the ledger as a
@@ -38,6 +40,7 @@ from kafka.errors import KafkaError
 from ledger.application import LEDGER_UNAVAILABLE, IntegrityError, Ledger, Tracking
 from ledger.domain import Delivery, DeliveryPage, QuarantinedDelivery, delivery_id, sealed_message_aad
 from ledger.privacy import DecryptionError, LedgerSealer, SubjectErased
+from ledger.transcoder import event_state
 from schemas.codec import AvroCodec, CodecError
 from services import topics
 from services.dead_letters import TOO_LARGE
@@ -108,6 +111,12 @@ class DecidedExchange:
         return cls(requested.originator_id, requested.sender, requested.message_id, requested.subject,
                    requested.summary, requested.sealed_message, decision)
 
+    @classmethod
+    def of_state(cls, requested: dict[str, Any], decision: dict[str, Any]) -> DecidedExchange:
+        """From the Requested event's attributes (``event_state``)."""
+        return cls(requested["originator_id"], requested["sender"], requested["message_id"], requested["subject"],
+                   requested["summary"], requested["sealed_message"], decision)
+
 
 @dataclass(frozen=True)
 class RejectedRequest:
@@ -122,11 +131,16 @@ class RejectedRequest:
 
     @classmethod
     def of(cls, event: Any) -> RejectedRequest | None:
-        sender = getattr(event, "sender", None)  # absent in rejections recorded before receipts for them
+        return cls.of_state(vars(event))
+
+    @classmethod
+    def of_state(cls, event: dict[str, Any]) -> RejectedRequest | None:
+        """From the Rejected event's attributes (``vars(event)`` or ``event_state``)."""
+        sender = event.get("sender")  # absent in rejections recorded before receipts for them
         if not sender:
             return None
-        return cls(event.originator_id, sender, event.message_id or "", event.reason, event.detail,
-                   event.message_digest)
+        return cls(event["originator_id"], sender, event.get("message_id") or "", event["reason"], event["detail"],
+                   event["message_digest"])
 
 
 # CPR-like digit runs: a detail is built from field names, but this keeps any value out for certain.
@@ -307,13 +321,13 @@ def closing_decision(verdict: dict[str, Any]) -> dict[str, Any] | None:
             "results": [verdict["result"]]}
 
 
-def _keeping(to_event: Callable[[Notification], Any], decoded: dict[int, Any] | None) -> Callable[[Notification], Any]:
-    """``to_event`` that also keeps each decoded event in ``decoded`` by notification id."""
+def _keeping(mapper: Any, decoded: dict[int, Any] | None) -> Callable[[Notification], dict[str, Any]]:
+    """``event_state`` that also keeps each decoded event's attributes in ``decoded`` by notification id."""
     if decoded is None:
-        return to_event
+        return lambda n: event_state(mapper, n)
 
-    def decode(n: Notification) -> Any:
-        e = decoded[n.id] = to_event(n)
+    def decode(n: Notification) -> dict[str, Any]:
+        e = decoded[n.id] = event_state(mapper, n)
         return e
     return decode
 
@@ -341,7 +355,8 @@ class DeliveryRelay:
     # everything derived is current (False: "call me again").
     maintain: Callable[[], Any] | None = None
     maintain_every: float = 1.0
-    # Given each recorded page and the events the relay decoded from it (notification id → event),
+    # Given each recorded page and the events the relay decoded from it (notification id → the
+    # event's attributes, ``event_state``),
     # so the read models project them without decoding them again (ReadModels.project_next).
     project: Callable[[list[Notification], dict[int, Any]], Any] | None = None
 
@@ -398,33 +413,34 @@ class DeliveryRelay:
         """
         requested: dict[UUID, Notification] = {}
         out: list[DecidedExchange] = []
-        to_event = _keeping(self.ledger.mapper.to_domain_event, decoded)
+        to_state = _keeping(self.ledger.mapper, decoded)
         for n in page:
             if n.topic.endswith(_REQUESTED):
                 requested[n.originator_id] = n
             elif n.topic.endswith(_DECIDED):
                 first = requested.get(n.originator_id)
-                req = to_event(first) if first is not None else self.ledger.first_event(n.originator_id)
-                out.append(DecidedExchange.of(req, to_event(n).decision))
+                decision = to_state(n)["decision"]
+                out.append(DecidedExchange.of_state(to_state(first), decision) if first is not None
+                           else DecidedExchange.of(self.ledger.first_event(n.originator_id), decision))
         return out
 
     def _resolved(self, page: list[Notification], decoded: dict[int, Any] | None = None) -> list[DecidedExchange]:
         """Escalations closed by a verdict in this page, each as an exchange whose decision holds
         only the verdict's result (and the original decision's policy version and digest)."""
         out: list[DecidedExchange] = []
-        to_event = _keeping(self.ledger.mapper.to_domain_event, decoded)
+        to_state = _keeping(self.ledger.mapper, decoded)
         for n in page:
             if not n.topic.endswith(_VERDICT):
                 continue
-            decision = closing_decision(to_event(n).verdict)
+            decision = closing_decision(to_state(n)["verdict"])
             if decision is not None:
                 out.append(DecidedExchange.of(self.ledger.first_event(n.originator_id), decision))
         return out
 
     def _rejections(self, page: list[Notification], decoded: dict[int, Any] | None = None) -> list[RejectedRequest]:
         """The rejections in this page whose sender is known (its signature verified)."""
-        to_event = _keeping(self.ledger.mapper.to_domain_event, decoded)
-        found = (RejectedRequest.of(to_event(n)) for n in page if n.topic.endswith(_REJECTED))
+        to_state = _keeping(self.ledger.mapper, decoded)
+        found = (RejectedRequest.of_state(to_state(n)) for n in page if n.topic.endswith(_REJECTED))
         return [r for r in found if r is not None]
 
     def run(self, *, idle_stop_after: float | None = None, poll_interval: float = 0.1) -> dict[str, int]:

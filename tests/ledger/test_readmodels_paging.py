@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 
+import ledger.readmodels as readmodels
 from ledger.application import IntegrityError, Tracking
 from ledger.domain import Delivery
 from ledger.readmodels import TABLES, ReadModels, replay_prefix
@@ -103,19 +104,19 @@ def test_replay_until_decodes_once_and_stops_at_the_cut(ledger):
     cut = ledger.mapper.to_domain_event(notes[20]).timestamp
     expected = sum(1 for n in notes if ledger.mapper.to_domain_event(n).timestamp <= cut)
     calls = 0
-    real = ledger.mapper.to_domain_event
+    real = readmodels.event_state
 
-    def counting(n):
+    def counting(mapper, n):
         nonlocal calls
         calls += 1
-        return real(n)
+        return real(mapper, n)
 
     models = ReadModels(ledger, replay_prefix("until"), tracked=False, page_size=8)
-    ledger.mapper.to_domain_event = counting
+    readmodels.event_state = counting
     try:
         assert models.catch_up(until=cut) == expected
     finally:
-        del ledger.mapper.to_domain_event
+        readmodels.event_state = real
         models.drop()
     # Every notification up to the cut (and the first one after it) is decoded once, not twice.
     assert calls <= expected + 1
