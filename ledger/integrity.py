@@ -28,7 +28,7 @@ import struct
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any, Iterator, Sequence
+from typing import Any, Iterable, Iterator, Sequence
 from uuid import UUID
 
 from ledger.checkpoint import (
@@ -41,7 +41,7 @@ from ledger.checkpoint import (
 from ledger.note import NoteSignature
 from ledger.tables import executemany
 from ledger.entry import ENTRY_HEAD, encode_entry
-from ledger.merkle import EMPTY_ROOT, MerkleError, MerkleLog
+from ledger.merkle import EMPTY_ROOT, HASH_SIZE, MerkleError, MerkleLog
 from ledger.proofs import ConsistencyProof, InclusionProof
 
 __all__ = [
@@ -306,10 +306,25 @@ class SqlNodeStore:
         return self._size
 
     def flush(self) -> int:
-        rows = [(level, idx, h) for (level, idx), h in self._pending.items()]
-        self._tx.executemany("INSERT INTO xl_merkle_nodes (level, idx, hash) VALUES (?, ?, ?)", rows)
-        self._pending.clear()
-        return len(rows)
+        pending = self._pending
+        if pending and self._tx.backend.is_postgres:
+            # Not tables.executemany's binary arrays: psycopg dumps those element by element in Python,
+            # which was half the integrator's own CPU. The coordinates go as array literals (joined in
+            # C), the hashes as one bytea that the server cuts into 32-byte pieces.
+            blob = b"".join(pending.values())
+            if len(blob) != HASH_SIZE * len(pending):
+                raise MerkleError("a node hash is not 32 bytes")
+            self._tx.execute(
+                "INSERT INTO xl_merkle_nodes (level, idx, hash) "
+                f"SELECT l, i, substring(%b::bytea from (o::integer - 1) * {HASH_SIZE} + 1 for {HASH_SIZE}) "
+                "FROM unnest(?::integer[], ?::bigint[]) WITH ORDINALITY AS u(l, i, o) ORDER BY o",
+                (blob, _int_array(c[0] for c in pending), _int_array(c[1] for c in pending)))
+        else:
+            self._tx.executemany("INSERT INTO xl_merkle_nodes (level, idx, hash) VALUES (?, ?, ?)",
+                                 [(level, idx, h) for (level, idx), h in pending.items()])
+        n = len(pending)
+        pending.clear()
+        return n
 
 
 # --------------------------------------------------------------------------- integrator
@@ -401,10 +416,13 @@ class Integrity:
             log.append_many(hashes)
             new_size = size + len(rows)
             store.flush()
-            tx.executemany(
-                "INSERT INTO xl_merkle_leaves (idx, notification_id) VALUES (?, ?)",
-                [(size + i, int(r[0])) for i, r in enumerate(rows)],
-            )
+            if rows and b.is_postgres:  # as in SqlNodeStore.flush; the leaves' indices follow from the size
+                tx.execute("INSERT INTO xl_merkle_leaves (idx, notification_id) SELECT ?::bigint + o - 1, n "
+                           "FROM unnest(?::bigint[]) WITH ORDINALITY AS u(n, o) ORDER BY o",
+                           (size, _int_array(r[0] for r in rows)))
+            else:
+                tx.executemany("INSERT INTO xl_merkle_leaves (idx, notification_id) VALUES (?, ?)",
+                               [(size + i, int(r[0])) for i, r in enumerate(rows)])
             caught_up = len(rows) < budget or budget == 0
             sizes: list[int] = []
             if signer is not None:
@@ -547,6 +565,11 @@ def _with_cosignatures(stored: str, lines: Sequence[str]) -> SignedCheckpoint:
     if not lines:
         return signed
     return signed.with_signatures(NoteSignature.parse_line(line) for line in lines)
+
+
+def _int_array(values: Iterable[int]) -> str:
+    """A PostgreSQL array literal of integers (``int`` refuses anything else, so nothing else gets in)."""
+    return "{" + ",".join(map(str, map(int, values))) + "}"
 
 
 # The leaf prefix (RFC 9162's 0x00) and ledger.entry's head in one struct: one concatenation less per leaf.
