@@ -225,7 +225,7 @@ class SqlNodeStore:
         self.reads = 0
 
     def get(self, level: int, index: int) -> bytes | None:
-        h = self._pending.get((level, index))
+        h = self._pending.get((level, index)) or self._read.get((level, index))
         if h is not None:
             return h
         self.reads += 1
@@ -328,6 +328,7 @@ class SqlNodeStore:
             self._tx.executemany("INSERT INTO xl_merkle_nodes (level, idx, hash) VALUES (?, ?, ?)",
                                  [(level, idx, h) for (level, idx), h in pending.items()])
         n = len(pending)
+        self._read.update(pending)  # written in this transaction: a root after the flush reads none of them
         pending.clear()
         return n
 
