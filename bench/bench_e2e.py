@@ -33,9 +33,10 @@ import time
 from contextlib import ExitStack
 from pathlib import Path
 
-from bench.ceiling import (GATE_STAGES, RAW_STEPS, REQUIRED_STEPS, ProcCpu, cores, gate_stage_costs, proc_cpu_seconds,
-                           raw_step_costs, relay_stage_costs, required_ledger_costs, stage_groups, step_costs,
-                           transcoder_rates, worked)
+from bench.ceiling import (GATE_STAGES, RAW_STEPS, REQUIRED_STEPS, PgBackendCpu, ProcCpu, ThreadCpu, cores,
+                           gate_stage_costs, proc_cpu_seconds, raw_step_costs, relay_stage_costs,
+                           required_ledger_costs, stage_groups, step_costs, thread_cpu_seconds, transcoder_rates,
+                           worked)
 from bench.common import paired_rates, peak_rss_mb, percentile, pg_database, pg_schema_url, rate, row
 from bench.messages import RECIPIENT, SENDER, signed_messages
 from ledger.application import kafka_tracking_name
@@ -44,10 +45,13 @@ from services.broker import EmbeddedBroker
 from services.config import Settings
 
 ROOT = Path(__file__).resolve().parent.parent
+# The application_name of the benchmark's own PostgreSQL connections (through libpq's PGAPPNAME), so that
+# their backends count as the harness's CPU and not as the services'.
+HARNESS_APP = "xlbench-harness"
 
 
 def _env(settings: Settings) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("XLEDGER_")}
+    env = {k: v for k, v in os.environ.items() if not k.startswith("XLEDGER_") and k != "PGAPPNAME"}
     env.update(settings.to_env(), XLEDGER_LOG_LEVEL="WARNING", PYTHONPATH=str(ROOT))
     return env
 
@@ -125,6 +129,7 @@ class _Receipts(threading.Thread):
                         self.arrivals[mid] = now
                         self.times.append(now)
         self.consumer.close()
+        self.cpu_at_exit = thread_cpu_seconds()
 
     def wait(self, count: int, timeout: float, step: float = 0.05, procs: list | None = None) -> bool:
         deadline = time.monotonic() + timeout
@@ -146,9 +151,12 @@ class _GateWindow(threading.Thread):
     decided before it (108 µs per exchange against 376 with one gate). Here the gates' progress is
     read from the ledger (the requests' offsets recorded with each batch, summed over the
     partitions), and the CPU of the gate processes is sampled when it passes each mark; the
-    exchanges counted are those recorded between the two samples."""
+    exchanges counted are those recorded between the two samples, so how often it looks changes which
+    exchanges are counted, not the CPU per exchange: every 50 ms, since at every 5 ms this reader (four
+    queries a look, and their PostgreSQL backend) cost ~0.3 ms of CPU per exchange in a loaded 2,000-request
+    run (cpu.harness), taken from the cores the pipeline runs on."""
 
-    def __init__(self, ledger_url: str, pids: list[int], lo: int, hi: int, partitions: int = 4, every: float = 0.005):
+    def __init__(self, ledger_url: str, pids: list[int], lo: int, hi: int, partitions: int = 4, every: float = 0.05):
         super().__init__(daemon=True)
         self.url, self.pids, self.lo, self.hi, self.every = ledger_url, pids, lo, hi, every
         self.names = [kafka_tracking_name(topics.REQUESTS, p) for p in range(partitions)]
@@ -176,6 +184,7 @@ class _GateWindow(threading.Thread):
                 ledger.close()
         except BaseException as exc:  # noqa: BLE001 - reported by the caller
             self.error = exc
+        self.cpu_at_exit = thread_cpu_seconds()
 
     def us_per_exchange(self) -> float | None:
         """CPU µs per exchange between the two marks; None when the gates never passed both."""
@@ -211,7 +220,9 @@ def one_run(ledger_url: str, gates: int, backlog, latency_msgs, timeout: float =
 
     broker = EmbeddedBroker().start()
     procs: list[subprocess.Popen] = []
-    receipts = gate_window = None
+    receipts = gate_window = pg_cpu = None
+    app_name = os.environ.get("PGAPPNAME")
+    os.environ["PGAPPNAME"] = HARNESS_APP  # this process's connections; _env leaves it out of the services'
     try:
         settings = Settings.development(ledger_url=ledger_url).with_embedded_broker(broker.bootstrap)
         rt = Runtime(settings)
@@ -238,17 +249,37 @@ def one_run(ledger_url: str, gates: int, backlog, latency_msgs, timeout: float =
         lo, hi = int(0.1 * n), int(0.9 * n)
         cpu.start_s = {p.pid: 0.0 for p in gate_procs + [relay]}
         cpu.start_s[broker.pid] = proc_cpu_seconds(broker.pid)
+        # The harness: the receipt consumer and the gates' progress reader (threads of this process), and
+        # on PostgreSQL the backends of this process's connections; the services' backends apart.
+        harness_threads = [receipts]
+        if ledger_url.startswith(("postgresql:", "postgres:")):
+            pg_cpu = PgBackendCpu(ledger_url, HARNESS_APP)
         got_lo = 0
         if n >= 1000:  # below that the window is a few clock ticks: from the processes' start instead
             gate_window = _GateWindow(ledger_url, [p.pid for p in gate_procs], lo, hi)
             gate_window.start()
+            harness_threads.append(gate_window)
             if not receipts.wait(lo, timeout, procs=procs):
                 raise RuntimeError(f"only {len(receipts.arrivals)} of {n} receipts after {timeout}s")
             cpu.start()
             got_lo = len(receipts.arrivals)
+        harness = ThreadCpu(harness_threads)
+        harness.start()
+        if pg_cpu is not None:
+            pg_cpu.start_window()
+        w_start = time.perf_counter() if n >= 1000 else t_start
         if not receipts.wait(hi, timeout, procs=procs):
             raise RuntimeError(f"only {len(receipts.arrivals)} of {n} receipts after {timeout}s")
         spent = cpu.stop()
+        spent["harness"] = harness.stop()
+        if pg_cpu is not None:
+            db = pg_cpu.stop_window()
+            spent["postgres"] = db["postgres"]
+            spent["harness"] += db["harness"]
+        window = time.perf_counter() - w_start
+        # Everything this machine's cores did for the run over the receipts' window (the gates' CPU in
+        # that same window here, not over their own marks as in the per-exchange row).
+        cores_busy = sum(spent.values()) / (cores() * window)
         in_window = max(1, len(receipts.arrivals) - got_lo)
         if not receipts.wait(n, timeout, procs=procs):
             raise RuntimeError(f"only {len(receipts.arrivals)} of {n} receipts after {timeout}s")
@@ -276,8 +307,15 @@ def one_run(ledger_url: str, gates: int, backlog, latency_msgs, timeout: float =
         rss = [peak_rss_mb(p.pid) for p in gate_procs]
         return {"throughput": throughput, "wall_rate": n / wall, "p50": percentile(lat, 50),
                 "p99": percentile(lat, 99), "rss": max(rss), "pace": pace,
-                "cpu_us": cpu_us}
+                "cpu_us": cpu_us, "cores_busy": cores_busy}
     finally:
+        if app_name is None:
+            os.environ.pop("PGAPPNAME", None)
+        else:
+            os.environ["PGAPPNAME"] = app_name
+        if pg_cpu is not None and not pg_cpu.stopping.is_set():
+            pg_cpu.stopping.set()
+            pg_cpu.conn.close()
         for p in procs:
             _stop(p)
             Path(p.log_path).unlink(missing_ok=True)
@@ -548,16 +586,30 @@ def run(n: int = 5000, latency_n: int = 300, backends=("sqlite", "postgres"), ga
                                     _label(comp, backend), base[comp]))
                 for proc, us in r["cpu_us"].items():
                     if us > 0:  # under one clock tick in a tiny run: nothing to report
-                        rows.append(row(f"{tag}.cpu.{proc}", us, "µs/exchange", "utime+stime from /proc over the backlog"))
-                total = sum(r["cpu_us"].values())
+                        rows.append(row(f"{tag}.cpu.{proc}", us, "µs/exchange", _CPU_ROWS.get(
+                            proc, "utime+stime from /proc over the backlog")))
+                # The services' processes, comparable with the raw steps (which leave PostgreSQL's share out too).
+                total = sum(us for proc, us in r["cpu_us"].items() if proc in ("gate", "relay", "broker"))
                 rows.append(row(f"{tag}.cpu.total", total, "µs/exchange", "summed raw cost", summed,
                                 higher_better=False))
+                rows.append(row(f"{tag}.cpu.all", sum(r["cpu_us"].values()), "µs/exchange",
+                                "gate(s) + relay + broker + PostgreSQL's backends + harness"))
+                if r["cores_busy"] > 0:
+                    rows.append(row(f"{tag}.cores_busy", 100 * r["cores_busy"], "% of cores",
+                                    f"all CPU of the run in the receipts' window ÷ ({ncores} cores × window)"))
                 rows.append(row(f"{tag}.latency_p50", r["p50"], "ms",
                                 f"paced at {r['pace']:.0f}/s; publish → receipt"))
                 rows.append(row(f"{tag}.latency_p99", r["p99"], "ms",
                                 f"paced at {r['pace']:.0f}/s; publish → receipt"))
     rows.append(row("e2e.gate.peak_rss", peak_rss, "MB", "max VmHWM of the gate processes over all runs"))
     return rows
+
+
+_CPU_ROWS = {
+    "postgres": "utime+stime from /proc of the PostgreSQL backends serving the services (pg_stat_activity "
+                "of the bench database), over the receipts' window",
+    "harness": "the benchmark's receipt consumer and progress-reader threads, and their PostgreSQL backends",
+}
 
 
 def cpu_markdown(rows: list[dict]) -> str:
@@ -600,14 +652,21 @@ def cpu_markdown(rows: list[dict]) -> str:
     out += ["", "Per process over the end-to-end backlog (utime + stime from /proc; the relay and the broker between "
             "the 10th and the 90th percentile of the receipts, the throughput's window, the relay's Merkle and "
             "read-model steps inside it included; the gates between their own 10th and 90th percentile of the "
-            "backlog, read from the ledger), µs per exchange:", "",
-            "| run | gate(s) | relay | broker | total | summed raw | e2e/s | limit/s | e2e ÷ limit |",
-            "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
+            "backlog, read from the ledger), µs per exchange. total is the services' processes (as the raw steps, "
+            "without PostgreSQL's share); postgres is the server's backends serving them, harness the benchmark's "
+            "own receipt consumer and progress reader (threads and their backends), all of it everything together; "
+            "cores busy is all CPU in the receipts' window ÷ (cores × window):", "",
+            "| run | gate(s) | relay | broker | total | postgres | harness | all | cores busy | summed raw | e2e/s | "
+            "limit/s | e2e ÷ limit |",
+            "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for run_ in runs:
         backend = run_.split(".")[1]
         summed = sum(by[f"e2e.{backend}.raw.{s}"] for s in RAW_STEPS)
         out.append(f"| {run_[4:]} | {by.get(run_ + '.cpu.gate', 0):.0f} | {by.get(run_ + '.cpu.relay', 0):.0f} | "
-                   f"{by.get(run_ + '.cpu.broker', 0):.0f} | {by[run_ + '.cpu.total']:.0f} | {summed:.0f} | "
+                   f"{by.get(run_ + '.cpu.broker', 0):.0f} | {by[run_ + '.cpu.total']:.0f} | "
+                   f"{by.get(run_ + '.cpu.postgres', 0):.0f} | {by.get(run_ + '.cpu.harness', 0):.0f} | "
+                   f"{by.get(run_ + '.cpu.all', by[run_ + '.cpu.total']):.0f} | "
+                   f"{by.get(run_ + '.cores_busy', float('nan')):.0f} % | {summed:.0f} | "
                    f"{by[run_ + '.throughput']:.0f} | {by[f'e2e.{backend}.limit']:.0f} | "
                    f"{by[run_ + '.throughput'] / by[f'e2e.{backend}.limit']:.2f} |")
     return "\n".join(out) + "\n"

@@ -588,8 +588,9 @@ def _summary(w) -> dict[str, Any]:
 # --------------------------------------------------------------------------- CPU of processes
 
 
-def proc_cpu_seconds(pid: int) -> float:
-    """utime + stime of a process (all its threads), in seconds, from /proc/<pid>/stat."""
+def proc_cpu_seconds(pid: int | str) -> float:
+    """utime + stime of a process (all its threads), in seconds, from /proc/<pid>/stat (or of one
+    thread, with ``pid`` "self/task/<tid>")."""
     with open(f"/proc/{pid}/stat") as f:
         fields = f.read().rsplit(")", 1)[1].split()
     # After the command name: state is field 3, utime 14 and stime 15 (1-based in proc(5)).
@@ -625,6 +626,107 @@ class ProcCpu:
         now = self._now()
         self.spent = {name: sum(now[p] - self.start_s.get(p, 0.0) for p in pids) for name, pids in self.pids.items()}
         return self.spent
+
+
+class ThreadCpu:
+    """CPU seconds of threads of this process between ``start()`` and ``stop()``, from
+    /proc/self/task/<tid>/stat. A thread that ended counts up to its end: it leaves its last
+    reading in ``cpu_at_exit`` (``thread_cpu_seconds()`` as its last act), since its /proc entry is gone."""
+
+    def __init__(self, threads: list[threading.Thread]):
+        self.threads = threads
+        self.start_s: dict[int, float] = {}
+
+    def _now(self) -> dict[int, float]:
+        out = {}
+        for t in self.threads:
+            try:
+                out[id(t)] = proc_cpu_seconds(f"self/task/{t.native_id}") if t.native_id else 0.0
+            except OSError:  # ended: its last reading, or nothing if it ended without one
+                out[id(t)] = getattr(t, "cpu_at_exit", None) or self.start_s.get(id(t), 0.0)
+        return out
+
+    def start(self) -> None:
+        self.start_s = self._now()
+
+    def stop(self) -> float:
+        now = self._now()
+        return sum(now[k] - self.start_s.get(k, 0.0) for k in now)
+
+
+def thread_cpu_seconds() -> float:
+    """utime + stime of the calling thread, on the same clock-tick scale as ``ThreadCpu``."""
+    return proc_cpu_seconds(f"self/task/{threading.get_native_id()}")
+
+
+class PgBackendCpu(threading.Thread):
+    """CPU seconds of the PostgreSQL backends serving one database between ``start_window()`` and
+    ``stop_window()``, split by ``application_name``: the benchmark's own connections (``harness``,
+    the name it gives them through PGAPPNAME) and everything else (the services').
+
+    Backends are the pids ``pg_stat_activity`` lists for the database (this sampler's own left
+    out), read from /proc/<pid>/stat (world-readable; the server must run on this machine). A
+    backend already there at the start counts from its reading then; one that appears later
+    started inside the window and counts from zero. Backends are re-listed every ``every``
+    seconds, and one that exits counts up to its last reading: at most ``every`` of its CPU is
+    lost (the services keep pooled connections, so exits inside the window are rare)."""
+
+    def __init__(self, ledger_url: str, harness: str, every: float = 0.25):
+        super().__init__(daemon=True)
+        import psycopg
+
+        from ledger.url import persistence_env
+
+        env = persistence_env(ledger_url)
+        self.dbname = env["POSTGRES_DBNAME"]
+        self.harness, self.every = harness, every
+        self.conn = psycopg.connect(host=env["POSTGRES_HOST"], port=int(env["POSTGRES_PORT"]),
+                                    user=env["POSTGRES_USER"], password=env["POSTGRES_PASSWORD"] or None,
+                                    dbname=self.dbname, autocommit=True, application_name="xlbench-pg-sampler")
+        self.first: dict[int, float] = {}
+        self.last: dict[int, float] = {}
+        self.app: dict[int, str] = {}
+        self.stopping = threading.Event()
+        self.lock = threading.Lock()
+        self.error: BaseException | None = None
+
+    def _sample(self, baseline: bool = False) -> None:
+        rows = self.conn.execute("SELECT pid, application_name FROM pg_stat_activity "
+                                 "WHERE datname = %s AND pid <> pg_backend_pid()", (self.dbname,)).fetchall()
+        with self.lock:
+            for pid, app in rows:
+                try:
+                    cpu = proc_cpu_seconds(pid)
+                except OSError:  # exited between the listing and the read
+                    continue
+                if pid not in self.first:
+                    self.first[pid] = cpu if baseline else 0.0
+                    self.app[pid] = app or ""
+                self.last[pid] = cpu
+
+    def start_window(self) -> None:
+        self._sample(baseline=True)
+        self.start()
+
+    def run(self) -> None:
+        try:
+            while not self.stopping.wait(self.every):
+                self._sample()
+        except BaseException as exc:  # noqa: BLE001 - reported by stop_window
+            self.error = exc
+
+    def stop_window(self) -> dict[str, float]:
+        self.stopping.set()
+        self.join(timeout=10)
+        if self.error is not None:
+            raise RuntimeError(f"sampling PostgreSQL's backends failed: {self.error!r}")
+        self._sample()
+        self.conn.close()
+        out = {"postgres": 0.0, "harness": 0.0}
+        with self.lock:
+            for pid, first in self.first.items():
+                out["harness" if self.app[pid] == self.harness else "postgres"] += self.last[pid] - first
+        return out
 
 
 # --------------------------------------------------------------------------- the relay, in process

@@ -87,6 +87,8 @@ class NodeStore(Protocol):
     * Optionally ``get_many(coords)``: the nodes of a list of ``(level, index)`` that exist,
       as a dict. Roots and proofs know every node they need before reading any, so a store
       that offers it (one database query instead of one per node) is read once per call.
+    * Optionally ``put_many(nodes)``: the ``(level, index, hash)`` of one ``append_many``, in
+      the order ``put`` would get them, with ``put``'s checks.
     """
 
     def get(self, level: int, index: int) -> bytes | None: ...
@@ -174,8 +176,9 @@ class MerkleLog:
     def append_many(self, leaves: Iterable[bytes]) -> range:
         """Append leaf hashes in order; return the range of their indices.
 
-        Keeps the right frontier in memory, so the whole batch costs popcount(size) reads
-        however long it is.
+        Keeps the right frontier in memory, so the whole batch costs popcount(size) node reads
+        however long it is (one store call with ``get_many``). Hashes first and writes after, as
+        ``append`` does: with ``put_many`` the store gets the batch's nodes in one call.
         """
         leaves = list(leaves)
         for leaf in leaves:
@@ -184,20 +187,31 @@ class MerkleLog:
         start = self._store.size()
         # frontier[level] = hash of the pending complete subtree at that level, if any:
         # exactly the nodes a subsequent append would read as left siblings.
-        frontier: dict[int, bytes] = {
-            level: self._node(level, (start >> level) - 1)
-            for level in range(start.bit_length())
-            if (start >> level) & 1
-        }
-        for offset, leaf in enumerate(leaves):
-            index = start + offset
-            self._store.put(0, index, bytes(leaf))
-            h, level, i = bytes(leaf), 0, index
+        coords = [(level, (start >> level) - 1) for level in range(start.bit_length()) if (start >> level) & 1]
+        nodes = self._require([coords], self._fetch([coords])) if coords else {}
+        frontier = {level: nodes[(level, i)] for level, i in coords}
+        # node_hash inlined: a Python call per interior node was a good part of this loop's cost.
+        sha, prefix = hashlib.sha256, _NODE_PREFIX
+        writes: list[tuple[int, int, bytes]] = []
+        write = writes.append
+        index = start
+        for leaf in leaves:
+            leaf = bytes(leaf)
+            write((0, index, leaf))
+            h, level, i = leaf, 0, index
             while i & 1:
-                h = node_hash(frontier.pop(level), h)
+                h = sha(prefix + frontier.pop(level) + h).digest()
                 level, i = level + 1, i >> 1
-                self._store.put(level, i, h)
+                write((level, i, h))
             frontier[level] = h
+            index += 1
+        put_many = getattr(self._store, "put_many", None)
+        if put_many is not None:
+            put_many(writes)
+        else:
+            put = self._store.put
+            for level, i, h in writes:
+                put(level, i, h)
         return range(start, start + len(leaves))
 
     # -- reading -----------------------------------------------------------------
