@@ -34,9 +34,11 @@ from services.logging import get_logger
 
 log = get_logger(__name__)
 
-# Between steps once everything derived is current: how far, at most, derived data trails the log
-# when the relay keeps up. Shorter costs a transaction or two per wait for nothing new.
-IDLE_WAIT_S = 0.2
+# Between steps once everything derived is current: about how far derived data trails the log when
+# the relay keeps up. A step has a fixed cost (its transactions, the tree's and read models'
+# positions), so short waits make small, dear steps: measured in process, steps of 25 / 100 / 500
+# exchanges cost 426 / 236 / 188 µs per exchange on PostgreSQL and 301 / 218 / 223 on SQLite.
+IDLE_WAIT_S = 0.5
 # First and longest wait before a child that died is started again.
 RESTART_BACKOFF = (0.5, 30.0)
 # A child that lived this long before it died starts again after the shortest wait.
