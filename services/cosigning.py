@@ -1,13 +1,14 @@
 """Collecting witness cosignatures: the log side of the C2SP tlog-witness protocol.
 
-Whoever signs checkpoints (the relay's maintenance step, `xledger ledger integrate`) hands
+Whoever signs checkpoints (the relay's maintainer, `xledger ledger integrate`) hands
 the newest stored checkpoint to every configured witness (``XLEDGER_WITNESSES``), with a
 consistency proof from the size that witness last cosigned. Valid cosignatures are stored
 with the checkpoint (``xl_cosignatures``), and the checkpoint with all its cosignatures is
 published to the compacted topic ``ledger.checkpoints`` (key: the origin).
 
-It never holds up deliveries: the relay runs it in its own thread, every request has a
-short timeout, and a witness that is down is simply asked again on the next round.
+It never holds up deliveries: the relay's maintainer process (``services.maintainer``) runs it
+in a thread of its own, every request has a short timeout, and a witness that is down is simply
+asked again on the next round.
 A refusal (403, 404, 409 fork, 422) is logged as an alert: it means the log's history is
 not what the witness saw, or the configuration is wrong.
 """

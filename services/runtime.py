@@ -18,8 +18,8 @@ from services.keyring import DEV_KEY_ID, dev_private_key
 from services.keyset import LiveKeySet, live_keyset
 
 
-# Ledger entries the relay folds into the Merkle tree and the read models per turn between pages:
-# ~0.1–0.3 s of work, so a backlog of derived work never holds deliveries up for long.
+# Ledger entries one maintain step folds into the Merkle tree and the read models: ~0.1–0.3 s of
+# work, so an inline relay's deliveries (and a maintainer's stop) never wait long behind a backlog.
 MAINTAIN_STEP = 5000
 # Ledger entries one ``integrate`` call folds into the Merkle tree at most.
 INTEGRATE_STEP = 5000
@@ -135,11 +135,23 @@ class Runtime:
         projected = self.read_models.catch_up(max_entries=max_entries)
         return tree_current and (max_entries is None or projected < max_entries)
 
-    def relay(self) -> DeliveryRelay:
+    def relay(self, *, maintain: bool = True) -> DeliveryRelay:
+        """The delivery relay; with ``maintain`` it also keeps derived data current in its own thread
+        (tests, the embedded demo), without it it only delivers: `relay run` leaves derived data to
+        a maintainer process (``services.maintainer``)."""
         trust.require(self.settings, "relay run")
-        return DeliveryRelay(self.ledger, make_producer(self.settings, client_id="delivery-relay"), self.sealer,
-                             self.codec, maintain=lambda: self.maintain(max_entries=MAINTAIN_STEP),
+        producer = make_producer(self.settings, client_id="delivery-relay")
+        if not maintain:
+            return DeliveryRelay(self.ledger, producer, self.sealer, self.codec)
+        return DeliveryRelay(self.ledger, producer, self.sealer, self.codec,
+                             maintain=lambda: self.maintain(max_entries=MAINTAIN_STEP),
                              project=lambda page, events: self.read_models.project_next(page, events))
+
+    def maintainer(self):
+        """The maintainer process `relay run` supervises (``services.maintainer``); not started yet."""
+        from services.maintainer import MaintainerProcess
+
+        return MaintainerProcess(self.settings)
 
     def dev_publisher(self, org: str, role: str) -> Publisher:
         """A publisher signing with the development key of ``org`` (embedded demo and tests only)."""

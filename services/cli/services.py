@@ -83,34 +83,41 @@ def gate_run(
 def relay_run(bootstrap_servers: Optional[str] = BOOTSTRAP, ledger_url: Optional[str] = LEDGER_URL) -> None:
     """Publish allowed payloads to inboxes and receipts to senders, from the ledger's outbox.
 
-    Also keeps the Merkle tree (signing checkpoints) and the read models current, in bounded steps.
-    In a thread of its own it asks the witnesses in XLEDGER_WITNESSES to cosign each new checkpoint
-    and publishes it to ledger.checkpoints; a witness that is down never holds up deliveries.
-    A delivery it cannot make is quarantined (see `relay quarantine`) and it goes on. Creates the
-    ledger if there is none. Signals and start-up failures as for `gate run`.
+    A child process it supervises (the maintainer) keeps the Merkle tree (signing checkpoints) and
+    the read models current, and in a thread of its own asks the witnesses in XLEDGER_WITNESSES to
+    cosign each new checkpoint and publishes it to ledger.checkpoints; neither a witness that is
+    down nor a maintainer that died holds up deliveries (the child is restarted, with an alert in
+    the log). On stop the child finishes its step and exits with the relay. A delivery it cannot
+    make is quarantined (see `relay quarantine`) and it goes on. Creates the ledger if there is
+    none. Signals and start-up failures as for `gate run`.
     """
-    from services.cosigning import WitnessConfigError
+    from services.cosigning import WitnessConfigError, parse_witnesses
     from services.heap import settle_heap
     from services.runtime import Runtime
 
     shutdown = graceful_shutdown()
     settings = settings_from(bootstrap_servers, ledger_url)
     require_trusted(settings, "relay run")
+    try:
+        parse_witnesses(settings.witnesses)  # here, so that a bad list is one line, not a child's crash loop
+    except WitnessConfigError as exc:
+        fail(f"XLEDGER_WITNESSES: {exc}")
     rt = Runtime(settings)
-    relay = None
+    relay = maintainer = None
     try:
         rt.ledger = open_ledger(settings, create=True)
         with reaching(settings):
-            try:
-                rt.start_cosigning(shutdown.requested)
-            except WitnessConfigError as exc:
-                fail(f"XLEDGER_WITNESSES: {exc}")
-            relay = rt.relay()
+            # The read models' tables too, before the child opens the ledger without creating any.
+            rt.read_models  # noqa: B018
+            relay = rt.relay(maintain=False)
+        maintainer = rt.maintainer().start()
         relay.stopping = shutdown.running()
         settle_heap()  # as `gate run` does: the collector stops walking what start-up loaded
         stats = relay.run()
     finally:
-        shutdown.requested.set()  # the cosigning thread too
+        shutdown.requested.set()
+        if maintainer is not None:
+            maintainer.stop()
         if relay is not None:
             relay.producer.close()
         rt.close()
