@@ -38,6 +38,7 @@ def kafka_tracking_name(topic: str, partition: int) -> str:
 # relay, forked workers) failed with a unique violation on pg_type or "tuple concurrently updated".
 # A constant of our own (the first 8 bytes of sha256("xledger schema")), per database.
 SCHEMA_LOCK_KEY = 0x54D4_E3E3_CB46_C92B
+SCHEMA_LOCK_WAIT_S = 60
 
 
 @contextmanager
@@ -52,7 +53,7 @@ def _schema_lock(env: dict[str, str]) -> Iterator[None]:
 
     params = {"dbname": env["POSTGRES_DBNAME"], "host": env["POSTGRES_HOST"], "port": env["POSTGRES_PORT"],
               "user": env["POSTGRES_USER"], "password": env.get("POSTGRES_PASSWORD") or None,
-              "connect_timeout": env.get("POSTGRES_CONNECT_TIMEOUT") or "5", "autocommit": True}
+              "connect_timeout": env.get("POSTGRES_CONNECT_TIMEOUT") or "5"}
     try:
         conn = psycopg.connect(**{k: v for k, v in params.items() if v is not None})
     except psycopg.Error:
@@ -60,12 +61,25 @@ def _schema_lock(env: dict[str, str]) -> Iterator[None]:
         # the error every caller already handles (LEDGER_UNAVAILABLE).
         yield
         return
-    with conn:
-        conn.execute("SELECT pg_advisory_lock(%s)", (SCHEMA_LOCK_KEY,))
+    try:
+        # A transaction-level lock, held by keeping this transaction open while the tables are made:
+        # released when it ends, whatever happens to the connection, and it keeps behind a pooler in
+        # transaction mode (PgBouncer), where a session lock and its unlock could land on two server
+        # connections. Bounded: making the tables takes well under a second, so a holder that keeps
+        # the lock this long is stuck, and the opener reports an unavailable ledger (exit 3).
         try:
-            yield
-        finally:
-            conn.execute("SELECT pg_advisory_unlock(%s)", (SCHEMA_LOCK_KEY,))
+            conn.execute("SELECT set_config('lock_timeout', %s, true)", (f"{SCHEMA_LOCK_WAIT_S * 1000}ms",))
+            conn.execute("SELECT pg_advisory_xact_lock(%s)", (SCHEMA_LOCK_KEY,))
+        except psycopg.Error as exc:
+            raise OperationalError(f"another process held the ledger's schema lock for over {SCHEMA_LOCK_WAIT_S} s, "
+                                   f"or the lock could not be taken ({type(exc).__name__})") from None
+        yield
+    finally:
+        try:
+            conn.rollback()
+        except psycopg.Error:
+            pass  # a broken connection's transaction, and its lock, end with it
+        conn.close()
 
 
 class Ledger(Application[UUID]):

@@ -74,10 +74,12 @@ _UNNEST: dict[str, str | None] = {}
 # whose columns are all text, integer or bigint: psycopg builds binary arrays element by element in
 # Python (~9 µs a row of 22 columns, measured), orjson writes the JSON text in C (~2 µs) and the
 # server spends the same on either.
-_AS_JSON: dict[str, str] = {}
+_AS_JSON: dict[str, tuple[str, int]] = {}  # statement → (JSON statement, its number of columns)
 _JSON_TYPES = {"text", "integer", "bigint"}
-# Anything but str, int, float, bool, None, list and tuple raises (then the arrays are sent): no
-# datetime or dataclass is turned into text here that psycopg would have sent as its own type.
+# bytes, an integer beyond 64 bits, a datetime or a dataclass raise here (then the arrays are sent).
+# orjson writes some types natively that psycopg would send otherwise: a UUID as its text (the same
+# in a text column), an Enum as its value (psycopg: its name), a float NaN as null, a bool as
+# true/false (refused by the integer cast, loudly). The callers write only str, int and None.
 _JSON_STRICT = orjson.OPT_PASSTHROUGH_DATETIME | orjson.OPT_PASSTHROUGH_DATACLASS | orjson.OPT_PASSTHROUGH_SUBCLASS
 
 
@@ -94,9 +96,9 @@ def executemany(cursor: Any, sql: str, rows: Sequence[Sequence[Any]], is_postgre
     rows must not hit one key twice (PostgreSQL refuses it): callers sum per key first.
     Where every column is text, integer or bigint, the rows go as one JSON text instead of the
     arrays (``_AS_JSON``), cast per column on the server as the arrays are; a row of the wrong
-    length, or a value JSON has no plain form for (bytes, an integer beyond 64 bits, a datetime),
-    sends the arrays. The callers write str, int and None there (a float or bool would be cast from
-    its JSON text).
+    length (not the column list's), or a value JSON has no plain form for (bytes, an integer beyond 64
+    bits, a datetime), sends the arrays. The callers write str, int and None there (see _JSON_STRICT
+    for what other types become).
     SQLite's executemany is one prepared statement stepped in C: kept.
     """
     if not rows:
@@ -104,8 +106,10 @@ def executemany(cursor: Any, sql: str, rows: Sequence[Sequence[Any]], is_postgre
     if is_postgres:
         statement = _unnest_statement(cursor, sql)
         if statement is not None:
-            as_json = _AS_JSON.get(sql)
-            if as_json is not None and all(len(r) == len(rows[0]) for r in rows):
+            as_json, ncols = _AS_JSON.get(sql, (None, 0))
+            # Every row exactly as long as the column list: a short row would read as NULLs and a long
+            # one lose its extra values, where the arrays (and a one-row INSERT) refuse both.
+            if as_json is not None and all(len(r) == ncols for r in rows):
                 try:
                     doc = orjson.dumps(rows, option=_JSON_STRICT).decode()
                 except TypeError:  # a value JSON does not hold as such: the arrays take it
@@ -146,7 +150,7 @@ def _unnest_statement(cursor: Any, sql: str) -> str | None:
                 values = ", ".join(f"(r->>{i})::{types[c]}" for i, c in enumerate(cols))
                 _AS_JSON[sql] = (f"INSERT INTO {m['table']}{m['alias'] or ''} ({', '.join(cols)}) "
                                  f"SELECT {values} FROM jsonb_array_elements(%s::jsonb) WITH ORDINALITY "
-                                 f"AS u(r, ord) ORDER BY ord{m['tail']}")
+                                 f"AS u(r, ord) ORDER BY ord{m['tail']}", len(cols))
     _UNNEST[sql] = statement
     return statement
 

@@ -65,3 +65,20 @@ def test_opening_an_existing_ledger_with_create_table_off_takes_no_lock(pg_datab
         holder.execute("SELECT pg_advisory_lock(%s)", (SCHEMA_LOCK_KEY,))
         ledger = Ledger(url, env={"CREATE_TABLE": "n", "POSTGRES_CONNECT_TIMEOUT": "5"})
         ledger.close()
+
+
+def test_a_schema_lock_held_too_long_is_an_unavailable_ledger_not_a_hang(pg_database, monkeypatch):
+    import ledger.application as application
+    from ledger.application import LEDGER_UNAVAILABLE, SCHEMA_LOCK_KEY
+
+    schema = f"t_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(_pg_conninfo(pg_database), autocommit=True) as conn:
+        conn.execute(f'CREATE SCHEMA "{schema}"')
+    url = f"{_pg_conninfo(pg_database)}?schema={schema}"
+    monkeypatch.setattr(application, "SCHEMA_LOCK_WAIT_S", 1)
+    with psycopg.connect(_pg_conninfo(pg_database), autocommit=True) as holder:
+        holder.execute("SELECT pg_advisory_lock(%s)", (SCHEMA_LOCK_KEY,))
+        with pytest.raises(LEDGER_UNAVAILABLE, match="schema lock"):
+            Ledger(url)
+        holder.execute("SELECT pg_advisory_unlock(%s)", (SCHEMA_LOCK_KEY,))
+    Ledger(url).close()  # free again: opens and creates the tables

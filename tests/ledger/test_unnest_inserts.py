@@ -175,7 +175,7 @@ def test_text_and_integer_tables_go_as_one_json_text_and_store_what_one_insert_p
     with ledger.tables.cursor() as c:
         executemany(c.raw, f"INSERT INTO {ledger.tables.translate(fast)} {cols}", rows, True)
         c.raw.executemany(f"INSERT INTO {ledger.tables.translate(slow)} {cols}", rows)
-    assert "jsonb_array_elements(" in _AS_JSON[f"INSERT INTO {ledger.tables.translate(fast)} {cols}"]
+    assert "jsonb_array_elements(" in _AS_JSON[f"INSERT INTO {ledger.tables.translate(fast)} {cols}"][0]
     read = lambda t: ledger.tables.fetchall(f"SELECT s, i, j, k FROM {t} ORDER BY seq")  # noqa: E731
     assert read(fast) == read(slow) == rows
 
@@ -188,4 +188,8 @@ def test_what_json_cannot_hold_goes_as_arrays_and_is_refused_as_before(ledger):
         _insert(ledger, f"INSERT INTO {t} (i, s) VALUES (?, ?)", [(1, "a"), (2**70, "b")])
     with pytest.raises(Exception):  # a short row is not padded with NULLs
         _insert(ledger, f"INSERT INTO {t} (i, s) VALUES (?, ?)", [(1, "a"), (2,)])
+    with pytest.raises(Exception):  # every row short alike: still refused, not read as NULLs
+        _insert(ledger, f"INSERT INTO {t} (i, s) VALUES (?, ?)", [(1,), (2,)])
+    with pytest.raises(Exception):  # every row long alike: refused, no value dropped
+        _insert(ledger, f"INSERT INTO {t} (i, s) VALUES (?, ?)", [(1, "a", "x"), (2, "b", "y")])
     assert ledger.tables.fetchall(f"SELECT i, s FROM {t}") == []
