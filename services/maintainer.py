@@ -10,24 +10,34 @@ waits"); in a process of their own they run on the other core while the relay on
   connections) and opens the ledger the relay has opened already without eventsourcing's DDL
   (``CREATE_TABLE=n``): two processes creating a brand-new PostgreSQL ledger at once raced on the
   catalog ('tuple concurrently updated').
-- It dies (a crash, the OOM killer): logged as an alert and started again after a back-off that
-  doubles up to ``RESTART_BACKOFF[1]``; deliveries go on meanwhile, and the restarted child takes
-  up where the ledger says the tree and the read models stand.
+- It dies (a crash, the OOM killer): logged as an alert (the child logs its error first, where it
+  can) and started again after a back-off that doubles up to ``RESTART_BACKOFF[1]``; deliveries go
+  on meanwhile, and the restarted child takes up where the ledger says the tree and the read models
+  stand. A child that cannot be started (out of memory, out of processes) is retried the same way.
+- The Merkle tree is found corrupt (``TreeCorrupted``, ``MerkleError``: stored history does not add
+  up): the child exits with ``INTEGRITY_EXIT``, which is not restarted; the relay stops delivering
+  and exits non-zero, as it did when it kept the tree itself. Tampering is for an operator to look at.
 - The relay stops (SIGTERM, Ctrl-C, the end of ``run``): the child finishes its step and exits,
-  and is joined (terminated, then killed, if it overstays ``STOP_TIMEOUT_S``). If the relay is
-  killed outright, the kernel closes the relay's end of the child's stop pipe, and the child
-  finishes its step and exits by itself.
+  and is joined (killed if it overstays ``STOP_TIMEOUT_S``). The child ignores SIGINT and SIGTERM
+  (both reach it with the relay's process group, e.g. from systemd) and stops only when the relay
+  closes its end of the stop pipe; if the relay is killed outright, the kernel closes it, and the
+  child finishes its step and exits by itself.
+- It gets the settings without the master key, the pseudonym secret and the review app's session
+  secret: deriving data from the log needs none of them.
+- Cosigning that cannot start (the broker for ``ledger.checkpoints`` unreachable) is retried in its
+  thread; the tree and the read models need only the database and go on meanwhile.
 - On SQLite the ledger then has three writers (gates, relay, maintainer): each waits for the
   write lock (``SQLITE_LOCK_TIMEOUT``), and a step that still finds it locked is retried.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import multiprocessing
 import signal
 import threading
 import time
-from typing import Any
+from typing import Any, Callable
 
 from services.config import Settings
 from services.logging import get_logger
@@ -43,8 +53,12 @@ IDLE_WAIT_S = 0.5
 RESTART_BACKOFF = (0.5, 30.0)
 # A child that lived this long before it died starts again after the shortest wait.
 HEALTHY_AFTER_S = 60.0
-# How long the relay waits for the child to finish its step on shutdown before terminating it.
+# How long the relay waits for the child to finish its step on shutdown before killing it.
 STOP_TIMEOUT_S = 30.0
+# The child's exit status when the Merkle tree does not add up: not restarted, the relay stops.
+INTEGRITY_EXIT = 70
+# Secrets the child does not need (Settings fields), left out of what is sent to it.
+_NOT_FOR_THE_CHILD = ("master_key", "pseudonym_secret", "session_secret")
 
 
 def maintain_until(rt: Any, stopping: threading.Event, *, idle_wait: float = IDLE_WAIT_S) -> int:
@@ -105,36 +119,67 @@ def child_main(settings: Settings, stop: Any, idle_wait: float = IDLE_WAIT_S) ->
     from services.heap import settle_heap
     from services.runtime import Runtime
 
+    from ledger.integrity import TreeCorrupted
+    from ledger.merkle import MerkleError
+
     stopping = threading.Event()
-    # Ctrl-C reaches the whole process group: the relay stops first and then asks this child
-    # (a child that stopped on its own would be restarted as if it had died). SIGTERM to the
-    # child alone: finish the step, then exit.
+    # Ctrl-C and a SIGTERM to the process group (systemd's default) reach the child with the relay:
+    # the relay finishes its page and then closes the stop pipe. A child that stopped on its own
+    # would be restarted as if it had died, with an alert, on every routine stop.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    signal.signal(signal.SIGTERM, lambda *_: stopping.set())
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
     xlog.configure(settings.log_level)
     threading.Thread(target=_watch, args=(stop, stopping), name="maintainer-watch", daemon=True).start()
-    ledger = _open_ledger(settings, stopping)
-    if ledger is None:
-        return
-    rt = Runtime(settings)
-    rt.ledger = ledger
+    rt = None
     try:
-        rt.start_cosigning(stopping)  # in this process, so that integrate() wakes it
+        ledger = _open_ledger(settings, stopping)
+        if ledger is None:
+            return
+        rt = Runtime(settings)
+        rt.ledger = ledger
+        # In this process, so that integrate() wakes it; retried in its thread while it cannot start.
+        threading.Thread(target=_start_cosigning, args=(rt, stopping), name="maintainer-cosigning",
+                         daemon=True).start()
         settle_heap()
         log.info("maintainer.started")
         steps = maintain_until(rt, stopping, idle_wait=idle_wait)
         log.info("maintainer.stopped", steps=steps)
+    except (TreeCorrupted, MerkleError) as exc:
+        # Messages name leaves and nodes, never an entry's content.
+        log.error("maintainer.integrity_failure", alert=True, error=type(exc).__name__, detail=str(exc))
+        raise SystemExit(INTEGRITY_EXIT) from None
+    except Exception as exc:
+        log.error("maintainer.failed", alert=True, error=type(exc).__name__)
+        raise
     finally:
         stopping.set()
-        rt.close()
+        if rt is not None:
+            rt.close()
+
+
+def _start_cosigning(rt: Any, stopping: threading.Event) -> None:
+    backoff = 1.0
+    while not stopping.is_set():
+        try:
+            rt.start_cosigning(stopping)
+            return
+        except Exception as exc:  # noqa: BLE001 - e.g. NoBrokersAvailable for ledger.checkpoints' producer
+            log.warning("maintainer.cosigning_unavailable", error=type(exc).__name__, retry_in_s=backoff)
+            stopping.wait(backoff)
+            backoff = min(backoff * 2, 60.0)
 
 
 class MaintainerProcess:
     """The maintainer as the relay's supervised child: ``start()``, then ``stop()`` (always)."""
 
     def __init__(self, settings: Settings, *, idle_wait: float = IDLE_WAIT_S,
-                 backoff: tuple[float, float] = RESTART_BACKOFF, stop_timeout: float = STOP_TIMEOUT_S):
-        self.settings, self.idle_wait, self.backoff, self.stop_timeout = settings, idle_wait, backoff, stop_timeout
+                 backoff: tuple[float, float] = RESTART_BACKOFF, stop_timeout: float = STOP_TIMEOUT_S,
+                 on_integrity_failure: Callable[[], Any] | None = None):
+        self.settings = dataclasses.replace(settings, **{name: "" for name in _NOT_FOR_THE_CHILD})
+        self.idle_wait, self.backoff, self.stop_timeout = idle_wait, backoff, stop_timeout
+        # Set when the child found the tree corrupt; ``on_integrity_failure`` is then called (the relay stops).
+        self.integrity_failed = threading.Event()
+        self.on_integrity_failure = on_integrity_failure
         self._ctx = multiprocessing.get_context("spawn")
         self._stop: Any = None  # the write end of the current child's stop pipe
         self._stopping = threading.Event()
@@ -167,22 +212,33 @@ class MaintainerProcess:
         delay = self.backoff[0]
         while not self._stopping.is_set():
             process = self.process
-            if not wait([process.sentinel], timeout=0.5) or self._stopping.is_set():
-                continue
-            process.join()
-            if time.monotonic() - self._started_at >= HEALTHY_AFTER_S:
-                delay = self.backoff[0]
-            log.error("maintainer.died", alert=True, pid=process.pid, exitcode=process.exitcode,
-                      restart_in_s=delay)
-            self._stop.close()
+            if process is not None:
+                if not wait([process.sentinel], timeout=0.5) or self._stopping.is_set():
+                    continue
+                process.join()
+                self._stop.close()
+                self.process = None
+                if process.exitcode == INTEGRITY_EXIT:
+                    log.error("maintainer.stopped_on_integrity_failure", alert=True, pid=process.pid)
+                    self.integrity_failed.set()
+                    if self.on_integrity_failure is not None:
+                        self.on_integrity_failure()
+                    return
+                if time.monotonic() - self._started_at >= HEALTHY_AFTER_S:
+                    delay = self.backoff[0]
+                log.error("maintainer.died", alert=True, pid=process.pid, exitcode=process.exitcode,
+                          restart_in_s=delay)
             if self._stopping.wait(delay):
                 return
             delay = min(delay * 2, self.backoff[1])
-            self._spawn()
-            self.restarts += 1
+            try:
+                self._spawn()
+                self.restarts += 1
+            except Exception as exc:  # noqa: BLE001 - out of memory or processes: try again later
+                log.error("maintainer.spawn_failed", alert=True, error=type(exc).__name__, restart_in_s=delay)
 
     def stop(self) -> None:
-        """Asks the child to finish its step and waits for it; terminates (then kills) one that overstays."""
+        """Asks the child to finish its step and waits for it; kills one that overstays."""
         self._stopping.set()
         if self._supervisor is not None:
             self._supervisor.join()
@@ -191,11 +247,8 @@ class MaintainerProcess:
             return
         self._stop.close()
         process.join(self.stop_timeout)
-        if process.is_alive():
+        if process.is_alive():  # it ignores SIGTERM (see child_main): killed
             log.error("maintainer.stop_timeout", alert=True, pid=process.pid, waited_s=self.stop_timeout)
-            process.terminate()
-            process.join(5)
-            if process.is_alive():
-                process.kill()
-                process.join()
+            process.kill()
+            process.join()
         log.info("maintainer.joined", pid=process.pid, exitcode=process.exitcode, restarts=self.restarts)

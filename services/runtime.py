@@ -147,11 +147,11 @@ class Runtime:
                              maintain=lambda: self.maintain(max_entries=MAINTAIN_STEP),
                              project=lambda page, events: self.read_models.project_next(page, events))
 
-    def maintainer(self):
+    def maintainer(self, **options):
         """The maintainer process `relay run` supervises (``services.maintainer``); not started yet."""
         from services.maintainer import MaintainerProcess
 
-        return MaintainerProcess(self.settings)
+        return MaintainerProcess(self.settings, **options)
 
     def dev_publisher(self, org: str, role: str) -> Publisher:
         """A publisher signing with the development key of ``org`` (embedded demo and tests only)."""

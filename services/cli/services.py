@@ -87,7 +87,8 @@ def relay_run(bootstrap_servers: Optional[str] = BOOTSTRAP, ledger_url: Optional
     the read models current, and in a thread of its own asks the witnesses in XLEDGER_WITNESSES to
     cosign each new checkpoint and publishes it to ledger.checkpoints; neither a witness that is
     down nor a maintainer that died holds up deliveries (the child is restarted, with an alert in
-    the log). On stop the child finishes its step and exits with the relay. A delivery it cannot
+    the log). A Merkle tree found corrupt stops the relay (exit 1). On stop the child finishes its
+    step and exits with the relay. A delivery it cannot
     make is quarantined (see `relay quarantine`) and it goes on. Creates the ledger if there is
     none. Signals and start-up failures as for `gate run`.
     """
@@ -110,7 +111,8 @@ def relay_run(bootstrap_servers: Optional[str] = BOOTSTRAP, ledger_url: Optional
             # The read models' tables too, before the child opens the ledger without creating any.
             rt.read_models  # noqa: B018
             relay = rt.relay(maintain=False)
-        maintainer = rt.maintainer().start()
+        # A corrupt Merkle tree stops deliveries, as it did when the relay kept the tree itself.
+        maintainer = rt.maintainer(on_integrity_failure=shutdown.requested.set).start()
         relay.stopping = shutdown.running()
         settle_heap()  # as `gate run` does: the collector stops walking what start-up loaded
         stats = relay.run()
@@ -122,6 +124,9 @@ def relay_run(bootstrap_servers: Optional[str] = BOOTSTRAP, ledger_url: Optional
             relay.producer.close()
         rt.close()
     xlog.get_logger("xledger").info("relay.stopped", **stats)
+    if maintainer.integrity_failed.is_set():
+        fail("the ledger's Merkle tree does not add up (see maintainer.integrity_failure in the log); "
+             "deliveries stopped: run `xledger verify`", code=1)
 
 
 @quarantine_app.command("list")

@@ -97,3 +97,38 @@ def test_a_relay_killed_outright_leaves_no_maintainer_behind(settings, broker):
         relay.process.send_signal(signal.SIGKILL)
         relay.process.wait(timeout=10)
         assert wait_for(lambda: gone(child), timeout=10)
+
+
+def test_a_corrupt_merkle_tree_stops_the_relay_and_its_child_is_not_restarted(settings, broker):
+    # As when the relay kept the tree itself: a tree that does not add up stops deliveries, loudly.
+    with ksp_runtime(settings, request_partitions=1) as rt:
+        with Service(settings, "gate", "run") as gate:
+            publish(rt, 3, "tamper")
+            assert wait_for(lambda: rt.ledger.max_notification_id() >= 6 or not gate.alive, timeout=60)
+        rt.maintain()
+        size = rt.ledger.integrity.tree_size()
+        assert size >= 6
+        with rt.ledger.tables.cursor() as c:  # an insider removes the last leaf's notification mapping
+            c.execute("DELETE FROM xl_merkle_leaves WHERE idx = ?", (size - 1,))
+        with Service(settings, "relay", "run") as relay:
+            assert wait_for(lambda: not relay.alive, timeout=90), relay.output()[-2000:]
+            assert relay.process.returncode == 1
+            assert "Merkle tree does not add up" in relay.output()
+            [failure] = relay.events("maintainer.integrity_failure")
+            assert failure["alert"] is True and failure["error"] == "TreeCorrupted"
+            assert relay.events("maintainer.stopped_on_integrity_failure")
+            assert relay.events("maintainer.died") == []
+            [child] = children(relay)
+            assert gone(child)
+
+
+def test_the_child_gets_no_secret_it_does_not_need():
+    from services.config import PRODUCTION, Settings
+    from services.maintainer import MaintainerProcess
+
+    settings = Settings(mode=PRODUCTION, master_key="m" * 44, pseudonym_secret="p" * 32, session_secret="s" * 32,
+                        checkpoint_key="c" * 44, sasl_password="k")
+    child = MaintainerProcess(settings).settings
+    assert (child.master_key, child.pseudonym_secret, child.session_secret) == ("", "", "")
+    # What deriving data and cosigning need stays: the checkpoint key, the broker's credentials.
+    assert (child.checkpoint_key, child.sasl_password, child.ledger_url) == ("c" * 44, "k", settings.ledger_url)
