@@ -2,32 +2,34 @@
 
 from __future__ import annotations
 
-from datetime import date
 from typing import Any
 
 
 def to_policy_request(envelope: dict[str, Any]) -> dict[str, Any]:
-    subject = {k: v for k, v in envelope["subject"].items() if k != "pseudonym"}
-    if isinstance(subject.get("release_date"), date):
-        subject["release_date"] = subject["release_date"].isoformat()
+    # The gate builds this once per exchange and hands it straight to ExchangeRequest.model_validate,
+    # which copies into new models and never keeps or changes its input: the envelope's own
+    # dicts and lists are passed as they are, not copied. release_date stays the date Avro decoded
+    # (pydantic takes a date as it is; an ISO string would be parsed back into the same date).
+    subject = dict(envelope["subject"])
+    subject.pop("pseudonym", None)
     request: dict[str, Any] = {
         "id": envelope["message_id"],
         "occurred_at": envelope["occurred_at"],
         # Directory parties: validity and memberships come from the shipped directory.
-        "sender": dict(envelope["sender"]),
-        "recipients": [dict(r) for r in envelope["recipients"]],
+        "sender": envelope["sender"],
+        "recipients": envelope["recipients"],
         "context": envelope["context"],
         "underlying_basis": envelope["underlying_basis"],
         "cooperation_id": envelope["cooperation_id"],
         "purpose": envelope["purpose"],
         "subject": subject,
-        "data_categories": list(envelope["data_categories"]),
+        "data_categories": envelope["data_categories"],
         "necessity": envelope["necessity"],
         "third_party_justification": envelope["third_party_justification"],
         "mandatory": envelope["mandatory"],
     }
     if envelope["provenance"] is not None:
-        request["provenance"] = dict(envelope["provenance"])
+        request["provenance"] = envelope["provenance"]
     if envelope["consent"] is not None:
-        request["consent"] = dict(envelope["consent"])
+        request["consent"] = envelope["consent"]
     return request
