@@ -326,7 +326,7 @@ class ReadModels:
             page = self.ledger.notifications(start, self.page_size)
             if not page:
                 return consumed
-            stop, short = False, len(page) < self.page_size
+            stop = False
             events: dict[int, Any] | None = None
             if until is not None:
                 # The cut needs every event's timestamp; keep the decoded events for the projection.
@@ -352,9 +352,7 @@ class ReadModels:
             if progress is not None:
                 progress(page[-1].id, len(page))
             start = page[-1].id + 1
-            # A page shorter than asked for was the log's end when read: no query to find it empty
-            # (one per maintain step, which at the maintainer's rates covers a page or two).
-            if stop or short or (max_entries is not None and consumed >= max_entries):
+            if stop or (max_entries is not None and consumed >= max_entries):
                 return consumed
 
     def project_next(self, page: Sequence[Notification], events: dict[int, Any]) -> bool:
