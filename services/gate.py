@@ -9,7 +9,6 @@ transaction per partition per poll, positions read back from the ledger.
 
 from __future__ import annotations
 
-import gc
 import hashlib
 import threading
 import time
@@ -53,8 +52,7 @@ GATE_YOUNG_GENERATION = 50_000
 
 def settle_gate_heap() -> None:
     """``settle_heap`` for the gate process (``gate run``), once its workers are built."""
-    settle_heap()
-    gc.set_threshold(GATE_YOUNG_GENERATION, *gc.get_threshold()[1:])
+    settle_heap(young_generation=GATE_YOUNG_GENERATION)
 
 
 class Sealer(Protocol):

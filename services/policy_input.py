@@ -6,7 +6,7 @@ from typing import Any
 
 
 def to_policy_request(envelope: dict[str, Any]) -> dict[str, Any]:
-    # The gate builds this once per exchange and hands it straight to ExchangeRequest.model_validate,
+    # The gate builds this once per exchange and hands it straight to ExchangeRequest's validator,
     # which copies into new models and never keeps or changes its input: the envelope's own
     # dicts and lists are passed as they are, not copied. release_date stays the date Avro decoded
     # (pydantic takes a date as it is; an ISO string would be parsed back into the same date).
