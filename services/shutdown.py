@@ -5,6 +5,12 @@ been taken on yet, and the set-up (imports, connecting to the broker or a databa
 may block for seconds. From ``running()`` on, a signal only sets an event, and the
 service finishes what it holds (the gate its batch, the relay its page) and stops.
 
+Python ignores an exception raised in a weakref callback or a ``__del__`` (it prints "Exception
+ignored in"), and a signal handler can run inside one: the import system's module-lock callbacks
+run during start-up's imports. The SystemExit is then lost and start-up goes on; ``main()`` of the
+command line turns whatever start-up then ends with into exit 0 (``signalled_in_start_up``), and a
+service that reaches ``running()`` finds its event already set and stops at once.
+
 ``install_for(argv)`` is called by the ``xledger`` command line before it imports
 anything heavy, and only for the long-running services: a SIGTERM to ``xledger
 verify`` must not look like success.
@@ -25,6 +31,8 @@ class Shutdown:
         self.requested = threading.Event()
         self._running = False
         self.installed = False
+        # A signal came before running(): start-up's outcome, whatever it is, is exit 0.
+        self.signalled_in_start_up = False
 
     def install(self) -> Shutdown:
         if threading.current_thread() is threading.main_thread() and not self.installed:
@@ -51,6 +59,7 @@ class Shutdown:
     def _handle(self, signum, frame) -> None:
         self.requested.set()
         if not self._running:
+            self.signalled_in_start_up = True
             raise SystemExit(0)
 
 

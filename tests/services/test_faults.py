@@ -14,6 +14,7 @@ import random
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from collections import Counter
 from datetime import datetime, timezone
@@ -36,10 +37,10 @@ def service_env(settings) -> dict[str, str]:
     return env
 
 
-def spawn(settings, *command: str) -> subprocess.Popen:
+def spawn(settings, *command: str, stderr=subprocess.DEVNULL) -> subprocess.Popen:
     return subprocess.Popen(
         [sys.executable, "-m", "services.cli", *command],
-        env=service_env(settings), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        env=service_env(settings), stdout=subprocess.DEVNULL, stderr=stderr,
     )
 
 
@@ -105,14 +106,18 @@ def kill_repeatedly(settings, command: tuple[str, ...], done, kills: int, rng: r
         proc.wait(timeout=10)
         if done():
             break
-    final = spawn(settings, *command)
-    try:
-        assert wait_for(done, timeout=180), f"{command} did not finish after the kills"
-    finally:
-        # At any moment once it handles signals, start-up included, SIGTERM ends a service with exit 0.
-        assert wait_for(lambda: handles_sigterm(final.pid), timeout=30)
-        final.send_signal(signal.SIGTERM)
-        assert final.wait(timeout=20) == 0, "graceful SIGTERM shutdown must exit 0"
+    # The last one's warnings and errors (XLEDGER_LOG_LEVEL=WARNING), for the failure message.
+    with tempfile.TemporaryFile("w+") as log:
+        final = spawn(settings, *command, stderr=log)
+        try:
+            assert wait_for(done, timeout=180), f"{command} did not finish after the kills"
+        finally:
+            # At any moment once it handles signals, start-up included, SIGTERM ends a service with exit 0.
+            assert wait_for(lambda: handles_sigterm(final.pid), timeout=30)
+            final.send_signal(signal.SIGTERM)
+            code = final.wait(timeout=20)
+            log.seek(0)
+            assert code == 0, f"graceful SIGTERM shutdown must exit 0; its stderr ends:\n{log.read()[-3000:]}"
 
 
 @pytest.fixture
