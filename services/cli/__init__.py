@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import sys
 
-from services.shutdown import SHUTDOWN, install_for
+from services.shutdown import install_for
 
 # First, before the heavy imports below: a service stopped while it starts exits 0.
 install_for(sys.argv)
@@ -51,14 +51,3 @@ def main() -> None:
         app()
     except KeyboardInterrupt:
         sys.exit(130)
-    except BaseException as exc:
-        # The signal's SystemExit(0) may have been lost (services/shutdown.py): start-up then ended
-        # some other way, which the signal came before.
-        if SHUTDOWN.signalled_in_start_up and not (isinstance(exc, SystemExit) and exc.code in (0, None)):
-            if not isinstance(exc, SystemExit):
-                import traceback
-
-                traceback.print_exc()
-            sys.exit(0)
-        raise
-
