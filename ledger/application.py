@@ -152,14 +152,15 @@ class Ledger(Application[UUID]):
         return self._integrity
 
     def integrate(self, *, signer=None, origin: str | None = None, sign_every: int | None = None,
-                  checkpoint: bool = False, max_entries: int | None = None):
+                  checkpoint: bool = False, max_entries: int | None = None, rows=None):
         """Fold new notifications into the Merkle tree; sign a checkpoint every ``sign_every``
         entries (and at the end if ``checkpoint``). Safe to run from several processes.
+        ``rows`` (``ledger.integrity.EventRows``) keeps the event rows read, for the read models.
         Returns ``ledger.integrity.IntegrationResult``."""
         from ledger.integrity import DEFAULT_ORIGIN
 
         return self.integrity.integrate(signer=signer, origin=origin or DEFAULT_ORIGIN, sign_every=sign_every,
-                                        checkpoint=checkpoint, max_entries=max_entries)
+                                        checkpoint=checkpoint, max_entries=max_entries, rows=rows)
 
     def checkpoint_now(self, signer, origin: str | None = None):
         """Integrate everything, then sign (or return the stored) checkpoint of the final size."""

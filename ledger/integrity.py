@@ -26,10 +26,13 @@ import hashlib
 import sqlite3
 import struct
 import time
+from bisect import bisect_left
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, Iterable, Iterator, Sequence
 from uuid import UUID
+
+from eventsourcing.persistence import Notification
 
 from ledger.checkpoint import (
     Checkpoint,
@@ -46,6 +49,7 @@ from ledger.proofs import ConsistencyProof, InclusionProof
 
 __all__ = [
     "DEFAULT_ORIGIN",
+    "EventRows",
     "Integrity",
     "IntegrationResult",
     "LeafEntry",
@@ -333,6 +337,74 @@ class SqlNodeStore:
         return n
 
 
+# --------------------------------------------------------------------------- rows read
+
+
+class EventRows:
+    """The event rows integration steps read, kept for another reader of the same notifications in
+    the same process (``Runtime.maintain`` hands them to the read models), so that the events table
+    is read once for both.
+
+    It holds one unbroken run: every event whose notification id is in (``after``, ``last``], as
+    integration steps read them. Notifications are committed in id order (see the module
+    docstring), so no event of that range can appear after it was read. A step that does not
+    continue the run (another integrator appended leaves between two steps), or that would take it
+    past ``limit`` rows (held in memory: events of the gate's exchanges are 2–3 kB), is not kept,
+    nor any after it: the reader reads those events itself.
+    """
+
+    def __init__(self, limit: int = 5000):
+        self.limit = limit
+        self.after = 0
+        self._ids: list[int] = []
+        self._rows: list[Any] = []
+        self._closed = False
+        self._uuid: Any = None
+        self._uuids: dict[Any, UUID] = {}
+
+    @property
+    def last(self) -> int:
+        return self._ids[-1] if self._ids else self.after
+
+    def __len__(self) -> int:
+        return len(self._rows)
+
+    def _add(self, after: int, rows: Sequence[Any], backend: "_Backend") -> None:
+        """One committed step's rows: every event after notification ``after``, up to its last row."""
+        if self._closed or not rows:
+            return
+        if (self._rows and after != self._ids[-1]) or len(self._rows) + len(rows) > self.limit:
+            self._closed = True  # a gap or too many: what is held stays one unbroken run
+            return
+        if not self._rows:
+            self.after = after
+            # SQLite stores the UUID as 32 hex characters, PostgreSQL's rows hold uuid_send's 16 bytes.
+            self._uuid = (lambda b: UUID(bytes=b)) if backend.is_postgres else (lambda h: UUID(hex=h))
+        self._ids.extend(int(r[0]) for r in rows)
+        self._rows.extend(rows)
+
+    def notifications(self, start: int, limit: int) -> list[Notification] | None:
+        """Up to ``limit`` notifications from id ``start`` on, as ``Ledger.notifications`` reads them,
+        or None when the run does not hold ``start`` (the caller reads them itself). Fewer than
+        ``limit`` means the run ends there, not the log."""
+        if not self.after < start <= self.last:
+            return None
+        i = bisect_left(self._ids, start)
+        uuid, uuids, new = self._uuid, self._uuids, object.__new__
+        out = []
+        for nid, oid, version, topic, state in self._rows[i:i + limit]:
+            originator_id = uuids.get(oid)
+            if originator_id is None:  # an exchange's events mostly come in pairs: one UUID for both
+                originator_id = uuids[oid] = uuid(oid)
+            # Notification's own __init__ (a frozen dataclass: one object.__setattr__ per field) was
+            # a third of this loop: the same object with its fields set at once, as ledger.domain does.
+            n = new(Notification)
+            n.__dict__.update(id=int(nid), originator_id=originator_id, originator_version=version, topic=topic,
+                              state=state if type(state) is bytes else bytes(state))
+            out.append(n)
+        return out
+
+
 # --------------------------------------------------------------------------- integrator
 
 
@@ -360,12 +432,14 @@ class Integrity:
         sign_every: int | None = None,
         checkpoint: bool = False,
         max_entries: int | None = None,
+        rows: EventRows | None = None,
     ) -> IntegrationResult:
         """Catch the tree up with the notification log; see the module docstring.
 
         ``sign_every``: sign a checkpoint at every multiple of it (needs ``signer``).
         ``checkpoint``: also sign one at the final size once caught up (unless one exists).
         ``max_entries``: stop after about this many (for a relay loop that must stay lively).
+        ``rows``: keeps the event rows of the steps that committed, for the read models (``EventRows``).
         """
         if (sign_every or checkpoint) and signer is None:
             raise ValueError("signing checkpoints needs a signer (see signer_from_key)")
@@ -376,7 +450,7 @@ class Integrity:
         while True:
             budget = self.batch_size if max_entries is None else max(0, min(self.batch_size, max_entries - appended))
             try:
-                n, size, root, cps, caught_up = self._step(signer, origin, sign_every, checkpoint, budget)
+                n, size, root, cps, caught_up = self._step(signer, origin, sign_every, checkpoint, budget, rows)
             except Exception as exc:  # noqa: BLE001 - only races are retried
                 if not _is_race(exc) or retries >= self.max_retries:
                     raise
@@ -397,7 +471,7 @@ class Integrity:
             raise TreeCorrupted(f"no checkpoint at size {result.tree_size} after checkpoint_now")
         return cp
 
-    def _step(self, signer, origin, sign_every, force, budget):
+    def _step(self, signer, origin, sign_every, force, budget, kept: EventRows | None = None):
         b = self.backend
         with b.transaction(write=True) as tx:
             if self.lock:
@@ -453,6 +527,8 @@ class Integrity:
                     signed.append(cp)
             root = log.root(new_size)
             self.last_step_reads = store.reads
+        if kept is not None:  # committed: a step that lost a race hands nothing over
+            kept._add(last_nid, rows, b)
         return len(rows), new_size, root, signed, caught_up
 
     # -- reading ----------------------------------------------------------------------------

@@ -39,12 +39,15 @@ import re
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Callable, Iterator, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Iterator, Sequence
 
 from eventsourcing.persistence import IntegrityError as ESIntegrityError
 from eventsourcing.persistence import Notification, Tracking
 from ledger.tables import Cursor
 from ledger.transcoder import event_state
+
+if TYPE_CHECKING:
+    from ledger.integrity import EventRows
 
 TRACKING_NAME = "readmodels"
 LIVE_PREFIX = "xl_rm_"
@@ -312,18 +315,24 @@ class ReadModels:
         return self.ledger.position(TRACKING_NAME) or 0 if self.tracked else 0
 
     def catch_up(self, *, until: datetime | None = None, progress: Callable[[int, int], None] | None = None,
-                 max_entries: int | None = None) -> int:
+                 max_entries: int | None = None, rows: EventRows | None = None) -> int:
         """Projects every notification after the tracked position (with ``max_entries``, stops
         at the first page end past that many); returns how many it consumed.
 
         With ``tracked`` each page is one transaction with its tracking record, so a
         page is projected exactly once even when two processes catch up at once.
+
+        ``rows`` (``ledger.integrity.EventRows``): the events the Merkle tree's integration just read;
+        pages inside the ids they cover are taken from them instead of the events table, the rest
+        is read as always (the read models may be behind or ahead of the tree).
         """
         start = (self.position() if self.tracked else self._untracked_position) + 1
         consumed = 0
         mapper = self.ledger.mapper
         while True:
-            page = self.ledger.notifications(start, self.page_size)
+            page = rows.notifications(start, self.page_size) if rows is not None else None
+            if page is None:
+                page = self.ledger.notifications(start, self.page_size)
             if not page:
                 return consumed
             stop = False

@@ -90,3 +90,45 @@ def test_maintain_leaves_no_entry_unintegrated_at_any_count_around_its_step(ledg
             assert rt.read_models.position() == n
     finally:
         rt.close()
+
+
+def test_maintain_reads_new_events_once_for_the_tree_and_the_read_models(ledger_url, monkeypatch):
+    """The read models take the events the tree's steps read where both stand at the same place,
+    read the rest themselves where they do not (behind after a crash between the two, ahead after
+    the relay projected pages), and end equal to a replay either way."""
+    from tests.ledger.test_readmodels_paging import _project, _record_history, _rows
+
+    rt = Runtime(Settings.development(ledger_url=ledger_url))
+    try:
+        rt.ledger.integrity.batch_size = 7  # several steps per integrate() call
+        rt.read_models.page_size = 5
+        reads = []
+        notifications = rt.ledger.notifications
+        monkeypatch.setattr(rt.ledger, "notifications",
+                            lambda start, limit=1000: reads.append(start) or notifications(start, limit))
+        _record_history(rt.ledger, 0, 2)
+        assert rt.maintain() is True
+        level = rt.ledger.max_notification_id()
+        assert reads == [level + 1]  # only the read that finds nothing new
+
+        _record_history(rt.ledger, 100, 2)
+        rt.integrate()  # the tree ahead, as after a crash between the two
+        tree = rt.ledger.max_notification_id()
+        _record_history(rt.ledger, 200, 1)
+        reads.clear()
+        assert rt.maintain() is True
+        last = rt.ledger.max_notification_id()
+        assert reads[0] == level + 1  # the read models read their part themselves
+        assert all(start <= tree for start in reads[:-1]) and reads[-1] == last + 1 and len(reads) > 1
+
+        _record_history(rt.ledger, 300, 2)
+        rt.read_models.catch_up(max_entries=8)  # the read models ahead
+        reads.clear()
+        assert rt.maintain() is True
+        last = rt.ledger.max_notification_id()
+        assert reads == [last + 1]
+        assert rt.ledger.integrity.pending() == 0
+        assert rt.read_models.position() == last
+        assert _rows(rt.read_models) == _project(rt.ledger, "all", 1000)
+    finally:
+        rt.close()
