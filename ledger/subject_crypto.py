@@ -164,6 +164,9 @@ def _decrypt_with(aead: AESGCM, blob: bytes, aad: bytes) -> bytes:
         raise DecryptionError("authentication failed: wrong key, wrong aad or tampered data") from None
 
 
+_LENGTH = struct.Struct(">I")
+
+
 def _frame(*parts: bytes) -> bytes:
     # Length-prefix each part so that no two different tuples share an encoding.
     return b"".join(struct.pack(">I", len(p)) + p for p in parts)
@@ -490,11 +493,15 @@ class KeyMemo:
     def __init__(self, limit: int = 50_000) -> None:
         self.keys: dict[tuple[str, bytes], DataKey] = {}
         self.aeads: dict[DataKey, AESGCM] = {}
+        # By (subject, wrapped key): what sealing under that key repeats for every message (the
+        # blob's header, the AES-GCM object, the data aad up to the caller's part).
+        self.sealing: dict[tuple[str, bytes], tuple[bytes, AESGCM, bytes]] = {}
         self.limit = limit
 
     def clear(self) -> None:
         self.keys.clear()
         self.aeads.clear()
+        self.sealing.clear()
 
 
 class CachingCipher(SubjectCipher):
@@ -522,6 +529,28 @@ class CachingCipher(SubjectCipher):
         if aead is None:
             aead = self.memo.aeads[key] = super()._aead(key)
         return aead
+
+    def seal(self, subject_id: str, plaintext: bytes, aad: bytes = b"") -> bytes:
+        """``SubjectCipher.seal``, the same blob, with what only depends on the data key derived once
+        per key: the gate seals every message of a batch this way (a citizen's several messages, and
+        in the benchmark 28 subjects in 5000 messages). The wrapped key is still read for every
+        message, so a key erased or replaced meanwhile is never used; a subject without one, or not a
+        subject at all, takes ``SubjectCipher.seal`` (which makes the key, or names the error)."""
+        wrapped = self._store.get(subject_id) if isinstance(subject_id, str) and subject_id else None
+        if wrapped is None:
+            return super().seal(subject_id, plaintext, aad)
+        k = (subject_id, bytes(wrapped))
+        known = self.memo.sealing.get(k)
+        if known is None:
+            key = self._unwrap(subject_id, wrapped)
+            header = _VERSION + key.key_id
+            # _aad(header, subject, aad) is this prefix followed by aad's own framed part.
+            prefix = _DATA_CONTEXT + _frame(header, _subject_bytes(subject_id))
+            known = self.memo.sealing[k] = (header, self._aead(key), prefix)
+        header, aead, prefix = known
+        aad = bytes(aad)
+        nonce = os.urandom(NONCE_SIZE)
+        return header + nonce + aead.encrypt(nonce, bytes(plaintext), prefix + _LENGTH.pack(len(aad)) + aad)
 
     def forget(self) -> None:
         self.memo.clear()

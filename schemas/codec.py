@@ -7,8 +7,7 @@ dead-letter it with a header that names what was wrong.
 from __future__ import annotations
 
 import io
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from fastavro import parse_schema, schemaless_reader, schemaless_writer
 from fastavro.validation import ValidationError as AvroValidationError
@@ -30,8 +29,10 @@ class CodecError(Exception):
         self.message = message
 
 
-@dataclass(frozen=True)
-class Decoded:
+class Decoded(NamedTuple):
+    """A named tuple rather than a frozen dataclass: the gate decodes three layers of every message,
+    and a frozen dataclass's ``__init__`` sets each field through ``object.__setattr__``."""
+
     name: str
     writer_version: int
     record: dict[str, Any]

@@ -43,7 +43,13 @@ def normalise(cpr: str) -> str:
 
 
 def pseudonym(cpr: str, secret: bytes) -> str:
-    return hmac.new(secret, normalise(cpr).encode("ascii"), hashlib.sha256).hexdigest()
+    return pseudonym_of_normal(normalise(cpr), secret)
+
+
+def pseudonym_of_normal(digits: str, secret: bytes) -> str:
+    """``pseudonym`` of a CPR number already validated and in its normal form (10 digits): for the
+    gate, whose payload validation has just checked the number (schemas.validation)."""
+    return hmac.new(secret, digits.encode("ascii"), hashlib.sha256).hexdigest()
 
 
 def age_on(cpr: str, day: date) -> int:

@@ -423,7 +423,10 @@ def validate(name: str, record: dict[str, Any]) -> BaseModel:
     if model is None:
         raise RecordInvalid(name, ["no validation model for this record type"])
     try:
-        return model.model_validate(record)
+        # model_validate(record) without its wrapper: the same validator with the same (default)
+        # settings; the gate validates two records per message, and the wrapper's keyword
+        # plumbing cost ~1.3 µs each (measured paired, bench/README.md).
+        return model.__pydantic_validator__.validate_python(record)
     except ValidationError as exc:
         raise RecordInvalid(name, [_describe(e) for e in exc.errors()]) from None
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import hashlib
 
 import pytest
@@ -136,6 +137,45 @@ def test_a_batch_unwraps_each_subjects_key_once_and_not_after_erasure(ledger, mo
     plain = LedgerSealer(ledger.tables, MASTER)
     assert plain.open(SUBJECTS[0], fresh, b"aad") == b"after"
     assert plain.open(SUBJECTS[1], blobs[1], b"aad") == b"data"
+
+
+def test_a_batch_seals_the_same_blob_as_the_plain_cipher(ledger, monkeypatch):
+    """The batch's cipher derives header, AES-GCM object and aad prefix once per data key: with the
+    same nonce its blob is byte for byte the plain SubjectCipher's, and opens with the plain sealer."""
+    import ledger.subject_crypto as sc
+
+    sealer = LedgerSealer(ledger.tables, MASTER)
+    with sealer.batch(SUBJECTS[:2]) as batch:
+        monkeypatch.setattr(sc.os, "urandom", lambda n: b"\x07" * n)
+        for s in SUBJECTS[:2] * 2:
+            for aad in (b"", b"exchange:1", bytearray(b"exchange:2")):
+                assert batch.cipher.seal(s, b"data", aad) == sc.SubjectCipher.seal(batch.cipher, s, b"data", aad)
+        monkeypatch.undo()
+        blob = batch.seal(SUBJECTS[0], b"data", b"exchange:3")
+        assert batch.cipher.memo.sealing
+    assert batch.cipher.memo.sealing == {}  # forgotten with the batch, as the keys are
+    assert LedgerSealer(ledger.tables, MASTER).open(SUBJECTS[0], blob, b"exchange:3") == b"data"
+    with pytest.raises(sc.DecryptionError):
+        LedgerSealer(ledger.tables, MASTER).open(SUBJECTS[0], blob, b"exchange:4")
+
+
+def test_a_key_replaced_within_a_batch_is_not_sealed_under(ledger):
+    """The wrapped key is read for every message: erased within the batch and made anew, the next
+    messages are sealed under the new key, not under what the batch derived for the old one."""
+    sealer = LedgerSealer(ledger.tables, MASTER)
+    with sealer.batch(SUBJECTS[:1]) as batch:
+        old = batch.seal(SUBJECTS[0], b"old key", b"aad")
+        batch.erase(SUBJECTS[0])
+        with pytest.raises(ValueError):
+            batch.seal("", b"no subject", b"aad")  # not a subject: named, never sealed
+        new = batch.seal(SUBJECTS[0], b"new key", b"aad")  # the key made here
+        again = batch.seal(SUBJECTS[0], b"new key again", b"aad")  # and now found in the store
+    assert base64.b64decode(new)[1:17] == base64.b64decode(again)[1:17] != base64.b64decode(old)[1:17]
+    plain = LedgerSealer(ledger.tables, MASTER)
+    assert plain.open(SUBJECTS[0], new, b"aad") == b"new key"
+    assert plain.open(SUBJECTS[0], again, b"aad") == b"new key again"
+    with pytest.raises(SubjectErased):
+        plain.open(SUBJECTS[0], old, b"aad")
 
 
 def test_nothing_unwrapped_outlives_the_batch_and_erasure_between_batches_is_honoured(ledger, ledger_url):

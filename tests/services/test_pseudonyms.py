@@ -124,3 +124,23 @@ def test_a_changed_cpr_in_the_payload_changes_the_subject_not_the_signature_chec
     assert ra.subject != rb.subject and rb.subject == pseudonym("0508882345", rt.pseudonym_secret)
     assert date.fromisoformat(ra.decision["verified_at"][:10]) == NOW.date()
     assert ra.decision["signer_key_id"] == DEV_KEY_ID
+
+
+def test_the_gate_pseudonym_is_the_normal_forms_and_a_bad_cpr_never_gets_one(rt):
+    """The gate derives the pseudonym from the CPR number its payload validation has just checked:
+    written with or without the hyphen it is pseudonym()'s of the 10 digits, and a number that is
+    no real birth date is rejected as an invalid record naming the field, with no subject made."""
+    pub = publisher()
+    pipeline = rt.pipeline()
+    for offset, written in enumerate(["120391-1234", CPR], start=6):
+        env = pub.envelope(occurred_at=NOW, **release_notice(NOW.date(), cpr=written, name="A", release_in_days=21,
+                                                             age=34))
+        result = pipeline.process(Inbound(topics.REQUESTS, 0, offset, pub.signed_bytes(env)))
+        assert not isinstance(result, RejectedMessage), result
+        assert result.subject == pseudonym(CPR, rt.pseudonym_secret)
+    for offset, bad in enumerate(["3113991234", "31139-1234", "12039112345"], start=8):
+        env = pub.envelope(occurred_at=NOW, **release_notice(NOW.date(), cpr=bad, name="A", release_in_days=21,
+                                                             age=34))
+        result = pipeline.process(Inbound(topics.REQUESTS, 0, offset, pub.signed_bytes(env)))
+        assert isinstance(result, RejectedMessage)
+        assert result.reason == "INVALID_RECORD" and "cpr: " in result.detail and bad not in result.detail
