@@ -22,9 +22,7 @@ row that commits later with a smaller id.
 
 from __future__ import annotations
 
-import hashlib
 import sqlite3
-import struct
 import time
 from bisect import bisect_left
 from contextlib import contextmanager
@@ -43,7 +41,8 @@ from ledger.checkpoint import (
 )
 from ledger.note import NoteSignature
 from ledger.tables import executemany
-from ledger.entry import ENTRY_HEAD, encode_entry
+from ledger.entry import encode_entry
+from ledger.entry import leaf_hashes as _leaf_hashes
 from ledger.merkle import EMPTY_ROOT, HASH_SIZE, MerkleError, MerkleLog
 from ledger.proofs import ConsistencyProof, InclusionProof
 
@@ -654,20 +653,3 @@ def _with_cosignatures(stored: str, lines: Sequence[str]) -> SignedCheckpoint:
 def _int_array(values: Iterable[int]) -> str:
     """A PostgreSQL array literal of integers (``int`` refuses anything else, so nothing else gets in)."""
     return "{" + ",".join(map(str, map(int, values))) + "}"
-
-
-# The leaf prefix (RFC 9162's 0x00) and ledger.entry's head in one struct: one concatenation less per leaf.
-_LEAF_HEAD = struct.Struct(">B" + ENTRY_HEAD.format.lstrip(">!"))
-_U32 = struct.Struct(">I")
-
-
-def _leaf_hashes(rows: Sequence[Any], oid_bytes) -> list[bytes]:
-    """leaf_hash(encode_entry(...)) of each event row, without a call of either per row."""
-    sha, pack, u32 = hashlib.sha256, _LEAF_HEAD.pack, _U32.pack
-    out = []
-    append = out.append
-    for _nid, oid, version, topic, state in rows:
-        t = topic.encode("utf-8")
-        append(sha(pack(0, 16, oid_bytes(oid), 8, version, len(t)) + t + u32(len(state)) + state).digest())
-    return out
-

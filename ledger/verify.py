@@ -32,14 +32,13 @@ Memory: the recomputed tree is kept as packed 32-byte hashes, about 64 bytes per
 from __future__ import annotations
 
 import hashlib
-import struct
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Callable, Sequence
 from uuid import UUID
 
 from ledger.checkpoint import CheckpointError, CheckpointVerifier, LogKey, SignedCheckpoint, UnknownKeyError
-from ledger.entry import ENTRY_HEAD
+from ledger.entry import leaf_hashes
 from ledger.integrity import Integrity
 from ledger.merkle import EMPTY_ROOT, MerkleLog, verify_consistency
 from ledger.note import NoteError, NoteSignature, NoteVerifier
@@ -135,33 +134,32 @@ def _next_level(level: bytes) -> bytes:
     return b"".join([sha(b"\x01" + level[off: off + 64]).digest() for off in range(0, len(level) - 63, 64)])
 
 
-# 0x00 (the RFC 9162 leaf prefix) followed by ledger.entry's ENTRY_HEAD, packed at once.
-_LEAF_HEAD = struct.Struct(">B" + ENTRY_HEAD.format.lstrip("<>!=@"))
-_U32 = struct.Struct(">I")
-
-
-def _leaf_hashes(rows: list[Any], conv: Callable[[Any], bytes] | None) -> list[bytes]:
-    """The leaf hashes of clean page rows ``(idx, hash, mapped, nid, oid, version, topic, state)``.
-
-    The state (most of an entry's bytes) is fed to the hash as it came from the driver
-    rather than copied into the entry bytes first.
-    """
-    sha, head, u32 = hashlib.sha256, _LEAF_HEAD.pack, _U32.pack
-    out = []
-    append = out.append
-    for _idx, _stored, _mapped, _nid, oid, version, topic, state in rows:
-        tb = topic.encode("utf-8")
-        h = sha(head(0, 16, oid if conv is None else conv(oid), 8, version, len(tb)) + tb + u32(len(state)))
-        h.update(state)
-        append(h.digest())
-    return out
-
-
 def _chain(level0: bytes) -> list[bytes]:
     levels = [level0]
     while len(levels[-1]) >= 64:
         levels.append(_next_level(levels[-1]))
     return levels
+
+
+# Stored nodes compared in SQL with the recomputed ones, each with the 32 bytes at its own
+# index: one result row per chunk instead of one row per node, and no reliance on the order
+# in which the database hands rows over. (level, idx) is the primary key, so as many matching
+# rows as indices in the range are every node of the range, each equal to the recomputed one
+# (a hash of another length equals no 32-byte piece).
+_SAME_NODES = ("SELECT COUNT(*), SUM(CASE WHEN hash = substr(?, CAST((idx - ?) * 32 + 1 AS INTEGER), 32) "
+               "THEN 1 ELSE 0 END) FROM xl_merkle_nodes WHERE level = ? AND idx >= ? AND idx < ?")
+_CHUNK = 32_768  # nodes per comparison: a 1 MB parameter
+
+
+def _stored_nodes_match(tx: Any, level: int, lo: int, computed: bytes) -> bool:
+    """Whether the stored nodes of ``level`` at ``lo``.. are ``computed`` (packed hashes)."""
+    total = len(computed) // 32
+    for start in range(0, total, _CHUNK):
+        end = min(total, start + _CHUNK)
+        count, same = tx.one(_SAME_NODES, (computed[start * 32: end * 32], lo + start, level, lo + start, lo + end))
+        if count != end - start or same != end - start:
+            return False
+    return True
 
 
 def verify_ledger(
@@ -209,13 +207,19 @@ def verify_ledger(
             add(Finding("leaf-map", f"xl_merkle_leaves has {row[0]} rows for {n} leaves"))
 
         # -- 1. leaves ------------------------------------------------------------------
-        sha, pack = hashlib.sha256, ENTRY_HEAD.pack
         oid_bytes = b.oid_bytes
         leaves = bytearray()
         stored_leaves = bytearray()  # a missing node counts as 32 zero bytes
         last_nid = 0
         missing_entries = 0
         total = report.notifications if report.notifications > n else n
+        # A page is first read as the raw read would: the next events in notification order,
+        # the leaf map's notification ids for the page's leaves, and the recomputed leaves
+        # compared with the stored ones in SQL. A page where anything differs is read again
+        # through the three-table join below, which names what is wrong.
+        events_query = "SELECT {nid}, {oid}, originator_version, topic, state FROM {events} " \
+            "WHERE {nid} > ? ORDER BY {nid} LIMIT ?"
+        map_query = "SELECT notification_id FROM xl_merkle_leaves WHERE idx >= ? AND idx < ? ORDER BY idx"
         query = (
             "SELECT m.idx, m.hash, l.notification_id, e.{nid}, e.{oid}, e.originator_version, e.topic, e.state "
             "FROM xl_merkle_nodes m "
@@ -223,64 +227,60 @@ def verify_ledger(
             "LEFT JOIN {events} e ON e.{nid} = l.notification_id "
             "WHERE m.level = 0 AND m.idx >= ? AND m.idx < ? ORDER BY m.idx"
         )
-        conv = None if b.is_postgres else bytes.fromhex  # SQLite stores the UUID as hex text
-        topics: dict[str, bytes] = {}
         for start in range(0, n, page_size):
-            rows = tx.all(query, (start, start + page_size))
             end = min(n, start + page_size)
-            if rows and len(rows) == end - start and rows[0][0] == start and rows[-1][0] == end - 1:
-                # idx is unique and sorted, so first and last in place mean no gap. A page whose
-                # every leaf has its event row, in strictly increasing notification order (as the
-                # row-by-row loop requires), is hashed in one comprehension; any other
-                # page goes through the row-by-row loop below, which names what is wrong.
-                nids = [r[3] for r in rows]
-                clean = None not in nids and nids[0] > last_nid and all(a < b for a, b in zip(nids, nids[1:]))
-            else:
-                clean = False
-            if clean:
-                page_hashes = _leaf_hashes(rows, conv)
-                stored_hashes = [r[1] for r in rows]
-                last_nid = nids[-1]
-                expect = end
-            else:
-                expect = start
-                page_hashes, stored_hashes = [], []
-                ph, sh = page_hashes.append, stored_hashes.append
-                for idx, stored, mapped, nid, oid, version, topic, state in rows:
-                    if idx != expect or nid is None or nid <= last_nid:
-                        while expect < idx:  # a gap in level 0
-                            ph(EMPTY_ROOT)
-                            sh(b"")
-                            expect += 1
-                        if nid is None:
-                            expect = idx + 1
-                            missing_entries += 1
-                            if mapped is None:
-                                add(Finding("leaf-map", "leaf has no notification mapping", idx))
-                            else:
-                                add(Finding("missing-entry", "the event row behind this leaf was deleted",
-                                            idx, int(mapped)))
-                            ph(bytes(stored))
-                            sh(bytes(stored))
-                            continue
-                        if nid <= last_nid:
-                            add(Finding("reordered", f"notification ids go backwards after notification {last_nid}: "
-                                        "the leaf map was reordered", idx, int(nid), UUID(bytes=oid_bytes(oid)),
-                                        version, topic))
-                    expect = idx + 1
-                    last_nid = nid
-                    tb = topics.get(topic)
-                    if tb is None:
-                        tb = topics[topic] = topic.encode("utf-8")
-                    ph(sha(b"".join((b"\x00", pack(16, oid if conv is None else conv(oid), 8, version, len(tb)), tb,
-                                     len(state).to_bytes(4, "big"), state))).digest())
-                    sh(stored)
+            # The events' state in binary: in text, PostgreSQL sends every state as hex.
+            rows = tx.all(events_query, (last_nid, end - start), binary=True)
+            nids = [r[0] for r in rows]
+            # The map names exactly the next events, one leaf each (idx is the map's primary key),
+            # in strictly increasing notification order, as the row-by-row loop requires.
+            if (len(rows) == end - start and [r[0] for r in tx.all(map_query, (start, end))] == nids
+                    and len(set(nids)) == len(nids)):
+                page = b"".join(leaf_hashes(rows, oid_bytes))
+                if _stored_nodes_match(tx, 0, start, page):
+                    leaves += page
+                    stored_leaves += page
+                    last_nid = nids[-1]
+                    if progress is not None:
+                        progress(end, total)
+                    continue
+            rows = tx.all(query, (start, end), binary=True)
+            expect = start
+            page_hashes: list[bytes] = []
+            stored_hashes: list[bytes] = []
+            ph, sh = page_hashes.append, stored_hashes.append
+            for idx, stored, mapped, nid, oid, version, topic, state in rows:
+                if idx != expect or nid is None or nid <= last_nid:
+                    while expect < idx:  # a gap in level 0
+                        ph(EMPTY_ROOT)
+                        sh(b"")
+                        expect += 1
+                    if nid is None:
+                        expect = idx + 1
+                        missing_entries += 1
+                        if mapped is None:
+                            add(Finding("leaf-map", "leaf has no notification mapping", idx))
+                        else:
+                            add(Finding("missing-entry", "the event row behind this leaf was deleted",
+                                        idx, int(mapped)))
+                        ph(bytes(stored))
+                        sh(bytes(stored))
+                        continue
+                    if nid <= last_nid:
+                        add(Finding("reordered", f"notification ids go backwards after notification {last_nid}: "
+                                    "the leaf map was reordered", idx, int(nid), UUID(bytes=oid_bytes(oid)),
+                                    version, topic))
+                expect = idx + 1
+                last_nid = nid
+                ph(leaf_hashes(((nid, oid, version, topic, state),), oid_bytes)[0])
+                sh(stored)
             while expect < end:
                 page_hashes.append(EMPTY_ROOT)
                 stored_hashes.append(b"")
                 expect += 1
             joined = b"".join(page_hashes)
-            if joined != b"".join(stored_hashes):
+            # Node by node: a stored hash of the wrong length can hide in a join of them.
+            if page_hashes != stored_hashes:
                 by_idx = {r[0]: r for r in rows}
                 for i, (h, s) in enumerate(zip(page_hashes, stored_hashes)):
                     if len(report.findings) >= max_findings:
@@ -327,11 +327,18 @@ def verify_ledger(
         while len(prev) >= 64:
             level += 1
             computed = _next_level(prev)
-            rows = tx.all("SELECT idx, hash FROM xl_merkle_nodes WHERE level = ? ORDER BY idx", (level,))
-            stored = b"".join([r[1] for r in rows])
-            # idx is unique and sorted: first 0 and last len - 1 means each hash sits at its index.
+            if (tx.one("SELECT COUNT(*) FROM xl_merkle_nodes WHERE level = ?", (level,))[0] == len(computed) // 32
+                    and _stored_nodes_match(tx, level, 0, computed)):
+                stored_chain.append(computed)
+                prev = computed
+                continue
+            rows = tx.all("SELECT idx, hash FROM xl_merkle_nodes WHERE level = ? ORDER BY idx", (level,), binary=True)
+            hashes = [r[1] for r in rows]
+            # idx is unique and sorted: first 0 and last len - 1 means each hash sits at its index;
+            # every hash 32 bytes long means no two traded bytes in the join.
             placed = not rows or (rows[0][0] == 0 and rows[-1][0] == len(rows) - 1)
-            if stored != computed or len(rows) != len(computed) // 32 or not placed:
+            if (b"".join(hashes) != computed or len(rows) != len(computed) // 32 or not placed
+                    or set(map(len, hashes)) != {32}):
                 for pos, (idx, h) in enumerate(rows):
                     off = int(idx) * 32
                     if int(idx) != pos or computed[off: off + 32] != bytes(h):

@@ -9,7 +9,7 @@ import pytest
 
 from ledger.application import Ledger
 from ledger.checkpoint import CheckpointVerifier
-from ledger.entry import encode_entry, entry_leaf_hash
+from ledger.entry import encode_entry, entry_leaf_hash, leaf_hashes
 from ledger.integrity import Integrity, SqlNodeStore
 from ledger.merkle import InMemoryNodeStore, MerkleLog, leaf_hash
 from tests.ledger.conftest import ORIGIN, fill
@@ -32,6 +32,41 @@ def test_entry_encoding_is_length_prefixed():
     assert entry_leaf_hash(oid, 2, "t", b"{}") == leaf_hash(data)
     # Moving bytes between topic and state changes the leaf.
     assert entry_leaf_hash(oid, 2, "t{", b"}") != entry_leaf_hash(oid, 2, "t", b"{}")
+
+
+def test_leaf_hashes_are_the_leaf_hash_of_each_encoded_entry():
+    from uuid import UUID
+
+    oids = [UUID(int=1), UUID("0f1e2d3c-4b5a-6978-8796-a5b4c3d2e1f0"), UUID(int=(1 << 128) - 1)]
+    entries = [(oids[i % 3], i + 1, topic, state) for i, (topic, state) in enumerate([
+        ("ledger.domain:Exchange.Requested", b'{"a":1}'),
+        ("ledger.domain:Exchange.Decided", b"\x00" * 3000),
+        ("ledger.domain:Exchange.Requested", b""),
+        ("", b"x"),
+        ("emne:Æøå", bytes(range(256))),
+    ])]
+    expected = [leaf_hash(encode_entry(oid, v, t, s)) for oid, v, t, s in entries]
+    # SQLite: the originator id as 32 hex characters; PostgreSQL: uuid_send's 16 bytes (a
+    # memoryview too), or a UUID. States as bytes or as a memoryview, as drivers hand them over.
+    for oid_form, oid_bytes in [(lambda u: u.hex, bytes.fromhex), (lambda u: u.bytes, bytes),
+                                (lambda u: memoryview(u.bytes), bytes), (lambda u: u, lambda u: u.bytes)]:
+        for state_form in (bytes, memoryview):
+            rows = [(nid, oid_form(oid), v, t, state_form(s)) for nid, (oid, v, t, s) in enumerate(entries, 1)]
+            assert leaf_hashes(rows, oid_bytes) == expected
+            assert [leaf_hashes([r], oid_bytes)[0] for r in rows] == expected
+    assert leaf_hashes([], bytes) == []
+
+
+def test_leaf_hashes_of_the_rows_as_the_backend_reads_them(ledger):
+    fill(ledger, 0, 5)
+    b = ledger.integrity.backend
+    with b.transaction(write=False) as tx:
+        rows = tx.all("SELECT {nid}, {oid}, originator_version, topic, state FROM {events} ORDER BY {nid}",
+                      binary=True)
+    assert [leaf_hashes([r], b.oid_bytes)[0] for r in rows] == leaf_hashes(rows, b.oid_bytes) == [
+        entry_leaf_hash(n.originator_id, n.originator_version, n.topic, n.state)
+        for n in ledger.notifications(1, 100)]
+    assert len(rows) == 11  # five exchanges of two events, one rejection
 
 
 def test_integrate_builds_the_rfc9162_tree_and_signs_every_interval(ledger, signer, public_key):

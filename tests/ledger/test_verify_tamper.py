@@ -130,6 +130,19 @@ def test_changed_tree_node_is_named(built, public_key, raw):
     assert first.kind == "node-changed" and first.leaf_index == 12
 
 
+@pytest.mark.parametrize("level, idx, first_leaf", [(0, 6, 6), (1, 4, 8)])
+def test_neighbouring_nodes_trading_a_byte_are_named(built, public_key, raw, level, idx, first_leaf):
+    # Joined, the two nodes are the bytes the tree needs; each on its own is 31 or 33 bytes long.
+    a, b = (bytes(r[0]) for r in raw.rows("SELECT hash FROM xl_merkle_nodes WHERE level = ? AND idx IN (?, ?) "
+                                          "ORDER BY idx", (level, idx, idx + 1)))
+    raw.run("UPDATE xl_merkle_nodes SET hash = ? WHERE level = ? AND idx = ?", (a[:31], level, idx))
+    raw.run("UPDATE xl_merkle_nodes SET hash = ? WHERE level = ? AND idx = ?", (a[31:] + b, level, idx + 1))
+    report = built.verify(public_key)
+    assert not report.ok
+    assert report.first.leaf_index == first_leaf
+    assert report.first.kind == ("entry-changed" if level == 0 else "node-changed")
+
+
 def test_forged_checkpoint_signature_is_rejected(built, public_key, raw):
     from ledger.checkpoint import SignedCheckpoint
     from ledger.note import NoteSignature
