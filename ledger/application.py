@@ -21,7 +21,7 @@ from ledger.subject_crypto import MasterKeyUnavailable
 from ledger.tables import Cursor, SideTables
 from ledger.url import persistence_env
 
-__all__ = ["Ledger", "IntegrityError", "Tracking", "kafka_tracking_name", "LEDGER_UNAVAILABLE", "SCHEMA_LOCK_KEY"]
+__all__ = ["Ledger", "LedgerConfigError", "IntegrityError", "Tracking", "kafka_tracking_name", "LEDGER_UNAVAILABLE", "SCHEMA_LOCK_KEY"]
 
 # What a service loop waits out and retries: the database is locked, restarting or unreachable
 # (eventsourcing maps both drivers' errors onto the first two), or a master-key rotation names
@@ -82,6 +82,26 @@ def _schema_lock(env: dict[str, str]) -> Iterator[None]:
         conn.close()
 
 
+class LedgerConfigError(ValueError):
+    """eventsourcing was configured (through the environment) to store events in a way the ledger
+    does not support."""
+
+
+def _refuse_other_storage(datastore: Any) -> None:
+    """Before any table is made: eventsourcing reads these settings from the environment (also with
+    the prefix ``XLEDGER_``, this application's name), and the ledger depends on their defaults. The
+    Merkle tree, the read models and the relay take originator ids as UUIDs, and read notifications
+    on the premise that ids commit in order, which on PostgreSQL eventsourcing's table lock on insert
+    gives; its database functions insert without that lock and without our side rows and tracking."""
+    kind = getattr(datastore, "originator_id_type", "uuid")
+    if kind != "uuid":
+        raise LedgerConfigError(f"ORIGINATOR_ID_TYPE={kind!r} is set in the environment: the ledger stores "
+                                "originator ids as UUIDs; unset it")
+    if getattr(datastore, "enable_db_functions", False):
+        raise LedgerConfigError("POSTGRES_ENABLE_DB_FUNCTIONS is set in the environment: the ledger inserts "
+                                "events itself, in id order with its side rows; unset it")
+
+
 class Ledger(Application[UUID]):
     name = "xledger"
     # Aggregates here are short-lived; caching them only costs memory under a backlog.
@@ -108,6 +128,7 @@ class Ledger(Application[UUID]):
         return transcoder
 
     def construct_recorder(self):
+        _refuse_other_storage(self.factory.datastore)
         # A process recorder stores tracking records in the same transaction as events.
         recorder = self.factory.process_recorder()
         if _is_psycopg_sql(getattr(recorder, "insert_events_statement", None)):  # PostgreSQL

@@ -28,7 +28,9 @@ def century(seventh_digit: int, yy: int) -> int:
 
 def birth_date(cpr: str) -> date:
     digits = cpr.replace("-", "")
-    if len(digits) != 10 or not digits.isdigit():
+    # ASCII only: str.isdigit() also takes '²' and Arabic-Indic digits, which int() then refuses
+    # with a message quoting the number, or the pseudonym's ASCII encoding refuses.
+    if len(digits) != 10 or not (digits.isascii() and digits.isdigit()):
         raise InvalidCPR("CPR number must be 10 digits (DDMMYY-SSSS)")
     dd, mm, yy = int(digits[0:2]), int(digits[2:4]), int(digits[4:6])
     try:

@@ -87,7 +87,7 @@ def create_witness_app(witness: Witness) -> FastAPI:
     @app.post("/add-checkpoint")
     async def add_checkpoint(request: Request) -> Response:
         declared = request.headers.get("content-length")
-        if declared is not None and (not declared.isdigit() or int(declared) > MAX_BODY):
+        if declared is not None and (not (declared.isascii() and declared.isdigit()) or int(declared) > MAX_BODY):
             return PlainTextResponse(f"request body larger than {MAX_BODY} bytes\n", status_code=413)
         body = b""
         async for chunk in request.stream():

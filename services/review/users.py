@@ -67,7 +67,7 @@ def check_username(username: str) -> str:
         return name
     if name != name.lower() and USERNAME_RE.match(name.lower()):
         raise UserError(f"{USERNAME_RULE}; upper-case letters are not allowed (did you mean {name.lower()!r}?)")
-    bad = sorted({ch for ch in name if ch not in USERNAME_LETTERS and not ch.isdigit() and ch not in "._-"})
+    bad = sorted({ch for ch in name if ch not in USERNAME_LETTERS and ch not in "0123456789._-"})
     if bad:
         shown = ", ".join(repr(ch) if ch.isprintable() and not ch.isspace() else f"U+{ord(ch):04X}" for ch in bad)
         raise UserError(f"{USERNAME_RULE}; not allowed: {shown}")

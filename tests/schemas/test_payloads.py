@@ -79,6 +79,15 @@ def test_bad_cpr_names_the_field_and_never_echoes_it(name, bad):
         assert bad not in "; ".join(problems)
 
 
+@pytest.mark.parametrize("bad", ["01\u00b21901234", "\u0660\u0661\u0660\u0661\u0669\u0660\u0661\u0662\u0663\u0664",
+                                 "\uff10\uff11\uff10\uff11\uff19\uff10\uff11\uff12\uff13\uff14"])
+def test_a_cpr_of_digits_other_than_ascii_is_refused_as_not_10_digits_without_a_fragment_of_it(bad):
+    # str.isdigit() takes these; int() then quoted a piece of the number ('²1'), or the pseudonym's
+    # ASCII encoding failed inside the gate.
+    problems = _problems("dk.xledger.payload.IntakeNotice", payload("dk.xledger.payload.IntakeNotice", cpr=bad))
+    assert len(problems) == 1 and problems[0].startswith("cpr: ") and problems[0].endswith("CPR number must be 10 digits (DDMMYY-SSSS)")
+
+
 def test_cpr_with_hyphen_is_accepted():
     validate("dk.xledger.payload.IntakeNotice", payload("dk.xledger.payload.IntakeNotice", cpr="010190-1234"))
 
