@@ -26,8 +26,13 @@ def century(seventh_digit: int, yy: int) -> int:
     return 2000 if yy <= 57 else 1800
 
 
+def _digits(cpr: str) -> str:
+    # The one normal form: pseudonyms depend on it, and one citizen must have one pseudonym.
+    return cpr.replace("-", "")
+
+
 def birth_date(cpr: str) -> date:
-    digits = cpr.replace("-", "")
+    digits = _digits(cpr)
     # ASCII only: str.isdigit() also takes '²' and Arabic-Indic digits, which int() then refuses
     # with a message quoting the number, or the pseudonym's ASCII encoding refuses.
     if len(digits) != 10 or not (digits.isascii() and digits.isdigit()):
@@ -41,16 +46,24 @@ def birth_date(cpr: str) -> date:
 
 def normalise(cpr: str) -> str:
     birth_date(cpr)
-    return cpr.replace("-", "")
+    return _digits(cpr)
 
 
 def pseudonym(cpr: str, secret: bytes) -> str:
-    return pseudonym_of_normal(normalise(cpr), secret)
+    return _hmac(normalise(cpr), secret)
 
 
-def pseudonym_of_normal(digits: str, secret: bytes) -> str:
-    """``pseudonym`` of a CPR number already validated and in its normal form (10 digits): for the
-    gate, whose payload validation has just checked the number (schemas.validation)."""
+def pseudonym_of_valid(cpr: str, secret: bytes) -> str:
+    """``pseudonym`` of a CPR number that has been validated already (schemas.validation's Cpr): for
+    the gate, whose payload validation has just checked it, without parsing its date again (~2 µs).
+    The same normal form as ``normalise``; the digits are still checked (InvalidCPR otherwise)."""
+    digits = _digits(cpr)
+    if len(digits) != 10 or not (digits.isascii() and digits.isdigit()):
+        raise InvalidCPR("CPR number must be 10 digits (DDMMYY-SSSS)")
+    return _hmac(digits, secret)
+
+
+def _hmac(digits: str, secret: bytes) -> str:
     return hmac.new(secret, digits.encode("ascii"), hashlib.sha256).hexdigest()
 
 
