@@ -105,3 +105,48 @@ class Raw:
 @pytest.fixture
 def raw(ledger) -> Raw:
     return Raw(ledger)
+
+
+def integrate_racing(ledger_url: str, **integrate_kw) -> list[tuple[Any, dict[str, Any]]]:
+    """Two integrators on their own connections, without the transaction lock, held until both have
+    read the same tree state: one loses on the insert and retries. Returns each one's
+    (IntegrationResult, integrate_kw), the keyword arguments each got (``rows`` made per integrator
+    when given as a factory: ``rows=EventRows``)."""
+    import threading
+
+    from ledger.integrity import Integrity
+
+    apps = [Ledger(ledger_url) for _ in range(2)]
+    barrier = threading.Barrier(2, timeout=5)
+    results, errors = [], []
+
+    def run(app: Ledger) -> None:
+        integrity = Integrity(app, lock=False)
+        kw = {k: (v() if k == "rows" else v) for k, v in integrate_kw.items()}
+        waited = []
+
+        def after_read(size: int) -> None:
+            if not waited:
+                waited.append(size)
+                try:
+                    barrier.wait()
+                except threading.BrokenBarrierError:
+                    pass
+
+        integrity._after_read = after_read
+        try:
+            results.append((integrity.integrate(**kw), kw))
+        except BaseException as exc:  # noqa: BLE001 - the test reports it
+            errors.append(exc)
+
+    threads = [threading.Thread(target=run, args=(a,)) for a in apps]
+    try:
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(60)
+    finally:
+        for a in apps:
+            a.close()
+    assert not errors, errors
+    return results

@@ -3,12 +3,10 @@ exactly the notifications the ledger reads, one unbroken run, nothing from a ste
 
 from __future__ import annotations
 
-import threading
 
-from ledger.application import Ledger
-from ledger.integrity import EventRows, Integrity
+from ledger.integrity import EventRows
 from ledger.readmodels import ReadModels
-from tests.ledger.conftest import ORIGIN, fill
+from tests.ledger.conftest import ORIGIN, fill, integrate_racing
 from tests.ledger.test_readmodels_paging import _project, _record_history, _rows
 
 
@@ -54,42 +52,12 @@ def test_a_step_that_does_not_continue_the_run_is_not_kept(ledger, signer):
 
 def test_a_step_that_lost_a_race_hands_nothing_over(ledger_url, ledger, signer):
     fill(ledger, 0, 6)  # 13 entries
-    apps = [Ledger(ledger_url) for _ in range(2)]
-    barrier = threading.Barrier(2, timeout=5)
-    results, errors = [], []
-
-    def run(app: Ledger) -> None:
-        integrity = Integrity(app, lock=False)  # both read the same state, one loses on the insert
-        rows = EventRows()
-        waited = []
-
-        def after_read(size: int) -> None:
-            if not waited:
-                waited.append(size)
-                try:
-                    barrier.wait()
-                except threading.BrokenBarrierError:
-                    pass
-
-        integrity._after_read = after_read
-        try:
-            results.append((integrity.integrate(signer=signer, origin=ORIGIN, rows=rows), rows))
-        except BaseException as exc:  # noqa: BLE001
-            errors.append(exc)
-
-    threads = [threading.Thread(target=run, args=(a,)) for a in apps]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(60)
-    assert not errors, errors
+    results = integrate_racing(ledger_url, signer=signer, origin=ORIGIN, rows=EventRows)
     results.sort(key=lambda r: r[0].appended)
-    (lost, lost_rows), (won, won_rows) = results
+    (lost, lost_kw), (won, won_kw) = results
     assert (lost.appended, won.appended) == (0, 13) and lost.retries >= 1
-    assert len(won_rows) == 13 and len(lost_rows) == 0
-    assert lost_rows.notifications(1, 500) is None
-    for a in apps:
-        a.close()
+    assert len(won_kw["rows"]) == 13 and len(lost_kw["rows"]) == 0
+    assert lost_kw["rows"].notifications(1, 500) is None
 
 
 def test_read_models_from_kept_rows_equal_a_replay_whether_behind_level_or_ahead(ledger, signer):

@@ -12,7 +12,7 @@ from ledger.checkpoint import CheckpointVerifier
 from ledger.entry import encode_entry, entry_leaf_hash, leaf_hashes
 from ledger.integrity import Integrity, SqlNodeStore
 from ledger.merkle import InMemoryNodeStore, MerkleLog, leaf_hash
-from tests.ledger.conftest import ORIGIN, fill
+from tests.ledger.conftest import ORIGIN, fill, integrate_racing
 
 
 def _expected_root(ledger: Ledger) -> tuple[int, bytes]:
@@ -160,40 +160,11 @@ def test_racing_integrators_build_one_consistent_tree(ledger_url, ledger, signer
 def test_loser_of_a_race_without_the_lock_fails_its_insert_and_retries(ledger_url, ledger, signer, public_key):
     """Disable the transaction lock and force both integrators to read the same state."""
     fill(ledger, 0, 6)
-    apps = [Ledger(ledger_url) for _ in range(2)]
-    barrier = threading.Barrier(2, timeout=5)
-    results, errors = [], []
-
-    def run(app: Ledger) -> None:
-        integrity = Integrity(app, lock=False)
-        waited = []
-
-        def after_read(size: int) -> None:
-            if not waited:
-                waited.append(size)
-                try:
-                    barrier.wait()
-                except threading.BrokenBarrierError:
-                    pass
-
-        integrity._after_read = after_read
-        try:
-            results.append(integrity.integrate(signer=signer, origin=ORIGIN, sign_every=4))
-        except BaseException as exc:  # noqa: BLE001
-            errors.append(exc)
-
-    threads = [threading.Thread(target=run, args=(a,)) for a in apps]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(60)
-    assert not errors, errors
+    results = [r for r, _ in integrate_racing(ledger_url, signer=signer, origin=ORIGIN, sign_every=4)]
     assert sorted(r.appended for r in results) == [0, 13]
     assert sum(r.retries for r in results) >= 1
     assert (results[0].tree_size, results[0].root) == _expected_root(ledger)
     assert ledger.verify(public_key).ok
-    for a in apps:
-        a.close()
 
 
 class CountingStore:

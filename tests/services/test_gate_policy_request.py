@@ -17,11 +17,10 @@ import pytest
 from ledger.domain import RejectedMessage
 from services import topics
 from services.agency import Publisher
-from services.config import Settings
 from services.demo import KSP_SENDER, release_notice
 from services.gate import Inbound, Work
 from services.keyring import DEV_KEY_ID, dev_private_key
-from services.runtime import Runtime
+from tests.services.test_pseudonyms import rt  # noqa: F401 - the same development runtime
 
 NOW = datetime.now(timezone.utc)
 CONSENT = {"explicit": True, "given_by": "SUBJECT", "recipients": ["kommune:326"], "purposes": ["RELEASE_PLANNING"],
@@ -41,15 +40,6 @@ NOT_CHECKED_BEFORE = {
     "§ 115 context without cooperation": ({"context": "SSP", "cooperation_id": None}, "cooperation_id"),
     "§ 115 context, blank cooperation": ({"cooperation_id": "  "}, "cooperation_id"),
 }
-
-
-@pytest.fixture
-def rt(ledger_url):
-    runtime = Runtime(Settings.development(ledger_url=ledger_url))
-    try:
-        yield runtime
-    finally:
-        runtime.close()
 
 
 def _envelope(rt):
