@@ -338,6 +338,11 @@ class SqlNodeStore:
 
 # --------------------------------------------------------------------------- rows read
 
+# The events after a notification id, in order, as leaf rows (ledger.entry.leaf_hashes): what an
+# integration step hashes and verify re-reads. Read with ``binary=True``: in text, PostgreSQL sends
+# every state as hex, which cost client and server more than the hashing (bench/README.md).
+EVENTS_AFTER = "SELECT {nid}, {oid}, originator_version, topic, state FROM {events} WHERE {nid} > ? ORDER BY {nid} LIMIT ?"
+
 
 class EventRows:
     """The event rows integration steps read, kept for another reader of the same notifications in
@@ -358,7 +363,7 @@ class EventRows:
         self._ids: list[int] = []
         self._rows: list[Any] = []
         self._closed = False
-        self._uuid: Any = None
+        self._oid_bytes: Any = None
         self._uuids: dict[Any, UUID] = {}
 
     @property
@@ -377,8 +382,7 @@ class EventRows:
             return
         if not self._rows:
             self.after = after
-            # SQLite stores the UUID as 32 hex characters, PostgreSQL's rows hold uuid_send's 16 bytes.
-            self._uuid = (lambda b: UUID(bytes=b)) if backend.is_postgres else (lambda h: UUID(hex=h))
+            self._oid_bytes = backend.oid_bytes
         self._ids.extend(int(r[0]) for r in rows)
         self._rows.extend(rows)
 
@@ -389,12 +393,12 @@ class EventRows:
         if not self.after < start <= self.last:
             return None
         i = bisect_left(self._ids, start)
-        uuid, uuids, new = self._uuid, self._uuids, object.__new__
+        oid_bytes, uuids, new = self._oid_bytes, self._uuids, object.__new__
         out = []
         for nid, oid, version, topic, state in self._rows[i:i + limit]:
             originator_id = uuids.get(oid)
             if originator_id is None:  # an exchange's events mostly come in pairs: one UUID for both
-                originator_id = uuids[oid] = uuid(oid)
+                originator_id = uuids[oid] = UUID(bytes=oid_bytes(oid))
             # Notification's own __init__ (a frozen dataclass: one object.__setattr__ per field) was
             # a third of this loop: the same object with its fields set at once, as ledger.domain does.
             n = new(Notification)
@@ -484,10 +488,8 @@ class Integrity:
             last_nid = int(last_nid or 0)
             store = SqlNodeStore(tx, size=size)
             rows = tx.all(
-                "SELECT {nid}, {oid}, originator_version, topic, state FROM {events} "
-                "WHERE {nid} > ? ORDER BY {nid} LIMIT ?",
+                EVENTS_AFTER,
                 (last_nid, budget),
-                # The events' state in hex text cost client and server more than the hashing (bench/README.md).
                 binary=True,
             ) if budget else []
             if self._after_read is not None:

@@ -169,7 +169,7 @@ _LENGTH = struct.Struct(">I")
 
 def _frame(*parts: bytes) -> bytes:
     # Length-prefix each part so that no two different tuples share an encoding.
-    return b"".join(struct.pack(">I", len(p)) + p for p in parts)
+    return b"".join([_LENGTH.pack(len(p)) + p for p in parts])
 
 
 def _subject_bytes(subject_id: str) -> bytes:
@@ -544,7 +544,7 @@ class CachingCipher(SubjectCipher):
         if known is None:
             key = self._unwrap(subject_id, wrapped)
             header = _VERSION + key.key_id
-            # _aad(header, subject, aad) is this prefix followed by aad's own framed part.
+            # _aad(header, subject, aad) is this prefix followed by _frame(aad), written out: one part.
             prefix = _DATA_CONTEXT + _frame(header, _subject_bytes(subject_id))
             known = self.memo.sealing[k] = (header, self._aead(key), prefix)
         header, aead, prefix = known

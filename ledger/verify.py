@@ -39,7 +39,7 @@ from uuid import UUID
 
 from ledger.checkpoint import CheckpointError, CheckpointVerifier, LogKey, SignedCheckpoint, UnknownKeyError
 from ledger.entry import leaf_hashes
-from ledger.integrity import Integrity
+from ledger.integrity import EVENTS_AFTER, Integrity
 from ledger.merkle import EMPTY_ROOT, MerkleLog, verify_consistency
 from ledger.note import NoteError, NoteSignature, NoteVerifier
 
@@ -217,8 +217,6 @@ def verify_ledger(
         # the leaf map's notification ids for the page's leaves, and the recomputed leaves
         # compared with the stored ones in SQL. A page where anything differs is read again
         # through the three-table join below, which names what is wrong.
-        events_query = "SELECT {nid}, {oid}, originator_version, topic, state FROM {events} " \
-            "WHERE {nid} > ? ORDER BY {nid} LIMIT ?"
         map_query = "SELECT notification_id FROM xl_merkle_leaves WHERE idx >= ? AND idx < ? ORDER BY idx"
         query = (
             "SELECT m.idx, m.hash, l.notification_id, e.{nid}, e.{oid}, e.originator_version, e.topic, e.state "
@@ -229,8 +227,7 @@ def verify_ledger(
         )
         for start in range(0, n, page_size):
             end = min(n, start + page_size)
-            # The events' state in binary: in text, PostgreSQL sends every state as hex.
-            rows = tx.all(events_query, (last_nid, end - start), binary=True)
+            rows = tx.all(EVENTS_AFTER, (last_nid, end - start), binary=True)
             nids = [r[0] for r in rows]
             # The map names exactly the next events, one leaf each (idx is the map's primary key),
             # in strictly increasing notification order, as the row-by-row loop requires.

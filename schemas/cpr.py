@@ -31,12 +31,17 @@ def _digits(cpr: str) -> str:
     return cpr.replace("-", "")
 
 
-def birth_date(cpr: str) -> date:
+def _ten_digits(cpr: str) -> str:
     digits = _digits(cpr)
     # ASCII only: str.isdigit() also takes '²' and Arabic-Indic digits, which int() then refuses
     # with a message quoting the number, or the pseudonym's ASCII encoding refuses.
     if len(digits) != 10 or not (digits.isascii() and digits.isdigit()):
         raise InvalidCPR("CPR number must be 10 digits (DDMMYY-SSSS)")
+    return digits
+
+
+def birth_date(cpr: str) -> date:
+    digits = _ten_digits(cpr)
     dd, mm, yy = int(digits[0:2]), int(digits[2:4]), int(digits[4:6])
     try:
         return date(century(int(digits[6]), yy) + yy, mm, dd)
@@ -57,10 +62,7 @@ def pseudonym_of_valid(cpr: str, secret: bytes) -> str:
     """``pseudonym`` of a CPR number that has been validated already (schemas.validation's Cpr): for
     the gate, whose payload validation has just checked it, without parsing its date again (~2 µs).
     The same normal form as ``normalise``; the digits are still checked (InvalidCPR otherwise)."""
-    digits = _digits(cpr)
-    if len(digits) != 10 or not (digits.isascii() and digits.isdigit()):
-        raise InvalidCPR("CPR number must be 10 digits (DDMMYY-SSSS)")
-    return _hmac(digits, secret)
+    return _hmac(_ten_digits(cpr), secret)
 
 
 def _hmac(digits: str, secret: bytes) -> str:
