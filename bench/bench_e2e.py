@@ -575,6 +575,12 @@ def run(n: int = 5000, latency_n: int = 300, backends=("sqlite", "postgres"), ga
             rows.append(row(f"e2e.{backend}.required_limit", required_limit, "exchanges/s",
                             f"{ncores} cores ÷ the required floor {floor:.0f} µs/exchange (raw steps "
                             f"{summed:.0f} + required {floor - summed:.0f})"))
+            # The issue's target as CPU: at half the slowest raw component's rate, each exchange may cost
+            # at most cores ÷ that rate. A floor above it is a target no implementation reaches here.
+            budget = ncores * 1e6 / (0.5 * base[slowest])
+            rows.append(row(f"e2e.{backend}.required_floor.vs_target_budget", floor, "µs/exchange",
+                            f"the CPU an exchange may cost at 0.5 × {slowest} on {ncores} cores", budget,
+                            higher_better=False))
             # Each stage's share of that library work (STAGE_FLOOR): what of the stage is required.
             parts = dict(steps, **required, append=1e6 / es_cpu, merkle_leaf=raw["merkle_leaf"],
                          **{k: raw[k] for k in ("avro_signed", "avro_envelope", "avro_payload")})
@@ -688,7 +694,47 @@ def cpu_markdown(rows: list[dict]) -> str:
                    f"{by.get(run_ + '.cores_busy', float('nan')):.0f} % | {summed:.0f} | "
                    f"{by[run_ + '.throughput']:.0f} | {by[f'e2e.{backend}.limit']:.0f} | "
                    f"{by[run_ + '.throughput'] / by[f'e2e.{backend}.limit']:.2f} |")
+    out += _verdict_markdown(rows, runs)
     return "\n".join(out) + "\n"
+
+
+def _verdict_markdown(rows: list[dict], runs: list[str]) -> list[str]:
+    """Issue 18's question for each run: the core time one exchange took (cores ÷ e2e rate), split into
+    the required floor, the broker, PostgreSQL's backends, the benchmark's harness, our own code and idle
+    cores, set against the core time the target (0.5 × the slowest raw component) allows."""
+    named = {r["name"]: r for r in rows}
+    lines = []
+    for run_ in runs:
+        backend = run_.split(".")[1]
+        budget_row = named.get(f"e2e.{backend}.required_floor.vs_target_budget")
+        if budget_row is None or f"{run_}.cpu.all" not in named:
+            continue
+        v = {k: named[f"{run_}.{k}"]["value"] if f"{run_}.{k}" in named else 0.0
+             for k in ("throughput", "cpu.all", "cpu.total", "cpu.broker", "cpu.postgres", "cpu.harness")}
+        summed = sum(named[f"e2e.{backend}.raw.{s}"]["value"] for s in RAW_STEPS)
+        ncores = round(named[f"e2e.{backend}.limit"]["value"] * summed / 1e6)
+        floor, budget = budget_row["value"], budget_row["baseline_value"]
+        spent = ncores * 1e6 / v["throughput"]
+        ours = v["cpu.total"] - v["cpu.broker"] - floor
+        idle = spent - v["cpu.all"]
+        if floor > budget:
+            verdict = f"out of reach on this machine: the required floor alone is {floor - budget:.0f} µs over"
+        else:
+            verdict = f"within reach: the floor leaves {budget - floor:.0f} µs for the rest"
+        lines.append(f"| {run_[4:]} | {spent:.0f} | {floor:.0f} | {v['cpu.broker']:.0f} | {v['cpu.postgres']:.0f} | "
+                     f"{v['cpu.harness']:.0f} | {ours:.0f} | {idle:.0f} | {budget:.0f} | {floor / budget:.2f} | "
+                     f"{verdict} |")
+    if not lines:
+        return []
+    return ["", "The target against what an exchange costs (µs of core time per exchange). spent is cores ÷ the "
+            "e2e rate; it splits into the required floor (the library work above, measured raw), the broker, "
+            "PostgreSQL's backends, the benchmark's harness, our own code (the services' CPU less the broker and "
+            "the floor) and cores left idle (spent less all CPU measured; the gates are counted over their own "
+            "window, so this can be slightly off). budget is the core time per exchange that 0.5 × the slowest "
+            "raw component's rate allows:", "",
+            "| run | spent | required floor | broker | postgres | harness | our code | idle | budget | "
+            "floor ÷ budget | verdict |",
+            "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|", *lines]
 
 
 def _floor_markdown(by: dict[str, float], backends: list[str]) -> list[str]:

@@ -68,7 +68,8 @@ def test_e2e_bench_rows():
         # which noise can take below zero at this size; then it is left out, never made up).
         required = {n.rsplit(".", 1)[1] for n in names if n.startswith(f"e2e.{backend}.required.")}
         assert set(bench_e2e.REQUIRED_STEPS) - {"second_event"} <= required
-        assert {f"e2e.{backend}.required_limit", f"e2e.{backend}.gates1.throughput.vs_required"} <= names
+        assert {f"e2e.{backend}.required_limit", f"e2e.{backend}.gates1.throughput.vs_required",
+                f"e2e.{backend}.required_floor.vs_target_budget"} <= names
         # Each stage with library work inside has its floor row (STAGE_FLOOR).
         assert {f"e2e.{backend}.stage_floor.gate.consume+kafka_io_thread", f"e2e.{backend}.stage_floor.gate.seal",
                 f"e2e.{backend}.stage_floor.relay.merkle", f"e2e.{backend}.stage_floor.relay.read_models"} <= names
@@ -76,6 +77,9 @@ def test_e2e_bench_rows():
     md = bench_e2e.cpu_markdown(rows)
     assert "| **required floor** (raw steps + these) |" in md and "| **gate total** |" in md
     assert "| **relay total** |" in md
+    # The target against the cost of an exchange: one verdict line per run.
+    verdicts = [line for line in md.splitlines() if "out of reach on this machine" in line or "within reach" in line]
+    assert {line.split("|")[1].strip() for line in verdicts} == {"sqlite.gates1", "postgres.gates1"}
 
 
 def test_markdown_table():
