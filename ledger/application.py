@@ -133,6 +133,7 @@ class Ledger(Application[UUID]):
         recorder = self.factory.process_recorder()
         if _is_psycopg_sql(getattr(recorder, "insert_events_statement", None)):  # PostgreSQL
             recorder.insert_events_statement = _binary_events_parameter(recorder.insert_events_statement)
+            _insert_without_pipeline(recorder)
         _with_side_rows(recorder, lambda: self.tables)
         return recorder
 
@@ -332,6 +333,32 @@ def _with_side_rows(recorder: Any, side_tables: Any) -> None:
         return returning
 
     recorder._insert_events = _insert_events
+
+
+def _insert_without_pipeline(recorder: Any) -> None:
+    """eventsourcing's PostgreSQL ``insert_events`` (same statements, same order, one transaction, same
+    retries and error types), without psycopg's pipeline mode.
+
+    In pipeline mode psycopg (3.3.9 measured) stops flushing once its command queue is empty, so a
+    recording larger than the socket buffers can take in one flush leaves the rest of its Bind message
+    unsent: the server waits in ClientRead and the client for results, for ever. On the loopback
+    interface that happened from about 8-16 MB per recording (a gate batch of 2,000 exchanges, or 16
+    messages at the codec's 1 MB limit); over a network the buffers are smaller. The pipeline saves a
+    few round trips per recording; a gate that can hang for ever costs more
+    (tests/ledger/test_large_recordings.py).
+    """
+    @retry((InterfaceError, OperationalError), max_attempts=10, wait=0.2)
+    def insert_events(stored_events: Any, **kwargs: Any) -> Any:
+        with recorder.datastore.get_connection() as conn, conn.transaction():
+            with conn.cursor() as curs:
+                recorder._insert_events(curs, stored_events, **kwargs)
+            if not stored_events:
+                return None
+            with conn.cursor() as curs:
+                recorder._insert_stored_events(curs, stored_events, **kwargs)
+                return recorder._fetch_ids_after_insert_events(curs, stored_events, **kwargs)
+
+    recorder.insert_events = insert_events
 
 
 @retry((InterfaceError, OperationalError), max_attempts=10, wait=0.2)
