@@ -10,7 +10,9 @@ group, 4 partitions), on a fresh embedded broker and a fresh ledger:
   published the inbox copy), so process start-up and group joins are left out;
 * latency: then ``latency_n`` more requests are published at a steady pace well under that rate;
   latency is from ``producer.send`` to the arrival of the request's receipt (p50 / p99);
-* peak RSS of each gate process (VmHWM) over the whole run.
+* peak RSS of each gate process (VmHWM) over the whole run;
+* the relay's pages over the backlog, counted in the ledger afterwards (``ledger_shape``): a page has a
+  fixed cost, so pages that shrink raise the relay's CPU per exchange.
 
 Baselines over the same messages, in this process, same run: kafka-python consume only,
 fastavro decode of the three layers, Ed25519 verification, and eventsourcing append with one
@@ -206,6 +208,35 @@ class _GateWindow(threading.Thread):
         return (c1 - c0) / (n1 - n0) * 1e6
 
 
+def ledger_shape(ledger_url: str, backlog: int) -> dict[str, float]:
+    """How the relay cut the backlog's first ``backlog`` exchanges into pages, counted in the ledger
+    afterwards (its DeliveryPage entries up to the backlog's last entry). A page has a fixed cost: the
+    relay in one process spends 255 / 159 / 126 / 109 / 103 µs per exchange at pages of 20 / 50 / 100 /
+    250 / 500 entries (bench/README.md, "Two gates"), so pages that shrink show here. The gates' batches
+    are not told apart in the ledger: a gate records one partition's batches back to back."""
+    from ledger.application import Ledger
+    from ledger.transcoder import event_state
+
+    ledger = Ledger(ledger_url)
+    try:
+        exchanges = last_entry = 0  # last_entry: the notification id of the backlog's last Decided event
+        pages: list[tuple[int, int]] = []
+        start = 1
+        while page := ledger.notifications(start, 1000):
+            for n in page:
+                if n.topic.endswith("Exchange.Decided") and exchanges < backlog:
+                    exchanges, last_entry = exchanges + 1, n.id
+                elif n.topic.endswith("DeliveryPage.Recorded"):
+                    state = event_state(ledger.mapper, n)
+                    pages.append((state["start"], state["end"]))
+            start = page[-1].id + 1
+    finally:
+        ledger.close()
+    sizes = [end - first + 1 for first, end in pages if end <= last_entry]
+    return {"relay_pages": len(sizes), "entries_per_relay_page": sum(sizes) / max(1, len(sizes)),
+            "small_relay_pages": sum(size < 100 for size in sizes)}
+
+
 def _produce(settings: Settings, messages, pace: float | None = None) -> dict[str, float]:
     """Sends (key, value) pairs; returns message id -> send time when paced."""
     from services.kafka import make_producer
@@ -324,7 +355,7 @@ def one_run(ledger_url: str, gates: int, backlog, latency_msgs, timeout: float =
         rss = [peak_rss_mb(p.pid) for p in gate_procs]
         return {"throughput": throughput, "wall_rate": n / wall, "p50": percentile(lat, 50),
                 "p99": percentile(lat, 99), "rss": max(rss), "pace": pace,
-                "cpu_us": cpu_us, "cores_busy": cores_busy}
+                "cpu_us": cpu_us, "cores_busy": cores_busy, "shape": ledger_shape(ledger_url, n)}
     finally:
         if app_name is None:
             os.environ.pop("PGAPPNAME", None)
@@ -594,7 +625,8 @@ def run(n: int = 5000, latency_n: int = 300, backends=("sqlite", "postgres"), ga
                 r = one_run(url(f"e2e{g}"), g, backlog, latency_msgs)
                 print(f"  e2e {backend} gates={g}: {r['throughput']:.0f}/s (wall {r['wall_rate']:.0f}/s, limit "
                       f"{limit:.0f}/s), p50 {r['p50']:.0f} ms, p99 {r['p99']:.0f} ms, CPU µs/exchange "
-                      + ", ".join(f"{k} {v:.0f}" for k, v in r["cpu_us"].items()), file=sys.stderr)
+                      + ", ".join(f"{k} {v:.0f}" for k, v in r["cpu_us"].items())
+                      + "; " + ", ".join(f"{k} {v:.0f}" for k, v in r["shape"].items()), file=sys.stderr)
                 peak_rss = max(peak_rss, r["rss"])
                 tag = f"e2e.{backend}.gates{g}"
                 rows.append(row(f"{tag}.throughput", r["throughput"], "exchanges/s",
@@ -620,6 +652,9 @@ def run(n: int = 5000, latency_n: int = 300, backends=("sqlite", "postgres"), ga
                 if r["cores_busy"] > 0:
                     rows.append(row(f"{tag}.cores_busy", 100 * r["cores_busy"], "% of cores",
                                     f"all CPU of the run in the receipts' window ÷ ({ncores} cores × window)"))
+                for what, value in r["shape"].items():
+                    if value > 0:  # no small pages at all: nothing to report (the line above says 0)
+                        rows.append(row(f"{tag}.shape.{what}", value, *_SHAPE_ROWS[what]))
                 rows.append(row(f"{tag}.latency_p50", r["p50"], "ms",
                                 f"paced at {r['pace']:.0f}/s; publish → receipt"))
                 rows.append(row(f"{tag}.latency_p99", r["p99"], "ms",
@@ -627,6 +662,13 @@ def run(n: int = 5000, latency_n: int = 300, backends=("sqlite", "postgres"), ga
     rows.append(row("e2e.gate.peak_rss", peak_rss, "MB", "max VmHWM of the gate processes over all runs"))
     return rows
 
+
+_SHAPE_ROWS = {
+    "relay_pages": ("pages", "the relay's pages (DeliveryPage entries) over the backlog"),
+    "entries_per_relay_page": ("entries", "notification ids per relay page over the backlog (page_size 500; "
+                                          "PostgreSQL's ids may have gaps)"),
+    "small_relay_pages": ("pages", "relay pages of fewer than 100 entries over the backlog"),
+}
 
 _CPU_ROWS = {
     "postgres": "utime+stime from /proc of the PostgreSQL backends serving the services (pg_stat_activity "

@@ -64,6 +64,8 @@ def test_e2e_bench_rows():
     for backend in ("sqlite", "postgres"):
         assert f"e2e.{backend}.gates1.throughput" in names
         assert f"e2e.{backend}.gates1.latency_p99" in names
+        # The relay's pages over the backlog, counted in the ledger.
+        assert {f"e2e.{backend}.gates1.shape.relay_pages", f"e2e.{backend}.gates1.shape.entries_per_relay_page"} <= names
         # The required floor: every required step but the second event (a difference of two appends,
         # which noise can take below zero at this size; then it is left out, never made up).
         required = {n.rsplit(".", 1)[1] for n in names if n.startswith(f"e2e.{backend}.required.")}
