@@ -143,11 +143,12 @@ def run_demo(*, ledger_path: Path = DEMO_LEDGER, week: Builder = build_week, tim
 
 
 def remove_demo_ledger(path: Path) -> None:
-    """Removes an earlier demo's ledger (with its -wal and -shm files); DemoError for anything else there."""
+    """Removes an earlier demo's ledger (with its -wal, -shm and -xlschema files); DemoError for anything else there."""
     if path.is_file() and path.stat().st_size > 0 and not _is_demo_ledger(path):
         raise DemoError(f"{path} holds data the demo did not write; the demo leaves it alone "
                         f"(pass --ledger PATH for the demo's ledger)")
-    for name in (path.name, path.name + "-wal", path.name + "-shm", path.name + "-journal"):
+    for name in (path.name, path.name + "-wal", path.name + "-shm", path.name + "-journal",
+                 path.name + "-xlschema"):
         (path.parent / name).unlink(missing_ok=True)
 
 

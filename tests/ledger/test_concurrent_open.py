@@ -1,7 +1,9 @@
 """Services started at the same moment on a brand-new PostgreSQL ledger (the gate, the relay and its
 maintainer, audit workers) each create the tables. PostgreSQL's CREATE TABLE IF NOT EXISTS is not safe
 against itself: two sessions creating the same table at once can fail with a unique violation on
-pg_type or "tuple concurrently updated". Ledger serialises the creation with an advisory lock."""
+pg_type or "tuple concurrently updated". Ledger serialises the creation with an advisory lock.
+On SQLite the same race failed with "database is locked" (a deferred transaction that cannot become
+a writer in WAL mode) or a duplicate migration record; there a lock file serialises it."""
 
 from __future__ import annotations
 
@@ -82,3 +84,43 @@ def test_a_schema_lock_held_too_long_is_an_unavailable_ledger_not_a_hang(pg_data
             Ledger(url)
         holder.execute("SELECT pg_advisory_unlock(%s)", (SCHEMA_LOCK_KEY,))
     Ledger(url).close()  # free again: opens and creates the tables
+
+
+@pytest.mark.parametrize("round_", range(ROUNDS))
+def test_processes_opening_a_new_sqlite_ledger_at_once_all_succeed(tmp_path, round_):
+    url = f"sqlite:///{tmp_path}/ledger.sqlite"
+    ctx = multiprocessing.get_context("fork")
+    start, results = ctx.Event(), ctx.Queue()
+    procs = [ctx.Process(target=_open, args=(url, start, results)) for _ in range(OPENERS)]
+    for p in procs:
+        p.start()
+    start.set()
+    outcomes = [results.get(timeout=60) for _ in procs]
+    for p in procs:
+        p.join(30)
+    assert outcomes == ["ok"] * OPENERS, outcomes
+    ledger = Ledger(url)
+    try:
+        assert ledger.tables.fetchone("SELECT COUNT(*) FROM xl_merkle_nodes")[0] == 0
+    finally:
+        ledger.close()
+
+
+def test_a_sqlite_schema_lock_held_too_long_is_an_unavailable_ledger_not_a_hang(tmp_path, monkeypatch):
+    import fcntl
+    import os
+
+    import ledger.application as application
+    from ledger.application import LEDGER_UNAVAILABLE
+
+    path = tmp_path / "ledger.sqlite"
+    monkeypatch.setattr(application, "SCHEMA_LOCK_WAIT_S", 1)
+    fd = os.open(f"{path}-xlschema", os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)  # as another process opening the ledger would hold it
+        with pytest.raises(LEDGER_UNAVAILABLE, match="schema lock"):
+            Ledger(f"sqlite:///{path}")
+    finally:
+        os.close(fd)
+    Ledger(f"sqlite:///{path}").close()  # released: it opens
+
