@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import re
 from contextlib import contextmanager
+from itertools import chain
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Callable, Iterator, Sequence
@@ -827,14 +828,43 @@ def compare(live: ReadModels, replayed: ReadModels, *, fetch: int = COMPARE_FETC
         for table in TABLES:
             names = columns(table)
             pk_index = [names.index(k) for k in TABLES[table][1]]
-            out.append(diff_sorted(table, _stream(live, c, table, fetch), _stream(replayed, c, table, fetch),
-                                   pk_index))
+            out.append(_compare_table(table, _fetches(live, c, table, fetch), _fetches(replayed, c, table, fetch),
+                                      pk_index))
     return out
 
 
+def _compare_table(table: str, live: Iterator[list[tuple]], replayed: Iterator[list[tuple]],
+                   pk_index: Sequence[int]) -> TableDiff:
+    """``diff_sorted`` of two tables read a fetch at a time, with the fetches that are equal as lists
+    skipped whole: in a replay that agrees, every pair of fetches is equal, and one list comparison
+    (in C) replaces grouping and comparing each row in Python (a third of the comparison's CPU).
+    Rows of equal fetches are the same multiset on both sides, so they add nothing to the
+    differences; from the first pair that differs on, the rest of both tables is merged row by row,
+    as ever (rows of a key group before that point were equal on both sides and cancel out)."""
+    skipped = 0
+    for fa in live:
+        fb = next(replayed, None)
+        if fa == fb:
+            skipped += len(fa)
+            continue
+        rest = diff_sorted(table, chain(fa, chain.from_iterable(live)),
+                           chain(fb or (), chain.from_iterable(replayed)), pk_index)
+        break
+    else:
+        rest = diff_sorted(table, iter(()), chain.from_iterable(replayed), pk_index)
+    rest.live += skipped
+    rest.replayed += skipped
+    return rest
+
+
 def _stream(models: ReadModels, c: Cursor, table: str, fetch: int) -> Iterator[tuple]:
-    """The table's rows in primary-key order, ``fetch`` at a time, from a cursor of its own on the
-    transaction's connection (on PostgreSQL a server-side cursor: psycopg's ordinary cursor would
+    """The table's rows in primary-key order (``_fetches``, one at a time)."""
+    return chain.from_iterable(_fetches(models, c, table, fetch))
+
+
+def _fetches(models: ReadModels, c: Cursor, table: str, fetch: int) -> Iterator[list[tuple]]:
+    """The table's rows in primary-key order as lists of ``fetch`` tuples, from a cursor of its own on
+    the transaction's connection (on PostgreSQL a server-side cursor: psycopg's ordinary cursor would
     bring every row into memory first)."""
     names = columns(table)
     pg = models.tables.is_postgres
@@ -844,15 +874,17 @@ def _stream(models: ReadModels, c: Cursor, table: str, fetch: int) -> Iterator[t
     order = ", ".join(f"{k}{collate} NULLS FIRST" for k in TABLES[table][1])
     sql = models.tables.translate(f"SELECT {', '.join(names)} FROM {models.t(table)} ORDER BY {order}")
     if pg:
-        cur = c.raw.connection.cursor(name=f"xl_cmp_{models.prefix}{table}", withhold=False)
+        from psycopg.rows import tuple_row
+
+        cur = c.raw.connection.cursor(name=f"xl_cmp_{models.prefix}{table}", withhold=False, row_factory=tuple_row)
         cur.itersize = fetch
     else:
         cur = c.raw.sqlite_cursor.connection.cursor()
+        cur.row_factory = None  # plain tuples
     try:
         cur.execute(sql)
         while rows := cur.fetchmany(fetch):
-            for r in rows:
-                yield tuple(r.values()) if isinstance(r, dict) else tuple(r)
+            yield [r if type(r) is tuple else tuple(r.values()) if isinstance(r, dict) else tuple(r) for r in rows]
     finally:
         cur.close()
 
