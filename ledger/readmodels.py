@@ -37,9 +37,9 @@ from __future__ import annotations
 
 import re
 from contextlib import contextmanager
-from itertools import chain
 from dataclasses import dataclass, field
 from datetime import datetime
+from itertools import chain
 from typing import TYPE_CHECKING, Any, Callable, Iterator, Sequence
 
 from eventsourcing.persistence import IntegrityError as ESIntegrityError
@@ -855,11 +855,6 @@ def _compare_table(table: str, live: Iterator[list[tuple]], replayed: Iterator[l
     rest.live += skipped
     rest.replayed += skipped
     return rest
-
-
-def _stream(models: ReadModels, c: Cursor, table: str, fetch: int) -> Iterator[tuple]:
-    """The table's rows in primary-key order (``_fetches``, one at a time)."""
-    return chain.from_iterable(_fetches(models, c, table, fetch))
 
 
 def _fetches(models: ReadModels, c: Cursor, table: str, fetch: int) -> Iterator[list[tuple]]:
