@@ -135,3 +135,31 @@ def test_audit_and_review_share_each_built_ledger(monkeypatch):
     assert {r["name"].split(".", 3)[-1] for r in audit} >= {"reevaluate", "impact", "replay", "reevaluate.old_path"}
     _check(review, "review.sqlite.")
     assert "review.sqlite.admin.users.2k" in {r["name"] for r in review}
+
+
+def test_transplant_to_postgres_copies_every_event_under_its_id_and_appends_after_them(tmp_path):
+    """The PostgreSQL copy of a built ledger (one binary COPY) holds the same stored events under the
+    same notification ids, and the next event recorded there gets the id after the last."""
+    from bench import bench_audit
+    from bench.common import pg_database
+    from ledger.application import Ledger
+    from ledger.domain import Delivery
+
+    src_url = f"sqlite:///{tmp_path / 'src.sqlite'}"
+    Ledger(src_url).close()
+    bench_audit.build(src_url, 300)
+    with pg_database() as url:
+        info = bench_audit.transplant(src_url, url)
+        src, dst = Ledger(src_url), Ledger(url)
+        try:
+            rows = [(n.id, n.originator_id, n.originator_version, n.topic, bytes(n.state))
+                    for n in src.all_notifications()]
+            assert info["entries"] == len(rows) > 600
+            assert [(n.id, n.originator_id, n.originator_version, n.topic, bytes(n.state))
+                    for n in dst.all_notifications()] == rows
+            dst.record([Delivery(exchange=str(rows[0][1]), recipient="kommune:101", kind="payload", topic="inbox.kommune-101",
+                                 outcome="ALLOW")])
+            assert dst.max_notification_id() == len(rows) + 1
+        finally:
+            src.close()
+            dst.close()

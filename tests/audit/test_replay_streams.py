@@ -104,16 +104,16 @@ def test_the_database_comparison_reads_a_fetch_at_a_time_and_agrees_with_sets(hi
             c.execute(f"DELETE FROM {fresh.t('decisions')} WHERE message_id = ?", ["msg-p5-21"])
             c.execute(f"UPDATE {fresh.t('exchanges')} SET purpose = ? WHERE message_id = ?", ["X", "msg-p5-60"])
         fetched: list[int] = []
-        original = readmodels._stream
+        original = readmodels._fetches
 
         def counting(models, c, table, fetch):
-            for i, r in enumerate(original(models, c, table, fetch)):
-                fetched.append(fetch)
-                yield r
+            for rows in original(models, c, table, fetch):
+                fetched.append(len(rows))
+                yield rows
 
-        monkeypatch.setattr(readmodels, "_stream", counting)
+        monkeypatch.setattr(readmodels, "_fetches", counting)
         diffs = {d.table: d for d in compare(live, fresh, fetch=2)}
-        assert set(fetched) == {2}  # every table streamed through fetches of two rows
+        assert set(fetched) <= {1, 2} and 2 in fetched  # every table streamed through fetches of two rows
         for table in TABLES:
             a, b = Counter(live.rows(table)), Counter(fresh.rows(table))
             d = diffs[table]
@@ -206,3 +206,32 @@ def test_workers_are_forked_beside_a_connection_pool_and_spawned_beside_any_othe
             other.join()
     finally:
         pool.close()
+
+
+def _fetched(rows: list[tuple], size: int):
+    return (rows[i:i + size] for i in range(0, len(rows), size))
+
+
+@pytest.mark.parametrize("size", [1, 3, 7, 1000])
+def test_equal_fetches_skipped_whole_give_the_row_by_row_verdict(size):
+    from ledger.readmodels import _compare_table
+
+    base = [(f"k{i:04d}", i % 3, "x") for i in range(60)] + [("k0059", 2, "x")]  # a key group of two rows
+    cases = {
+        "equal": list(base),
+        "one changed late": base[:50] + [(base[50][0], 99, "x")] + base[51:],
+        "one missing at the start": base[1:],
+        "one extra at the end": base + [("k9999", 0, "x")],
+        "a duplicate in the last group": base + [("k0059", 2, "x")],
+        "empty": [],
+    }
+    for name, replayed in cases.items():
+        expected = diff_sorted("t", iter(base), iter(replayed), [0])
+        got = _compare_table("t", _fetched(base, size), _fetched(replayed, size), [0])
+        assert (got.live, got.replayed, got.only_live_count, got.only_replayed_count) == \
+            (expected.live, expected.replayed, expected.only_live_count, expected.only_replayed_count), name
+        assert Counter(got.only_live) == Counter(expected.only_live), name
+        assert Counter(got.only_replayed) == Counter(expected.only_replayed), name
+        got = _compare_table("t", _fetched(replayed, size), _fetched(base, size), [0])  # and the other way
+        assert (got.only_live_count, got.only_replayed_count) == \
+            (expected.only_replayed_count, expected.only_live_count), name

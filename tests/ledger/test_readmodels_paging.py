@@ -140,3 +140,56 @@ def test_read_models_can_be_created_by_several_processes_at_once(ledger):
     for t in threads:
         t.join()
     assert errors == []
+
+
+def _index_names(ledger, prefix: str) -> set[str]:
+    if ledger.tables.is_postgres:
+        rows = ledger.tables.fetchall("SELECT indexname FROM pg_indexes WHERE indexname LIKE ?",
+                                      ["ix" + prefix[2:] + "%"])
+    else:
+        rows = ledger.tables.fetchall("SELECT name FROM sqlite_master WHERE type = 'index' AND name LIKE ?",
+                                      ["ix" + prefix[2:] + "%"])
+    return {r[0] for r in rows}
+
+
+def test_a_rebuild_in_groups_of_pages_per_transaction_equals_the_live_models_and_finds_a_change(ledger):
+    from services.audit import _catch_up_to
+
+    _record_history(ledger, 0, 4)
+    live = ReadModels(ledger, page_size=5)
+    live.catch_up()
+    target = live.position()
+    seen: list[int] = []
+    for pages in (1, 3, 100):
+        fresh = ReadModels(ledger, replay_prefix(f"grp{pages}"), tracked=False, page_size=4, indexes=False)
+        try:
+            assert _index_names(ledger, fresh.prefix) == set()  # the primary keys only
+            consumed = _catch_up_to(fresh, ledger, target, lambda last, n: seen.append(last),
+                                    pages_per_transaction=pages)
+            assert consumed == target and seen[-1] == target
+            assert _rows(fresh) == _rows(live), pages
+            # One row changed inside a group is found by the comparison.
+            with ledger.tables.cursor() as c:
+                c.execute(f"UPDATE {fresh.t('decisions')} SET outcome = 'CHANGED' WHERE position = "
+                          f"(SELECT MAX(position) FROM {fresh.t('decisions')})")
+            diffs = {d.table: d for d in readmodels.compare(live, fresh)}
+            assert diffs["decisions"].only_live_count == diffs["decisions"].only_replayed_count == 1
+        finally:
+            fresh.drop()
+    with pytest.raises(ValueError):
+        live.apply_pages([ledger.notifications(1, 5)])  # tracked pages keep one transaction each
+
+
+def test_a_kept_replay_gets_the_indexes_a_dropped_one_never_had(ledger):
+    from services.audit import replay
+
+    _record_history(ledger, 0, 2)
+    ReadModels(ledger).catch_up()
+    kept = replay(ledger, keep=True, tag="kept")
+    try:
+        assert kept.equal and kept.consumed == ledger.max_notification_id()
+        live_indexes = _index_names(ledger, readmodels.LIVE_PREFIX)
+        assert live_indexes and _index_names(ledger, kept.prefix) == {
+            n.replace("ix_rm_", "ix" + kept.prefix[2:], 1) for n in live_indexes}
+    finally:
+        ReadModels(ledger, kept.prefix, tracked=False).drop()
