@@ -21,10 +21,23 @@ def plan(quick: bool, full: bool, shared=None) -> list[tuple[str, callable]]:
     """(group, run) in order. ``shared`` (``bench.ledgers.SharedLedgers``): the audit and review
     groups measure on the same ledgers, each size built once (the review group comes last: it
     appends reviews and access records)."""
-    from bench import bench_audit, bench_avro, bench_e2e, bench_ledger, bench_policy, bench_review, bench_witness
+    from bench import (bench_audit, bench_avro, bench_e2e, bench_gate_memory, bench_ledger, bench_policy,
+                       bench_review, bench_witness)
 
     def audit(sizes):
         return bench_audit.run(sizes, shared=shared)
+
+    # The e2e group's rows, kept for the gate_memory group: its peak row names the e2e gate's peak on a
+    # new ledger beside its own on the big one (left out when e2e did not run, e.g. under --only).
+    ran: dict[str, list[dict]] = {}
+
+    def e2e(**kw):
+        ran["e2e"] = bench_e2e.run(**kw)
+        return ran["e2e"]
+
+    def gate_memory(entries: int, exchanges: int):
+        peak = next((r["value"] for r in ran.get("e2e", ()) if r["name"] == "e2e.gate.peak_rss"), None)
+        return bench_gate_memory.run(entries, exchanges, shared=shared, new_ledger_peak=peak)
 
     if quick:
         return [
@@ -32,8 +45,9 @@ def plan(quick: bool, full: bool, shared=None) -> list[tuple[str, callable]]:
             ("avro", lambda: bench_avro.run(500, 3)),
             ("ledger", lambda: bench_ledger.run((2_000, 10_000))),
             ("witness", lambda: bench_witness.run(50, 10_000)),
-            ("e2e", lambda: bench_e2e.run(n=1000, latency_n=100)),
+            ("e2e", lambda: e2e(n=1000, latency_n=100)),
             ("audit", lambda: audit((10_000,))),
+            ("gate_memory", lambda: gate_memory(10_000, 2000)),
             ("review", lambda: bench_review.run((2_000, 10_000), repeat=3, shared=shared)),
         ]
     sizes = (10_000, 100_000, 1_000_000) if full else (10_000, 100_000)
@@ -42,8 +56,10 @@ def plan(quick: bool, full: bool, shared=None) -> list[tuple[str, callable]]:
         ("avro", lambda: bench_avro.run()),
         ("ledger", lambda: bench_ledger.run(sizes, verify_at=sizes[-1], replay_at=sizes[0])),
         ("witness", lambda: bench_witness.run()),
-        ("e2e", lambda: bench_e2e.run(n=5000, latency_n=300)),
+        ("e2e", lambda: e2e(n=5000, latency_n=300)),
         ("audit", lambda: audit((100_000, 1_000_000) if full else (100_000,))),
+        # The gate's memory on a copy of the largest of those ledgers, and over its backlog.
+        ("gate_memory", lambda: gate_memory(1_000_000, 20_000) if full else gate_memory(100_000, 5000)),
         # 50k by default: `make bench` stays under 10 minutes; --full measures 100k and 1M, on the
         # audit group's ledgers.
         ("review", lambda: bench_review.run(sizes if full else (10_000, 50_000), shared=shared)),
@@ -74,7 +90,7 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m bench", description=__doc__.splitlines()[0])
     ap.add_argument("--full", action="store_true", help="add the 1-million-entry ledger runs")
     ap.add_argument("--quick", action="store_true", help="small sizes, for a quick look")
-    ap.add_argument("--only", action="append", help="run only these groups (policy, avro, ledger, witness, e2e, audit, review)")
+    ap.add_argument("--only", action="append", help="run only these groups (policy, avro, ledger, witness, e2e, audit, gate_memory, review)")
     ap.add_argument("--out", default=str(HERE), help="directory for results.json and results.md")
     args = ap.parse_args(argv)
 

@@ -163,3 +163,27 @@ def test_transplant_to_postgres_copies_every_event_under_its_id_and_appends_afte
         finally:
             src.close()
             dst.close()
+
+
+def test_gate_memory_bench_rows(monkeypatch):
+    """The gate's RSS over a small backlog into a copy of a small shared ledger; the ledger itself untouched."""
+    from bench import bench_gate_memory
+    from bench.ledgers import SharedLedgers
+    from ledger.application import Ledger
+
+    monkeypatch.delenv("XLEDGER_BENCH_REVIEW_CACHE", raising=False)
+    with SharedLedgers() as shared:
+        url, info = shared.sqlite(1000)
+        rows = bench_gate_memory.run(1000, 300, shared=shared, new_ledger_peak=120.0)
+        ledger = Ledger(url)
+        try:
+            assert ledger.max_notification_id() == info["entries"]  # the gate wrote to its copy only
+        finally:
+            ledger.close()
+    _check(rows, "gate_memory.sqlite.1k.")
+    names = {r["name"] for r in rows}
+    assert {f"gate_memory.sqlite.1k.rss.{m}pct" for m in (25, 50, 75, 100)} <= names
+    assert {"gate_memory.sqlite.1k.rss_flat", "gate_memory.sqlite.1k.peak_rss", "gate_memory.sqlite.1k.copy"} <= names
+    flat = next(r for r in rows if r["name"].endswith(".rss_flat"))
+    assert flat["target_ratio"] == 0.8 and flat["baseline_value"] is not None
+    assert "new ledger: 120 MB" in next(r for r in rows if r["name"].endswith(".peak_rss"))["baseline"]
