@@ -249,10 +249,11 @@ def _children_cpu(resource) -> float:
 
 
 def transplant(source_url: str, target_url: str) -> dict:
-    """Copies a built ledger's stored events (in their order, bytes unchanged) and subject keys into
-    an empty ledger on another back-end (PostgreSQL: one binary COPY under the same notification
-    ids, ``_copy_events_postgres``; else eventsourcing's own recorder), and catches up its read models: the PostgreSQL ledger holds exactly the exchanges the gate's pipeline recorded on
-    SQLite, without deciding them all a second time."""
+    """Copies a built ledger's stored events (in their order, bytes unchanged), subject keys and
+    deliveries' index into an empty ledger on another back-end (PostgreSQL: one binary COPY under the
+    same notification ids, ``_copy_events_postgres``; else eventsourcing's own recorder), and catches
+    up its read models: the PostgreSQL ledger holds exactly the exchanges the gate's pipeline recorded
+    on SQLite, without deciding them all a second time."""
     from eventsourcing.persistence import StoredEvent
 
     from ledger.application import Ledger
@@ -273,9 +274,14 @@ def transplant(source_url: str, target_url: str) -> dict:
             if batch:
                 dst.recorder.insert_events(batch)
         rows = src.tables.fetchall("SELECT subject, wrapped_key, destroyed, master_key_id FROM xl_subject_keys")
+        # The deliveries' index too, which Ledger.record writes with each delivery's entry: without it the
+        # review app's decision page would find the deliveries the way it does for older ledgers.
+        deliveries = src.tables.fetchall("SELECT delivery_id, exchange_id, entry_id FROM xl_deliveries")
         with dst.tables.cursor() as c:
             c.executemany("INSERT INTO xl_subject_keys (subject, wrapped_key, destroyed, master_key_id) "
                           "VALUES (?, ?, ?, ?)", rows)
+            c.executemany("INSERT INTO xl_deliveries (delivery_id, exchange_id, entry_id) VALUES (?, ?, ?)",
+                          deliveries)
         copied = time.perf_counter() - t0
         t1 = time.perf_counter()
         ReadModels(dst).catch_up()

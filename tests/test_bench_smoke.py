@@ -157,6 +157,8 @@ def test_transplant_to_postgres_copies_every_event_under_its_id_and_appends_afte
             assert info["entries"] == len(rows) > 600
             assert [(n.id, n.originator_id, n.originator_version, n.topic, bytes(n.state))
                     for n in dst.all_notifications()] == rows
+            index = "SELECT delivery_id, exchange_id, entry_id FROM xl_deliveries ORDER BY delivery_id"
+            assert dst.tables.fetchall(index) == src.tables.fetchall(index) != []
             dst.record([Delivery(exchange=str(rows[0][1]), recipient="kommune:101", kind="payload", topic="inbox.kommune-101",
                                  outcome="ALLOW")])
             assert dst.max_notification_id() == len(rows) + 1
