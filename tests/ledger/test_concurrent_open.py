@@ -30,12 +30,7 @@ def _open(url: str, start, results) -> None:
         results.put(f"{type(exc).__name__}: {exc}")
 
 
-@pytest.mark.parametrize("round_", range(ROUNDS))
-def test_processes_opening_a_new_postgres_ledger_at_once_all_succeed(pg_database, round_):
-    schema = f"t_{uuid.uuid4().hex[:12]}"
-    with psycopg.connect(_pg_conninfo(pg_database), autocommit=True) as conn:
-        conn.execute(f'CREATE SCHEMA "{schema}"')
-    url = f"{_pg_conninfo(pg_database)}?schema={schema}"
+def _open_at_once_all_succeed(url: str) -> None:
     ctx = multiprocessing.get_context("fork")
     start, results = ctx.Event(), ctx.Queue()
     procs = [ctx.Process(target=_open, args=(url, start, results)) for _ in range(OPENERS)]
@@ -51,6 +46,15 @@ def test_processes_opening_a_new_postgres_ledger_at_once_all_succeed(pg_database
         assert ledger.tables.fetchone("SELECT COUNT(*) FROM xl_merkle_nodes")[0] == 0
     finally:
         ledger.close()
+
+
+@pytest.mark.parametrize("round_", range(ROUNDS))
+def test_processes_opening_a_new_postgres_ledger_at_once_all_succeed(pg_database, round_):
+    schema = f"t_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(_pg_conninfo(pg_database), autocommit=True) as conn:
+        conn.execute(f'CREATE SCHEMA "{schema}"')
+    url = f"{_pg_conninfo(pg_database)}?schema={schema}"
+    _open_at_once_all_succeed(url)
 
 
 def test_opening_an_existing_ledger_with_create_table_off_takes_no_lock(pg_database):
@@ -89,21 +93,7 @@ def test_a_schema_lock_held_too_long_is_an_unavailable_ledger_not_a_hang(pg_data
 @pytest.mark.parametrize("round_", range(ROUNDS))
 def test_processes_opening_a_new_sqlite_ledger_at_once_all_succeed(tmp_path, round_):
     url = f"sqlite:///{tmp_path}/ledger.sqlite"
-    ctx = multiprocessing.get_context("fork")
-    start, results = ctx.Event(), ctx.Queue()
-    procs = [ctx.Process(target=_open, args=(url, start, results)) for _ in range(OPENERS)]
-    for p in procs:
-        p.start()
-    start.set()
-    outcomes = [results.get(timeout=60) for _ in procs]
-    for p in procs:
-        p.join(30)
-    assert outcomes == ["ok"] * OPENERS, outcomes
-    ledger = Ledger(url)
-    try:
-        assert ledger.tables.fetchone("SELECT COUNT(*) FROM xl_merkle_nodes")[0] == 0
-    finally:
-        ledger.close()
+    _open_at_once_all_succeed(url)
 
 
 def test_a_sqlite_schema_lock_held_too_long_is_an_unavailable_ledger_not_a_hang(tmp_path, monkeypatch):
