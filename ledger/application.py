@@ -7,7 +7,6 @@ not at all, and a restarted reader resumes from ``position(name)``.
 
 from __future__ import annotations
 
-import os
 from contextlib import contextmanager
 from typing import Any, Iterable, Iterator, Sequence
 from uuid import UUID
@@ -19,6 +18,7 @@ from eventsourcing.utils import retry
 from ledger.domain import (Delivery, DeliveryPage, Exchange, QuarantinedDelivery, RejectedMessage, SubjectErasure,
                            erasure_id)
 from ledger.subject_crypto import MasterKeyUnavailable
+from ledger.schema_lock import sqlite_schema_lock
 from ledger.tables import Cursor, SideTables
 from ledger.url import persistence_env
 
@@ -45,12 +45,11 @@ SCHEMA_LOCK_WAIT_S = 60
 @contextmanager
 def _schema_lock(env: dict[str, str]) -> Iterator[None]:
     """Serialises table creation between processes on one database: PostgreSQL's advisory lock, or
-    on SQLite a lock file beside the database (``_sqlite_schema_lock``); a no-op when the caller opens
+    on SQLite a lock file beside the database (``ledger.schema_lock``); a no-op when the caller opens
     without creating tables, and for an in-memory SQLite database (one process)."""
     creating = env.get("CREATE_TABLE", "y").strip().lower() not in ("n", "no", "false", "0", "off")
-    if env.get("PERSISTENCE_MODULE") == "eventsourcing.sqlite" and creating \
-            and not env.get("SQLITE_DBNAME", "").startswith("file:"):
-        with _sqlite_schema_lock(env["SQLITE_DBNAME"]):
+    if env.get("PERSISTENCE_MODULE") == "eventsourcing.sqlite" and creating:
+        with sqlite_schema_lock(env.get("SQLITE_DBNAME", ""), SCHEMA_LOCK_WAIT_S):
             yield
         return
     if env.get("PERSISTENCE_MODULE") != "eventsourcing.postgres" or not creating:
@@ -87,44 +86,6 @@ def _schema_lock(env: dict[str, str]) -> Iterator[None]:
         except psycopg.Error:
             pass  # a broken connection's transaction, and its lock, end with it
         conn.close()
-
-
-@contextmanager
-def _sqlite_schema_lock(dbname: str) -> Iterator[None]:
-    """An exclusive ``flock`` on ``<database>-xlschema`` while the tables are made.
-
-    SQLite's own locking does not serialise this: eventsourcing and the side tables create their
-    tables in deferred transactions, and in WAL mode a transaction that read the schema before
-    another process committed a table cannot become a writer (SQLITE_BUSY_SNAPSHOT, reported at
-    once as "database is locked", the busy timeout never applies); eventsourcing's migration record
-    then fails as a duplicate. Six processes opening a new ledger together failed so in 6 of 10
-    rounds (tests/ledger/test_concurrent_open.py). A file of its own, not the database: closing any
-    descriptor of the database file would drop SQLite's POSIX locks held by this process.
-    """
-    import fcntl
-    import time
-
-    try:
-        fd = os.open(dbname + "-xlschema", os.O_RDWR | os.O_CREAT, 0o600)
-    except OSError:
-        # A directory this process cannot write in: SQLite could not make its -wal file there either,
-        # so nothing here creates tables; opening goes on and reports what SQLite reports.
-        yield
-        return
-    try:
-        deadline = time.monotonic() + SCHEMA_LOCK_WAIT_S
-        while True:
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                break
-            except BlockingIOError:
-                if time.monotonic() > deadline:
-                    raise OperationalError(f"another process held the ledger's schema lock for over "
-                                           f"{SCHEMA_LOCK_WAIT_S} s") from None
-                time.sleep(0.02)
-        yield
-    finally:
-        os.close(fd)  # releases the flock
 
 
 class LedgerConfigError(ValueError):

@@ -183,7 +183,7 @@ class ReadModels:
         return self.prefix + table
 
     def create(self) -> None:
-        with self.tables.cursor() as c:
+        with self.tables.ddl() as c:
             if self.tables.is_postgres:
                 # Two concurrent CREATE TABLE IF NOT EXISTS can both find the table missing, and
                 # one then fails on PostgreSQL's catalog (seen with the relay and a reader
@@ -212,14 +212,21 @@ class ReadModels:
     def _create_indexes(self, c: Cursor) -> None:
         for name, indexes in _INDEXES.items():
             for idx in indexes:
-                # Index names must not be schema-qualified on PostgreSQL: no "xl_" in them.
-                ix = "ix" + self.prefix[2:] + name + "_" + "_".join(idx)
-                c.execute(f"CREATE INDEX IF NOT EXISTS {ix} ON {self.t(name)} ({', '.join(idx)})")
+                self._create_index(c, name, idx)
+
+    def _create_index(self, c: Cursor, name: str, idx: Sequence[str]) -> None:
+        # Index names must not be schema-qualified on PostgreSQL: no "xl_" in them.
+        ix = "ix" + self.prefix[2:] + name + "_" + "_".join(idx)
+        c.execute(f"CREATE INDEX IF NOT EXISTS {ix} ON {self.t(name)} ({', '.join(idx)})")
 
     def create_indexes(self) -> None:
-        """The secondary indexes of tables made with ``indexes=False`` (a kept replay, for queries)."""
-        with self.tables.cursor() as c:
-            self._create_indexes(c)
+        """The secondary indexes of tables made with ``indexes=False`` (a kept replay, for queries), one
+        transaction each: on SQLite one for all would hold the write lock, which the gates and the relay
+        wait for, as long as building every index takes."""
+        for name, indexes in _INDEXES.items():
+            for idx in indexes:
+                with self.tables.ddl() as c:
+                    self._create_index(c, name, idx)
         self.indexes = True
 
     def _backfill_totals(self, c: Cursor) -> None:

@@ -161,7 +161,7 @@ class SideTables:
         self.is_postgres = isinstance(datastore, PostgresDatastore)
         self.schema_prefix = f"{datastore.schema}." if self.is_postgres and getattr(datastore, "schema", "") else ""
         blob = "BYTEA" if self.is_postgres else "BLOB"
-        with self.cursor() as c:
+        with self.ddl() as c:
             for ddl in _DDL:
                 c.execute(ddl.format(blob=blob))
             self._add_missing_columns(c)
@@ -184,6 +184,20 @@ class SideTables:
         """The statement for this backend: schema-qualified side tables, and psycopg's %s for ?."""
         sql = sql.replace("xl_", self.schema_prefix + "xl_")
         return sql.replace("?", "%s") if self.is_postgres else sql
+
+    @contextmanager
+    def ddl(self) -> Iterator[Any]:
+        """A transaction that creates tables or indexes: on SQLite under the schema lock
+        (``ledger.schema_lock``), without which processes creating tables at the same moment fail with
+        "database is locked"; on PostgreSQL a plain one (callers take their advisory locks in it)."""
+        if self.is_postgres:
+            with self.cursor() as c:
+                yield c
+            return
+        from ledger.schema_lock import sqlite_schema_lock
+
+        with sqlite_schema_lock(self.datastore.pool.db_name), self.cursor() as c:
+            yield c
 
     @contextmanager
     def cursor(self, commit: bool = True) -> Iterator[Any]:

@@ -85,7 +85,7 @@ class SessionStore:
 
 
 def ensure_table(tables) -> None:
-    with tables.cursor() as c:
+    with tables.ddl() as c:
         c.execute("""CREATE TABLE IF NOT EXISTS xl_review_sessions (
             sid TEXT PRIMARY KEY,
             username TEXT NOT NULL,

@@ -116,7 +116,7 @@ def validate_roles(roles: Iterable[str], known_orgs: Iterable[str] | None = None
 class UserStore:
     def __init__(self, tables):
         self.tables = tables
-        with tables.cursor() as c:
+        with tables.ddl() as c:
             c.execute("""CREATE TABLE IF NOT EXISTS xl_users (
                 username TEXT PRIMARY KEY,
                 password_hash TEXT NOT NULL,

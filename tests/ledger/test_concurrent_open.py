@@ -20,20 +20,26 @@ OPENERS = 6
 ROUNDS = 3
 
 
-def _open(url: str, start, results) -> None:
+def _open(url: str, start, results, read_models: bool = False) -> None:
     start.wait(30)
     try:
         ledger = Ledger(url)
+        if read_models:  # as the relay, the review app and the escalation desk do when they start
+            from ledger.readmodels import ReadModels
+            from services.review.users import UserStore
+
+            ReadModels(ledger)
+            UserStore(ledger.tables)
         ledger.close()
         results.put("ok")
     except Exception as exc:  # noqa: BLE001 - the test reports which error broke the open
         results.put(f"{type(exc).__name__}: {exc}")
 
 
-def _open_at_once_all_succeed(url: str) -> None:
+def _open_at_once_all_succeed(url: str, read_models: bool = False) -> None:
     ctx = multiprocessing.get_context("fork")
     start, results = ctx.Event(), ctx.Queue()
-    procs = [ctx.Process(target=_open, args=(url, start, results)) for _ in range(OPENERS)]
+    procs = [ctx.Process(target=_open, args=(url, start, results, read_models)) for _ in range(OPENERS)]
     for p in procs:
         p.start()
     start.set()
@@ -91,9 +97,30 @@ def test_a_schema_lock_held_too_long_is_an_unavailable_ledger_not_a_hang(pg_data
 
 
 @pytest.mark.parametrize("round_", range(ROUNDS))
-def test_processes_opening_a_new_sqlite_ledger_at_once_all_succeed(tmp_path, round_):
+@pytest.mark.parametrize("read_models", [False, True], ids=["ledger", "with_read_models"])
+def test_processes_opening_a_new_sqlite_ledger_at_once_all_succeed(tmp_path, round_, read_models):
     url = f"sqlite:///{tmp_path}/ledger.sqlite"
-    _open_at_once_all_succeed(url)
+    _open_at_once_all_succeed(url, read_models)
+
+
+def test_the_sqlite_schema_lock_is_reentrant_in_a_process_and_exclusive_between_threads(tmp_path):
+    import threading
+
+    from ledger.schema_lock import sqlite_schema_lock
+
+    db = str(tmp_path / "l.sqlite")
+    order: list[str] = []
+    with sqlite_schema_lock(db), sqlite_schema_lock(db):  # a Ledger holds it while SideTables takes it
+        def take() -> None:
+            with sqlite_schema_lock(db, 30):
+                order.append("thread")
+
+        other = threading.Thread(target=take)
+        other.start()
+        other.join(0.3)
+        order.append("holder")
+    other.join(30)
+    assert order == ["holder", "thread"]
 
 
 def test_a_sqlite_schema_lock_held_too_long_is_an_unavailable_ledger_not_a_hang(tmp_path, monkeypatch):

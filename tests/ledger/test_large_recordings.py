@@ -50,3 +50,31 @@ def test_a_recording_of_24_megabytes_is_stored_whole(ledger_url):
         assert ledger.max_notification_id() >= 50
     finally:
         ledger.close()
+
+
+def test_a_duplicate_recording_is_refused_whole_with_integrity_error(ledger_url):
+    """What the gate and the relay rely on to skip a batch already recorded: a tracking position or an
+    aggregate recorded twice fails the whole recording with eventsourcing's IntegrityError, and
+    nothing of it is stored (on PostgreSQL, through ``_insert_without_pipeline``)."""
+    import pytest
+    from eventsourcing.persistence import IntegrityError
+
+    from ledger.application import Tracking
+
+    ledger = Ledger(ledger_url)
+    try:
+        first = make_exchange(1)
+        ledger.record([first], Tracking("kafka:t:0", 10))
+        before = ledger.max_notification_id()
+        with pytest.raises(IntegrityError):  # the tracking position again, with a new exchange
+            ledger.record([make_exchange(2)], Tracking("kafka:t:0", 10))
+        again = make_exchange(1)  # the same exchange id (sender, message id), under a new position
+        with pytest.raises(IntegrityError):
+            ledger.record([again], Tracking("kafka:t:0", 11))
+        with pytest.raises(IntegrityError):  # a tracking record alone, already there
+            ledger.record([], Tracking("kafka:t:0", 10))
+        assert ledger.max_notification_id() == before
+        assert ledger.position("kafka:t:0") == 10
+        assert ledger.record([make_exchange(3)], Tracking("kafka:t:0", 11)) == 2
+    finally:
+        ledger.close()
