@@ -17,7 +17,9 @@ over all pages alike. A page that records an access (a decision, an escalation, 
 appends one entry each time, as it does in use.
 
 The "deep" queue pages are the middle of the unfiltered queue: by page number (``page=``, OFFSET, kept
-for the API and bounded by ``MAX_PAGE``) and by the keyset link the pages themselves give (``after=``).
+for the API and bounded by ``MAX_PAGE``) and by the keyset link the pages themselves give (``after=``);
+and ``deep_keyset_tie``, by keyset from the middle of the largest group of rows sharing one
+``occurred_at`` (where a walk bounded by ``occurred_at`` alone grew with the group).
 
 Under ``python -m bench`` the ledgers are the audit group's (``bench.ledgers.SharedLedgers``): each size
 is built and copied to PostgreSQL once per run, and measured here after the auditors' tools.
@@ -173,6 +175,14 @@ def _prepare(ledger, clients: dict) -> dict[str, str]:
                                  f"ORDER BY occurred_at DESC, position DESC, recipient LIMIT 1 OFFSET {n // 2}")
     v["decision"], v["deep_page"] = mid[0], str(min(100_000, n // 2 // 50 + 1))
     v["deep_after"] = _cursor(mid)
+    # The middle of the largest group of rows sharing one occurred_at, in queue order: a keyset page
+    # from there costs what any page costs only if the walk enters the index at the cursor itself
+    # (ties are common: one time for a day's events, a batch; these ledgers' re-sends copy it).
+    at, size = ledger.tables.fetchone(f"SELECT occurred_at, COUNT(*) FROM {d} GROUP BY occurred_at "
+                                      f"ORDER BY COUNT(*) DESC, occurred_at LIMIT 1")
+    tie = ledger.tables.fetchone(f"SELECT exchange_id, occurred_at, position, recipient FROM {d} WHERE occurred_at = ? "
+                                 f"ORDER BY position DESC, recipient LIMIT 1 OFFSET {int(size) // 2}", [at])
+    v["tie_after"] = _cursor(tie)
     v["decisions"] = str(n)
     v["subject"] = _pick(ledger, f"SELECT subject FROM {models.t('disclosures')} LIMIT 1")
     v["subject_rows"] = str(_pick(ledger, f"SELECT COUNT(*) FROM {models.t('disclosures')} WHERE subject = ?",
@@ -238,6 +248,7 @@ def pages(v: dict[str, str]) -> list[tuple[str, str, str]]:
     ]
     if v.get("deep_after"):
         out.append(("queue.deep_keyset", "lo", "/queue?" + urlencode({"after": v["deep_after"]})))
+        out.append(("queue.deep_keyset_tie", "lo", "/queue?" + urlencode({"after": v["tie_after"]})))
     if v.get("escalation"):
         out.append(("escalation", "lo", f"/escalations/{v['escalation']}"))
     return out
