@@ -53,15 +53,16 @@ def sqlite_schema_lock(dbname: str, wait_s: float | None = None) -> Iterator[Non
         yield
         return
     path = os.path.realpath(dbname)
+    wait = WAIT_S if wait_s is None else wait_s
     with _guard:
         entry = _held.setdefault(path, [threading.RLock(), 0, None])
     lock: threading.RLock = entry[0]
-    deadline = time.monotonic() + (WAIT_S if wait_s is None else wait_s)
-    if not lock.acquire(timeout=max(0.0, deadline - time.monotonic())):
-        raise OperationalError(f"another thread held the ledger's schema lock for over {wait_s or WAIT_S:.0f} s")
+    deadline = time.monotonic() + wait
+    if not lock.acquire(timeout=wait):
+        raise OperationalError(f"another thread held the ledger's schema lock for over {wait:.0f} s")
     try:
         if entry[1] == 0:
-            entry[2] = _take(path + SUFFIX, deadline, wait_s or WAIT_S)
+            entry[2] = _take(path + SUFFIX, deadline, wait)
         entry[1] += 1
         try:
             yield
@@ -74,17 +75,14 @@ def sqlite_schema_lock(dbname: str, wait_s: float | None = None) -> Iterator[Non
         lock.release()
 
 
-def _take(lock_path: str, deadline: float, wait_s: float) -> int | None:
+def _take(lock_path: str, deadline: float, wait: float) -> int | None:
     try:
-        # 0o666 less the umask, as SQLite makes its own -wal and -shm files: services running as
-        # different users of one group can all open it.
-        fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o666)
-    except PermissionError:
         try:
+            # 0o666 less the umask, as SQLite makes its own -wal and -shm files: services running as
+            # different users of one group can all open it.
+            fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o666)
+        except PermissionError:
             fd = os.open(lock_path, os.O_RDONLY)  # flock needs no write access
-        except OSError as exc:
-            log.warning("ledger.schema_lock_unavailable", error=type(exc).__name__)
-            return None
     except OSError as exc:
         log.warning("ledger.schema_lock_unavailable", error=type(exc).__name__)
         return None
@@ -96,5 +94,5 @@ def _take(lock_path: str, deadline: float, wait_s: float) -> int | None:
             if time.monotonic() > deadline:
                 os.close(fd)
                 raise OperationalError(f"another process held the ledger's schema lock for over "
-                                       f"{wait_s:.0f} s") from None
+                                       f"{wait:.0f} s") from None
             time.sleep(0.02)

@@ -16,6 +16,8 @@ import orjson
 from eventsourcing.postgres import PostgresDatastore
 from eventsourcing.sqlite import SQLiteDatastore
 
+from ledger.schema_lock import sqlite_schema_lock
+
 _DDL = [
     """CREATE TABLE IF NOT EXISTS xl_subject_keys (
         subject TEXT PRIMARY KEY,
@@ -194,8 +196,6 @@ class SideTables:
             with self.cursor() as c:
                 yield c
             return
-        from ledger.schema_lock import sqlite_schema_lock
-
         with sqlite_schema_lock(self.datastore.pool.db_name), self.cursor() as c:
             yield c
 

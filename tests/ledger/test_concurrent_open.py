@@ -141,3 +141,48 @@ def test_a_sqlite_schema_lock_held_too_long_is_an_unavailable_ledger_not_a_hang(
         os.close(fd)
     Ledger(f"sqlite:///{path}").close()  # released: it opens
 
+
+
+def test_a_lock_file_this_process_cannot_write_is_opened_read_only_and_still_excludes(tmp_path, monkeypatch):
+    # Services running as different users of one group: the first made the file, the others may only
+    # read it. flock needs no write access, so the lock still holds.
+    import fcntl
+    import os
+
+    import ledger.schema_lock as schema_lock
+
+    db = str(tmp_path / "l.sqlite")
+    open(db + schema_lock.SUFFIX, "w").close()
+    real_open = os.open
+
+    def no_write(path, flags, *args):
+        if path.endswith(schema_lock.SUFFIX) and flags & os.O_CREAT:
+            raise PermissionError(13, "Permission denied", path)
+        return real_open(path, flags, *args)
+
+    monkeypatch.setattr(schema_lock.os, "open", no_write)
+    with schema_lock.sqlite_schema_lock(db):
+        other = real_open(db + schema_lock.SUFFIX, os.O_RDONLY)
+        try:
+            with pytest.raises(BlockingIOError):  # another process's attempt, as _take makes it
+                fcntl.flock(other, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        finally:
+            os.close(other)
+
+
+def test_without_any_lock_file_the_tables_are_made_and_the_skip_is_logged(tmp_path, monkeypatch):
+    import os
+
+    import structlog
+
+    import ledger.schema_lock as schema_lock
+
+    def refused(path, flags, *args):
+        raise PermissionError(13, "Permission denied", path)
+
+    monkeypatch.setattr(schema_lock.os, "open", refused)
+    with structlog.testing.capture_logs() as logs:
+        Ledger(f"sqlite:///{tmp_path}/ledger.sqlite").close()
+    # Once per opening: SideTables takes the lock again inside the Ledger's, without a second try.
+    assert [e["event"] for e in logs if e["log_level"] == "warning"] == ["ledger.schema_lock_unavailable"]
+    assert not os.path.exists(f"{tmp_path}/ledger.sqlite{schema_lock.SUFFIX}")
