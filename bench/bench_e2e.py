@@ -158,6 +158,12 @@ class _Receipts(threading.Thread):
         return len(self.arrivals) >= count
 
 
+def requests_recorded(ledger, partitions: int = 4) -> int:
+    """Requests the gates have recorded: the offsets tracked with their batches, summed over the
+    request topic's partitions."""
+    return sum(ledger.position(kafka_tracking_name(topics.REQUESTS, p)) or 0 for p in range(partitions))
+
+
 class _GateWindow(threading.Thread):
     """The gates' CPU over their own 10th to 90th percentile of the backlog.
 
@@ -175,14 +181,14 @@ class _GateWindow(threading.Thread):
     def __init__(self, ledger_url: str, pids: list[int], lo: int, hi: int, partitions: int = 4, every: float = 0.05):
         super().__init__(daemon=True)
         self.url, self.pids, self.lo, self.hi, self.every = ledger_url, pids, lo, hi, every
-        self.names = [kafka_tracking_name(topics.REQUESTS, p) for p in range(partitions)]
+        self.partitions = partitions
         # (exchanges recorded, CPU seconds of the gates, perf_counter) at lo and hi
         self.marks: list[tuple[int, float, float]] = []
         self.stopping = threading.Event()
         self.error: BaseException | None = None
 
     def _recorded(self, ledger) -> int:
-        return sum(ledger.position(name) or 0 for name in self.names)
+        return requests_recorded(ledger, self.partitions)
 
     def run(self) -> None:
         from ledger.application import Ledger

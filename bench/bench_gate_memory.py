@@ -29,11 +29,9 @@ import time
 from contextlib import ExitStack
 from pathlib import Path
 
-from bench.bench_e2e import _alive, _produce, _spawn, _stop
-from bench.common import row, size_label
+from bench.bench_e2e import _alive, _produce, _spawn, _stop, requests_recorded
+from bench.common import proc_status_mb, row, size_label
 from bench.messages import RECIPIENT, SENDER, signed_messages
-from ledger.application import kafka_tracking_name
-from services import topics
 
 EVERY = 0.25  # seconds between samples
 MARKS = (25, 50, 75, 100)  # % of the backlog recorded
@@ -54,26 +52,12 @@ def copy_ledger(url: str, workdir: Path) -> tuple[str, float, int]:
     return f"sqlite:///{dst}", time.perf_counter() - t0, size
 
 
-def _status_mb(pid: int) -> tuple[float, float]:
-    """(VmRSS, VmHWM) in MB of a live process; NaN once it is gone."""
-    got = {}
-    try:
-        with open(f"/proc/{pid}/status") as f:
-            for line in f:
-                if line.startswith(("VmRSS:", "VmHWM:")):
-                    got[line[:5]] = int(line.split()[1]) / 1024
-    except OSError:
-        pass
-    return got.get("VmRSS", float("nan")), got.get("VmHWM", float("nan"))
-
-
 class _Sampler(threading.Thread):
     """(seconds since start, exchanges recorded, VmRSS MB, VmHWM MB) every ``EVERY`` s."""
 
     def __init__(self, ledger_url: str, pid: int, every: float = EVERY):
         super().__init__(daemon=True)
         self.url, self.pid, self.every = ledger_url, pid, every
-        self.names = [kafka_tracking_name(topics.REQUESTS, p) for p in range(PARTITIONS)]
         self.samples: list[tuple[float, int, float, float]] = []
         self.stopping = threading.Event()
         self.error: BaseException | None = None
@@ -87,8 +71,8 @@ class _Sampler(threading.Thread):
                 t0 = time.perf_counter()
                 while not self.stopping.is_set():
                     # Progress first: the memory read after it has held at least that many exchanges.
-                    done = sum(ledger.position(name) or 0 for name in self.names)
-                    self.samples.append((time.perf_counter() - t0, done, *_status_mb(self.pid)))
+                    done = requests_recorded(ledger, PARTITIONS)
+                    self.samples.append((time.perf_counter() - t0, done, *proc_status_mb(self.pid, "VmRSS", "VmHWM")))
                     self.stopping.wait(self.every)
             finally:
                 ledger.close()
@@ -131,7 +115,7 @@ def gate_run(ledger_url: str, backlog: list[tuple[bytes, bytes, str]], timeout: 
         sampler.join(timeout=10)
         # The kernel's counters behind VmRSS and VmHWM are summed lazily: a sample's VmRSS can pass the
         # VmHWM read at the end by a few hundred kB. The peak is the highest of them all.
-        seen = [_status_mb(gate.pid)[1], *(v for s in sampler.samples for v in s[2:])]
+        seen = [proc_status_mb(gate.pid, "VmHWM")[0], *(v for s in sampler.samples for v in s[2:])]
         hwm = max(v for v in seen if math.isfinite(v))
         first = next((t for t, done, _, _ in sampler.samples if done > 0), None)
         return {"samples": sampler.samples, "hwm": hwm, "wall": time.perf_counter() - t_start,

@@ -62,16 +62,25 @@ def percentile(values: list[float], p: float) -> float:
     return s[k]
 
 
+def proc_status_mb(pid: int, *fields: str) -> tuple[float, ...]:
+    """The ``fields`` of /proc/<pid>/status (VmRSS, VmHWM, ...) in MB, read at once; NaN for each
+    once the process is gone."""
+    got: dict[str, float] = {}
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            for line in f:
+                name = line.split(":", 1)[0]
+                if name in fields:
+                    got[name] = int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return tuple(got.get(name, float("nan")) for name in fields)
+
+
 def peak_rss_mb(pid: int | None = None) -> float:
     """Peak resident set size in MB: of a live process (VmHWM), or of this one."""
     if pid is not None:
-        try:
-            with open(f"/proc/{pid}/status") as f:
-                for line in f:
-                    if line.startswith("VmHWM:"):
-                        return int(line.split()[1]) / 1024
-        except OSError:
-            return float("nan")
+        return proc_status_mb(pid, "VmHWM")[0]
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
