@@ -10,6 +10,11 @@ group, 4 partitions), on a fresh embedded broker and a fresh ledger:
   decision sends a receipt to the sender after it is durable in the ledger and the relay has
   published the inbox copy), so process start-up and group joins are left out, and a relay draining
   what gates far ahead of it recorded is not taken for the pipeline's rate;
+* sustained: the same pipeline on a fresh broker and ledger, fed as a stream of ``4 × n`` requests
+  with at most a tenth of them unanswered (_Feeder), the rate over the same window: every stage runs
+  through the window, where a backlog let the gates finish first and the relay drain alone;
+* the machine over each window from /proc/stat: cores left idle, and cores busy in processes the
+  benchmark does not name (rows ``.machine.*``), so that idle is read, not inferred;
 * latency: then ``latency_n`` more requests are published at a steady pace well under that rate;
   latency is from ``producer.send`` to the arrival of the request's receipt (p50 / p99);
 * peak RSS of each gate process (VmHWM) over the whole run;
@@ -37,7 +42,7 @@ import time
 from contextlib import ExitStack
 from pathlib import Path
 
-from bench.ceiling import (GATE_STAGES, RAW_STEPS, REQUIRED_STEPS, PgBackendCpu, ProcCpu, ThreadCpu, cores,
+from bench.ceiling import (GATE_STAGES, RAW_STEPS, REQUIRED_STEPS, PgBackendCpu, ProcCpu, SystemCpu, cores,
                            gate_stage_costs, proc_cpu_seconds, raw_step_costs, relay_stage_costs,
                            required_ledger_costs, stage_groups, step_costs, thread_cpu_seconds, transcoder_rates,
                            worked)
@@ -134,6 +139,7 @@ class _Receipts(threading.Thread):
         self.arrivals: dict[str, float] = {}
         self.times: list[float] = []
         self.stopping = threading.Event()
+        self.failed: BaseException | None = None  # the feeder's error: no more receipts will come
 
     def run(self) -> None:
         while not self.stopping.is_set():
@@ -152,6 +158,8 @@ class _Receipts(threading.Thread):
         while time.monotonic() < deadline:
             if len(self.arrivals) >= count:
                 return True
+            if self.failed is not None:
+                raise RuntimeError(f"feeding the requests failed: {self.failed!r}")
             if procs:
                 _alive(procs)
             time.sleep(step)
@@ -267,21 +275,66 @@ def _produce(settings: Settings, messages, pace: float | None = None) -> dict[st
     return sent
 
 
-def one_run(ledger_url: str, gates: int, backlog, latency_msgs, timeout: float = 600) -> dict:
-    """One e2e run on a fresh broker; returns throughput, latencies, gate RSS, and the broker for baselines."""
+class _Feeder(threading.Thread):
+    """A steady stream instead of a backlog: keeps at most ``in_flight`` requests published and not
+    yet receipted, sending the next ``chunk`` whenever that many receipts have come back.
+
+    A backlog published before the services start lets the gates run ahead of the relay and
+    finish first; the relay then drains the rest alone, one core mostly idle (/proc/stat: 10 % of
+    the machine idle over a 40k-backlog window, 2-5 % while all stages ran; 2026-12-01 14:30).
+    Bounded in flight, every stage runs for the whole window, as under a load that lasts. The
+    sending is this process's work, counted as the harness's."""
+
+    def __init__(self, settings: Settings, messages, receipts: _Receipts, in_flight: int, chunk: int = 250):
+        super().__init__(daemon=True)
+        self.settings, self.messages, self.receipts = settings, messages, receipts
+        self.in_flight, self.chunk = in_flight, min(chunk, in_flight)
+        self.stopping = threading.Event()
+
+    def run(self) -> None:
+        from services.kafka import make_producer
+
+        try:
+            producer = make_producer(self.settings, client_id="bench-feeder")
+            try:
+                sent = 0
+                while sent < len(self.messages) and not self.stopping.is_set():
+                    if sent - len(self.receipts.arrivals) > self.in_flight - self.chunk:
+                        time.sleep(0.002)
+                        continue
+                    for key, value, _ in self.messages[sent:sent + self.chunk]:
+                        producer.send(topics.REQUESTS, key=key, value=value)
+                    producer.flush()
+                    sent += self.chunk
+            finally:
+                producer.close()
+        except BaseException as exc:  # noqa: BLE001 - raised by the receipts' wait in one_run
+            self.receipts.failed = exc
+
+
+def one_run(ledger_url: str, gates: int, backlog, latency_msgs, timeout: float = 600,
+            in_flight: int | None = None) -> dict:
+    """One e2e run on a fresh broker; returns throughput, latencies, gate RSS, and the broker for baselines.
+
+    ``in_flight``: the requests are fed as a steady stream with at most that many unanswered
+    (_Feeder) instead of published as a backlog first; no latency run follows."""
     from services.runtime import Runtime
 
     broker = EmbeddedBroker().start()
     procs: list[subprocess.Popen] = []
-    receipts = gate_window = pg_cpu = None
+    receipts = gate_window = pg_cpu = feeder = None
     app_name = os.environ.get("PGAPPNAME")
     os.environ["PGAPPNAME"] = HARNESS_APP  # this process's connections; _env leaves it out of the services'
     try:
         settings = Settings.development(ledger_url=ledger_url).with_embedded_broker(broker.bootstrap)
         rt = Runtime(settings)
         rt.create_topics([SENDER[0], RECIPIENT[0]])
-        _produce(settings, backlog)
         receipts = _Receipts(broker.bootstrap)
+        if in_flight is None:
+            _produce(settings, backlog)
+        else:
+            feeder = _Feeder(settings, backlog, receipts, in_flight)
+            feeder.start()
         receipts.start()
         t_start = time.perf_counter()
         # The ledger is created before any service starts: started together on a fresh SQLite file, a
@@ -304,23 +357,23 @@ def one_run(ledger_url: str, gates: int, backlog, latency_msgs, timeout: float =
         lo, hi = int(0.1 * n), int(0.9 * n)
         cpu.start_s = {p.pid: 0.0 for p in gate_procs + [relay]}
         cpu.start_s[broker.pid] = proc_cpu_seconds(broker.pid)
-        # The harness: the receipt consumer and the gates' progress reader (threads of this process), and
-        # on PostgreSQL the backends of this process's connections; the services' backends apart.
-        harness_threads = [receipts]
+        # The harness: this process (the receipt consumer, the gates' progress reader, the feeder, their
+        # Kafka clients' threads), and on PostgreSQL the backends of its connections; the services' apart.
         if ledger_url.startswith(("postgresql:", "postgres:")):
             pg_cpu = PgBackendCpu(ledger_url, HARNESS_APP)
         got_lo = 0
         if n >= 1000:  # below that the window is a few clock ticks: from the processes' start instead
             gate_window = _GateWindow(ledger_url, [p.pid for p in gate_procs], lo, hi)
             gate_window.start()
-            harness_threads.append(gate_window)
             if not receipts.wait(lo, timeout, procs=procs):
                 raise RuntimeError(f"only {len(receipts.arrivals)} of {n} receipts after {timeout}s")
             cpu.pids["maintainer"] = _children(relay.pid)
             cpu.start()
             got_lo = len(receipts.arrivals)
-        harness = ThreadCpu(harness_threads)
+        harness = ProcCpu({"harness": [os.getpid()]})
         harness.start()
+        machine = SystemCpu()
+        machine.start()
         if pg_cpu is not None:
             pg_cpu.start_window()
         w_start = time.perf_counter() if n >= 1000 else t_start
@@ -329,7 +382,8 @@ def one_run(ledger_url: str, gates: int, backlog, latency_msgs, timeout: float =
         if "maintainer" not in cpu.pids:  # a tiny run: from their start, as the relay
             cpu.pids["maintainer"] = _children(relay.pid)
         spent = cpu.stop()
-        spent["harness"] = harness.stop()
+        spent["harness"] = harness.stop()["harness"]
+        system = machine.stop()
         if pg_cpu is not None:
             db = pg_cpu.stop_window()
             spent["postgres"] = db["postgres"]
@@ -339,6 +393,11 @@ def one_run(ledger_url: str, gates: int, backlog, latency_msgs, timeout: float =
         # that same window here, not over their own marks as in the per-exchange row).
         cores_busy = sum(spent.values()) / (cores() * window)
         in_window = max(1, len(receipts.arrivals) - got_lo)
+        # The machine over the same window: cores idle, and busy in processes not named above.
+        system_us = {"idle": system["idle"], "steal": system["steal"],
+                     "other": max(0.0, system["busy"] - sum(spent.values()))}
+        system_us = {k: v / in_window * 1e6 for k, v in system_us.items()}
+        machine_busy = system["busy"] / max(1e-9, system["busy"] + system["idle"] + system["steal"])
         if not receipts.wait(n, timeout, procs=procs):
             raise RuntimeError(f"only {len(receipts.arrivals)} of {n} receipts after {timeout}s")
         cpu_us = {k: v / in_window * 1e6 for k, v in spent.items()}
@@ -364,14 +423,17 @@ def one_run(ledger_url: str, gates: int, backlog, latency_msgs, timeout: float =
         throughput = (int(0.9 * n) - int(0.1 * n)) / (t90 - t10) if t90 - t10 > 0.05 else n / wall
         # latency: paced well below the measured rate
         pace = max(20.0, min(200.0, throughput * 0.3))
-        sent = _produce(settings, latency_msgs, pace=pace)
-        if not receipts.wait(n + len(latency_msgs), 120, procs=procs):
-            raise RuntimeError("latency receipts missing")
-        lat = [(receipts.arrivals[m] - t) * 1000 for m, t in sent.items()]
+        lat: list[float] = []
+        if latency_msgs:
+            sent = _produce(settings, latency_msgs, pace=pace)
+            if not receipts.wait(n + len(latency_msgs), 120, procs=procs):
+                raise RuntimeError("latency receipts missing")
+            lat = [(receipts.arrivals[m] - t) * 1000 for m, t in sent.items()]
         rss = [peak_rss_mb(p.pid) for p in gate_procs]
         return {"throughput": throughput, "wall_rate": n / wall, "p50": percentile(lat, 50),
                 "p99": percentile(lat, 99), "rss": max(rss), "pace": pace,
-                "cpu_us": cpu_us, "cores_busy": cores_busy, "shape": ledger_shape(ledger_url, n)}
+                "cpu_us": cpu_us, "cores_busy": cores_busy, "system_us": system_us, "machine_busy": machine_busy,
+                "shape": ledger_shape(ledger_url, n)}
     finally:
         if app_name is None:
             os.environ.pop("PGAPPNAME", None)
@@ -385,6 +447,9 @@ def one_run(ledger_url: str, gates: int, backlog, latency_msgs, timeout: float =
             Path(p.log_path).unlink(missing_ok=True)
         if gate_window is not None:
             gate_window.stopping.set()
+        if feeder is not None:
+            feeder.stopping.set()
+            feeder.join(timeout=10)
         if receipts is not None:
             receipts.stopping.set()
             receipts.join(timeout=5)
@@ -554,7 +619,10 @@ def run(n: int = 5000, latency_n: int = 300, backends=("sqlite", "postgres"), ga
     t0 = time.perf_counter()
     backlog = [(k, v, f"e2e-{i:07d}") for i, (k, v) in enumerate(signed_messages(n, "e2e"))]
     latency_msgs = [(k, v, f"lat-{i:07d}") for i, (k, v) in enumerate(signed_messages(latency_n, "lat"))]
-    print(f"  e2e: {n + latency_n} messages signed in {time.perf_counter() - t0:.1f}s", file=sys.stderr)
+    # The sustained runs: a stream four times the backlog, so that the window (10th to 90th percentile)
+    # lies well inside the part where requests keep coming.
+    stream = backlog + [(k, v, f"sus-{i:07d}") for i, (k, v) in enumerate(signed_messages(3 * n, "sus"))]
+    print(f"  e2e: {len(stream) + latency_n} messages signed in {time.perf_counter() - t0:.1f}s", file=sys.stderr)
     decisions = [w.decision for w in worked(backlog)]  # the Decided events' content, for the second event
     comps = component_rates(backlog, baseline_repeat)
     comps["kafka_consume"], raw = kafka_consume_rate(backlog, baseline_repeat)
@@ -639,44 +707,76 @@ def run(n: int = 5000, latency_n: int = 300, backends=("sqlite", "postgres"), ga
                                         "library work inside the stage: " + " + ".join(lib)))
             for g in gates:
                 r = one_run(url(f"e2e{g}"), g, backlog, latency_msgs)
-                print(f"  e2e {backend} gates={g}: {r['throughput']:.0f}/s (wall {r['wall_rate']:.0f}/s, limit "
-                      f"{limit:.0f}/s), p50 {r['p50']:.0f} ms, p99 {r['p99']:.0f} ms, CPU µs/exchange "
-                      + ", ".join(f"{k} {v:.0f}" for k, v in r["cpu_us"].items())
-                      + "; " + ", ".join(f"{k} {v:.0f}" for k, v in r["shape"].items()), file=sys.stderr)
+                _print_run(f"e2e {backend} gates={g}", r, limit)
                 peak_rss = max(peak_rss, r["rss"])
                 tag = f"e2e.{backend}.gates{g}"
-                rows.append(row(f"{tag}.throughput", r["throughput"], "exchanges/s",
-                                f"slowest raw component: {slowest}", base[slowest], target=0.5))
-                rows.append(row(f"{tag}.throughput.vs_limit", r["throughput"], "exchanges/s",
-                                f"the limit on this machine: {ncores} cores ÷ {summed:.0f} µs/exchange", limit))
-                rows.append(row(f"{tag}.throughput.vs_required", r["throughput"], "exchanges/s",
-                                f"the required floor's limit: {ncores} cores ÷ {floor:.0f} µs/exchange",
-                                required_limit))
-                for comp in ("kafka_consume", "fastavro_decode", "ed25519_verify", "eventsourcing_append"):
-                    rows.append(row(f"{tag}.throughput.vs_{comp}", r["throughput"], "exchanges/s",
-                                    _label(comp, backend), base[comp]))
-                for proc, us in r["cpu_us"].items():
-                    if us > 0:  # under one clock tick in a tiny run: nothing to report
-                        rows.append(row(f"{tag}.cpu.{proc}", us, "µs/exchange", _CPU_ROWS.get(
-                            proc, "utime+stime from /proc over the backlog")))
-                # The services' processes, comparable with the raw steps (which leave PostgreSQL's share out too).
-                total = sum(us for proc, us in r["cpu_us"].items() if proc in ("gate", "relay", "maintainer", "broker"))
-                rows.append(row(f"{tag}.cpu.total", total, "µs/exchange", "summed raw cost", summed,
-                                higher_better=False))
-                rows.append(row(f"{tag}.cpu.all", sum(r["cpu_us"].values()), "µs/exchange",
-                                "gate(s) + relay + maintainer + broker + PostgreSQL's backends + harness"))
-                if r["cores_busy"] > 0:
-                    rows.append(row(f"{tag}.cores_busy", 100 * r["cores_busy"], "% of cores",
-                                    f"all CPU of the run in the receipts' window ÷ ({ncores} cores × window)"))
-                for what, value in r["shape"].items():
-                    if value > 0:  # no small pages at all: nothing to report (the line above says 0)
-                        rows.append(row(f"{tag}.shape.{what}", value, *_SHAPE_ROWS[what]))
+                rows += _run_rows(tag, r, backend, base, slowest, summed, floor, limit, required_limit, ncores)
                 rows.append(row(f"{tag}.latency_p50", r["p50"], "ms",
                                 f"paced at {r['pace']:.0f}/s; publish → receipt"))
                 rows.append(row(f"{tag}.latency_p99", r["p99"], "ms",
                                 f"paced at {r['pace']:.0f}/s; publish → receipt"))
+            for g in gates:
+                in_flight = max(250, len(stream) // 10)
+                r = one_run(url(f"e2es{g}"), g, stream, [], in_flight=in_flight)
+                _print_run(f"e2e {backend} gates={g} sustained", r, limit)
+                peak_rss = max(peak_rss, r["rss"])
+                rows += _run_rows(f"e2e.{backend}.gates{g}.sustained", r, backend, base, slowest, summed, floor,
+                                  limit, required_limit, ncores,
+                                  what=f"a stream of {len(stream)} with at most {in_flight} unanswered")
     rows.append(row("e2e.gate.peak_rss", peak_rss, "MB", "max VmHWM of the gate processes over all runs"))
     return rows
+
+
+def _print_run(label: str, r: dict, limit: float) -> None:
+    print(f"  {label}: {r['throughput']:.0f}/s (wall {r['wall_rate']:.0f}/s, limit {limit:.0f}/s), "
+          f"p50 {r['p50']:.0f} ms, p99 {r['p99']:.0f} ms, machine busy {100 * r['machine_busy']:.0f} %, CPU µs/exchange "
+          + ", ".join(f"{k} {v:.0f}" for k, v in r["cpu_us"].items())
+          + "; machine " + ", ".join(f"{k} {v:.0f}" for k, v in r["system_us"].items())
+          + "; " + ", ".join(f"{k} {v:.0f}" for k, v in r["shape"].items()), file=sys.stderr)
+
+
+def _run_rows(tag: str, r: dict, backend: str, base: dict, slowest: str, summed: float, floor: float,
+              limit: float, required_limit: float, ncores: int, what: str = "a backlog") -> list[dict]:
+    """The rows of one end-to-end run: its rate against each baseline, CPU per exchange per process,
+    and the machine's idle and otherwise busy cores over the same window."""
+    rows = [row(f"{tag}.throughput", r["throughput"], "exchanges/s",
+                f"{what}; slowest raw component: {slowest}", base[slowest], target=0.5),
+            row(f"{tag}.throughput.vs_limit", r["throughput"], "exchanges/s",
+                f"the limit on this machine: {ncores} cores ÷ {summed:.0f} µs/exchange", limit),
+            row(f"{tag}.throughput.vs_required", r["throughput"], "exchanges/s",
+                f"the required floor's limit: {ncores} cores ÷ {floor:.0f} µs/exchange", required_limit)]
+    for comp in ("kafka_consume", "fastavro_decode", "ed25519_verify", "eventsourcing_append"):
+        rows.append(row(f"{tag}.throughput.vs_{comp}", r["throughput"], "exchanges/s", _label(comp, backend),
+                        base[comp]))
+    for proc, us in r["cpu_us"].items():
+        if us > 0:  # under one clock tick in a tiny run: nothing to report
+            rows.append(row(f"{tag}.cpu.{proc}", us, "µs/exchange", _CPU_ROWS.get(
+                proc, "utime+stime from /proc over the backlog")))
+    # The services' processes, comparable with the raw steps (which leave PostgreSQL's share out too).
+    total = sum(us for proc, us in r["cpu_us"].items() if proc in ("gate", "relay", "maintainer", "broker"))
+    rows.append(row(f"{tag}.cpu.total", total, "µs/exchange", "summed raw cost", summed, higher_better=False))
+    rows.append(row(f"{tag}.cpu.all", sum(r["cpu_us"].values()), "µs/exchange",
+                    "gate(s) + relay + maintainer + broker + PostgreSQL's backends + harness"))
+    if r["cores_busy"] > 0:
+        rows.append(row(f"{tag}.cores_busy", 100 * r["cores_busy"], "% of cores",
+                        f"all CPU of the run in the receipts' window ÷ ({ncores} cores × window)"))
+    rows.append(row(f"{tag}.machine.busy", 100 * r["machine_busy"], "% of cores",
+                    "the whole machine busy over the receipts' window (/proc/stat)"))
+    for what_, us in r["system_us"].items():
+        if us > 0:  # none at all (no idle core, no steal): the verdict table reads it as 0
+            rows.append(row(f"{tag}.machine.{what_}", us, "µs/exchange", _MACHINE_ROWS[what_]))
+    for what_, value in r["shape"].items():
+        if value > 0:  # no small pages at all: nothing to report (the line above says 0)
+            rows.append(row(f"{tag}.shape.{what_}", value, *_SHAPE_ROWS[what_]))
+    return rows
+
+
+_MACHINE_ROWS = {
+    "idle": "core time left idle (idle + iowait in /proc/stat) over the receipts' window",
+    "steal": "core time the hypervisor gave to others (steal in /proc/stat) over the receipts' window",
+    "other": "core time busy in processes the benchmark does not name (kernel threads, other services), "
+             "/proc/stat less all CPU above, over the receipts' window",
+}
 
 
 _SHAPE_ROWS = {
@@ -689,7 +789,8 @@ _SHAPE_ROWS = {
 _CPU_ROWS = {
     "postgres": "utime+stime from /proc of the PostgreSQL backends serving the services (pg_stat_activity "
                 "of the bench database), over the receipts' window",
-    "harness": "the benchmark's receipt consumer and progress-reader threads, and their PostgreSQL backends",
+    "harness": "the benchmark process (receipt consumer, progress reader, feeder, their Kafka clients' threads) "
+               "and its PostgreSQL backends",
 }
 
 
@@ -758,8 +859,9 @@ def cpu_markdown(rows: list[dict]) -> str:
 
 def _verdict_markdown(rows: list[dict], runs: list[str]) -> list[str]:
     """Issue 18's question for each run: the core time one exchange took (cores ÷ e2e rate), split into
-    the required floor, the broker, PostgreSQL's backends, the benchmark's harness, our own code and idle
-    cores, set against the core time the target (0.5 × the slowest raw component) allows."""
+    the required floor, the broker, PostgreSQL's backends, the benchmark's harness, our own code, cores
+    left idle and cores busy elsewhere (both read from /proc/stat), set against the core time the target
+    (0.5 × the slowest raw component) allows."""
     named = {r["name"]: r for r in rows}
     lines = []
     for run_ in runs:
@@ -768,31 +870,36 @@ def _verdict_markdown(rows: list[dict], runs: list[str]) -> list[str]:
         if budget_row is None or f"{run_}.cpu.all" not in named:
             continue
         v = {k: named[f"{run_}.{k}"]["value"] if f"{run_}.{k}" in named else 0.0
-             for k in ("throughput", "cpu.all", "cpu.total", "cpu.broker", "cpu.postgres", "cpu.harness")}
+             for k in ("throughput", "cpu.all", "cpu.total", "cpu.broker", "cpu.postgres", "cpu.harness",
+                       "machine.idle", "machine.other", "machine.steal")}
         summed = sum(named[f"e2e.{backend}.raw.{s}"]["value"] for s in RAW_STEPS)
         ncores = round(named[f"e2e.{backend}.limit"]["value"] * summed / 1e6)
         floor, budget = budget_row["value"], budget_row["baseline_value"]
         spent = ncores * 1e6 / v["throughput"]
         ours = v["cpu.total"] - v["cpu.broker"] - floor
-        idle = spent - v["cpu.all"]
+        elsewhere = v["machine.other"] + v["machine.steal"]
+        rest = spent - v["cpu.all"] - v["machine.idle"] - elsewhere
         if floor > budget:
             verdict = f"out of reach on this machine: the required floor alone is {floor - budget:.0f} µs over"
         else:
             verdict = f"within reach: the floor leaves {budget - floor:.0f} µs for the rest"
         lines.append(f"| {run_[4:]} | {spent:.0f} | {floor:.0f} | {v['cpu.broker']:.0f} | {v['cpu.postgres']:.0f} | "
-                     f"{v['cpu.harness']:.0f} | {ours:.0f} | {idle:.0f} | {budget:.0f} | {floor / budget:.2f} | "
-                     f"{verdict} |")
+                     f"{v['cpu.harness']:.0f} | {ours:.0f} | {v['machine.idle']:.0f} | {elsewhere:.0f} | {rest:.0f} | "
+                     f"{budget:.0f} | {floor / budget:.2f} | {verdict} |")
     if not lines:
         return []
     return ["", "The target against what an exchange costs (µs of core time per exchange). spent is cores ÷ the "
             "e2e rate; it splits into the required floor (the library work above, measured raw), the broker, "
             "PostgreSQL's backends, the benchmark's harness, our own code (the services' CPU less the broker and "
-            "the floor) and cores left idle (spent less all CPU measured; the gates are counted over their own "
-            "window, so this can be slightly off). budget is the core time per exchange that 0.5 × the slowest "
-            "raw component's rate allows:", "",
-            "| run | spent | required floor | broker | postgres | harness | our code | idle | budget | "
-            "floor ÷ budget | verdict |",
-            "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|", *lines]
+            "the floor), cores left idle and cores busy elsewhere (kernel threads, other services, the "
+            "hypervisor's steal), both read from /proc/stat over the receipts' window, and the rest (spent less "
+            "all these: the gates are counted over their own window and the rate over a slightly different one, "
+            "so this can be off either way). budget is the core time per exchange that 0.5 × the slowest raw "
+            "component's rate allows. A backlog run publishes every request before the services start; a "
+            "sustained run feeds them as a stream with a bounded number unanswered:", "",
+            "| run | spent | required floor | broker | postgres | harness | our code | idle | elsewhere | rest | "
+            "budget | floor ÷ budget | verdict |",
+            "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|", *lines]
 
 
 def _floor_markdown(by: dict[str, float], backends: list[str]) -> list[str]:

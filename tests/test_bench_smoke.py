@@ -64,6 +64,9 @@ def test_e2e_bench_rows():
     for backend in ("sqlite", "postgres"):
         assert f"e2e.{backend}.gates1.throughput" in names
         assert f"e2e.{backend}.gates1.latency_p99" in names
+        # The same pipeline fed as a stream (bounded unanswered), and the machine's busy share read from /proc/stat.
+        assert {f"e2e.{backend}.gates1.sustained.throughput", f"e2e.{backend}.gates1.sustained.cpu.total",
+                f"e2e.{backend}.gates1.machine.busy", f"e2e.{backend}.gates1.sustained.machine.busy"} <= names
         # The relay's pages over the backlog, counted in the ledger.
         assert {f"e2e.{backend}.gates1.shape.relay_pages", f"e2e.{backend}.gates1.shape.entries_per_relay_page"} <= names
         # The required floor: every required step but the second event (a difference of two appends,
@@ -81,7 +84,8 @@ def test_e2e_bench_rows():
     assert "| **relay total** |" in md
     # The target against the cost of an exchange: one verdict line per run.
     verdicts = [line for line in md.splitlines() if "out of reach on this machine" in line or "within reach" in line]
-    assert {line.split("|")[1].strip() for line in verdicts} == {"sqlite.gates1", "postgres.gates1"}
+    assert {line.split("|")[1].strip() for line in verdicts} == {
+        "sqlite.gates1", "postgres.gates1", "sqlite.gates1.sustained", "postgres.gates1.sustained"}
 
 
 def test_markdown_table():
