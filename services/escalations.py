@@ -185,15 +185,21 @@ class EscalationDesk:
         self.ledger = ledger
         self.bundles = bundles
         self.max_open = max_open
+        self._read_models: Any = None
 
     # -- reading ------------------------------------------------------------------------------
 
     def _models(self):
+        """The live read models, caught up. Made once per desk: making them runs their CREATE ... IF
+        NOT EXISTS statements (and on SQLite takes the schema lock), which every page view paid. The
+        live set keeps its position in the database, not in the object, so one object serves every
+        call and thread."""
         from ledger.readmodels import ReadModels
 
-        models = ReadModels(self.ledger)
-        models.catch_up()
-        return models
+        if self._read_models is None:
+            self._read_models = ReadModels(self.ledger)
+        self._read_models.catch_up()
+        return self._read_models
 
     def queue(self, *, status: str | None = OPEN, overdue_only: bool = False, now: datetime | None = None,
               limit: int = 500) -> list[dict[str, Any]]:

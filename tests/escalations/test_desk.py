@@ -140,3 +140,22 @@ def test_statistics_equal_a_recount_of_every_escalation(history):
     assert seen[0]["open"] == 2 and seen[0]["overdue"] == 0 and seen[1]["overdue"] == 2
     assert seen[-1]["refused"] == 1 and seen[-1]["median_hours_to_verdict"] is not None
     assert sum(s["awaiting_second_approval"] for s in seen) + sum(s["approved"] for s in seen) > 0
+
+
+def test_the_desk_makes_its_read_models_once(history, monkeypatch):
+    """Each page view used to make the read models anew (their DDL, and on SQLite the schema lock);
+    the desk now makes them once and only catches them up, and still sees escalations opened after."""
+    from ledger.readmodels import ReadModels
+
+    made = []
+    create = ReadModels.create
+    monkeypatch.setattr(ReadModels, "create", lambda self: (made.append(self), create(self))[1])
+    desk = EscalationDesk(history.ledger)
+    before = desk.queue()
+    desk.statistics()
+    desk.queue(status=None)
+    assert len(made) == 1
+    history.record(history.signed(no_basis_request("0508882345"), message_id="jc-000002", org_role=SOCIAL,
+                                  at=V2_DAY))
+    after = desk.queue()
+    assert len(after) == len(before) + 1 and len(made) == 1
