@@ -115,6 +115,13 @@ class Ledger(Application[UUID]):
 
     def __init__(self, url: str, env: dict[str, str] | None = None):
         merged = {**persistence_env(url), **(env or {})}
+        if merged["PERSISTENCE_MODULE"] == "eventsourcing.postgres":
+            merged.setdefault("POSTGRES_SCHEMA", "")  # eventsourcing's default schema, stated so it is pinned
+        # What the URL and the caller say wins in both spellings eventsourcing reads. It looks for
+        # XLEDGER_<KEY> in the process environment before <KEY>, so XLEDGER_SQLITE_DBNAME or
+        # XLEDGER_POSTGRES_HOST would otherwise have opened another database than the URL names, with
+        # the schema lock taken on the URL's.
+        merged.update({f"{self.name.upper()}_{key}": value for key, value in list(merged.items())})
         self.url = url
         with _schema_lock(merged):
             super().__init__(env=merged)
