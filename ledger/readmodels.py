@@ -352,10 +352,10 @@ class ReadModels:
         """
         start = (self.position() if self.tracked else self._untracked_position) + 1
         consumed = 0
-        if through is not None and start > through:
-            return consumed
         mapper = self.ledger.mapper
         while True:
+            if through is not None and start > through:
+                return consumed
             page = rows.notifications(start, self.page_size) if rows is not None else None
             if page is None:
                 page = self.ledger.notifications(start, self.page_size)
@@ -387,7 +387,7 @@ class ReadModels:
             if progress is not None:
                 progress(page[-1].id, len(page))
             start = page[-1].id + 1
-            if stop or (max_entries is not None and consumed >= max_entries) or (through is not None and start > through):
+            if stop or (max_entries is not None and consumed >= max_entries):
                 return consumed
 
     def project_next(self, page: Sequence[Notification], events: dict[int, Any]) -> bool:
