@@ -338,9 +338,10 @@ class ReadModels:
         return self.ledger.position(TRACKING_NAME) or 0 if self.tracked else 0
 
     def catch_up(self, *, until: datetime | None = None, progress: Callable[[int, int], None] | None = None,
-                 max_entries: int | None = None, rows: EventRows | None = None) -> int:
+                 max_entries: int | None = None, rows: EventRows | None = None, through: int | None = None) -> int:
         """Projects every notification after the tracked position (with ``max_entries``, stops
-        at the first page end past that many); returns how many it consumed.
+        at the first page end past that many; with ``through``, at the first page end at or past
+        that notification id, and at once if already there); returns how many it consumed.
 
         With ``tracked`` each page is one transaction with its tracking record, so a
         page is projected exactly once even when two processes catch up at once.
@@ -353,6 +354,8 @@ class ReadModels:
         consumed = 0
         mapper = self.ledger.mapper
         while True:
+            if through is not None and start > through:
+                return consumed
             page = rows.notifications(start, self.page_size) if rows is not None else None
             if page is None:
                 page = self.ledger.notifications(start, self.page_size)

@@ -139,7 +139,13 @@ class Runtime:
             if step < INTEGRATE_STEP:
                 tree_current = True
                 break
-        projected = self.read_models.catch_up(max_entries=max_entries, rows=rows)
+        # The read models stop where the tree's kept rows end, and not where the events table ends:
+        # the gates write while a step runs, and what they wrote since the tree's read would be read
+        # here from the table and again by the tree's next step (in the end-to-end run the read models
+        # stayed a step ahead, so that every page came from the table and the kept rows served none).
+        # Only when the rows hold all the tree appended (no gap, no limit reached); else as before.
+        through = rows.last if integrated and len(rows) == integrated else None
+        projected = self.read_models.catch_up(max_entries=max_entries, rows=rows, through=through)
         return tree_current and (max_entries is None or projected < max_entries)
 
     def relay(self, *, maintain: bool = True) -> DeliveryRelay:

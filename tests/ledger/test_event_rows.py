@@ -78,3 +78,19 @@ def test_read_models_from_kept_rows_equal_a_replay_whether_behind_level_or_ahead
     live.catch_up(rows=rows)
     assert live.position() == ledger.max_notification_id()
     assert _rows(live) == _project(ledger, "all", 1000)
+
+
+def test_catch_up_through_stops_at_the_first_page_end_at_or_past_it(ledger, signer):
+    live = ReadModels(ledger, page_size=6)
+    _record_history(ledger, 0, 2)
+    rows = EventRows()
+    ledger.integrate(signer=signer, origin=ORIGIN, rows=rows)
+    _record_history(ledger, 100, 2)  # written after the tree's read: not the read models' yet
+    assert live.catch_up(rows=rows, through=rows.last) == rows.last
+    assert live.position() == rows.last
+    assert live.catch_up(rows=rows, through=rows.last) == 0  # there already: nothing read
+    # Behind it, from the table: pages of 6 from the position, the last one may pass it.
+    assert live.catch_up(through=rows.last + 1) == 6 and live.position() == rows.last + 6
+    live.catch_up()
+    assert live.position() == ledger.max_notification_id()
+    assert _rows(live) == _project(ledger, "all", 1000)
