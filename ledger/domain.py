@@ -8,25 +8,37 @@ recorded twice.
 
 from __future__ import annotations
 
+import re
 from hashlib import sha1
 from typing import Any
-from uuid import NAMESPACE_URL, UUID, uuid5
+from uuid import NAMESPACE_URL, UUID, SafeUUID, uuid5
 
 from eventsourcing.domain import Aggregate, event
 from eventsourcing.utils import get_topic
 
 _NS = uuid5(NAMESPACE_URL, "https://exchange-ledger.dk/ledger")
 _NS_BYTES = _NS.bytes
+# sha1 already fed the namespace: each id copies it and hashes only its own name.
+_NS_SHA1 = sha1(_NS_BYTES)
 # uuid5's version (5) and RFC 4122 variant bits, set in the hash's first 16 bytes.
 _KEEP, _SET = 0xFFFFFFFF_FFFF_0FFF_3FFF_FFFFFFFFFFFF, 0x00000000_0000_5000_8000_000000000000
+_new, _set, _from_bytes, _UNKNOWN = object.__new__, object.__setattr__, int.from_bytes, SafeUUID.unknown
+# A UUID as str(UUID) writes it: what the relay's delivery ids name their exchange by.
+_CANONICAL_UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}").fullmatch
 
 
 def _uuid5(name: str) -> UUID:
-    """``uuid5(_NS, name)``, the same UUID at about half the cost: the gate derives one per message,
-    and uuid.uuid5 goes through UUID's generic constructor (bytes, then version bits) each time.
-    tests/ledger/test_domain_ids.py holds it to uuid.uuid5."""
-    digest = sha1(_NS_BYTES + name.encode()).digest()
-    return UUID(int=(int.from_bytes(digest[:16], "big") & _KEEP) | _SET)
+    """``uuid5(_NS, name)``, the same UUID at about half the cost: the gate derives one per message
+    and the relay one per delivery, and uuid.uuid5 hashes the namespace again and goes through UUID's
+    generic constructor (its argument checks, then the version bits) each time. The UUID is made as
+    ``UUID(int=...)`` makes it (both slots set, ``is_safe`` unknown), without the checks: the value
+    is in range by construction. tests/ledger/test_domain_ids.py holds it to uuid.uuid5."""
+    h = _NS_SHA1.copy()
+    h.update(name.encode())
+    u = _new(UUID)
+    _set(u, "int", (_from_bytes(h.digest()[:16], "big") & _KEEP) | _SET)
+    _set(u, "is_safe", _UNKNOWN)
+    return u
 
 
 def exchange_id(sender: str, message_id: str) -> UUID:
@@ -39,6 +51,16 @@ def rejection_id(topic: str, partition: int, offset: int) -> UUID:
 
 def delivery_id(exchange: UUID, recipient: str, kind: str) -> UUID:
     return _uuid5(f"delivery|{exchange}|{recipient}|{kind}")
+
+
+def delivery_id_text(exchange: str, recipient: str, kind: str) -> str:
+    """``str(delivery_id(UUID(exchange), recipient, kind))``: the relay names every delivery by it.
+    An exchange id already written as str(UUID) writes it is hashed as it is, not parsed into a UUID
+    and written out again; any other spelling UUID accepts (upper case, braces, a urn) is first
+    written that way, and one it refuses raises its ValueError, as before."""
+    if _CANONICAL_UUID(exchange) is None:
+        exchange = str(UUID(exchange))
+    return str(_uuid5(f"delivery|{exchange}|{recipient}|{kind}"))
 
 
 def delivery_page_id(start: int) -> UUID:
@@ -116,25 +138,27 @@ class Exchange(Aggregate):
         if not isinstance(id, UUID):  # what DomainEvent.__post_init__ checks
             raise TypeError(f"Exchange.decided was given a non-UUID id: {id!r}")
         requested_cls, decided_cls = cls.Requested, cls.Decided  # type: ignore[attr-defined]
+        # Each object's attribute dict is built whole and set as its __dict__ (as eventsourcing's own
+        # _create_aggregate does), not built as keywords and then copied into an empty one.
         created_on = requested_cls.create_timestamp()
-        created = object.__new__(requested_cls)
-        created.__dict__.update(
-            originator_id=id, originator_version=cls.INITIAL_VERSION, timestamp=created_on,
-            originator_topic=get_topic(cls), sender=sender, message_id=message_id, source=source,
-            summary=summary, subject=subject, message_digest=message_digest, sealed_message=sealed_message,
-        )
+        created = _new(requested_cls)
+        _set(created, "__dict__", {
+            "originator_id": id, "originator_version": cls.INITIAL_VERSION, "timestamp": created_on,
+            "originator_topic": get_topic(cls), "sender": sender, "message_id": message_id, "source": source,
+            "summary": summary, "subject": subject, "message_digest": message_digest, "sealed_message": sealed_message,
+        })
         decided_on = decided_cls.create_timestamp()
-        decided = object.__new__(decided_cls)
-        decided.__dict__.update(originator_id=id, originator_version=cls.INITIAL_VERSION + 1,
-                                timestamp=decided_on, decision=decision)
-        exchange = cls.__new__(cls)
+        decided = _new(decided_cls)
+        _set(decided, "__dict__", {"originator_id": id, "originator_version": cls.INITIAL_VERSION + 1,
+                                   "timestamp": decided_on, "decision": decision})
+        exchange = _new(cls)
         # Aggregate.__base_init__'s attributes, then __init__'s, then decide()'s.
-        exchange.__dict__.update(
-            _id=id, _version=cls.INITIAL_VERSION + 1, _created_on=created_on, _modified_on=decided_on,
-            _pending_events=[created, decided], sender=sender, message_id=message_id, source=source,
-            summary=summary, subject=subject, message_digest=message_digest, sealed_message=sealed_message,
-            decision=decision, reviews=[], verdicts=[],
-        )
+        _set(exchange, "__dict__", {
+            "_id": id, "_version": cls.INITIAL_VERSION + 1, "_created_on": created_on, "_modified_on": decided_on,
+            "_pending_events": [created, decided], "sender": sender, "message_id": message_id, "source": source,
+            "summary": summary, "subject": subject, "message_digest": message_digest, "sealed_message": sealed_message,
+            "decision": decision, "reviews": [], "verdicts": [],
+        })
         return exchange
 
     @event("Reviewed")

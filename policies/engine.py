@@ -596,12 +596,18 @@ class PolicyEngine:
         delta = (rd - d).days if rd is not None else None
         in_window = delta is not None and -coop.window_before <= delta <= coop.window_after
         # A scope whose release date is optional takes a missing date as "not yet scheduled".
-        matched = tuple(
-            sc.name for sc in coop.scopes
-            if all(getattr(sub, f) for f in sc.require_true)
-            and (sc.custody_in is None or cust in sc.custody_in)
-            and (sc.age_below is None or (age is not None and age < sc.age_below))
-            and (not sc.release_window or in_window or (rd is None and not sc.date_required)))
+        # Plain loops, not a generator per scope and per fact: this runs for every § 115 request.
+        found = []
+        for sc in coop.scopes:
+            for f in sc.require_true:
+                if not getattr(sub, f):
+                    break
+            else:
+                if ((sc.custody_in is None or cust in sc.custody_in)
+                        and (sc.age_below is None or (age is not None and age < sc.age_below))
+                        and (not sc.release_window or in_window or (rd is None and not sc.date_required))):
+                    found.append(sc.name)
+        matched = tuple(found)
         if matched:
             return matched, t.c3_in[matched, rd, delta,
                                     rd is None and any(sc.release_window for sc in coop.scopes

@@ -38,7 +38,7 @@ from kafka import KafkaProducer
 from kafka.errors import KafkaError
 
 from ledger.application import LEDGER_UNAVAILABLE, IntegrityError, Ledger, Tracking
-from ledger.domain import Delivery, DeliveryPage, QuarantinedDelivery, delivery_id, sealed_message_aad
+from ledger.domain import Delivery, DeliveryPage, QuarantinedDelivery, delivery_id_text, sealed_message_aad
 from ledger.privacy import DecryptionError, LedgerSealer, SubjectErased
 from ledger.transcoder import event_state
 from schemas.codec import AvroCodec, CodecError
@@ -48,6 +48,7 @@ from services.escalations import AWAITING_REVIEW, OPEN, REVIEW_RECEIPT
 from services.logging import get_logger
 
 log = get_logger(__name__)
+_new = object.__new__
 
 OUTBOX_TRACKING = "outbox:delivery-relay"
 _REQUESTED = "Exchange.Requested"
@@ -73,7 +74,7 @@ class Target(NamedTuple):
 @lru_cache(maxsize=8192)
 def _delivery_id(exchange: str, recipient: str, kind: str) -> str:
     # A delivery's id is asked for three times on its way (record, header, bookkeeping): a uuid5 each.
-    return str(delivery_id(UUID(exchange), recipient, kind))
+    return delivery_id_text(exchange, recipient, kind)
 
 
 @dataclass(frozen=True)
@@ -113,9 +114,16 @@ class DecidedExchange:
 
     @classmethod
     def of_state(cls, requested: dict[str, Any], decision: dict[str, Any]) -> DecidedExchange:
-        """From the Requested event's attributes (``event_state``)."""
-        return cls(requested["originator_id"], requested["sender"], requested["message_id"], requested["subject"],
-                   requested["summary"], requested["sealed_message"], decision)
+        """From the Requested event's attributes (``event_state``). The relay makes one per exchange:
+        its fields are filled as the frozen dataclass's ``__init__`` fills them (the same ``__dict__``,
+        in field order), without that ``__init__``'s ``object.__setattr__`` per field."""
+        exchange = _new(cls)
+        exchange.__dict__.update(
+            id=requested["originator_id"], sender=requested["sender"], message_id=requested["message_id"],
+            subject=requested["subject"], summary=requested["summary"], sealed_message=requested["sealed_message"],
+            decision=decision,
+        )
+        return exchange
 
 
 @dataclass(frozen=True)
@@ -183,7 +191,7 @@ class Messages:
         s = exchange.summary
         record = {
             "delivery_id": target.delivery_id,
-            "exchange_id": str(exchange.id),
+            "exchange_id": target.exchange,
             "message_id": exchange.message_id,
             "sender": {"org": s["sender"]["org"], "role": s["sender"]["role"]},
             "recipient": recipient,
@@ -210,7 +218,7 @@ class Messages:
             warnings.append(AWAITING_REVIEW)
         record = {
             "receipt_id": target.delivery_id,
-            "exchange_id": str(exchange.id),
+            "exchange_id": target.exchange,
             "message_id": exchange.message_id,
             "recipient": result["recipient"],
             "outcome": result["outcome"],
@@ -246,7 +254,10 @@ class Messages:
             value = self.codec.encode(schema, record)
         except CodecError as exc:
             raise Undeliverable("ENCODE_FAILED", exc.reason) from None
-        return Outgoing(target, topic, key.encode(), value)
+        # Outgoing(target, topic, key.encode(), value), filled as its frozen __init__ fills it: one per record.
+        out = _new(Outgoing)
+        out.__dict__.update(target=target, topic=topic, key=key.encode(), value=value)
+        return out
 
 
 def publish(producer: KafkaProducer, items: list[Outgoing], timeout_s: float = CONFIRM_TIMEOUT_S,
@@ -496,12 +507,13 @@ class DeliveryRelay:
                 raise opened[0]
             return opened[0]
 
+        xid = str(exchange.id)
         for result in exchange.decision["results"]:
             recipient = result["recipient"]
             if result["outcome"] == "ALLOW":
-                out.append(self._plan(Target(str(exchange.id), recipient, "inbox"),
+                out.append(self._plan(Target(xid, recipient, "inbox"),
                                       lambda r=result: self.messages.inbox(exchange, r, payload())))
-            out.append(self._plan(Target(str(exchange.id), recipient, receipt_kind),
+            out.append(self._plan(Target(xid, recipient, receipt_kind),
                                   lambda r=result: self.messages.receipt(exchange, r, receipt_kind)))
         return out
 

@@ -28,3 +28,17 @@ def test_each_id_names_its_kind():
     assert domain.directory_snapshot_id("sha256:ab") == uuid.uuid5(NS, "directory|sha256:ab")
     assert domain.quarantine_id(ex) == uuid.uuid5(NS, f"quarantine|{ex}")
     assert domain.erasure_id("s", "k") == uuid.uuid5(NS, "erasure|s|k")
+
+
+@pytest.mark.parametrize("spelling", [str, str.upper, lambda s: "{" + s + "}", lambda s: "urn:uuid:" + s,
+                                      lambda s: s.replace("-", "")])
+def test_delivery_id_text_is_the_delivery_ids_text(spelling):
+    # The relay's text form: str(delivery_id(UUID(exchange), ...)) for every spelling UUID accepts.
+    ex = domain.exchange_id("dk-ksp-1", "m-1")
+    assert domain.delivery_id_text(spelling(str(ex)), "dk-r", "inbox") == str(domain.delivery_id(ex, "dk-r", "inbox"))
+
+
+@pytest.mark.parametrize("bad", ["", "not-a-uuid", "0" * 31])
+def test_delivery_id_text_refuses_what_uuid_refuses(bad):
+    with pytest.raises(ValueError):
+        domain.delivery_id_text(bad, "dk-r", "inbox")
