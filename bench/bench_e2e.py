@@ -430,6 +430,10 @@ def one_run(ledger_url: str, gates: int, backlog, latency_msgs, timeout: float =
                 raise RuntimeError("latency receipts missing")
             lat = [(receipts.arrivals[m] - t) * 1000 for m, t in sent.items()]
         rss = [peak_rss_mb(p.pid) for p in gate_procs]
+        # The services stopped before the ledger is opened to count the relay's pages: opening it beside
+        # three writers once failed with "database is locked" on SQLite (2026-12-01 15:33, not reproduced).
+        for p in procs:
+            _stop(p)
         return {"throughput": throughput, "wall_rate": n / wall, "p50": percentile(lat, 50),
                 "p99": percentile(lat, 99), "rss": max(rss), "pace": pace,
                 "cpu_us": cpu_us, "cores_busy": cores_busy, "system_us": system_us, "machine_busy": machine_busy,

@@ -108,20 +108,25 @@ def _refuse_other_storage(datastore: Any) -> None:
                                 "events itself, in id order with its side rows; unset it")
 
 
+# The settings that say which database (and PostgreSQL schema) the ledger is: the URL's alone.
+_LOCATION_KEYS = frozenset({"PERSISTENCE_MODULE", "SQLITE_DBNAME", "POSTGRES_DBNAME", "POSTGRES_HOST",
+                            "POSTGRES_PORT", "POSTGRES_USER", "POSTGRES_PASSWORD", "POSTGRES_SCHEMA"})
+
+
 class Ledger(Application[UUID]):
     name = "xledger"
     # Aggregates here are short-lived; caching them only costs memory under a backlog.
     env = {"AGGREGATE_CACHE_MAXSIZE": "0", "IS_SNAPSHOTTING_ENABLED": "n"}
 
     def __init__(self, url: str, env: dict[str, str] | None = None):
-        merged = {**persistence_env(url), **(env or {})}
-        if merged["PERSISTENCE_MODULE"] == "eventsourcing.postgres":
-            merged.setdefault("POSTGRES_SCHEMA", "")  # eventsourcing's default schema, stated so it is pinned
-        # What the URL and the caller say wins in both spellings eventsourcing reads. It looks for
+        located = persistence_env(url)
+        merged = {**located, **(env or {})}
+        # The database the URL names wins in both spellings eventsourcing reads. It looks for
         # XLEDGER_<KEY> in the process environment before <KEY>, so XLEDGER_SQLITE_DBNAME or
         # XLEDGER_POSTGRES_HOST would otherwise have opened another database than the URL names, with
-        # the schema lock taken on the URL's.
-        merged.update({f"{self.name.upper()}_{key}": value for key, value in list(merged.items())})
+        # the schema lock taken on the URL's. Only the keys that choose the database: tunables such as
+        # XLEDGER_SQLITE_LOCK_TIMEOUT keep working as eventsourcing documents them.
+        merged.update({f"{self.name.upper()}_{key}": located[key] for key in located if key in _LOCATION_KEYS})
         self.url = url
         with _schema_lock(merged):
             super().__init__(env=merged)

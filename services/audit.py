@@ -364,6 +364,10 @@ class Redecider:
                     live.append((j, steps, Work(msg, at=rec.verified_at)))
                 except Exception as exc:
                     out[j] = _raised_below(exc)
+        # Every job's pipeline comes from _pipeline and so has the same steps; a page that mixed
+        # pipelines of different lengths would leave steps undone, so it is refused outright.
+        if len({len(steps) for _, steps, _ in live}) > 1:
+            raise RuntimeError("decide_page: the page's pipelines have different steps")
         for k in range(len(live[0][1]) if live else 0):
             still = []
             for item in live:

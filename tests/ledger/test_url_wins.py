@@ -17,11 +17,13 @@ def test_prefixed_environment_does_not_redirect_the_ledger(ledger_url, tmp_path,
     monkeypatch.setenv("XLEDGER_PERSISTENCE_MODULE", "eventsourcing.sqlite")
     monkeypatch.setenv("XLEDGER_SQLITE_DBNAME", str(elsewhere))
     monkeypatch.setenv("XLEDGER_POSTGRES_DBNAME", "no_such_database")
-    monkeypatch.setenv("XLEDGER_POSTGRES_SCHEMA", "no_such_schema")
+    monkeypatch.setenv("XLEDGER_POSTGRES_SCHEMA", "no_such_schema")  # the fixture's URL names its schema
+    monkeypatch.setenv("XLEDGER_SQLITE_LOCK_TIMEOUT", "17")  # a tunable: still read from the environment
     ledger = Ledger(ledger_url)
     try:
         if ledger_url.startswith("sqlite"):
             assert ledger.recorder.datastore.pool.db_name == ledger_url[len("sqlite:///"):]
+            assert ledger.recorder.datastore.pool.lock_timeout == 17
         else:
             datastore = ledger.recorder.datastore
             assert datastore.schema == ledger_url.rsplit("schema=", 1)[1]
