@@ -611,10 +611,7 @@ def _reevaluate_in(ledger: Any, redecider: Redecider, job: "_Job", start: int, s
                 report.errors.append({**_ident(rec), "error": "UNKNOWN_POLICY_VERSION", "detail": version})
                 continue
             try:
-                directory, how = where.get() if type(where) is Raised else where
-                if directory is None:
-                    raise UnknownDirectory(rec.decision.get("directory_version", ""))
-                report.directories[how] = report.directories.get(how, 0) + 1
+                _resolved_directory(where, rec, report.directories)
                 if type(recomputed) is Raised:
                     recomputed.get()
             except UnknownDirectory as exc:
@@ -948,6 +945,16 @@ def _impact_in(ledger: Any, redecider: Redecider, job: _Job, start: int, stop: i
     return report
 
 
+def _resolved_directory(where: Any, rec: Recorded, counts: dict[str, int]) -> Any:
+    """The directory a record was decided with, from its resolver's answer (raised again if the
+    resolver raised), counted by how it was found; UnknownDirectory if none."""
+    directory, how = where.get() if type(where) is Raised else where
+    if directory is None:
+        raise UnknownDirectory(rec.decision.get("directory_version", ""))
+    counts[how] = counts.get(how, 0) + 1
+    return directory
+
+
 def _impact_one(report: ImpactReport, rec: Recorded, where: Any, bundle: Any, recomputed: Any, known: Any) -> None:
     report.requests += 1
     version = rec.decision.get("policy_version", "")
@@ -958,10 +965,7 @@ def _impact_one(report: ImpactReport, rec: Recorded, where: Any, bundle: Any, re
     report.first_day = min(report.first_day or day, day)
     report.last_day = max(report.last_day or day, day)
     try:
-        directory, how = where.get() if type(where) is Raised else where
-        if directory is None:
-            raise UnknownDirectory(rec.decision.get("directory_version", ""))
-        report.directories[how] = report.directories.get(how, 0) + 1
+        _resolved_directory(where, rec, report.directories)
         if type(bundle) is Raised:
             bundle.get()
         if type(recomputed) is Raised:
