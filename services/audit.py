@@ -29,6 +29,7 @@ from policies.engine import PolicyEngine
 from schemas.codec import AvroCodec
 from services.directories import DirectoryResolver
 from services.gate import GatePipeline, Inbound, Rejected, Work
+from services.heap import settle_heap
 
 _REQUESTED = "Exchange.Requested"
 _DECIDED = "Exchange.Decided"
@@ -324,14 +325,9 @@ class Redecider:
         return w.decision
 
     @contextmanager
-    def page(self, recs: list[Recorded]) -> Iterator[Callable[..., dict[str, Any]]]:
-        """``decide`` for one page of records, with every subject's key read in one transaction
-        (as the gate does per batch) instead of one per exchange. Keys are never created here."""
-        with self._page_sealer(recs) as sealer:
-            yield lambda rec, bundle, directory=None: self.decide(rec, bundle, directory, sealer=sealer)
-
-    @contextmanager
     def _page_sealer(self, recs: list[Recorded]) -> Iterator[Any]:
+        """A sealer for one page of records, with every subject's key read in one transaction (as
+        the gate does per batch) instead of one per exchange. Keys are never created here."""
         with self.sealer.batch({r.subject for r in recs}, create=False) as sealer:
             # The page's wrapped keys (read once), with the pass's memo of what was unwrapped: the
             # wrapped key is still read for every exchange, so an erased subject is erased here at once.
@@ -769,8 +765,7 @@ def _open_state(job: _Job) -> _State:
     state = _State.of(job, ledger, redecider, owned=True)
     # As _long_lived_frozen, for the worker's pass (it ends with the process); a forked worker has
     # the threshold already, a spawned one not.
-    gc.freeze()
-    gc.set_threshold(PASS_YOUNG_GENERATION, *gc.get_threshold()[1:])
+    settle_heap(PASS_YOUNG_GENERATION)
     return state
 
 
