@@ -44,7 +44,7 @@ from pathlib import Path
 
 from bench.ceiling import (GATE_STAGES, RAW_STEPS, REQUIRED_STEPS, PgBackendCpu, ProcCpu, SystemCpu, cores,
                            gate_stage_costs, proc_cpu_seconds, raw_step_costs, relay_stage_costs,
-                           required_ledger_costs, stage_groups, step_costs, thread_cpu_seconds, transcoder_rates,
+                           required_ledger_costs, stage_groups, step_costs, transcoder_rates,
                            worked)
 from bench.common import paired_rates, peak_rss_mb, percentile, pg_database, pg_schema_url, rate, row
 from bench.messages import RECIPIENT, SENDER, signed_messages
@@ -151,7 +151,6 @@ class _Receipts(threading.Thread):
                         self.arrivals[mid] = now
                         self.times.append(now)
         self.consumer.close()
-        self.cpu_at_exit = thread_cpu_seconds()
 
     def wait(self, count: int, timeout: float, step: float = 0.05, procs: list | None = None) -> bool:
         deadline = time.monotonic() + timeout
@@ -216,7 +215,6 @@ class _GateWindow(threading.Thread):
                 ledger.close()
         except BaseException as exc:  # noqa: BLE001 - reported by the caller
             self.error = exc
-        self.cpu_at_exit = thread_cpu_seconds()
 
     def us_per_exchange(self) -> float | None:
         """CPU µs per exchange between the two marks; None when the gates never passed both."""

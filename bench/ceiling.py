@@ -657,37 +657,6 @@ class SystemCpu:
                 "idle": d["idle"] + d["iowait"], "steal": d["steal"]}
 
 
-class ThreadCpu:
-    """CPU seconds of threads of this process between ``start()`` and ``stop()``, from
-    /proc/self/task/<tid>/stat. A thread that ended counts up to its end: it leaves its last
-    reading in ``cpu_at_exit`` (``thread_cpu_seconds()`` as its last act), since its /proc entry is gone."""
-
-    def __init__(self, threads: list[threading.Thread]):
-        self.threads = threads
-        self.start_s: dict[int, float] = {}
-
-    def _now(self) -> dict[int, float]:
-        out = {}
-        for t in self.threads:
-            try:
-                out[id(t)] = proc_cpu_seconds(f"self/task/{t.native_id}") if t.native_id else 0.0
-            except OSError:  # ended: its last reading, or nothing if it ended without one
-                out[id(t)] = getattr(t, "cpu_at_exit", None) or self.start_s.get(id(t), 0.0)
-        return out
-
-    def start(self) -> None:
-        self.start_s = self._now()
-
-    def stop(self) -> float:
-        now = self._now()
-        return sum(now[k] - self.start_s.get(k, 0.0) for k in now)
-
-
-def thread_cpu_seconds() -> float:
-    """utime + stime of the calling thread, on the same clock-tick scale as ``ThreadCpu``."""
-    return proc_cpu_seconds(f"self/task/{threading.get_native_id()}")
-
-
 class PgBackendCpu(threading.Thread):
     """CPU seconds of the PostgreSQL backends serving one database between ``start_window()`` and
     ``stop_window()``, split by ``application_name``: the benchmark's own connections (``harness``,
