@@ -6,7 +6,7 @@ settings, ``bench.bench_e2e._spawn``), decides a backlog of signed requests (``b
 into a copy of the run's largest shared SQLite ledger (``bench.ledgers.SharedLedgers``: 1M entries
 with ``--full``, 100k otherwise). Every 0.25 s the gate's VmRSS and VmHWM are read from
 /proc/<pid>/status, with its progress: the request offsets it recorded with its batches, summed over
-the partitions (the tracking records, as ``bench_e2e._GateWindow`` reads them).
+the partitions (the tracking records, as ``bench_e2e.requests_recorded`` reads them).
 
 Rows: RSS when 25, 50, 75 and 100 % of the backlog was recorded; ``rss_flat``, RSS at 100 % against
 RSS at 25 % as a cost (target 0.8: the memory does not grow with the exchanges decided); the peak on

@@ -629,30 +629,25 @@ class ProcCpu:
 
 
 class SystemCpu:
-    """The whole machine's CPU between ``start()`` and ``stop()``, from the first line of /proc/stat:
-    busy (user, nice, system, irq, softirq), idle (idle and iowait: a core waiting for I/O is a
-    core left idle) and steal (taken by the hypervisor), in core-seconds. Measured, so that cores
-    left idle are a reading and not the remainder of a subtraction, and CPU spent by processes the
-    benchmark does not name (kernel threads, other services) shows as what it is."""
+    """The whole machine's CPU between two readings of the first line of /proc/stat: busy (user,
+    nice, system, irq, softirq), idle (idle and iowait: a core waiting for I/O is a core left idle)
+    and steal (taken by the hypervisor), in core-seconds. Measured, so that cores left idle are a
+    reading and not the remainder of a subtraction, and CPU spent by processes the benchmark does not
+    name (kernel threads, other services) shows as what it is."""
 
     FIELDS = ("user", "nice", "system", "idle", "iowait", "irq", "softirq", "steal")
 
-    def __init__(self) -> None:
-        self.start_s: dict[str, float] = {}
-
     @classmethod
-    def _now(cls) -> dict[str, float]:
+    def read(cls) -> dict[str, float]:
         with open("/proc/stat") as f:
             values = f.readline().split()[1:1 + len(cls.FIELDS)]
         # /proc/stat counts in USER_HZ, the unit of CLK_TCK on Linux.
         return {name: int(v) / CLK_TCK for name, v in zip(cls.FIELDS, values)}
 
-    def start(self) -> None:
-        self.start_s = self._now()
-
-    def stop(self) -> dict[str, float]:
-        now = self._now()
-        d = {k: now[k] - self.start_s.get(k, 0.0) for k in self.FIELDS}
+    @classmethod
+    def between(cls, start: dict[str, float], end: dict[str, float]) -> dict[str, float]:
+        """busy, idle and steal core-seconds from one ``read()`` to a later one."""
+        d = {k: end[k] - start[k] for k in cls.FIELDS}
         return {"busy": d["user"] + d["nice"] + d["system"] + d["irq"] + d["softirq"],
                 "idle": d["idle"] + d["iowait"], "steal": d["steal"]}
 
