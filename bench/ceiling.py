@@ -8,8 +8,15 @@ encoded (fastavro) and produced (kafka-python). ``raw_step_costs`` measures each
 process, in µs per exchange, over the same messages the end-to-end run sends; their sum is the
 CPU one exchange needs at the least, and ``cores / sum`` the limit on this machine.
 
-The broker's share of consuming and producing is not in these client-side costs; the per-process
-CPU of a run (``ProcCpu``, from ``/proc/<pid>/stat``) shows the broker separately.
+Each library is configured as the services configure it (the producer from
+``services.kafka.producer_config``, eventsourcing with the ledger's transcoder, PostgreSQL parameter
+and insert, and called the way ``Ledger.record`` calls it): measured with defaults that cost more,
+a raw step would be no floor for the code that does the same work for less.
+
+The servers' share is not in these client-side costs. ``ServerShare`` measures it over the same
+calls: the broker process's CPU during the raw consume and produce (``/proc/<pid>/stat``), and that
+of PostgreSQL's backends serving the benchmark's connections during the raw steps that read or write
+the ledger (SERVER_STEPS); the required floor with the servers' share adds them.
 
 ``gate_stage_costs`` runs a whole GateWorker (consumer, pipeline steps, sealing, duplicate check,
 ledger append, offset commit) in this process over the same backlog and splits the process's CPU
@@ -37,8 +44,19 @@ RAW_STEPS = {  # each in CPU µs of the benchmark process (all its threads) per 
     "ed25519_verify": "cryptography Ed25519 verify (key pre-loaded)",
     "avro_decode": "fastavro schemaless_reader: signed message + envelope + payload",
     "decide": "PolicyEngine.decide on the validated request",
-    "append_and_leaf": "eventsourcing append, 1 aggregate per exchange, 1 tracking record per 500; + sha256 leaf and node",
-    "encode_and_produce": "fastavro encode + kafka-python produce of 2 records (inbox copy, receipt), flushed per 500",
+    "append_and_leaf": "eventsourcing append as the ledger configures and calls it, 1 aggregate per exchange, "
+                       "1 tracking record per 500; + sha256 leaf and node",
+    "encode_and_produce": "fastavro encode + kafka-python produce (the services' producer_config) of 2 records "
+                          "(inbox copy, receipt), flushed per 500",
+}
+
+# The servers' CPU that raw and required steps cause, measured over the same calls (ServerShare), µs per
+# exchange: the embedded broker's process, and PostgreSQL's client backends serving the benchmark's
+# connections (none on SQLite: the library is the database there, in RAW_STEPS already). The broker's
+# share of consuming includes what each round's fresh consumer asks it to set up (metadata, fetch sessions).
+SERVER_STEPS = {
+    "broker": ("consume", "encode_and_produce"),
+    "postgres": ("append", "second_event", "outbox_select", "read_model_rows", "merkle_nodes"),
 }
 
 
@@ -53,12 +71,13 @@ REQUIRED_STEPS = {
                       "Exchange.message_digest); the canonical request's digest, recorded with each decision, is "
                       "computed by PolicyEngine.decide and so is in the raw decide step already",
     "second_event": "append of a second event per exchange: Requested and Decided are separate events "
-                    "(Exchange.decided); eventsourcing append, with the ledger's transcoder and PostgreSQL parameter, "
+                    "(Exchange.decided); eventsourcing append as the ledger configures and calls it (RawAsLedger) "
                     "of 2 events (the second holding the decision) less 1",
     "open_payload": "AES-256-GCM open of the sealed message (base64 decode, key unwrapped once per subject per "
                     "page) for each inbox copy: the relay reads only what the ledger holds sealed",
-    "outbox_select": "eventsourcing select_notifications over the outbox, pages of 500: the relay publishes only "
-                     "what is durable in the ledger",
+    "outbox_select": "the outbox read in pages of 500 as Ledger.notifications reads it (eventsourcing's "
+                     "select_notifications; on PostgreSQL its statement with the rows in binary): the relay "
+                     "publishes only what is durable in the ledger",
     "event_decode": "orjson decode of the Requested and Decided events the relay publishes from",
     "read_model_rows": "insert of the read models' rows into tables of the same shape (one statement per table, "
                        "one transaction per relay page): the status pages, subject register (GDPR art. 15) and "
@@ -352,17 +371,20 @@ def gate_stage_costs(backlog, ledger_url: str, bootstrap: str, *, timeout: float
 # --------------------------------------------------------------------------- the raw steps
 
 
-def raw_step_costs(backlog, bootstrap: str, repeat: int = 3) -> dict[str, float]:
+def raw_step_costs(backlog, bootstrap: str, repeat: int = 3, broker: ServerShare | None = None
+                   ) -> dict[str, float]:
     """µs per exchange of the unavoidable steps measured here, interleaved round by round: all of
     RAW_STEPS but ``consume`` and the append (the end-to-end baselines measure those; the append per
-    back-end), plus ``merkle_leaf``. ``bootstrap``: a broker with the receipt and inbox topics."""
+    back-end), plus ``merkle_leaf``. ``bootstrap``: a broker with the receipt and inbox topics;
+    ``broker``: its CPU, noted over each round of ``encode_and_produce`` (the warm-up is noted too)."""
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
     from fastavro import parse_schema, schemaless_reader, schemaless_writer
-    from kafka import KafkaProducer
 
     from bench.messages import SENDER
     from schemas.codec import HEADER_LEN, AvroCodec
+    from services.config import Settings
     from services.delivery import DecidedExchange, Messages
+    from services.kafka import make_producer
     from services.keyset import DEV_KEYSET, KeySet
     from services.signing import DOMAIN
 
@@ -460,7 +482,9 @@ def raw_step_costs(backlog, bootstrap: str, repeat: int = 3) -> dict[str, float]
     header_bytes = {name: codec.encode(name, out_records[0][i])[:HEADER_LEN]
                     for name, i in (("dk.xledger.DeliveredExchange", 3), ("dk.xledger.DecisionReceipt", 5))}
     inbox_s, receipt_s = schema("dk.xledger.DeliveredExchange"), schema("dk.xledger.DecisionReceipt")
-    producer = KafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=5, client_id="bench-raw-produce")
+    # The relay's producer (Runtime.relay: make_producer), so that this is the library as the relay uses it:
+    # idempotent, lingering, large batches, the key's hash remembered (services.kafka.producer_config).
+    producer = make_producer(Settings.development().with_embedded_broker(bootstrap), client_id="bench-raw-produce")
     h_inbox, h_receipt = header_bytes["dk.xledger.DeliveredExchange"], header_bytes["dk.xledger.DecisionReceipt"]
 
     def encode_and_produce() -> int:
@@ -478,6 +502,8 @@ def raw_step_costs(backlog, bootstrap: str, repeat: int = 3) -> dict[str, float]
         producer.flush()
         return len(out_records)
 
+    if broker is not None:
+        encode_and_produce = broker.wrap("encode_and_produce", encode_and_produce)
     try:
         fns = {"avro_decode": avro_decode, "ed25519_verify": ed25519, "decide": decide,
                "merkle_leaf": merkle_leaf, "encode_and_produce": encode_and_produce,
@@ -597,35 +623,72 @@ def proc_cpu_seconds(pid: int | str) -> float:
     return (int(fields[11]) + int(fields[12])) / CLK_TCK
 
 
-class ProcCpu:
-    """CPU seconds of named processes between ``start()`` and ``stop()``."""
+class ServerShare:
+    """A server's CPU over chosen calls of raw steps, per item they did.
 
-    def __init__(self, pids: dict[str, list[int]]):
-        self.pids = pids
-        self.start_s: dict[int, float] = {}
-        self.spent: dict[str, float] = {}
+    ``reading()`` gives the CPU seconds of the server's processes by pid (``/proc/<pid>/stat``); between
+    two readings a process that appeared counts from zero, and one that exited is lost, so readings are
+    taken while the benchmark's connections are open. ``wrap`` notes every call of a step (a function
+    that returns how many items it did); ``us`` is µs per item over the calls noted after the first
+    ``skip`` (the warm-up), summed rather than a median: a call is a few clock ticks of the server."""
 
-    def _now(self) -> dict[int, float]:
+    def __init__(self, reading):
+        self.reading = reading
+        self.calls: dict[str, list[tuple[float, int]]] = {}
+
+    def note(self, step: str, before: dict[int, float], items: int) -> None:
+        after = self.reading()
+        spent = sum(cpu - before.get(pid, 0.0) for pid, cpu in after.items())
+        self.calls.setdefault(step, []).append((spent, items))
+
+    def wrap(self, step: str, fn):
+        def noted() -> int:
+            before = self.reading()
+            items = fn()
+            self.note(step, before, items)
+            return items
+        return noted
+
+    def us(self, step: str, skip: int = 0) -> float:
+        calls = self.calls.get(step, [])[skip:]
+        return sum(spent for spent, _ in calls) / max(1, sum(items for _, items in calls)) * 1e6
+
+
+def process_reading(pid: int):
+    """A ServerShare reading of one process (all its threads): the embedded broker."""
+    return lambda: {pid: proc_cpu_seconds(pid)}
+
+
+class PgClientBackends:
+    """A ServerShare reading of PostgreSQL: CPU seconds by pid of the client backends connected to the
+    ledger's database (``pg_stat_activity``, this reader's own left out; autovacuum and the server's
+    background processes are not client backends), from /proc as PgBackendCpu reads them. The
+    benchmark is the database's only client while the raw steps run, so these serve its connections."""
+
+    def __init__(self, ledger_url: str):
+        import psycopg
+
+        from ledger.url import persistence_env
+
+        env = persistence_env(ledger_url)
+        self.dbname = env["POSTGRES_DBNAME"]
+        self.conn = psycopg.connect(host=env["POSTGRES_HOST"], port=int(env["POSTGRES_PORT"]),
+                                    user=env["POSTGRES_USER"], password=env["POSTGRES_PASSWORD"] or None,
+                                    dbname=self.dbname, autocommit=True, application_name="xlbench-floor-reader")
+
+    def __call__(self) -> dict[int, float]:
+        rows = self.conn.execute("SELECT pid FROM pg_stat_activity WHERE datname = %s AND pid <> pg_backend_pid() "
+                                 "AND backend_type = 'client backend'", (self.dbname,)).fetchall()
         out = {}
-        for pids in self.pids.values():
-            for pid in pids:
-                try:
-                    out[pid] = proc_cpu_seconds(pid)
-                except OSError:
-                    out[pid] = float("nan")
+        for (pid,) in rows:
+            try:
+                out[pid] = proc_cpu_seconds(pid)
+            except OSError:  # exited between the listing and the read
+                continue
         return out
 
-    def start(self) -> None:
-        self.start_s = self._now()
-
-    def total(self) -> float:
-        now = self._now()
-        return sum(now[p] - self.start_s.get(p, 0.0) for pids in self.pids.values() for p in pids)
-
-    def stop(self) -> dict[str, float]:
-        now = self._now()
-        self.spent = {name: sum(now[p] - self.start_s.get(p, 0.0) for p in pids) for name, pids in self.pids.items()}
-        return self.spent
+    def close(self) -> None:
+        self.conn.close()
 
 
 class SystemCpu:
@@ -803,12 +866,15 @@ def relay_stage_costs(ledger_url: str, bootstrap: str, exchanges: int) -> dict[s
 # --------------------------------------------------------------------------- the required floor, in the ledger
 
 
-def required_ledger_costs(ledger_url: str, exchanges: int, repeat: int = 3, page: int = 500) -> dict[str, float]:
+def required_ledger_costs(ledger_url: str, exchanges: int, repeat: int = 3, page: int = 500,
+                          server: ServerShare | None = None) -> dict[str, float]:
     """µs per exchange of the required steps that read or write the ledger's database (REQUIRED_STEPS
     outbox_select, event_decode, read_model_rows, merkle_nodes), over a ledger the gate and the relay
     filled (``relay_stage_costs``): the same notifications, read models and Merkle rows, the library alone
-    (eventsourcing's recorder, orjson, sqlite3 or psycopg: ``_insert_copies``), CPU time of this process (the
-    database server's own work is not in it), median of ``repeat`` rounds, interleaved."""
+    (the outbox read as ``Ledger.notifications`` does it, orjson, sqlite3 or psycopg: ``_insert_copies``),
+    CPU time of this process (the database server's own work is not in it), median of ``repeat`` rounds,
+    interleaved. ``server``: PostgreSQL's backends (PgClientBackends), noted over each round of the three
+    steps that reach the database."""
     import orjson
 
     from ledger.application import Ledger
@@ -816,16 +882,18 @@ def required_ledger_costs(ledger_url: str, exchanges: int, repeat: int = 3, page
 
     ledger = Ledger(ledger_url)
     try:
-        recorder = ledger.recorder
-
-        def select() -> list:
-            out, start = [], 1
-            while batch := recorder.select_notifications(start, limit=page):
-                out.extend(batch)
+        def select() -> int:
+            # Ledger.notifications, as the relay reads the outbox: on PostgreSQL eventsourcing's statement with
+            # the rows in binary (its own select sends each event's state as hex, which costs more). One page
+            # held at a time, as the relay holds it: keeping the whole outbox cost ~3 µs more per exchange.
+            read, start = 0, 1
+            while batch := ledger.notifications(start, page):
+                read += len(batch)
                 start = batch[-1].id + 1
-            return out
+            return read
 
-        published = [n.state for n in select() if n.topic.endswith((".Requested", ".Decided"))]
+        published = [n.state for n in ledger.all_notifications(page_size=page)
+                     if n.topic.endswith((".Requested", ".Decided"))]
         conn, ph = _raw_connection(ledger_url)
     except BaseException:
         ledger.close()
@@ -839,15 +907,19 @@ def required_ledger_costs(ledger_url: str, exchanges: int, repeat: int = 3, page
         pages = max(1, -(-leaves // page))  # the relay's pages: one transaction each for the read models
         steps = max(1, -(-leaves // INTEGRATE_STEP))  # integrate steps: one transaction each for the Merkle rows
         for _ in range(repeat):
+            before = server.reading() if server is not None else {}
             t0 = time.process_time()
             select()
             spent["outbox_select"].append(time.process_time() - t0)
+            if server is not None:
+                server.note("outbox_select", before, exchanges)
             t0 = time.process_time()
             for state in published:
                 orjson.loads(state)
             spent["event_decode"].append(time.process_time() - t0)
-            spent["read_model_rows"].append(_insert_copies(conn, ph, models, pages))
-            spent["merkle_nodes"].append(_insert_copies(conn, ph, merkle, steps))
+            spent["read_model_rows"].append(_insert_copies(conn, ph, models, pages, server, "read_model_rows",
+                                                           exchanges))
+            spent["merkle_nodes"].append(_insert_copies(conn, ph, merkle, steps, server, "merkle_nodes", exchanges))
         for name, *_ in models + merkle:
             conn.execute(f"DROP TABLE IF EXISTS xlraw_{name}")
         conn.commit()
@@ -914,11 +986,13 @@ def _copy_tables(conn, ledger_url: str, prefix: str) -> list[tuple[str, list[str
     return out
 
 
-def _insert_copies(conn, ph: str, tables, transactions: int) -> float:
+def _insert_copies(conn, ph: str, tables, transactions: int, server: ServerShare | None = None, step: str = "",
+                   exchanges: int = 1) -> float:
     """CPU seconds of inserting every table's rows into its copy, spread over ``transactions``
     transactions, each with one statement per table: sqlite3's executemany (one prepared statement
     stepped in C); on PostgreSQL one ``INSERT ... SELECT FROM unnest`` of a binary array per column
-    (psycopg's executemany sends a statement per row, far slower). The copies are emptied afterwards."""
+    (psycopg's executemany sends a statement per row, far slower). The copies are emptied afterwards.
+    ``server``: noted as ``step`` over the inserts, per ``exchanges``."""
     chunks = []
     for t in range(transactions):
         chunk = []
@@ -934,6 +1008,7 @@ def _insert_copies(conn, ph: str, tables, transactions: int) -> float:
                 chunk.append((f"INSERT INTO xlraw_{name} ({', '.join(cols)}) SELECT * FROM unnest({arrays})",
                               rows[lo:hi], False))
         chunks.append(chunk)
+    before = server.reading() if server is not None else {}
     t0 = time.process_time()
     for chunk in chunks:
         cur = conn.cursor()
@@ -944,6 +1019,8 @@ def _insert_copies(conn, ph: str, tables, transactions: int) -> float:
                 cur.execute(sql, [list(column) for column in zip(*rows)])
         conn.commit()
     spent = time.process_time() - t0
+    if server is not None:
+        server.note(step, before, exchanges)
     for name, *_ in tables:
         conn.execute(f"DELETE FROM xlraw_{name}")
     conn.commit()
