@@ -970,11 +970,11 @@ def cpu_markdown(rows: list[dict]) -> str:
 
 def _verdict_markdown(rows: list[dict], runs: list[str]) -> list[str]:
     """Issue 18's question for each run: the core time one exchange took (cores ÷ e2e rate), split into
-    the required floor, the broker, PostgreSQL's backends, the benchmark's harness, our own code, the
-    stages' work for exchanges outside the window, cores left idle and cores busy elsewhere (both
-    read from /proc/stat), all over one window, set against the core time the target (0.5 × the
-    slowest raw component) allows. What is left (unread) is the readings' own error: clock ticks,
-    and the edges read a few ms apart."""
+    the required floor (the library work, and the broker's and PostgreSQL's share of it), the servers'
+    CPU beyond that share, the benchmark's harness, our own code, the stages' work for exchanges outside
+    the window, cores left idle and cores busy elsewhere (both read from /proc/stat), all over one
+    window, set against the core time the target (0.5 × the slowest raw component) allows. What is
+    left (unread) is the readings' own error: clock ticks, and the edges read a few ms apart."""
     named = {r["name"]: r for r in rows}
     lines = []
     for run_ in runs:
@@ -988,35 +988,41 @@ def _verdict_markdown(rows: list[dict], runs: list[str]) -> list[str]:
         summed = sum(named[f"e2e.{backend}.raw.{s}"]["value"] for s in RAW_STEPS)
         ncores = round(named[f"e2e.{backend}.limit"]["value"] * summed / 1e6)
         floor, budget = budget_row["value"], budget_row["baseline_value"]
+        servers = sum(named[f"e2e.{backend}.required_server.{who}"]["value"] for who in SERVER_STEPS
+                      if f"e2e.{backend}.required_server.{who}" in named)
+        required = floor + servers
         spent = ncores * 1e6 / v["throughput"]
         ours = v["cpu.total"] - v["cpu.broker"] - floor
+        beyond = v["cpu.broker"] + v["cpu.postgres"] - servers
         elsewhere = v["machine.other"] + v["machine.steal"]
         unread = spent - v["cpu.all"] - v["cpu.outside_window"] - v["machine.idle"] - elsewhere
-        if floor > budget:
-            verdict = f"out of reach on this machine: the required floor alone is {floor - budget:.0f} µs over"
+        if required > budget:
+            verdict = f"out of reach on this machine: the required floor alone is {required - budget:.0f} µs over"
         else:
-            verdict = f"within reach: the floor leaves {budget - floor:.0f} µs for the rest"
-        lines.append(f"| {run_[4:]} | {spent:.0f} | {floor:.0f} | {v['cpu.broker']:.0f} | {v['cpu.postgres']:.0f} | "
+            verdict = f"within reach: the required floor leaves {budget - required:.0f} µs for the rest"
+        lines.append(f"| {run_[4:]} | {spent:.0f} | {floor:.0f} | {servers:.0f} | {beyond:.0f} | "
                      f"{v['cpu.harness']:.0f} | {ours:.0f} | {v['cpu.outside_window']:.0f} | "
                      f"{v['machine.idle']:.0f} | {elsewhere:.0f} | {unread:.0f} | "
-                     f"{budget:.0f} | {floor / budget:.2f} | {verdict} |")
+                     f"{budget:.0f} | {required / budget:.2f} | {verdict} |")
     if not lines:
         return []
     return ["", "The target against what an exchange costs (µs of core time per exchange), every column read over "
             "one window (from the gates having recorded the 10th percentile to the 90th percentile of the "
             "receipts). spent is cores ÷ the e2e rate, the rate counting the exchanges wholly inside the window; "
-            "it splits into the required floor (the library work above, measured raw), the broker, PostgreSQL's "
-            "backends, the benchmark's harness, our own code (the stages' CPU per exchange of their own progress, "
-            "less the broker and the floor), outside (what the stages did in the window for exchanges that began "
+            "it splits into the required floor (the library work above, measured raw in our process), the "
+            "servers' share of it (the broker's and PostgreSQL's CPU over the same raw calls), the servers "
+            "beyond that share (the broker's and PostgreSQL's backends' CPU in the run less their share), the "
+            "benchmark's harness, our own code (the stages' CPU per exchange of their own progress, less the "
+            "broker and the library floor), outside (what the stages did in the window for exchanges that began "
             "before it or end after it: the relay delivering what the gates had recorded before, the gates "
             "recording what the relay delivers after), cores left idle and cores busy elsewhere (kernel threads, "
             "other services, the hypervisor's steal), both read from /proc/stat, and unread (spent less all "
             "these: clock ticks and the few ms between reading the edges; near 0). budget is the core time per "
-            "exchange that 0.5 × the slowest raw component's rate allows. A backlog run publishes every request "
-            "before the services start; a sustained run feeds them as a stream with a bounded number "
-            "unanswered:", "",
-            "| run | spent | required floor | broker | postgres | harness | our code | outside | idle | elsewhere | "
-            "unread | budget | floor ÷ budget | verdict |",
+            "exchange that 0.5 × the slowest raw component's rate allows; required is the library floor plus the "
+            "servers' share. A backlog run publishes every request before the services start; a sustained run "
+            "feeds them as a stream with a bounded number unanswered:", "",
+            "| run | spent | required floor (library) | servers' share | servers beyond | harness | our code | "
+            "outside | idle | elsewhere | unread | budget | required ÷ budget | verdict |",
             "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|", *lines]
 
 
