@@ -74,8 +74,9 @@ def directory_snapshot_id(version: str) -> UUID:
     return _uuid5(f"directory|{version}")
 
 
-def sealed_message_aad(exchange: UUID) -> bytes:
-    # Binds a sealed message to its exchange, so a blob moved to another event fails to open.
+def sealed_message_aad(exchange: UUID | str) -> bytes:
+    # Binds a sealed message to its exchange, so a blob moved to another event fails to open. The id
+    # as a UUID, or as str(UUID) writes it (the relay has that text already).
     return f"exchange:{exchange}".encode()
 
 
