@@ -60,7 +60,11 @@ def delivery_id_text(exchange: str, recipient: str, kind: str) -> str:
     written that way, and one it refuses raises its ValueError, as before."""
     if _CANONICAL_UUID(exchange) is None:
         exchange = str(UUID(exchange))
-    return str(_uuid5(f"delivery|{exchange}|{recipient}|{kind}"))
+    # str(_uuid5(name)) as UUID.__str__ writes it, without making the UUID object.
+    h = _NS_SHA1.copy()
+    h.update(f"delivery|{exchange}|{recipient}|{kind}".encode())
+    x = "%032x" % ((_from_bytes(h.digest()[:16], "big") & _KEEP) | _SET)
+    return f"{x[:8]}-{x[8:12]}-{x[12:16]}-{x[16:20]}-{x[20:]}"
 
 
 def delivery_page_id(start: int) -> UUID:
@@ -74,8 +78,9 @@ def directory_snapshot_id(version: str) -> UUID:
     return _uuid5(f"directory|{version}")
 
 
-def sealed_message_aad(exchange: UUID) -> bytes:
-    # Binds a sealed message to its exchange, so a blob moved to another event fails to open.
+def sealed_message_aad(exchange: UUID | str) -> bytes:
+    # Binds a sealed message to its exchange, so a blob moved to another event fails to open. The id
+    # as a UUID, or as str(UUID) writes it (the relay has that text already).
     return f"exchange:{exchange}".encode()
 
 

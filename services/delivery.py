@@ -28,8 +28,9 @@ from __future__ import annotations
 import re
 import threading
 import time
+from itertools import chain
 from dataclasses import dataclass, field
-from functools import lru_cache
+from functools import cached_property, lru_cache
 from typing import Any, Callable, NamedTuple
 from uuid import UUID
 
@@ -125,6 +126,11 @@ class DecidedExchange:
         )
         return exchange
 
+    @cached_property
+    def id_text(self) -> str:
+        """``str(self.id)``, written out once: each delivery, the inbox copy's aad and the records name it."""
+        return str(self.id)
+
 
 @dataclass(frozen=True)
 class RejectedRequest:
@@ -162,6 +168,9 @@ def receipt_detail(detail: str) -> str:
     return text if len(text) <= DETAIL_MAX else text[: DETAIL_MAX - 1] + "…"
 
 
+_PAYLOAD_FIELDS = ("payload_type", "payload")
+
+
 class Messages:
     """Builds the records of deliveries: inbox deliveries, receipts and REJECTED receipts."""
 
@@ -171,7 +180,7 @@ class Messages:
     def open_payload(self, exchange: DecidedExchange, sealer: LedgerSealer) -> dict[str, Any]:
         """The payload as sent; SubjectErased when erased, Undeliverable when it cannot be read."""
         try:
-            raw = sealer.open(exchange.subject, exchange.sealed_message, sealed_message_aad(exchange.id))
+            raw = sealer.open(exchange.subject, exchange.sealed_message, sealed_message_aad(exchange.id_text))
         except SubjectErased:
             raise
         except DecryptionError as exc:
@@ -180,14 +189,14 @@ class Messages:
             raise Undeliverable("SEALED_MESSAGE_UNREADABLE", type(exc).__name__) from None
         try:
             signed = self.codec.decode(raw, expect="dk.xledger.SignedMessage").record
-            envelope = self.codec.decode(signed["body"], expect="dk.xledger.ExchangeRequest").record
+            # Of the envelope only what the inbox copy carries: its other fields are skipped, not decoded.
+            return self.codec.decode_fields(signed["body"], "dk.xledger.ExchangeRequest", _PAYLOAD_FIELDS)
         except CodecError as exc:
             raise Undeliverable("PAYLOAD_UNDECODABLE", exc.reason) from None
-        return {"payload_type": envelope["payload_type"], "payload": envelope["payload"]}
 
     def inbox(self, exchange: DecidedExchange, result: dict[str, Any], payload: dict[str, Any]) -> Outgoing:
         recipient = result["recipient"]
-        target = Target(str(exchange.id), recipient, "inbox")
+        target = Target(exchange.id_text, recipient, "inbox")
         s = exchange.summary
         record = {
             "delivery_id": target.delivery_id,
@@ -211,7 +220,7 @@ class Messages:
         return self._outgoing(target, topics.inbox(recipient), exchange.subject, "dk.xledger.DeliveredExchange", record)
 
     def receipt(self, exchange: DecidedExchange, result: dict[str, Any], kind: str = "receipt") -> Outgoing:
-        target = Target(str(exchange.id), result["recipient"], kind)
+        target = Target(exchange.id_text, result["recipient"], kind)
         decision = exchange.decision
         warnings = list(result.get("warnings") or [])
         if result["outcome"] == "ESCALATE":
@@ -383,8 +392,12 @@ class DeliveryRelay:
         decoded: dict[int, Any] = {}
         decided = self._decided(page, decoded)
         resolved = self._resolved(page, decoded)
-        allowed = {ex.subject for ex in decided + resolved
-                   if any(r["outcome"] == "ALLOW" for r in ex.decision["results"])}
+        allowed = set()  # the subjects whose keys open an inbox copy: a loop, not a generator per exchange
+        for ex in chain(decided, resolved):
+            for r in ex.decision["results"]:
+                if r["outcome"] == "ALLOW":
+                    allowed.add(ex.subject)
+                    break
         planned: list[Planned] = []
         with self.sealer.batch(allowed, create=False) as sealer:
             for exchange in decided:
@@ -507,7 +520,7 @@ class DeliveryRelay:
                 raise opened[0]
             return opened[0]
 
-        xid = str(exchange.id)
+        xid = exchange.id_text
         for result in exchange.decision["results"]:
             recipient = result["recipient"]
             if result["outcome"] == "ALLOW":

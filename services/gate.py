@@ -158,8 +158,10 @@ class GatePipeline:
         states = self.keys.keys_for(signer, w.at)
         if not states:
             raise Rejected("UNKNOWN_SIGNER", f"the key set has no key for {signer}")
-        state = next((s for s in states if s.key.key_id == key_id), None)
-        if state is None:
+        for state in states:  # a loop, not a generator per message
+            if state.key.key_id == key_id:
+                break
+        else:
             raise Rejected("UNKNOWN_KEY", f"{signer} has no key {key_id!r} in the key set")
         if not self.signature_valid(w.signed["body"], w.signed["signature"], state.key.public_key):
             raise Rejected("BAD_SIGNATURE", f"signature does not verify with {signer}'s key {key_id!r}")

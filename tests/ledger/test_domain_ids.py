@@ -42,3 +42,12 @@ def test_delivery_id_text_is_the_delivery_ids_text(spelling):
 def test_delivery_id_text_refuses_what_uuid_refuses(bad):
     with pytest.raises(ValueError):
         domain.delivery_id_text(bad, "dk-r", "inbox")
+
+
+@pytest.mark.parametrize("recipient", ["", "dk-r", "æøå|\u2028", "x" * 5_000])
+@pytest.mark.parametrize("kind", ["inbox", "receipt", "review-receipt"])
+def test_delivery_id_text_is_uuid5s_text_for_many_exchanges(recipient, kind):
+    # The text is written from the hash without a UUID object: the same as str(uuid.uuid5(...)).
+    for i in range(200):
+        ex = str(domain.exchange_id("dk-ksp-1", f"m-{i}"))
+        assert domain.delivery_id_text(ex, recipient, kind) == str(uuid.uuid5(NS, f"delivery|{ex}|{recipient}|{kind}"))

@@ -125,3 +125,27 @@ def test_errors_are_the_plain_transcoders():
     with pytest.raises(TranscodingNotRegisteredError):
         FAST.decode(unknown)
     assert FAST.decode(b'{"x":NaN}') == PLAIN.decode(b'{"x":NaN}')
+
+
+_uuid_like = st.text(alphabet='0123456789abcdefABCDEF-"x', max_size=80)
+
+
+@settings(max_examples=2000, deadline=None)
+@given(st.lists(_uuid_like | st.uuids().map(lambda u: f'"{u}"') | st.binary(max_size=40).map(lambda b: b.hex()),
+                max_size=6))
+def test_the_uuid_shape_is_found_where_the_regular_expression_finds_it(parts):
+    # The encoder looks for str(uuid)'s shape by byte classes and a substring, not the regular expression.
+    from ledger.transcoder import _UUID_CLASSES, _UUID_SHAPE, _UUID_STRING
+
+    for data in ("".join(parts).encode(), "-".join(parts).encode(), '"'.join(parts).encode()):
+        assert (_UUID_SHAPE in data.translate(_UUID_CLASSES)) == (_UUID_STRING.search(data) is not None)
+
+
+def test_the_uuid_shape_at_the_edges():
+    from ledger.transcoder import _UUID_CLASSES, _UUID_SHAPE, _UUID_STRING
+
+    u = '"12345678-1234-5678-1234-567812345678"'
+    for data in (u, "x" + u, u + "x", u.upper(), u.replace("-", "_"), u[:-1], u[1:], u.replace("8", "g", 1),
+                 u[:10] + "\u00e6" + u[11:], "\u00e6" + u, u.replace("1", "\u0661", 1)):
+        raw = data.encode()
+        assert (_UUID_SHAPE in raw.translate(_UUID_CLASSES)) == (_UUID_STRING.search(raw) is not None), data
