@@ -123,9 +123,11 @@ def event_state(mapper: Any, stored: Any) -> dict[str, Any]:
             and data.count(_TYPED) == 1 and _plain_class(stored.topic)):
         try:
             state = orjson.loads(data)
-        except orjson.JSONDecodeError:
-            state = None
-        if type(state) is dict and orjson.dumps(state) == data:
+            # orjson writes back at most 254 levels deep, which it reads: deeper goes the plain way.
+            same = type(state) is dict and orjson.dumps(state) == data
+        except (orjson.JSONDecodeError, orjson.JSONEncodeError):
+            same = False
+        if same:
             ts = state.get("timestamp")
             if type(ts) is dict and len(ts) == 2 and ts.get("_type_") == _DATETIME and type(ts.get("_data_")) is str:
                 state["timestamp"] = ts["_data_"]

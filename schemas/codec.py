@@ -58,9 +58,6 @@ class AvroCodec:
         self._readers: dict[bytes, tuple[SchemaVersion, dict[str, Any], dict[str, Any] | None]] = {}
         # Per schema version, its field names: encode refuses a record with any other key.
         self._field_names: dict[tuple[str, int], frozenset[str]] = {}
-        # Per (writer fingerprint, fields): the writer, its parsed schema and the parsed projection
-        # of the latest version onto those fields (``decode_fields``).
-        self._projections: dict[tuple[bytes, tuple[str, ...]], tuple[SchemaVersion, dict[str, Any], dict[str, Any]]] = {}
 
     def _fast(self, schema: SchemaVersion) -> dict[str, Any]:
         key = (schema.name, schema.version)
@@ -118,44 +115,6 @@ class AvroCodec:
         if body.tell() != len(data):
             raise CodecError("MALFORMED", f"{len(data) - body.tell()} trailing bytes after {writer.name}")
         return Decoded(writer.name, writer.version, record)
-
-    def decode_fields(self, data: bytes, expect: str, fields: tuple[str, ...]) -> dict[str, Any]:
-        """``decode(data, expect).record`` reduced to ``fields`` (in the latest version's field order),
-        with the same checks and errors: size, header, known fingerprint, type, a body read through to
-        its last byte. fastavro skips the other fields (reads their lengths and indices, builds no
-        values), so the relay, which needs only an envelope's payload, does not decode the whole
-        envelope. The fields must be of primitive types or named types defined inside them."""
-        if len(data) > MAX_MESSAGE_BYTES:
-            raise CodecError("OVERSIZED", f"{len(data)} bytes exceeds the {MAX_MESSAGE_BYTES}-byte limit")
-        if len(data) < HEADER_LEN:
-            raise CodecError("TRUNCATED", f"{len(data)} bytes is shorter than the {HEADER_LEN}-byte header")
-        if data[:2] != MARKER:
-            raise CodecError("BAD_MARKER", f"expected single-object marker c301, got {data[:2].hex()}")
-        fp = data[2:HEADER_LEN]
-        known = self._projections.get((fp, fields))
-        if known is None:
-            writer = self._writer_of(fp)
-            if writer.name != expect:
-                raise CodecError("WRONG_TYPE", f"expected {expect}, got {writer.name}")
-            latest = self.registry.latest(expect)
-            names = {f["name"] for f in latest.raw["fields"]}
-            if not names.issuperset(fields):
-                raise ValueError(f"{expect} has no fields {sorted(set(fields) - names)}")
-            projection = {k: v for k, v in latest.raw.items() if k != "fields"}
-            projection["fields"] = [f for f in latest.raw["fields"] if f["name"] in fields]
-            known = self._projections[(fp, fields)] = (writer, self._fast(writer), parse_schema(projection))
-        writer, writer_schema, reader_schema = known
-        if writer.name != expect:
-            raise CodecError("WRONG_TYPE", f"expected {expect}, got {writer.name}")
-        body = io.BytesIO(data)
-        body.seek(HEADER_LEN)
-        try:
-            record = schemaless_reader(body, writer_schema, reader_schema)
-        except Exception as exc:  # fastavro raises EOFError, ValueError, UnicodeDecodeError, ...
-            raise CodecError("MALFORMED", f"{writer.name} v{writer.version}: {type(exc).__name__}: {exc}") from exc
-        if body.tell() != len(data):
-            raise CodecError("MALFORMED", f"{len(data) - body.tell()} trailing bytes after {writer.name}")
-        return record
 
     def _writer_of(self, fp: bytes) -> SchemaVersion:
         writer = self.registry.by_fingerprint(fp)

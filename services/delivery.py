@@ -168,9 +168,6 @@ def receipt_detail(detail: str) -> str:
     return text if len(text) <= DETAIL_MAX else text[: DETAIL_MAX - 1] + "…"
 
 
-_PAYLOAD_FIELDS = ("payload_type", "payload")
-
-
 class Messages:
     """Builds the records of deliveries: inbox deliveries, receipts and REJECTED receipts."""
 
@@ -189,10 +186,13 @@ class Messages:
             raise Undeliverable("SEALED_MESSAGE_UNREADABLE", type(exc).__name__) from None
         try:
             signed = self.codec.decode(raw, expect="dk.xledger.SignedMessage").record
-            # Of the envelope only what the inbox copy carries: its other fields are skipped, not decoded.
-            return self.codec.decode_fields(signed["body"], "dk.xledger.ExchangeRequest", _PAYLOAD_FIELDS)
+            # The whole envelope, read as the gate read it: a reader that skips the other fields
+            # follows an array block's byte size, which the full read ignores, so a crafted envelope
+            # could give it another payload than the one the gate decided (review, 2026-12-01).
+            envelope = self.codec.decode(signed["body"], expect="dk.xledger.ExchangeRequest").record
         except CodecError as exc:
             raise Undeliverable("PAYLOAD_UNDECODABLE", exc.reason) from None
+        return {"payload_type": envelope["payload_type"], "payload": envelope["payload"]}
 
     def inbox(self, exchange: DecidedExchange, result: dict[str, Any], payload: dict[str, Any]) -> Outgoing:
         recipient = result["recipient"]
