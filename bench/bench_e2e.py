@@ -215,7 +215,6 @@ class _Window(threading.Thread):
         self.opened_at = opened_at  # lo 0: when the services started, from which their CPU counts
         self.url, self.pids, self.relay_pid, self.receipts = ledger_url, pids, relay_pid, receipts
         self.lo, self.partitions, self.every, self.pg_cpu = lo, partitions, every, pg_cpu
-        self.opened = threading.Event()
         self.closing = threading.Event()
         self.stopping = threading.Event()
         self.readings: list[_Reading] = []
@@ -265,7 +264,6 @@ class _Window(threading.Thread):
                         self.stopping.wait(self.every)
                 if self.pg_cpu is not None and self.readings:
                     self.pg_cpu.start_window()
-                self.opened.set()
                 self.closing.wait()
                 if self.readings and not self.stopping.is_set():
                     if ledger is None:
@@ -278,8 +276,6 @@ class _Window(threading.Thread):
                     ledger.close()
         except BaseException as exc:  # noqa: BLE001 - reported by the caller
             self.error = exc
-        finally:
-            self.opened.set()
 
     def close(self, timeout: float = 30.0) -> tuple[_Reading, _Reading, dict[str, float]]:
         """The window's two readings, taken now for its end; and PostgreSQL's backends over it."""

@@ -659,6 +659,20 @@ def process_reading(pid: int):
     return lambda: {pid: proc_cpu_seconds(pid)}
 
 
+def _pg_monitor(ledger_url: str, application_name: str):
+    """An autocommit connection to the ledger's PostgreSQL database, for reading its backends; and the
+    database's name, which ``pg_stat_activity`` lists them under."""
+    import psycopg
+
+    from ledger.url import persistence_env
+
+    env = persistence_env(ledger_url)
+    conn = psycopg.connect(host=env["POSTGRES_HOST"], port=int(env["POSTGRES_PORT"]), user=env["POSTGRES_USER"],
+                           password=env["POSTGRES_PASSWORD"] or None, dbname=env["POSTGRES_DBNAME"], autocommit=True,
+                           application_name=application_name)
+    return conn, env["POSTGRES_DBNAME"]
+
+
 class PgClientBackends:
     """A ServerShare reading of PostgreSQL: CPU seconds by pid of the client backends connected to the
     ledger's database (``pg_stat_activity``, this reader's own left out; autovacuum and the server's
@@ -666,15 +680,7 @@ class PgClientBackends:
     benchmark is the database's only client while the raw steps run, so these serve its connections."""
 
     def __init__(self, ledger_url: str):
-        import psycopg
-
-        from ledger.url import persistence_env
-
-        env = persistence_env(ledger_url)
-        self.dbname = env["POSTGRES_DBNAME"]
-        self.conn = psycopg.connect(host=env["POSTGRES_HOST"], port=int(env["POSTGRES_PORT"]),
-                                    user=env["POSTGRES_USER"], password=env["POSTGRES_PASSWORD"] or None,
-                                    dbname=self.dbname, autocommit=True, application_name="xlbench-floor-reader")
+        self.conn, self.dbname = _pg_monitor(ledger_url, "xlbench-floor-reader")
 
     def __call__(self) -> dict[int, float]:
         rows = self.conn.execute("SELECT pid FROM pg_stat_activity WHERE datname = %s AND pid <> pg_backend_pid() "
@@ -729,16 +735,8 @@ class PgBackendCpu(threading.Thread):
 
     def __init__(self, ledger_url: str, harness: str, every: float = 0.25):
         super().__init__(daemon=True)
-        import psycopg
-
-        from ledger.url import persistence_env
-
-        env = persistence_env(ledger_url)
-        self.dbname = env["POSTGRES_DBNAME"]
         self.harness, self.every = harness, every
-        self.conn = psycopg.connect(host=env["POSTGRES_HOST"], port=int(env["POSTGRES_PORT"]),
-                                    user=env["POSTGRES_USER"], password=env["POSTGRES_PASSWORD"] or None,
-                                    dbname=self.dbname, autocommit=True, application_name="xlbench-pg-sampler")
+        self.conn, self.dbname = _pg_monitor(ledger_url, "xlbench-pg-sampler")
         self.first: dict[int, float] = {}
         self.last: dict[int, float] = {}
         self.app: dict[int, str] = {}

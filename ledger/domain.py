@@ -27,16 +27,21 @@ _new, _set, _from_bytes, _UNKNOWN = object.__new__, object.__setattr__, int.from
 _CANONICAL_UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}").fullmatch
 
 
+def _uuid5_int(name: str) -> int:
+    """``uuid5(_NS, name).int``: the namespace's hash copied, the name hashed, the version and variant set."""
+    h = _NS_SHA1.copy()
+    h.update(name.encode())
+    return (_from_bytes(h.digest()[:16], "big") & _KEEP) | _SET
+
+
 def _uuid5(name: str) -> UUID:
     """``uuid5(_NS, name)``, the same UUID at about half the cost: the gate derives one per message
     and the relay one per delivery, and uuid.uuid5 hashes the namespace again and goes through UUID's
     generic constructor (its argument checks, then the version bits) each time. The UUID is made as
     ``UUID(int=...)`` makes it (both slots set, ``is_safe`` unknown), without the checks: the value
     is in range by construction. tests/ledger/test_domain_ids.py holds it to uuid.uuid5."""
-    h = _NS_SHA1.copy()
-    h.update(name.encode())
     u = _new(UUID)
-    _set(u, "int", (_from_bytes(h.digest()[:16], "big") & _KEEP) | _SET)
+    _set(u, "int", _uuid5_int(name))
     _set(u, "is_safe", _UNKNOWN)
     return u
 
@@ -61,9 +66,7 @@ def delivery_id_text(exchange: str, recipient: str, kind: str) -> str:
     if _CANONICAL_UUID(exchange) is None:
         exchange = str(UUID(exchange))
     # str(_uuid5(name)) as UUID.__str__ writes it, without making the UUID object.
-    h = _NS_SHA1.copy()
-    h.update(f"delivery|{exchange}|{recipient}|{kind}".encode())
-    x = "%032x" % ((_from_bytes(h.digest()[:16], "big") & _KEEP) | _SET)
+    x = "%032x" % _uuid5_int(f"delivery|{exchange}|{recipient}|{kind}")
     return f"{x[:8]}-{x[8:12]}-{x[12:16]}-{x[16:20]}-{x[20:]}"
 
 
