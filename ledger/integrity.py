@@ -40,7 +40,7 @@ from ledger.checkpoint import (
     load_private_key,
 )
 from ledger.note import NoteSignature
-from ledger.tables import executemany
+from ledger.tables import SQLITE_WRITE_LOCK_STATEMENT, executemany, take_sqlite_write_lock
 from ledger.entry import encode_entry
 from ledger.entry import leaf_hashes as _leaf_hashes
 from ledger.merkle import EMPTY_ROOT, HASH_SIZE, MerkleError, MerkleLog
@@ -154,7 +154,8 @@ class _Backend:
             # A write statement takes SQLite's database write lock now (waiting up to the
             # busy timeout) instead of at the first real insert, so the reads below see the
             # state that the writes will extend. It matches no row and changes nothing.
-            tx.execute("UPDATE xl_checkpoints SET tree_size = tree_size WHERE 0 = 1")
+            tx.statements += 1
+            take_sqlite_write_lock(tx.cursor.sqlite_cursor, SQLITE_WRITE_LOCK_STATEMENT)
 
 
 class _Tx:
