@@ -132,3 +132,58 @@ def test_fastavros_writer_refuses_what_built_relies_on_it_to_refuse(avro_type, g
     for wrong in wrongs:
         with pytest.raises(Exception):
             schemaless_writer(io.BytesIO(), schema, {"f": wrong})
+
+
+# --- the relay's records (services.delivery.Messages), which encode with built=True ---------------
+
+def _exchange(summary_overrides=None, decision_overrides=None):
+    import uuid
+
+    from services.delivery import DecidedExchange
+
+    summary = {"occurred_at": "2026-12-01T10:00:00+00:00", "sender": {"org": "kriminalforsorgen:ksp", "role": "KRIMINALFORSORGEN"},
+               "context": "KSP", "cooperation_id": "ksp:kalundborg", "purpose": "RELEASE_PLANNING"}
+    summary.update(summary_overrides or {})
+    decision = {"policy_version": "sha256:" + "a" * 64, "request_digest": "sha256:" + "b" * 64, "results": []}
+    decision.update(decision_overrides or {})
+    return DecidedExchange(uuid.UUID(int=7), "kriminalforsorgen:ksp", "m-0001", "p" * 64, summary, "sealed", decision)
+
+
+ALLOWED = {"recipient": "kommune:326", "outcome": "ALLOW", "rule": "P5", "via": None, "reason": None,
+           "citation": "§ 115, stk. 3", "warnings": ["W1"]}
+ESCALATED = {"recipient": "kommune:327", "outcome": "ESCALATE", "rule": None, "via": None, "reason": "E1",
+             "citation": "§ 115", "warnings": []}
+PAYLOAD = {"payload_type": "dk.xledger.payload.ReleaseNotice", "payload": b"\xc3\x01" + bytes(40)}
+
+
+def test_the_relays_records_are_byte_for_byte_what_validated_encoding_writes():
+    from services.delivery import Messages, RejectedRequest
+
+    messages = Messages(codec)
+    ex = _exchange()
+    rejected = RejectedRequest(ex.id, "kriminalforsorgen:ksp", "m-0002", "INVALID_RECORD", "cpr: bad", "sha256:" + "c" * 64)
+    sent = [(INBOX, messages.inbox(ex, ALLOWED, PAYLOAD)), (RECEIPT, messages.receipt(ex, ALLOWED)),
+            (RECEIPT, messages.receipt(ex, ESCALATED)), (RECEIPT, messages.receipt(ex, ESCALATED, "review-receipt")),
+            (RECEIPT, messages.rejected_receipt(rejected))]
+    for name, out in sent:
+        record = codec.decode(out.value, expect=name).record
+        assert out.value == codec.encode(name, record)  # validated: the same bytes
+
+
+def test_a_wrong_value_in_the_ledgers_data_is_quarantined_as_encode_failed():
+    # A summary or decision the relay did not expect (a datetime where the schema has a string,
+    # a number as the policy version) is still refused: the delivery is not made.
+    from services.delivery import Messages, Undeliverable
+
+    messages = Messages(codec)
+    from datetime import datetime, timezone
+    cases = [lambda: messages.inbox(_exchange({"occurred_at": datetime.now(timezone.utc)}), ALLOWED, PAYLOAD),
+             lambda: messages.inbox(_exchange({"sender": {"org": 5, "role": "POLICE"}}), ALLOWED, PAYLOAD),
+             lambda: messages.inbox(_exchange(), ALLOWED, dict(PAYLOAD, payload="not bytes")),
+             lambda: messages.receipt(_exchange(decision_overrides={"policy_version": 3}), ALLOWED),
+             lambda: messages.receipt(_exchange(), dict(ALLOWED, outcome="MAYBE")),
+             lambda: messages.receipt(_exchange(), dict(ALLOWED, warnings=[None]))]
+    for build in cases:
+        with pytest.raises(Undeliverable) as info:
+            build()
+        assert info.value.reason == "ENCODE_FAILED"
