@@ -8,7 +8,7 @@ import io
 import pytest
 from fastavro import parse_schema, schemaless_writer
 
-from schemas.codec import _WRITER_CHECKED, AvroCodec, CodecError, _unchecked_arrays
+from schemas.codec import _WRITER_CHECKED, AvroCodec, CodecError, _writer_checks
 
 codec = AvroCodec()
 INBOX, RECEIPT = "dk.xledger.DeliveredExchange", "dk.xledger.DecisionReceipt"
@@ -33,7 +33,8 @@ GOOD = {
 
 @pytest.mark.parametrize("name", [INBOX, RECEIPT])
 def test_both_record_types_take_the_unvalidated_path(name):
-    assert _unchecked_arrays(codec.registry.latest(name).raw) == ("warnings",)
+    arrays, unions = _writer_checks(codec.registry.latest(name).raw)
+    assert arrays == ("warnings",) and "via" in unions
 
 
 @pytest.mark.parametrize("name", [INBOX, RECEIPT])
@@ -53,7 +54,8 @@ class _Str(str):
 # Wrong values per field type, as our code could get them wrong: every one must be refused.
 WRONG = {
     "string": [None, 5, True, 1.5, b"x", ["x"], {"x": 1}, "\ud800"],
-    "optional string": [5, True, b"x", ["x"], ("x",), {"x"}, "\ud800"],
+    # ("null", "x") the writer alone would write as null: the tuple check sends it to validation
+    "optional string": [5, True, b"x", ["x"], ("x",), ("null", "x"), ("string", 5), {"x"}, "\ud800"],
     "bytes": [None, "x", 5, ["x"]],
     "array": [None, "WX", {"W": 1}, {"W"}, iter(["W"]), [5], [None], [b"W"]],
     "enum": [None, "MAYBE", "allow", 1, b"ALLOW"],
@@ -96,8 +98,25 @@ def test_unknown_fields_are_still_refused():
 
 def test_null_on_its_own_is_not_left_to_the_writer():
     # fastavro's writer writes nothing for a "null" field whatever its value.
-    assert _unchecked_arrays({"type": "record", "name": "R", "fields": [{"name": "f", "type": "null"}]}) is None
-    assert _unchecked_arrays({"type": "record", "name": "R", "fields": [{"name": "f", "type": ["null", "string"]}]}) == ()
+    assert _writer_checks({"type": "record", "name": "R", "fields": [{"name": "f", "type": "null"}]}) is None
+    assert _writer_checks({"type": "record", "name": "R", "fields": [{"name": "f", "type": ["null", "string"]}]}) == \
+        ((), ("f",))
+
+
+def test_a_union_below_the_top_is_not_left_to_the_writer():
+    # A tuple there would be read as (branch, value): ("null", "x") written as null, unseen by encode.
+    nested = {"type": "record", "name": "N", "fields": [{"name": "g", "type": ["null", "string"]}]}
+    assert _writer_checks({"type": "record", "name": "R", "fields": [{"name": "f", "type": nested}]}) is None
+    items = {"type": "array", "items": ["null", "string"]}
+    assert _writer_checks({"type": "record", "name": "R", "fields": [{"name": "f", "type": items}]}) is None
+
+
+def test_the_writer_alone_would_write_a_tagged_tuple_as_its_branch():
+    # Why unions are checked for tuples: without validation, ("null", "x") becomes null on the wire.
+    schema = parse_schema({"type": "record", "name": "R", "fields": [{"name": "f", "type": ["null", "string"]}]})
+    buf = io.BytesIO()
+    schemaless_writer(buf, schema, {"f": ("null", "x")})
+    assert buf.getvalue() == b"\x00"
 
 
 def test_a_schema_the_writer_does_not_check_is_validated_anyway():
@@ -105,7 +124,7 @@ def test_a_schema_the_writer_does_not_check_is_validated_anyway():
     # into a boolean as true without a word, so built=True must still validate.
     name = "dk.xledger.payload.AggregateStatistics"
     raw = codec.registry.latest(name).raw
-    assert _unchecked_arrays(raw) is None
+    assert _writer_checks(raw) is None
     int_field = next(f["name"] for f in raw["fields"] if f["type"] == "int")
     from tests.schemas.examples import PAYLOADS
     with pytest.raises(CodecError) as info:
@@ -117,7 +136,7 @@ def test_a_schema_the_writer_does_not_check_is_validated_anyway():
     ("string", "s", [None, 1, True, 1.5, b"s", bytearray(b"s"), ["s"], {"s": 1}]),
     ("bytes", b"b", [None, 1, True, "b", ["b"], {"b": 1}]),
     ({"type": "enum", "name": "E", "symbols": ["A", "B"]}, "A", [None, "C", "a", 0, True, b"A", ["A"]]),
-    (["null", "string"], "s", [1, True, b"s", ["s"], {"s"}, ("s",)]),
+    (["null", "string"], "s", [1, True, b"s", ["s"], {"s"}, ("s",), ("string", 5), ("X", "s")]),
     (["null", "string"], None, [0, False, b"", []]),
     ({"type": "record", "name": "P", "fields": [{"name": "o", "type": "string"}]}, {"o": "s"},
      [None, 1, "s", ["s"], {"x": "s"}]),
@@ -187,3 +206,16 @@ def test_a_wrong_value_in_the_ledgers_data_is_quarantined_as_encode_failed():
         with pytest.raises(Undeliverable) as info:
             build()
         assert info.value.reason == "ENCODE_FAILED"
+
+
+def test_validated_encoding_names_the_field_fastavro_itself_cannot_judge():
+    # The envelope (named types referred to by short name, nested records): a lone surrogate passes
+    # fastavro's validation and fails its writer; a 1-tuple in a union makes the validation itself raise.
+    from tests.schemas.examples import envelope
+
+    env = envelope("dk.xledger.payload.CaseNote", codec)
+    for field, wrong in [("necessity", "\ud800"), ("necessity", ("x",)), ("cooperation_id", "\udfff")]:
+        with pytest.raises(CodecError) as info:
+            codec.encode("dk.xledger.ExchangeRequest", dict(env, **{field: wrong}))
+        assert info.value.reason == "INVALID_RECORD"
+        assert info.value.message == f"dk.xledger.ExchangeRequest: invalid value in {field}"
