@@ -105,8 +105,9 @@ class Work:
     key_id: str = ""  # the key that verified the signature
     present: frozenset[str] = frozenset()
     # Not the policy request: decide builds it and lets it go. Held by every Work of a batch until the
-    # batch is recorded, its ~20 models and lists were walked by each young-generation collection
-    # in between (~5 µs per exchange of the decide stage, measured paired in one process, 2026-12-01).
+    # batch was recorded, its ~20 models and lists were freed at the end, long out of the CPU caches,
+    # and walked by any young-generation collection in between: the gate's loop stage -3 µs per
+    # exchange without it (bench.ceiling.gate_stage_costs, paired with main, 2026-12-01).
     decision: dict[str, Any] | None = None
     # Set once the signature verified: from then on a rejection is the sender's to hear about.
     sender: str | None = None
