@@ -30,7 +30,7 @@ class _Model(BaseModel):
     # (a reader schema newer than this model may add optional fields). Allowed and not kept
     # ("ignore", not "allow"): the same records pass, and nothing reads the extras, which "allow"
     # copied into every model, the envelope's payload bytes, parties and vocabulary included
-    # (~1 µs of the gate's validation per message, measured paired in one process, 2026-12-01).
+    # (the gate's validate_request and decode_payload stages ~1.8 µs less per message, bench/README.md).
     model_config = ConfigDict(extra="ignore", frozen=True)
 
 
