@@ -440,7 +440,10 @@ def raw_step_costs(backlog, bootstrap: str, repeat: int = 3, broker: ServerShare
     from policies.engine import PolicyEngine
 
     engine = PolicyEngine.load_default()
-    decisions = [(w.request, w.present) for w in works]
+    from services.gate import _validate_policy_request
+    from services.policy_input import to_policy_request
+
+    decisions = [(_validate_policy_request(to_policy_request(w.envelope)), w.present) for w in works]
 
     def decide() -> int:
         for request, present in decisions:

@@ -27,8 +27,11 @@ class RecordInvalid(ValueError):
 
 class _Model(BaseModel):
     # Avro already fixed the shape; these models only add meaning, so unknown keys are allowed
-    # (a reader schema newer than this model may add optional fields).
-    model_config = ConfigDict(extra="allow", frozen=True)
+    # (a reader schema newer than this model may add optional fields). Allowed and not kept
+    # ("ignore", not "allow"): the same records pass, and nothing reads the extras, which "allow"
+    # copied into every model, the envelope's payload bytes, parties and vocabulary included
+    # (the gate's validate_request and decode_payload stages ~1.8 µs less per message, bench/README.md).
+    model_config = ConfigDict(extra="ignore", frozen=True)
 
 
 def _date_in_range(value: date | None) -> date | None:
