@@ -302,7 +302,8 @@ class Ledger(Application[UUID]):
         out = {"entries": 0, "requests": 0, "rejected": 0, "allowed": 0, "denied": 0, "escalated": 0, "deliveries": 0}
         for n in self.all_notifications():
             out["entries"] += 1
-            if n.topic.endswith("Exchange.Requested"):
+            # An exchange is one RequestDecided event, or in older ledgers a Requested and a Decided.
+            if n.topic.endswith(("Exchange.RequestDecided", "Exchange.Requested")):
                 out["requests"] += 1
             elif n.topic.endswith("RejectedMessage.Rejected"):
                 out["rejected"] += 1
@@ -310,7 +311,7 @@ class Ledger(Application[UUID]):
                 out["deliveries"] += 1
             elif n.topic.endswith("DeliveryPage.Recorded"):
                 out["deliveries"] += len(self.mapper.to_domain_event(n).deliveries)
-            elif n.topic.endswith("Exchange.Decided"):
+            if n.topic.endswith(("Exchange.RequestDecided", "Exchange.Decided")):
                 for result in self.mapper.to_domain_event(n).decision["results"]:
                     out[{"ALLOW": "allowed", "DENY": "denied", "ESCALATE": "escalated"}[result["outcome"]]] += 1
         return out

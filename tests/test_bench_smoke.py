@@ -71,10 +71,11 @@ def test_e2e_bench_rows():
                 f"e2e.{backend}.gates1.machine.busy", f"e2e.{backend}.gates1.sustained.machine.busy"} <= names
         # The relay's pages over the backlog, counted in the ledger.
         assert {f"e2e.{backend}.gates1.shape.relay_pages", f"e2e.{backend}.gates1.shape.entries_per_relay_page"} <= names
-        # The required floor: every required step but the second event (a difference of two appends,
-        # which noise can take below zero at this size; then it is left out, never made up).
+        # The required floor: every required step but the decision record in the exchange's event (a
+        # difference of two appends, which noise can take below zero at this size; then it is left out,
+        # never made up).
         required = {n.rsplit(".", 1)[1] for n in names if n.startswith(f"e2e.{backend}.required.")}
-        assert set(bench_e2e.REQUIRED_STEPS) - {"second_event"} <= required
+        assert set(bench_e2e.REQUIRED_STEPS) - {"decision_in_event"} <= required
         assert {f"e2e.{backend}.required_limit", f"e2e.{backend}.gates1.throughput.vs_required",
                 f"e2e.{backend}.required_floor.vs_target_budget"} <= names
         # Each stage with library work inside has its floor row (STAGE_FLOOR).
