@@ -352,7 +352,7 @@ def raw_read_and_decide(ledger, limit: int) -> tuple[float, int]:
             break
         for note in page:
             to_event(note)
-            if note.topic == _TOPICS[1]:
+            if note.topic != _TOPICS[0]:  # a decision: a RequestDecided event, or an older ledger's Decided
                 req, present = prepared[n % len(prepared)]
                 engine.decide(req, present)
                 n += 1
