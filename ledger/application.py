@@ -116,8 +116,8 @@ _LOCATION_KEYS = frozenset({"PERSISTENCE_MODULE", "SQLITE_DBNAME", "POSTGRES_DBN
 def _compress_events_with_lz4(tables: SideTables, events_table: str) -> None:
     """On PostgreSQL 14 and later built with lz4: the events' ``state`` compressed with lz4 instead of
     the default pglz. An exchange's RequestDecided event (~5 KB) is over the size at which PostgreSQL
-    compresses a row (~2 KB), and pglz spent ~50 µs of the server's CPU per exchange compressing it,
-    against ~1 with lz4 (bench/README.md, "One event per exchange"). Only values written afterwards
+    compresses a row (~2 KB): with pglz the server spent ~50 µs more of its CPU per exchange on it
+    than with lz4 (87 against 36; bench/README.md, "One event per exchange"). Only values written afterwards
     are compressed so; older ones read as before. Looked up first: the ALTER locks the table, so it
     is made once per database, and skipped (tried again at the next open) if the table is busy, the
     server is older, lz4 is not built in or the role does not own the table: pglz stays, nothing else
