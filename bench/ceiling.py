@@ -174,7 +174,7 @@ GATE_STAGES = {
     "categorise": "the data categories present in the payload",
     "decide": "the policy request built and decided, the decision record",
     "subject_keys": "the batch's subject keys read (and new ones made) in one transaction",
-    "seal": "each message sealed under its subject's key, the Exchange aggregate and its decision event built",
+    "seal": "each message sealed under its subject's key, the Exchange aggregate and its RequestDecided event built",
     "duplicates_check": "message ids already in the ledger looked up",
     "directory_snapshot": "the directory snapshot the decisions name (stored once)",
     "dead_letters": "rejected messages published to the dead-letter topic",
