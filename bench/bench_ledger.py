@@ -2,7 +2,8 @@
 O(log n)), ``Ledger.verify`` (the logic of ``xledger verify``) vs a raw read + sha256 of the same
 stored rows, and the read-model replay vs eventsourcing's raw notification read.
 
-The entries are realistic: Exchange aggregates (Requested + Decided) whose summary, decision and
+The entries are realistic: Exchange aggregates (one RequestDecided event each, built by
+Exchange.decided as the gate builds them) whose summary, decision and
 sealed message are copied from a real gate decision, one batch of 500 entries per transaction
 with a tracking record, as the gate writes them.  SQLite (the embedded default).
 Run: ``python -m bench.bench_ledger [--full | --sizes 2000,10000]``.
@@ -23,17 +24,17 @@ from pathlib import Path
 
 from bench.common import row
 from ledger.application import Ledger, Tracking
-from ledger.domain import Exchange
+from ledger.domain import Exchange, exchange_id
 from ledger.integrity import signer_from_key
 from services.config import DEV_CHECKPOINT_KEY
 
-BATCH = 250  # exchanges per transaction = 500 entries: what is timed, as the gate writes them
+BATCH = 500  # exchanges per transaction = 500 entries (one each): what is timed, as the gate writes them
 # Growing between the measured sizes: the same Exchange aggregates through the same Ledger.record,
 # in transactions of 10,000 entries, and the Merkle tree folded every 100,000 entries. Only the
 # windows at each size are timed (``_append_cost``, ``_proof_cost``), in batches of BATCH; the
 # growth itself measures nothing, and ten times fewer commits (an fsync each) and Merkle passes
 # took the 1M run's growth from ~8 min under load to a fraction of it.
-GROW_BATCH = 5_000
+GROW_BATCH = 10_000  # exchanges (one entry each)
 GROW_INTEGRATE_EVERY = 100_000  # entries
 ORIGIN = "exchange-ledger/bench"
 
@@ -70,12 +71,12 @@ class _Template:
 def _exchanges(t: _Template, start: int, n: int) -> list[Exchange]:
     out = []
     for i in range(start, start + n):
-        e = Exchange(sender="kriminalforsorgen:horserod", message_id=f"scale-{i:08d}",
-                     source={"topic": "exchange.requests", "partition": 0, "offset": i},
-                     summary=t.summary, subject=t.subject, message_digest="sha256:" + "0" * 64,
-                     sealed_message=t.sealed)
-        e.decide(t.decision)
-        out.append(e)
+        sender, message_id = "kriminalforsorgen:horserod", f"scale-{i:08d}"
+        out.append(Exchange.decided(t.decision, id=exchange_id(sender, message_id), sender=sender,
+                                    message_id=message_id,
+                                    source={"topic": "exchange.requests", "partition": 0, "offset": i},
+                                    summary=t.summary, subject=t.subject, message_digest="sha256:" + "0" * 64,
+                                    sealed_message=t.sealed))
     return out
 
 
@@ -89,7 +90,7 @@ class Growing:
 
     @property
     def entries(self) -> int:
-        return self.exchanges * 2
+        return self.exchanges  # one entry each
 
     def append_batch(self, batch: list[Exchange] | None = None) -> None:
         batch = batch or _exchanges(self.tmpl, self.exchanges, BATCH)
@@ -101,7 +102,7 @@ class Growing:
         """Untimed growth to ``entries``: large batches, the tree folded every GROW_INTEGRATE_EVERY."""
         folded = self.entries
         while self.entries < entries:
-            n = min(GROW_BATCH, max(1, (entries - self.entries + 1) // 2))
+            n = min(GROW_BATCH, max(1, entries - self.entries))
             self.append_batch(_exchanges(self.tmpl, self.exchanges, n))
             if self.entries - folded >= GROW_INTEGRATE_EVERY:
                 self.integrate()
@@ -122,8 +123,8 @@ def _append_cost(g: Growing, batches: int = 6) -> tuple[float, float]:
         t1 = time.perf_counter()
         g.integrate()
         t2 = time.perf_counter()
-        rec.append((t1 - t0) / (2 * BATCH) * 1e6)
-        integ.append((t2 - t1) / (2 * BATCH) * 1e6)
+        rec.append((t1 - t0) / BATCH * 1e6)
+        integ.append((t2 - t1) / BATCH * 1e6)
     return statistics.median(rec), statistics.median(integ)
 
 

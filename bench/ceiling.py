@@ -56,7 +56,7 @@ RAW_STEPS = {  # each in CPU µs of the benchmark process (all its threads) per 
 # share of consuming includes what each round's fresh consumer asks it to set up (metadata, fetch sessions).
 SERVER_STEPS = {
     "broker": ("consume", "encode_and_produce"),
-    "postgres": ("append", "second_event", "outbox_select", "read_model_rows", "merkle_nodes"),
+    "postgres": ("append", "decision_in_event", "outbox_select", "read_model_rows", "merkle_nodes"),
 }
 
 
@@ -70,15 +70,16 @@ REQUIRED_STEPS = {
     "message_digest": "sha256 of the message as received, recorded with each exchange (Inbound.digest, "
                       "Exchange.message_digest); the canonical request's digest, recorded with each decision, is "
                       "computed by PolicyEngine.decide and so is in the raw decide step already",
-    "second_event": "append of a second event per exchange: Requested and Decided are separate events "
-                    "(Exchange.decided); eventsourcing append as the ledger configures and calls it (RawAsLedger) "
-                    "of 2 events (the second holding the decision) less 1",
+    "decision_in_event": "the gate's decision record in the exchange's one event (Exchange.RequestDecided, "
+                         "built by Exchange.decided): eventsourcing append as the ledger configures and calls it "
+                         "(RawAsLedger) of 1 event per exchange holding the message and the decision, less 1 "
+                         "holding the message alone",
     "open_payload": "AES-256-GCM open of the sealed message (base64 decode, key unwrapped once per subject per "
                     "page) for each inbox copy: the relay reads only what the ledger holds sealed",
     "outbox_select": "the outbox read in pages of 500 as Ledger.notifications reads it (eventsourcing's "
                      "select_notifications; on PostgreSQL its statement with the rows in binary): the relay "
                      "publishes only what is durable in the ledger",
-    "event_decode": "orjson decode of the Requested and Decided events the relay publishes from",
+    "event_decode": "orjson decode of the RequestDecided events the relay publishes from",
     "read_model_rows": "insert of the read models' rows into tables of the same shape (one statement per table, "
                        "one transaction per relay page): the status pages, subject register (GDPR art. 15) and "
                        "review queue read them",
@@ -100,7 +101,7 @@ STAGE_FLOOR = {
         ("decode_payload",): ("avro_payload",),
         ("decide",): ("decide",),
         ("seal",): ("seal_payload", "message_digest"),
-        ("ledger_record",): ("append", "second_event"),
+        ("ledger_record",): ("append", "decision_in_event"),
     },
     "relay": {
         ("notifications",): ("outbox_select",),
@@ -173,7 +174,7 @@ GATE_STAGES = {
     "categorise": "the data categories present in the payload",
     "decide": "the policy request built and decided, the decision record",
     "subject_keys": "the batch's subject keys read (and new ones made) in one transaction",
-    "seal": "each message sealed under its subject's key, the Exchange aggregate and its decision event built",
+    "seal": "each message sealed under its subject's key, the Exchange aggregate and its RequestDecided event built",
     "duplicates_check": "message ids already in the ledger looked up",
     "directory_snapshot": "the directory snapshot the decisions name (stored once)",
     "dead_letters": "rejected messages published to the dead-letter topic",
@@ -529,15 +530,15 @@ def _allowed(w) -> bool:
     return any(r["outcome"] == "ALLOW" for r in w.decision["results"])
 
 
-def _sealing(works, batch: int = 500, page: int = 250):
+def _sealing(works, batch: int = 500, page: int = 500):
     """The gate's seal and the relay's open of each message, with cryptography's AESGCM alone.
 
     What ledger.privacy and ledger.subject_crypto do, without their checks and objects: the gate
     seals the signed message as received under its subject's data key (aad naming the exchange)
-    and stores it base64 in the Requested event; the data key is stored wrapped under the master
+    and stores it base64 in the RequestDecided event; the data key is stored wrapped under the master
     key and unwrapped once per subject per batch (CachingCipher). The relay, for each inbox copy,
     opens it again, unwrapping once per subject per page (a page of 500 notifications holds about
-    250 exchanges: a Requested and a Decided event each)."""
+    500 exchanges: one RequestDecided event each)."""
     import base64
 
     from cryptography.hazmat.primitives.ciphers.aead import AESGCM
@@ -894,7 +895,7 @@ def required_ledger_costs(ledger_url: str, exchanges: int, repeat: int = 3, page
             return read
 
         published = [n.state for n in ledger.all_notifications(page_size=page)
-                     if n.topic.endswith((".Requested", ".Decided"))]
+                     if n.topic.endswith((".RequestDecided", ".Requested", ".Decided"))]
         conn, ph = _raw_connection(ledger_url)
     except BaseException:
         ledger.close()

@@ -88,13 +88,16 @@ def sealed_message_aad(exchange: UUID | str) -> bytes:
 
 
 class Exchange(Aggregate):
-    """One disclosure request and what became of it: requested, decided, reviewed, and for an
+    """One disclosure request and what became of it: requested and decided (one ``RequestDecided``
+    event; ``Requested`` then ``Decided`` in ledgers written before it), reviewed, and for an
     escalated recipient the legal officers' verdicts."""
 
     @staticmethod
     def create_id(sender: str, message_id: str, **_: Any) -> UUID:
         return exchange_id(sender, message_id)
 
+    # Ledgers written before RequestDecided hold an exchange as these two events: Exchange(...) and
+    # .decide() still make them (and replay them), so those ledgers load, verify and re-evaluate.
     @event("Requested")
     def __init__(
         self,
@@ -126,44 +129,63 @@ class Exchange(Aggregate):
             raise ValueError("exchange is already decided")
         self.decision = decision
 
+    class RequestDecided(Aggregate.Created):
+        """The request and the gate's decision in one event: what the gate records per exchange.
+
+        The state it makes is the state ``Requested`` then ``Decided`` make (``__init__``'s
+        attributes, then the decision), at version 1 instead of 2: one ledger entry, one append,
+        one Merkle leaf and one notification per exchange instead of two. A second creation event
+        class: ``Exchange(...)`` still makes ``Requested``; this one is made by ``Exchange.decided``,
+        or through eventsourcing as ``Exchange._create(Exchange.RequestDecided, ...)``.
+        """
+
+        sender: str
+        message_id: str
+        source: dict[str, Any]
+        summary: dict[str, Any]
+        subject: str
+        message_digest: str
+        sealed_message: str
+        decision: dict[str, Any]
+
+        def apply(self, aggregate: Any) -> None:
+            # After __init__ (called with the request's attributes), as decide() sets it.
+            aggregate.decision = self.decision
+
     @classmethod
     def decided(cls, decision: dict[str, Any], *, id: UUID, sender: str, message_id: str,  # noqa: A002
                 source: dict[str, Any], summary: dict[str, Any], subject: str, message_digest: str,
                 sealed_message: str) -> Exchange:
-        """``Exchange(**requested)`` followed by ``.decide(decision)``: the same aggregate with the same
-        two pending events (Requested, Decided), their attributes in the same order, built directly.
+        """``Exchange._create(Exchange.RequestDecided, id=id, **request, decision=decision)``: the same
+        aggregate with the same pending event, its attributes in the same order, built directly.
 
-        The gate builds one per message. eventsourcing's path (binding the arguments to ``__init__``'s
-        and the event's signatures, the frozen dataclasses' per-field ``object.__setattr__``, the
-        id derived again, the events' ``mutate`` checks) cost several times what the objects
-        themselves do (bench/README.md). So the events' and the aggregate's attribute dicts are
-        filled here, in the order eventsourcing fills them: that order is the stored JSON's, and
-        ``tests/ledger/test_stored_bytes.py`` holds both paths to the same bytes and attributes. A
-        new attribute of ``__init__`` or ``decide`` must be added here too (that test fails until it
-        is). ``id`` must be ``exchange_id(sender, message_id)``: the gate has it already, for the
-        sealed message's aad.
+        The gate builds one per message. eventsourcing's path (binding the arguments to
+        ``__init__``'s signature, the frozen dataclass's per-field ``object.__setattr__``, the
+        ``mutate`` call) costs several times what the objects themselves do (bench/README.md). So
+        the event's and the aggregate's attribute dicts are filled here, in the order eventsourcing
+        fills them: that order is the stored JSON's, and ``tests/ledger/test_stored_bytes.py`` holds
+        both paths to the same bytes and attributes. A new attribute of ``__init__`` or
+        ``RequestDecided`` must be added here too (that test fails until it is). ``id`` must be
+        ``exchange_id(sender, message_id)``: the gate has it already, for the sealed message's aad.
         """
         if not isinstance(id, UUID):  # what DomainEvent.__post_init__ checks
             raise TypeError(f"Exchange.decided was given a non-UUID id: {id!r}")
-        requested_cls, decided_cls = cls.Requested, cls.Decided  # type: ignore[attr-defined]
+        event_cls = cls.RequestDecided
         # Each object's attribute dict is built whole and set as its __dict__ (as eventsourcing's own
         # _create_aggregate does), not built as keywords and then copied into an empty one.
-        created_on = requested_cls.create_timestamp()
-        created = _new(requested_cls)
+        created_on = event_cls.create_timestamp()
+        created = _new(event_cls)
         _set(created, "__dict__", {
             "originator_id": id, "originator_version": cls.INITIAL_VERSION, "timestamp": created_on,
             "originator_topic": get_topic(cls), "sender": sender, "message_id": message_id, "source": source,
             "summary": summary, "subject": subject, "message_digest": message_digest, "sealed_message": sealed_message,
+            "decision": decision,
         })
-        decided_on = decided_cls.create_timestamp()
-        decided = _new(decided_cls)
-        _set(decided, "__dict__", {"originator_id": id, "originator_version": cls.INITIAL_VERSION + 1,
-                                   "timestamp": decided_on, "decision": decision})
         exchange = _new(cls)
-        # Aggregate.__base_init__'s attributes, then __init__'s, then decide()'s.
+        # Aggregate.__base_init__'s attributes, then __init__'s (decision among them), as mutate sets them.
         _set(exchange, "__dict__", {
-            "_id": id, "_version": cls.INITIAL_VERSION + 1, "_created_on": created_on, "_modified_on": decided_on,
-            "_pending_events": [created, decided], "sender": sender, "message_id": message_id, "source": source,
+            "_id": id, "_version": cls.INITIAL_VERSION, "_created_on": created_on, "_modified_on": created_on,
+            "_pending_events": [created], "sender": sender, "message_id": message_id, "source": source,
             "summary": summary, "subject": subject, "message_digest": message_digest, "sealed_message": sealed_message,
             "decision": decision, "reviews": [], "verdicts": [],
         })

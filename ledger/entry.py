@@ -6,7 +6,7 @@ no two different events share an encoding::
 
     entry = u32(16)          || originator_id    (the aggregate UUID, 16 raw bytes)
          || u32(8)           || originator_version (unsigned 64-bit big-endian)
-         || u32(len(topic))  || topic            (UTF-8, e.g. "ledger.domain:Exchange.Decided")
+         || u32(len(topic))  || topic            (UTF-8, e.g. "ledger.domain:Exchange.RequestDecided")
          || u32(len(state))  || state            (the stored event bytes, unchanged)
 
     u32(n) = n as an unsigned 32-bit big-endian integer

@@ -53,6 +53,8 @@ if TYPE_CHECKING:
 TRACKING_NAME = "readmodels"
 LIVE_PREFIX = "xl_rm_"
 
+# An exchange is one RequestDecided event; ledgers written before it hold a Requested and a Decided.
+_REQUEST_DECIDED = "Exchange.RequestDecided"
 _REQUESTED = "Exchange.Requested"
 _DECIDED = "Exchange.Decided"
 _REVIEWED = "Exchange.Reviewed"
@@ -135,7 +137,7 @@ _INDEXES = {
 _PREFIX_RE = re.compile(r"^xl_[a-z0-9_]{1,40}_$")
 
 # The event kinds the projections read, by topic suffix; every other event is skipped undecoded.
-_KINDS = (_REQUESTED, _DECIDED, _REVIEWED, _VERDICT, _REJECTED, _ERASED)
+_KINDS = (_REQUEST_DECIDED, _REQUESTED, _DECIDED, _REVIEWED, _VERDICT, _REJECTED, _ERASED)
 _KIND_OF: dict[str, str | None] = {}
 
 
@@ -296,7 +298,7 @@ class ReadModels:
             for n in self.ledger.all_notifications():
                 if n.id > target:
                     break
-                if not n.topic.endswith(_DECIDED):
+                if not n.topic.endswith((_REQUEST_DECIDED, _DECIDED)):
                     continue
                 s = event_state(mapper, n)
                 decision = s["decision"]
@@ -469,9 +471,10 @@ class ReadModels:
         mapper = self.ledger.mapper
         # Only the topics the projections read are decoded.
         work: list[tuple[str, int, str, dict[str, Any]]] = []
-        # An exchange's Requested and Decided events come one after the other: its id is written out
-        # once for both (str(UUID) is ~0.8 us). The rows the Merkle tree's step kept share one UUID
-        # object per exchange; rows read afresh have one each, compared by value.
+        # An exchange's events often come one after the other (Requested and Decided in older
+        # ledgers): its id is written out once for them (str(UUID) is ~0.8 us). The rows the Merkle
+        # tree's step kept share one UUID object per exchange; rows read afresh have one each,
+        # compared by value.
         last_id, last_text = None, ""
         for n in page:
             kind = _kind(n.topic)
@@ -490,7 +493,11 @@ class ReadModels:
         requested = {oid for kind, _, oid, _ in work if kind == _REQUESTED}
         out.prefetch_exchanges({oid for kind, _, oid, _ in work if kind == _DECIDED} - requested)
         for kind, position, oid, e in work:
-            if kind == _REQUESTED:
+            if kind == _REQUEST_DECIDED:
+                # The rows of a Requested event and of its Decided event, both from this one event.
+                self._requested(out, position, oid, e)
+                self._decided(out, position, oid, e)
+            elif kind == _REQUESTED:
                 self._requested(out, position, oid, e)
             elif kind == _DECIDED:
                 self._decided(out, position, oid, e)

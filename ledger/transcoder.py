@@ -38,7 +38,7 @@ _ENCODE_OPTIONS = orjson.OPT_PASSTHROUGH_DATETIME | orjson.OPT_PASSTHROUGH_DATAC
 # How orjson writes a uuid.UUID (str(uuid)): seen anywhere in the output, the plain encoder decides.
 _UUID_STRING = re.compile(rb'"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}"')
 # The same search without the regular expression, which tries every quote of the output (~4 us for
-# a gate's Requested event): each byte translated to its class in that pattern (a lower-case hex
+# a gate's RequestDecided event): each byte translated to its class in that pattern (a lower-case hex
 # digit to "h", "-" and '"' to themselves, anything else to "x"), then the pattern's class sequence
 # looked for as a plain substring. Found exactly where _UUID_STRING matches (tests/ledger/test_transcoder.py).
 _UUID_CLASSES = bytes(ord("h") if c in b"0123456789abcdef" else c if c in b'-"' else ord("x") for c in range(256))

@@ -31,8 +31,6 @@ from services.directories import DirectoryResolver
 from services.gate import GatePipeline, Inbound, Rejected, Work
 from services.heap import settle_heap
 
-_REQUESTED = "Exchange.Requested"
-_DECIDED = "Exchange.Decided"
 _VERDICT = "Exchange.EscalationVerdict"
 
 
@@ -41,7 +39,8 @@ _VERDICT = "Exchange.EscalationVerdict"
 
 @dataclass
 class Recorded:
-    """One decided exchange as recorded: its request event and its decision event."""
+    """One decided exchange as recorded: its RequestDecided event (in older ledgers, its Requested and
+    Decided events)."""
 
     exchange_id: uuid.UUID
     position: int
@@ -65,7 +64,8 @@ class Recorded:
         return datetime.fromisoformat(at) if at else self.recorded_at
 
 
-_TOPICS = (get_topic(Exchange.Requested), get_topic(Exchange.Decided))
+_TOPICS = (get_topic(Exchange.Requested), get_topic(Exchange.Decided), get_topic(Exchange.RequestDecided))
+_REQUESTED_TOPIC, _REQUEST_DECIDED_TOPIC = _TOPICS[0], _TOPICS[2]
 _VERDICT_TOPIC = get_topic(Exchange.EscalationVerdict)
 
 
@@ -73,10 +73,11 @@ def recorded_pages(ledger: Any, *, start: int = 1, stop: int | None = None, page
                    progress: Callable[[int], None] | None = None) -> Iterator[list[Recorded]]:
     """The decided exchanges whose request is recorded at a position in [start, stop), a page at a time.
 
-    Only the request and decision events are read (filtered in the database); the request event
-    is decoded only once its decision is found. An exchange's two events are recorded together
-    (``Ledger.record`` stores an aggregate's events consecutively), so the ranges of a
-    partitioned run ([1, b), [b, c), …) hold every exchange exactly once and, concatenated, in
+    Only the request and decision events are read (filtered in the database). The gate records an
+    exchange as one RequestDecided event, which holds both. Older ledgers hold a Requested and a
+    Decided event: the request event is decoded only once its decision is found. Those two are
+    recorded together (``Ledger.record`` stores an aggregate's events consecutively), so the ranges
+    of a partitioned run ([1, b), [b, c), …) hold every exchange exactly once and, concatenated, in
     the order of one sequential pass. A range reads past ``stop`` only to find the decisions of
     requests it owns. ``progress`` gets the last position covered.
     """
@@ -105,7 +106,11 @@ def recorded_pages(ledger: Any, *, start: int = 1, stop: int | None = None, page
             return
         out: list[Recorded] = []
         for n in page:
-            if n.topic == _TOPICS[0]:
+            if n.topic == _REQUEST_DECIDED_TOPIC:
+                if stop is None or n.id < stop:
+                    both = event_state(mapper, n)
+                    out.append(_recorded(n, both, both))
+            elif n.topic == _REQUESTED_TOPIC:
                 if stop is None or n.id < stop:
                     pending[n.originator_id] = n
             else:
@@ -114,10 +119,7 @@ def recorded_pages(ledger: Any, *, start: int = 1, stop: int | None = None, page
                     continue
                 # The events' attributes as dicts (``event_state``, as the relay and the read models
                 # read them): the same values as the domain events', without building the events.
-                req, dec = event_state(mapper, req_n), event_state(mapper, n)
-                out.append(Recorded(n.originator_id, n.id, req["sender"], req["message_id"], req["subject"],
-                                    req["source"], req["summary"], req["sealed_message"], dec["decision"],
-                                    datetime.fromisoformat(dec["timestamp"])))
+                out.append(_recorded(n, event_state(mapper, req_n), event_state(mapper, n)))
         if out:
             yield out
         last = page[-1].id
@@ -126,6 +128,13 @@ def recorded_pages(ledger: Any, *, start: int = 1, stop: int | None = None, page
         if stop is not None and last >= stop - 1 and not pending:
             return
         pos = last + 1
+
+
+def _recorded(n: Any, req: dict[str, Any], dec: dict[str, Any]) -> Recorded:
+    """The exchange of the request's and the decision's event attributes (one event's, for a
+    RequestDecided); ``n`` is the decision's notification."""
+    return Recorded(n.originator_id, n.id, req["sender"], req["message_id"], req["subject"], req["source"],
+                    req["summary"], req["sealed_message"], dec["decision"], datetime.fromisoformat(dec["timestamp"]))
 
 
 def recorded_decisions(ledger: Any, *, page_size: int = 1000,

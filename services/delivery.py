@@ -52,6 +52,8 @@ log = get_logger(__name__)
 _new = object.__new__
 
 OUTBOX_TRACKING = "outbox:delivery-relay"
+# The gate records an exchange as one RequestDecided event; older ledgers hold a Requested and a Decided.
+_REQUEST_DECIDED = "Exchange.RequestDecided"
 _REQUESTED = "Exchange.Requested"
 _DECIDED = "Exchange.Decided"
 _REJECTED = "RejectedMessage.Rejected"
@@ -98,7 +100,8 @@ class Undeliverable(Exception):
 
 @dataclass(frozen=True)
 class DecidedExchange:
-    """What the relay needs of one exchange: its Requested event's fields and the decision."""
+    """What the relay needs of one exchange: its request's fields (of its RequestDecided event, or of a
+    Requested one in older ledgers) and the decision."""
 
     id: UUID
     sender: str
@@ -115,7 +118,7 @@ class DecidedExchange:
 
     @classmethod
     def of_state(cls, requested: dict[str, Any], decision: dict[str, Any]) -> DecidedExchange:
-        """From the Requested event's attributes (``event_state``). The relay makes one per exchange:
+        """From the request's event's attributes (``event_state``). The relay makes one per exchange:
         its fields are filled as the frozen dataclass's ``__init__`` fills them (the same ``__dict__``,
         in field order), without that ``__init__``'s ``object.__setattr__`` per field."""
         exchange = _new(cls)
@@ -434,15 +437,19 @@ class DeliveryRelay:
     def _decided(self, page: list[Notification], decoded: dict[int, Any] | None = None) -> list[DecidedExchange]:
         """The exchanges decided in this page, read from the page's own events.
 
-        The gate records an exchange's Requested and Decided events together, so the
-        Requested event is nearly always in the same page; only at a page boundary is it
-        read back from the store. No aggregate is reconstructed.
+        The gate records an exchange as one RequestDecided event, which holds both the request and
+        the decision. Older ledgers hold a Requested and a Decided event, recorded together, so the
+        Requested event is nearly always in the same page; only at a page boundary is it read back
+        from the store. No aggregate is reconstructed.
         """
         requested: dict[UUID, Notification] = {}
         out: list[DecidedExchange] = []
         to_state = _keeping(self.ledger.mapper, decoded)
         for n in page:
-            if n.topic.endswith(_REQUESTED):
+            if n.topic.endswith(_REQUEST_DECIDED):
+                state = to_state(n)
+                out.append(DecidedExchange.of_state(state, state["decision"]))
+            elif n.topic.endswith(_REQUESTED):
                 requested[n.originator_id] = n
             elif n.topic.endswith(_DECIDED):
                 first = requested.get(n.originator_id)

@@ -71,10 +71,11 @@ def test_e2e_bench_rows():
                 f"e2e.{backend}.gates1.machine.busy", f"e2e.{backend}.gates1.sustained.machine.busy"} <= names
         # The relay's pages over the backlog, counted in the ledger.
         assert {f"e2e.{backend}.gates1.shape.relay_pages", f"e2e.{backend}.gates1.shape.entries_per_relay_page"} <= names
-        # The required floor: every required step but the second event (a difference of two appends,
-        # which noise can take below zero at this size; then it is left out, never made up).
+        # The required floor: every required step but the decision record in the exchange's event (a
+        # difference of two appends, which noise can take below zero at this size; then it is left out,
+        # never made up).
         required = {n.rsplit(".", 1)[1] for n in names if n.startswith(f"e2e.{backend}.required.")}
-        assert set(bench_e2e.REQUIRED_STEPS) - {"second_event"} <= required
+        assert set(bench_e2e.REQUIRED_STEPS) - {"decision_in_event"} <= required
         assert {f"e2e.{backend}.required_limit", f"e2e.{backend}.gates1.throughput.vs_required",
                 f"e2e.{backend}.required_floor.vs_target_budget"} <= names
         # Each stage with library work inside has its floor row (STAGE_FLOOR).
@@ -136,7 +137,7 @@ def test_audit_and_review_share_each_built_ledger(monkeypatch):
     with SharedLedgers() as shared:
         audit = bench_audit.run((1500,), backends=("sqlite",), shared=shared)
         review = bench_review.run((1000, 1500), backends=("sqlite",), repeat=1, shared=shared)
-    assert built == [408, 272]  # 1500 entries once (audit, then review), 1000 for the review's base
+    assert built == [561, 374]  # 1500 entries once (audit, then review), 1000 for the review's base (2.67 each)
     _check(audit, "audit.sqlite.")
     assert {r["name"].split(".", 3)[-1] for r in audit} >= {"reevaluate", "impact", "replay", "reevaluate.old_path"}
     _check(review, "review.sqlite.")

@@ -47,10 +47,10 @@ def attacks(good: bytes) -> list[tuple[str, bytes | None, bytes | None, dict]]:
 
 
 def recorded(rt) -> tuple[Counter, dict[int, object]]:
-    """Exchange.Requested per exchange id, and the rejections by source offset."""
+    """Exchange.RequestDecided per exchange id, and the rejections by source offset."""
     requested, rejected = Counter(), {}
     for n in rt.ledger.all_notifications():
-        if n.topic.endswith("Exchange.Requested"):
+        if n.topic.endswith("Exchange.RequestDecided"):
             requested[n.originator_id] += 1
         elif n.topic.endswith("RejectedMessage.Rejected"):
             e = rt.ledger.mapper.to_domain_event(n)

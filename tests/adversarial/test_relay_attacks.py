@@ -59,7 +59,7 @@ def test_no_entry_stops_the_relay(rt, settings, broker):
     keys = SqlKeyStore(rt.ledger.tables)
 
     with Service(settings, "gate", "run") as gate:
-        assert wait_for(lambda: count(rt, "Exchange.Decided") == 4, timeout=60)
+        assert wait_for(lambda: count(rt, "Exchange.RequestDecided") == 4, timeout=60)
         original = keys.get(damaged)
         with rt.ledger.tables.cursor() as c:
             c.execute("UPDATE xl_subject_keys SET wrapped_key = ? WHERE subject = ?",

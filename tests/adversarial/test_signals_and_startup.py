@@ -100,7 +100,7 @@ def test_sigterm_in_the_middle_of_work_loses_nothing(rt, settings):
     publisher.producer.close()
 
     def decided() -> int:
-        return sum(1 for n in rt.ledger.all_notifications() if n.topic.endswith("Exchange.Requested"))
+        return sum(1 for n in rt.ledger.all_notifications() if n.topic.endswith("Exchange.RequestDecided"))
 
     with Service(settings, "gate", "run", XLEDGER_MAX_POLL_RECORDS="50") as gate:
         assert wait_for(lambda: decided() > 0, timeout=60)
@@ -110,7 +110,7 @@ def test_sigterm_in_the_middle_of_work_loses_nothing(rt, settings):
         assert wait_for(lambda: decided() >= total, timeout=120)
         assert gate.stop() == 0
     requested = Counter(n.originator_id for n in rt.ledger.all_notifications()
-                        if n.topic.endswith("Exchange.Requested"))
+                        if n.topic.endswith("Exchange.RequestDecided"))
     assert len(requested) == total and set(requested.values()) == {1}
     assert 0 < stopped_at  # the first gate had recorded some when it was stopped
     positions = sum(rt.ledger.position(f"kafka:{topics.REQUESTS}:{p}") or 0 for p in (0, 1))

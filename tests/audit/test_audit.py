@@ -156,7 +156,7 @@ def test_reevaluate_finds_nothing_in_a_healthy_ledger(history):
 def test_reevaluate_finds_a_planted_divergence_and_skips_erased_subjects(history):
     from schemas.cpr import pseudonym
 
-    # A genuine request whose Decided event is recorded with a wrong outcome.
+    # A genuine request recorded with a wrong outcome, as the Requested and Decided events of an older ledger.
     from services.demo import release_notice
 
     value = history.signed(release_notice(NOW.date(), cpr=CPR_B, name="X", release_in_days=2000, age=37),

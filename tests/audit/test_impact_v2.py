@@ -115,7 +115,7 @@ def test_each_recorded_decision_is_reproduced_under_its_own_version(history):
     v1, v2 = BundleSet.load().bundles
     versions = {}
     for n in history.ledger.notifications(1, 10_000):
-        if n.topic.endswith("Exchange.Decided"):
+        if n.topic.endswith("Exchange.RequestDecided"):
             versions[n.originator_id] = history.ledger.mapper.to_domain_event(n).decision["policy_version"]
     assert sorted(set(versions.values())) == sorted({v1.version, v2.version})
     report = reevaluate(history.ledger, redecider(history), load_bundles())

@@ -41,7 +41,7 @@ def gate_subject(h: History, label: str) -> str:
     """The pseudonym the gate itself recorded for the exchange sent under ``label``."""
     to_event = h.ledger.mapper.to_domain_event
     for n in h.ledger.all_notifications():
-        if n.topic.endswith("Exchange.Requested"):
+        if n.topic.endswith("Exchange.RequestDecided"):
             e = to_event(n)
             if e.message_id == h.sent[label]:
                 return e.subject

@@ -112,3 +112,77 @@ def test_old_ledgers_deliveries_one_entry_each_are_still_read(ledger_url, tmp_pa
         assert esc["deliveries"][0]["topic"].startswith("receipts.") and esc["deliveries"][0]["at"]
     finally:
         ledger.close()
+
+
+def test_an_old_ledger_goes_on_with_one_event_per_exchange(ledger_url, tmp_path):
+    """After the old ledger's Requested and Decided pairs, the gate records one RequestDecided event per
+    exchange: both shapes are counted, verified, projected, re-evaluated, replayed and shown in the
+    review app, and an old exchange's history goes on (a review) at its own version."""
+    from datetime import datetime, timezone
+
+    from fastapi.testclient import TestClient
+
+    from ledger.application import Tracking
+    from ledger.checkpoint import load_private_key
+    from services.agency import Publisher
+    from services.demo import KSP_SENDER, release_notice
+    from services.gate import Inbound
+    from services.keyring import DEV_KEY_ID, dev_private_key
+    from services.review.app import create_app
+    from services.review.users import UserStore
+
+    source = tmp_path / "old.sqlite"
+    shutil.copy(FIXTURE, source)
+    _transplant(f"sqlite:///{source}", ledger_url)
+    settings = Settings.development(ledger_url=ledger_url)
+    rt = Runtime(settings)
+    try:
+        before = rt.ledger.counts()
+        [old] = [n.originator_id for n in rt.ledger.all_notifications() if n.topic.endswith("Exchange.Decided")
+                 and rt.ledger.mapper.to_domain_event(n).decision["results"][0]["outcome"] == "ALLOW"][:1]
+        pub = Publisher(*KSP_SENDER, producer=None, key=dev_private_key(KSP_SENDER[0]), key_id=DEV_KEY_ID,
+                        codec=rt.codec)
+        now = datetime.now(timezone.utc)
+        new = [rt.pipeline().process(Inbound("exchange.requests.after", 0, i, pub.signed_bytes(pub.envelope(
+            occurred_at=now, message_id=f"after-the-old-{i}", **release_notice(
+                now.date(), cpr=cpr, name="Test Person", release_in_days=days, age=30)))))
+               for i, (cpr, days) in enumerate([("1203911234", 20), ("0508882345", 900)])]
+        assert all(hasattr(e, "decision") for e in new), [getattr(e, "detail", e) for e in new]
+        rt.ledger.record(new, Tracking("kafka:exchange.requests.after:0", 1))
+        after = rt.ledger.counts()
+        assert (after["entries"], after["requests"]) == (before["entries"] + 2, before["requests"] + 2)
+        assert (after["allowed"], after["denied"]) == (before["allowed"] + 1, before["denied"] + 1)
+        assert [rt.ledger.get_exchange(e.id).version for e in new] == [1, 1]
+        ex = rt.ledger.get_exchange(old)
+        assert ex.version == 2
+        ex.review({"action": "UPHOLD", "reviewer": "lo", "reason": "", "note": ""})
+        rt.ledger.save(ex)
+        assert rt.ledger.get_exchange(old).version == 3
+        assert rt.maintain() is True
+        assert rt.verify().ok
+        assert rt.read_models.count("exchanges") == after["requests"]
+
+        UserStore(rt.ledger.tables).add("aud", "correct horse battery", ["auditor"])
+        key = load_private_key(settings.checkpoint_key).public_key()
+        web = create_app(rt.ledger, pseudonym_secret=rt.pseudonym_secret, session_secret_value="s",
+                         checkpoint_public_key=key)
+        with TestClient(web, base_url="http://127.0.0.1") as c:
+            assert c.post("/api/login", json={"username": "aud", "password": "correct horse battery"}).status_code == 200
+            for xid, outcome in ((old, "ALLOW"), (new[0].id, "ALLOW"), (new[1].id, "DENY")):
+                r = c.get(f"/api/decisions/{xid}")
+                assert r.status_code == 200, r.text
+                assert (r.json()["exchange_id"], [x["outcome"] for x in r.json()["results"]]) == (str(xid), [outcome])
+            assert [v["action"] for v in c.get(f"/api/decisions/{old}").json()["reviews"]] == ["UPHOLD"]
+    finally:
+        rt.close()
+
+    from services.cli import app
+
+    env = {"XLEDGER_LEDGER_URL": ledger_url}
+    result = runner.invoke(app, ["audit", "reevaluate", "--json"], env=env)
+    assert result.exit_code == 0, result.output
+    doc = json.loads(result.stdout.splitlines()[-1])
+    assert doc["ok"] and doc["checked"] == doc["agreeing"] == after["requests"] and doc["divergent"] == [], doc
+    result = runner.invoke(app, ["replay"], env=env)
+    assert result.exit_code == 0, result.output
+    assert "replay equals the live read models" in result.output

@@ -74,7 +74,7 @@ def test_one_entry_per_page_lists_every_delivery_and_is_in_the_merkle_tree(rt, b
         ("receipt", topics.receipts(KSP_SENDER[0]), "PUBLISHED")}
 
     # One exchange's deliveries, found through the index without reading the log.
-    lawful = next(n.originator_id for n in rt.ledger.all_notifications() if n.topic.endswith("Exchange.Decided")
+    lawful = next(n.originator_id for n in rt.ledger.all_notifications() if n.topic.endswith("Exchange.RequestDecided")
                   and rt.ledger.get_exchange(n.originator_id).message_id == sent[0][0])
     found = rt.ledger.deliveries(lawful)
     assert sorted((d["kind"], d["recipient"], d["delivery_id"]) for d in found) == sorted(

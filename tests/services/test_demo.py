@@ -53,7 +53,7 @@ def test_demo_runs_the_week_verifies_and_the_auditor_commands_find_its_ledger(tm
     ledger = Ledger(f"sqlite:///{ledger_file}")
     try:
         subject = next(ledger.mapper.to_domain_event(n).subject for n in ledger.all_notifications()
-                       if n.topic.endswith("Exchange.Requested"))
+                       if n.topic.endswith("Exchange.RequestDecided"))
     finally:
         ledger.close()
     report = xledger("subject", "report", subject, "--format", "json", cwd=tmp_path)

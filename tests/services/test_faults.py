@@ -67,7 +67,7 @@ def publish_load(rt: Runtime, n: int) -> tuple[set[str], set[str], int]:
 def ledger_summary(rt: Runtime) -> tuple[Counter, Counter]:
     requested, rejected = Counter(), Counter()
     for n in rt.ledger.all_notifications():
-        if n.topic.endswith("Exchange.Requested"):
+        if n.topic.endswith("Exchange.RequestDecided"):
             requested[n.originator_id] += 1
         elif n.topic.endswith("RejectedMessage.Rejected"):
             rejected[n.originator_id] += 1

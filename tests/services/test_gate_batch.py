@@ -236,11 +236,11 @@ def test_a_mixed_batch_on_the_real_broker_is_recorded_in_offset_order_once_each(
         producer.close()
         got, order = {}, []
         for n in rt.ledger.all_notifications():
-            if n.topic.endswith(("Exchange.Requested", "RejectedMessage.Rejected")):
+            if n.topic.endswith(("Exchange.RequestDecided", "RejectedMessage.Rejected")):
                 e = rt.ledger.mapper.to_domain_event(n)
                 off = e.source["offset"]
                 assert off not in got, f"offset {off} recorded twice"
-                got[off] = "decided" if n.topic.endswith("Exchange.Requested") else e.reason
+                got[off] = "decided" if n.topic.endswith("Exchange.RequestDecided") else e.reason
                 order.append(off)
         assert got == expected
         assert order == sorted(order)

@@ -104,10 +104,10 @@ def test_a_corrupt_merkle_tree_stops_the_relay_and_its_child_is_not_restarted(se
     with ksp_runtime(settings, request_partitions=1) as rt:
         with Service(settings, "gate", "run") as gate:
             publish(rt, 3, "tamper")
-            assert wait_for(lambda: rt.ledger.max_notification_id() >= 6 or not gate.alive, timeout=60)
+            assert wait_for(lambda: rt.ledger.max_notification_id() >= 3 or not gate.alive, timeout=60)
         rt.maintain()
         size = rt.ledger.integrity.tree_size()
-        assert size >= 6
+        assert size >= 3  # an entry per exchange
         with rt.ledger.tables.cursor() as c:  # an insider removes the last leaf's notification mapping
             c.execute("DELETE FROM xl_merkle_leaves WHERE idx = ?", (size - 1,))
         with Service(settings, "relay", "run") as relay:

@@ -118,7 +118,7 @@ def test_rotation_killed_halfway_while_the_gate_runs_then_finished(settings, bro
                                     env=after.to_env())
         assert result.exit_code == 0, result.output
         request = next(rt.ledger.mapper.to_domain_event(n) for n in rt.ledger.all_notifications()
-                       if n.topic.endswith("Exchange.Requested") and rt.ledger.mapper.to_domain_event(n).subject == erased)
+                       if n.topic.endswith("Exchange.RequestDecided") and rt.ledger.mapper.to_domain_event(n).subject == erased)
         with pytest.raises(SubjectErased):
             rt.sealer.open(erased, request.sealed_message, sealed_message_aad(request.originator_id))
         report = reevaluate(rt.ledger, Redecider(rt.ledger, NEW, rt.pseudonym_secret, rt.keyset), load_bundles())
