@@ -638,6 +638,15 @@ def _raw_types():
 
             record = Ledger.record  # the ledger's own recording path; no side rows for these aggregates
 
+            def __init__(self, *args, **kwargs):
+                super().__init__(*args, **kwargs)
+                from ledger.application import _compress_events_with_lz4
+                from ledger.tables import SideTables
+
+                tables = SideTables(self.recorder.datastore)
+                if tables.is_postgres:  # the events' state stored as the ledger stores it (lz4)
+                    _compress_events_with_lz4(tables, self.recorder.events_table_name)
+
             def construct_recorder(self):
                 from ledger.application import _binary_events_parameter, _insert_without_pipeline, _is_psycopg_sql
 

@@ -13,8 +13,9 @@ from uuid import UUID
 
 from eventsourcing.application import Application, ProcessingEvent
 from eventsourcing.persistence import IntegrityError, InterfaceError, Notification, OperationalError, Tracking
-from eventsourcing.utils import retry
 from eventsourcing.sqlite import SQLiteDatastore
+from eventsourcing.utils import retry
+import structlog
 
 from ledger.domain import (Delivery, DeliveryPage, Exchange, QuarantinedDelivery, RejectedMessage, SubjectErasure,
                            erasure_id)
@@ -114,39 +115,41 @@ _LOCATION_KEYS = frozenset({"PERSISTENCE_MODULE", "SQLITE_DBNAME", "POSTGRES_DBN
                             "POSTGRES_PORT", "POSTGRES_USER", "POSTGRES_PASSWORD", "POSTGRES_SCHEMA"})
 
 
+log = structlog.get_logger(__name__)
+
 def _compress_events_with_lz4(tables: SideTables, events_table: str) -> None:
     """On PostgreSQL 14 and later built with lz4: the events' ``state`` compressed with lz4 instead of
     the default pglz. An exchange's RequestDecided event (~5 KB) is over the size at which PostgreSQL
     compresses a row (~2 KB): with pglz the server spent ~50 µs more of its CPU per exchange on it
-    than with lz4 (87 against 36; bench/README.md, "One event per exchange"). Only values written afterwards
-    are compressed so; older ones read as before. Looked up first: the ALTER locks the table, so it
-    is made once per database, and skipped (tried again at the next open) if the table is busy, the
-    server is older, lz4 is not built in or the role does not own the table: pglz stays, nothing else
-    changes."""
-    from eventsourcing.persistence import PersistenceError
-    from psycopg import errors
+    than with lz4 (87 against 36; bench/README.md, "One event per exchange"). Only values written
+    afterwards are compressed so; older ones read as before.
+
+    The ALTER takes an exclusive lock on the events table, and every reader and writer queues behind
+    it while it waits; so it is looked up first (made once per database), waits at most 50 ms, and
+    any failure (busy table, no lz4, a role that does not own the table, a statement timeout) leaves
+    pglz and is tried again at the next open, with a warning. Only the column's default ('') is
+    switched: a method an operator set is kept. docs/production.md tells how to switch it by hand."""
+    from psycopg import sql
 
     schema = getattr(tables.datastore, "schema", "") or ""
     try:
         with tables.cursor() as c:
-            c.execute("SELECT current_setting('server_version_num')::int >= 140000")
-            if not c.fetchall()[0][0]:
+            raw = c.raw  # psycopg's cursor: the names quoted as identifiers, not rewritten by translate()
+            raw.execute("SELECT current_setting('server_version_num')::int >= 140000 AS new_enough")
+            if not raw.fetchone()["new_enough"]:
                 return
-            c.execute("SELECT a.attcompression FROM pg_attribute a JOIN pg_class t ON t.oid = a.attrelid "
-                      "JOIN pg_namespace n ON n.oid = t.relnamespace WHERE t.relname = ? AND a.attname = 'state' "
-                      "AND n.nspname = COALESCE(NULLIF(?, ''), current_schema())", (events_table, schema))
-            rows = c.fetchall()
-            if not rows or rows[0][0] == "l":
+            raw.execute("SELECT a.attcompression AS method FROM pg_attribute a JOIN pg_class t ON t.oid = a.attrelid "
+                        "JOIN pg_namespace n ON n.oid = t.relnamespace WHERE t.relname = %s AND a.attname = 'state' "
+                        "AND n.nspname = COALESCE(NULLIF(%s, ''), current_schema())", (events_table, schema))
+            row = raw.fetchone()
+            if row is None or row["method"] != "":
                 return
-            # Not waiting behind a writer: the next open tries again.
-            c.execute("SELECT set_config('lock_timeout', '2s', true)")
-            name = f'"{schema}"."{events_table}"' if schema else f'"{events_table}"'
-            c.execute(f"ALTER TABLE {name} ALTER COLUMN state SET COMPRESSION lz4")
-    except PersistenceError as exc:  # eventsourcing's, around psycopg's
-        # Built without lz4, the table busy, or a role that does not own the table: pglz stays.
-        if not isinstance(exc.__cause__, (errors.FeatureNotSupported, errors.LockNotAvailable,
-                                          errors.InsufficientPrivilege)):
-            raise
+            raw.execute("SELECT set_config('lock_timeout', '50ms', true), set_config('statement_timeout', '2s', true)")
+            table = sql.Identifier(schema, events_table) if schema else sql.Identifier(events_table)
+            raw.execute(sql.SQL("ALTER TABLE {} ALTER COLUMN state SET COMPRESSION lz4").format(table))
+    except Exception as exc:  # noqa: BLE001 - an optimisation: whatever stops it, the ledger works with pglz
+        log.warning("ledger.lz4_not_set", error=type(exc).__name__,
+                    cause=type(exc.__cause__).__name__ if exc.__cause__ else None)
 
 
 class Ledger(Application[UUID]):

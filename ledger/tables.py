@@ -165,7 +165,17 @@ def _unnest_statement(cursor: Any, sql: str) -> str | None:
 # usleep next to a second gate (2026-12-01). Polling from 0.2 ms up to 2 ms wakes within 2 ms of the
 # release; a try is one statement (~10 µs), so a 50 ms wait costs ~0.3 ms of CPU.
 _POLL_FIRST_S, _POLL_MAX_S = 0.0002, 0.002
-_SQLITE_BUSY = 5
+_SQLITE_BUSY, _SQLITE_BUSY_SNAPSHOT = 5, 517
+
+
+def _is_busy(exc: sqlite3.OperationalError) -> bool:
+    # SQLITE_BUSY and its extended codes (BUSY_RECOVERY while another connection rebuilds the WAL
+    # index after a crash, BUSY_TIMEOUT) are what SQLite's own loop waits out; BUSY_SNAPSHOT never
+    # clears by waiting.
+    code = getattr(exc, "sqlite_errorcode", None)
+    return code is not None and code & 0xFF == _SQLITE_BUSY and code != _SQLITE_BUSY_SNAPSHOT
+
+
 # A write that matches no row, on a table every ledger has: it takes the lock and changes nothing.
 SQLITE_WRITE_LOCK_STATEMENT = "UPDATE xl_checkpoints SET tree_size = tree_size WHERE 0 = 1"
 
@@ -180,8 +190,8 @@ def take_sqlite_write_lock(cursor: sqlite3.Cursor, statement: str) -> None:
     at once. SQLite's own loop retries the same way (the read lock is dropped between tries)."""
     conn = cursor.connection
     timeout_ms = conn.execute("PRAGMA busy_timeout").fetchone()[0]
-    conn.execute("PRAGMA busy_timeout = 0")
     try:
+        conn.execute("PRAGMA busy_timeout = 0")
         deadline = time.monotonic() + timeout_ms / 1000
         delay = _POLL_FIRST_S
         while True:
@@ -189,7 +199,7 @@ def take_sqlite_write_lock(cursor: sqlite3.Cursor, statement: str) -> None:
                 cursor.execute(statement)
                 return
             except sqlite3.OperationalError as exc:
-                if getattr(exc, "sqlite_errorcode", None) != _SQLITE_BUSY or time.monotonic() + delay > deadline:
+                if not _is_busy(exc) or time.monotonic() + delay > deadline:
                     raise
             time.sleep(delay)
             delay = min(delay * 2, _POLL_MAX_S)

@@ -112,6 +112,8 @@ class AvroCodec:
                 valid = False
             if not valid:
                 self._invalid(name, record, parsed, schema.raw)
+                # Refused as a whole without a field to name: still never written.
+                raise CodecError("INVALID_RECORD", f"{name}: the record does not match the schema")
         buf = io.BytesIO()
         buf.write(MARKER)
         buf.write(schema.fingerprint)

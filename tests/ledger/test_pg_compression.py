@@ -3,7 +3,10 @@ CPU per exchange on a RequestDecided event); a ledger made before keeps reading 
 
 from __future__ import annotations
 
+import uuid
+
 import psycopg
+import psycopg.sql
 import pytest
 
 from ledger.application import Ledger
@@ -55,3 +58,76 @@ def test_new_and_older_ledgers_compress_new_events_with_lz4(ledger_url):
         assert again.get_exchange(new.id).sealed_message == "y" * 3000
     finally:
         again.close()
+
+
+def _pg_only(ledger_url: str) -> tuple[str, str]:
+    if not ledger_url.startswith("postgres"):
+        pytest.skip("SQLite does not compress")
+    dsn, schema = ledger_url.split("?schema=")
+    return dsn, schema
+
+
+def _events_table(url: str) -> str:
+    ledger = Ledger(url)
+    try:
+        return ledger.recorder.events_table_name
+    finally:
+        ledger.close()
+
+
+def _column_setting(dsn: str, schema: str, table: str) -> str:
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        return conn.execute("SELECT a.attcompression FROM pg_attribute a WHERE a.attrelid = %s::regclass "
+                            "AND a.attname = 'state'", (f'"{schema}"."{table}"',)).fetchone()[0]
+
+
+def test_a_busy_events_table_is_left_on_pglz_and_the_ledger_opens(ledger_url):
+    # The ALTER queues every reader and writer behind it while it waits for its lock: it gives up
+    # quickly, the open goes on, and the next open tries again.
+    dsn, schema = _pg_only(ledger_url)
+    table = _events_table(ledger_url)
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute(f'ALTER TABLE "{schema}"."{table}" ALTER COLUMN state SET COMPRESSION DEFAULT')
+    with psycopg.connect(dsn) as holder:  # a reader's open transaction, as verify's snapshot holds one
+        holder.execute(f'SELECT count(*) FROM "{schema}"."{table}"').fetchone()
+        opened = Ledger(ledger_url)
+        try:
+            opened.record([_gates_exchange(3, sealed="z" * 3000)])
+        finally:
+            opened.close()
+        assert _column_setting(dsn, schema, table) == ""
+    Ledger(ledger_url).close()
+    assert _column_setting(dsn, schema, table) == "l"
+
+
+def test_a_method_an_operator_chose_is_kept(ledger_url):
+    dsn, schema = _pg_only(ledger_url)
+    table = _events_table(ledger_url)
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute(f'ALTER TABLE "{schema}"."{table}" ALTER COLUMN state SET COMPRESSION pglz')
+    Ledger(ledger_url).close()
+    assert _column_setting(dsn, schema, table) == "p"
+
+
+def test_a_schema_named_like_the_side_tables_opens(ledger_url):
+    # The statement's names are quoted identifiers, not text that SideTables.translate rewrites
+    # ("xl_" is the side tables' prefix, and a likely schema name for this project).
+    dsn, _ = _pg_only(ledger_url)
+    schema = f"xl_prod_{uuid.uuid4().hex[:8]}"
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute(psycopg.sql.SQL("CREATE SCHEMA {}").format(psycopg.sql.Identifier(schema)))
+    try:
+        from urllib.parse import quote
+
+        url = f"{dsn}?schema={quote(schema)}"
+        ledger = Ledger(url)
+        table = ledger.recorder.events_table_name
+        try:
+            ledger.record([_gates_exchange(4, sealed="w" * 3000)])
+            assert ledger.get_exchange(_gates_exchange(4, sealed="w").id).sealed_message == "w" * 3000
+        finally:
+            ledger.close()
+        assert _column_setting(dsn, schema, table) == "l"
+    finally:
+        with psycopg.connect(dsn, autocommit=True) as conn:
+            conn.execute(psycopg.sql.SQL("DROP SCHEMA {} CASCADE").format(psycopg.sql.Identifier(schema)))

@@ -122,3 +122,44 @@ def test_writers_on_one_ledger_file_all_land(tmp_path):
     finally:
         for ledger in ledgers:
             ledger.close()
+
+
+def test_the_ledgers_writers_take_the_lock_by_polling(tmp_path, monkeypatch):
+    # Unit check of the wiring (a spy, not a stand-in): Ledger.record, the Merkle step and the read
+    # models' transaction each take the lock through take_sqlite_write_lock on a file ledger.
+    import ledger.application as application
+    import ledger.integrity as integrity
+    import ledger.readmodels as readmodels
+    from ledger.readmodels import ReadModels
+
+    calls: list[str] = []
+
+    def spy(module_name: str):
+        def take(cursor, statement):
+            calls.append(module_name)
+            take_sqlite_write_lock(cursor, statement)
+        return take
+
+    for module in (application, integrity, readmodels):
+        monkeypatch.setattr(module, "take_sqlite_write_lock", spy(module.__name__))
+    ledger = Ledger(f"sqlite:///{tmp_path}/ledger.sqlite")
+    try:
+        ledger.record([make_exchange(1)])
+        ledger.integrate()
+        models = ReadModels(ledger)
+        models.catch_up()
+        assert {"ledger.application", "ledger.integrity", "ledger.readmodels"} <= set(calls)
+    finally:
+        ledger.close()
+
+
+def test_a_busy_recovery_is_waited_out_but_a_stale_snapshot_is_not():
+    from ledger.tables import _is_busy
+
+    def error(code: int) -> sqlite3.OperationalError:
+        exc = sqlite3.OperationalError("database is locked")
+        exc.sqlite_errorcode = code
+        return exc
+
+    assert _is_busy(error(5)) and _is_busy(error(261))  # SQLITE_BUSY, SQLITE_BUSY_RECOVERY
+    assert not _is_busy(error(SQLITE_BUSY_SNAPSHOT)) and not _is_busy(error(6))  # SQLITE_LOCKED
