@@ -300,7 +300,7 @@ class ReadModels:
                     break
                 if not n.topic.endswith((_REQUEST_DECIDED, _DECIDED)):
                     continue
-                s = event_state(mapper, n)
+                s = event_state(mapper, n, traces=False)
                 decision = s["decision"]
                 escalated = [r for r in decision["results"] if r["outcome"] == "ESCALATE"]
                 if not escalated:
@@ -370,7 +370,7 @@ class ReadModels:
                 events = {}
                 kept = []
                 for n in page:
-                    e = event_state(mapper, n)
+                    e = event_state(mapper, n, traces=False)
                     if datetime.fromisoformat(e["timestamp"]) > until:
                         stop = True
                         break
@@ -446,7 +446,8 @@ class ReadModels:
         projection several times slower than reading and decoding the events).
 
         Events are read as ``event_state`` gives them (``events`` holds those the caller decoded
-        already): dicts of their attributes, no event objects."""
+        already): dicts of their attributes, no event objects, the decisions' policy traces read as
+        empty lists (``traces=False``): no projection reads them."""
         work = self._decode(page, events)  # before the transaction: SQLite's write lock is not held meanwhile
         with self._transaction() as (raw, c):
             self._project(c, work)
@@ -484,7 +485,7 @@ class ReadModels:
             oid = n.originator_id
             if oid is not last_id and oid != last_id:
                 last_id, last_text = oid, str(oid)
-            work.append((kind, n.id, last_text, e if e is not None else event_state(mapper, n)))
+            work.append((kind, n.id, last_text, e if e is not None else event_state(mapper, n, traces=False)))
         return work
 
     def _project(self, c: Cursor, work: list[tuple[str, int, str, dict[str, Any]]]) -> None:

@@ -14,7 +14,8 @@ position in one transaction (and indexed by delivery id, so none is recorded twi
 Each page it recorded is handed, with the events decoded for it, to the read models
 (``project``), which then need not decode them again; they catch up by themselves otherwise.
 Events are decoded as dicts of their attributes (``ledger.transcoder.event_state``): only
-those of the kinds it acts on, and no event objects.
+those of the kinds it acts on, no event objects, and without the decisions' policy traces, which
+neither the relay nor the read models read (``traces=False``: read as empty lists).
 
 A delivery that cannot be made (the sealed payload does not open or decode, the
 broker refuses the record) is quarantined: recorded in the ledger as a
@@ -351,10 +352,10 @@ def closing_decision(verdict: dict[str, Any]) -> dict[str, Any] | None:
 def _keeping(mapper: Any, decoded: dict[int, Any] | None) -> Callable[[Notification], dict[str, Any]]:
     """``event_state`` that also keeps each decoded event's attributes in ``decoded`` by notification id."""
     if decoded is None:
-        return lambda n: event_state(mapper, n)
+        return lambda n: event_state(mapper, n, traces=False)
 
     def decode(n: Notification) -> dict[str, Any]:
-        e = decoded[n.id] = event_state(mapper, n)
+        e = decoded[n.id] = event_state(mapper, n, traces=False)
         return e
     return decode
 

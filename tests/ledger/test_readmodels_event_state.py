@@ -15,8 +15,9 @@ from ledger.transcoder import event_state
 from tests.ledger.conftest import make_exchange, make_rejection
 
 
-def _old_state(mapper: Any, n: Any) -> dict[str, Any]:
-    """What the projections read before: the event object's attributes, its timestamp as ISO text."""
+def _old_state(mapper: Any, n: Any, **_: Any) -> dict[str, Any]:
+    """What the projections read before: the event object's attributes, its timestamp as ISO text
+    (with their policy traces, which the projections do not read)."""
     e = mapper.to_domain_event(n)
     return {**vars(e), "timestamp": e.timestamp.isoformat()}
 
@@ -121,3 +122,60 @@ def test_integers_at_the_edges_of_what_orjson_reads_exactly(ledger):
     assert [s["size"] for s in got] == values and all(type(s["size"]) is int for s in got)
     assert [_typed(s) for s in got] == [_typed(_old_state(ledger.mapper, n)) for n in notes]
     assert len(fell_back) == 4  # 2**64, -(2**63) - 1, -(10**19) and 10**25
+
+
+def _without_trace_lists(value: Any) -> Any:
+    """``value`` with every list under a key "trace" empty, as ``event_state(..., traces=False)`` reads it."""
+    if isinstance(value, dict):
+        return {k: [] if k == "trace" and isinstance(v, list) else _without_trace_lists(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_without_trace_lists(v) for v in value]
+    return value
+
+
+_TRACES = [
+    [],
+    [{"step": "C7", "name": "Afsender er kendt", "passed": True, "detail": "kommune:101 gyldig 2026-12-01"}],
+    # Brackets inside strings: the cut ends at the first "]" outside one.
+    [{"step": "C4", "detail": "kategorier: HEALTH] ]]"}, {"step": "P", "detail": "a ] b", "n": 3}],
+    # A "[" anywhere in the trace (here in a string): read whole.
+    [{"step": "C4", "detail": "[masked]"}],
+    # A nested array: read whole.
+    [{"step": "C1", "detail": "x", "list": [1, [2]]}],
+    # A quote or backslash in the event (escaped in JSON): read whole.
+    [{"step": "H1", "detail": 'say "trace":[1] \\ done'}],
+    # An integer orjson reads as a float, inside the cut: not read at all.
+    [{"step": "X", "n": 2**70}],
+]
+
+
+def test_event_state_without_traces_is_the_event_with_its_traces_empty(ledger):
+    exchanges = []
+    for i, trace in enumerate(_TRACES):
+        e = make_exchange(100 + i)
+        e.decision["results"][0]["trace"] = trace
+        # A second recipient's trace, and "trace" keys that are no list or lie inside a string.
+        e.decision["results"].append({"recipient": "kommune:202", "outcome": "DENY", "rule": "R9",
+                                      "trace": [{"step": "Z", "detail": f"trace {i}"}]})
+        e.summary["note"] = {"trace": "not a list"}
+        e.summary["text"] = "trace:[1]"
+        exchanges.append(Exchange.decided(e.decision, id=e.id, **{k: getattr(e, k) for k in (
+            "sender", "message_id", "source", "summary", "subject", "message_digest", "sealed_message")}))
+    _record_every_kind(ledger)
+    ledger.record(exchanges)
+    notes = ledger.notifications(1, 1000)
+    fell_back = []
+    real = ledger.mapper.to_domain_event
+    ledger.mapper.to_domain_event = lambda n: fell_back.append(n) or real(n)
+    try:
+        got = {n.id: event_state(ledger.mapper, n, traces=False) for n in notes}
+    finally:
+        del ledger.mapper.to_domain_event
+    for n in notes:
+        assert _typed(got[n.id]) == _typed(_without_trace_lists(_old_state(ledger.mapper, n))), n.topic
+    decided = {n.id: n for n in notes if n.topic.endswith("RequestDecided") and b'"trace"' in n.state}
+    assert len(decided) == len(_TRACES)
+    # Read whole: the "[" in a string, the nested array, the escaped quote (and the long integer of
+    # _record_every_kind, outside any trace); the big integer inside a trace is cut out unread.
+    assert sorted(n.id for n in fell_back if n.id in decided) == sorted(decided)[3:6]
+    assert [s["summary"]["note"] for i, s in got.items() if i in decided] == [{"trace": "not a list"}] * len(_TRACES)

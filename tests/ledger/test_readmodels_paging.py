@@ -106,10 +106,10 @@ def test_replay_until_decodes_once_and_stops_at_the_cut(ledger):
     calls = 0
     real = readmodels.event_state
 
-    def counting(mapper, n):
+    def counting(mapper, n, **options):
         nonlocal calls
         calls += 1
-        return real(mapper, n)
+        return real(mapper, n, **options)
 
     models = ReadModels(ledger, replay_prefix("until"), tracked=False, page_size=8)
     readmodels.event_state = counting
