@@ -44,7 +44,7 @@ from typing import TYPE_CHECKING, Any, Callable, Iterator, Sequence
 
 from eventsourcing.persistence import IntegrityError as ESIntegrityError
 from eventsourcing.persistence import Notification, Tracking
-from ledger.tables import Cursor, take_sqlite_write_lock
+from ledger.tables import Cursor
 from ledger.transcoder import event_state
 
 if TYPE_CHECKING:
@@ -413,13 +413,11 @@ class ReadModels:
 
     @contextmanager
     def _transaction(self) -> Iterator[Any]:
+        # SideTables.cursor takes SQLite's write lock first: eventsourcing begins transactions
+        # deferred, and a deferred transaction that has read and then writes after another
+        # connection committed fails at once with "database is locked" (this crashed the relay
+        # next to two gates).
         with self.tables.cursor() as c:
-            if not self.tables.is_postgres:
-                # Take SQLite's write lock now, waiting up to the busy timeout. eventsourcing
-                # begins transactions deferred, and a deferred transaction that has read and then
-                # writes after another connection committed fails at once with "database is
-                # locked" (this crashed the relay next to two gates). Matches no row.
-                take_sqlite_write_lock(c.raw.sqlite_cursor, f"UPDATE {self.t('exchanges')} SET position = position WHERE 0 = 1")
             yield c.raw, c
 
     def apply_pages(self, pages: Sequence[Sequence[Notification]]) -> None:

@@ -211,6 +211,7 @@ class SideTables:
     def __init__(self, datastore: SQLiteDatastore | PostgresDatastore):
         self.datastore = datastore
         self.is_postgres = isinstance(datastore, PostgresDatastore)
+        self._polls = not self.is_postgres and not datastore.pool.is_sqlite_memory_mode
         self.schema_prefix = f"{datastore.schema}." if self.is_postgres and getattr(datastore, "schema", "") else ""
         blob = "BYTEA" if self.is_postgres else "BLOB"
         with self.ddl() as c:
@@ -246,12 +247,20 @@ class SideTables:
             with self.cursor() as c:
                 yield c
             return
-        with sqlite_schema_lock(self.datastore.pool.db_name), self.cursor() as c:
-            yield c
+        # Not through cursor(): on a new file the table its lock statement names does not exist yet;
+        # the schema lock serialises these openings anyway.
+        with sqlite_schema_lock(self.datastore.pool.db_name), self.datastore.transaction(commit=True) as c:
+            yield Cursor(c, self.translate, self.is_postgres)
 
     @contextmanager
     def cursor(self, commit: bool = True) -> Iterator[Any]:
+        """A transaction; one that commits is a writer, and on a SQLite file takes the write lock
+        first, by polling (take_sqlite_write_lock): every writer of the file must wait the same way,
+        or one left in SQLite's busy handler (sleeps of up to 100 ms) can lose every turn to the
+        polling ones until its busy timeout fails it."""
         with self.datastore.transaction(commit=commit) as c:
+            if commit and self._polls:
+                take_sqlite_write_lock(c.sqlite_cursor, SQLITE_WRITE_LOCK_STATEMENT)
             yield Cursor(c, self.translate, self.is_postgres)
 
     def fetchall(self, sql: str, params: Sequence[Any] = ()) -> list[Any]:

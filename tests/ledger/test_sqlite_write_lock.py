@@ -125,11 +125,13 @@ def test_writers_on_one_ledger_file_all_land(tmp_path):
 
 
 def test_the_ledgers_writers_take_the_lock_by_polling(tmp_path, monkeypatch):
-    # Unit check of the wiring (a spy, not a stand-in): Ledger.record, the Merkle step and the read
-    # models' transaction each take the lock through take_sqlite_write_lock on a file ledger.
+    # Unit check of the wiring (a spy, not a stand-in): Ledger.record, the Merkle step, the read
+    # models' transaction and every other writing transaction of the side tables (subject keys, the
+    # review app's users and sessions, rotation) take the lock through take_sqlite_write_lock.
     import ledger.application as application
     import ledger.integrity as integrity
-    import ledger.readmodels as readmodels
+    import ledger.tables as tables
+    from ledger.privacy import SqlKeyStore
     from ledger.readmodels import ReadModels
 
     calls: list[str] = []
@@ -140,15 +142,23 @@ def test_the_ledgers_writers_take_the_lock_by_polling(tmp_path, monkeypatch):
             take_sqlite_write_lock(cursor, statement)
         return take
 
-    for module in (application, integrity, readmodels):
+    for module in (application, integrity, tables):
         monkeypatch.setattr(module, "take_sqlite_write_lock", spy(module.__name__))
     ledger = Ledger(f"sqlite:///{tmp_path}/ledger.sqlite")
     try:
         ledger.record([make_exchange(1)])
+        assert calls == ["ledger.application"]
         ledger.integrate()
-        models = ReadModels(ledger)
-        models.catch_up()
-        assert {"ledger.application", "ledger.integrity", "ledger.readmodels"} <= set(calls)
+        assert "ledger.integrity" in calls
+        calls.clear()
+        ReadModels(ledger).catch_up()
+        assert "ledger.tables" in calls
+        calls.clear()
+        SqlKeyStore(ledger.tables).destroy("subject-x")  # a writer of the side tables
+        assert calls == ["ledger.tables"]
+        calls.clear()
+        ledger.tables.fetchall("SELECT COUNT(*) FROM xl_subject_keys")  # a read takes no write lock
+        assert calls == []
     finally:
         ledger.close()
 
