@@ -600,6 +600,8 @@ class Integrity:
         """Store witness cosignatures of the checkpoint of ``tree_size`` (checked by the caller);
         one per witness key, a repeat is ignored. Returns how many were new."""
         with self.backend.transaction(write=True) as tx:
+            if not self.backend.is_postgres:  # the write lock before the read, polled as every writer's
+                self.backend.lock(tx)
             have = {r[0] for r in tx.all("SELECT witness FROM xl_cosignatures WHERE tree_size = ?", (tree_size,))}
             rows = {f"{s.name}+{s.key_id.hex()}": s.line() for s in signatures}
             new = [(tree_size, w, line) for w, line in rows.items() if w not in have]
