@@ -131,7 +131,10 @@ def event_state(mapper: Any, stored: Any, *, traces: bool = True) -> dict[str, A
     (a decision's per-recipient policy trace: ~half of a RequestDecided event's bytes and most of its
     objects, which neither the relay nor the read models read). Where the stored bytes allow an exact
     cut (``_without_traces``), those lists are not decoded at all; otherwise the event is read whole
-    and they are emptied afterwards, so the result is the same either way.
+    and they are emptied afterwards, so the result is the same either way. The content cut out is not
+    read, so bytes that are not JSON inside a trace (written into the store by hand, never by the
+    gate's encoder) pass here; ``verify`` finds such a change by the Merkle tree, and ``audit`` and
+    ``replay`` read the traces whole.
     """
     data = stored.state
     if (mapper.cipher is None and mapper.compressor is None and type(data) is bytes
