@@ -905,7 +905,9 @@ def _run_rows(tag: str, r: dict, backend: str, base: dict, slowest: str, summed:
             rows.append(row(f"{tag}.progress.{stage}", count / r["through"], "× the exchanges the rate counts",
                             _PROGRESS_ROWS[stage]))
     for what_, us in r["system_us"].items():
-        if us > 0:  # none at all (no idle core, no steal): the verdict table reads it as 0
+        # None at all (no idle core, no steal), or less than a row's 4 decimals show (a value of
+        # 0.0 in results): the verdict table reads it as 0.
+        if round(us, 4) > 0:
             rows.append(row(f"{tag}.machine.{what_}", us, "µs/exchange", _MACHINE_ROWS[what_]))
     for what_, value in r["shape"].items():
         if value > 0:  # no small pages at all: nothing to report (the line above says 0)
