@@ -13,7 +13,6 @@ from uuid import UUID
 
 from eventsourcing.application import Application, ProcessingEvent
 from eventsourcing.persistence import IntegrityError, InterfaceError, Notification, OperationalError, Tracking
-from eventsourcing.sqlite import SQLiteDatastore
 from eventsourcing.utils import retry
 import structlog
 
@@ -21,7 +20,7 @@ from ledger.domain import (Delivery, DeliveryPage, Exchange, QuarantinedDelivery
                            erasure_id)
 from ledger.subject_crypto import MasterKeyUnavailable
 from ledger.schema_lock import sqlite_schema_lock
-from ledger.tables import SQLITE_WRITE_LOCK_STATEMENT, Cursor, SideTables, take_sqlite_write_lock
+from ledger.tables import Cursor, SideTables
 from ledger.url import persistence_env
 
 __all__ = ["Ledger", "LedgerConfigError", "IntegrityError", "Tracking", "kafka_tracking_name", "LEDGER_UNAVAILABLE", "SCHEMA_LOCK_KEY"]
@@ -382,15 +381,12 @@ def _with_side_rows(recorder: Any, side_tables: Any) -> None:
     IntegrityError, as a duplicate event does.
     """
     insert_events = recorder._insert_events
-    # A file-based SQLite ledger: the write lock is taken first, polling (ledger.tables).
-    polls = isinstance(recorder.datastore, SQLiteDatastore) and not recorder.datastore.pool.is_sqlite_memory_mode
 
     def _insert_events(c: Any, stored_events: Any, *, side_rows: Sequence[tuple[str, list]] = (), **kwargs: Any):
-        if polls:
-            take_sqlite_write_lock(c.sqlite_cursor, SQLITE_WRITE_LOCK_STATEMENT)
+        tables = side_tables()
+        tables.take_write_lock(c)  # on a SQLite file, polled (ledger.tables)
         returning = insert_events(c, stored_events, **kwargs)
         if side_rows:
-            tables = side_tables()
             cursor = Cursor(c, tables.translate, tables.is_postgres)  # one INSERT per table on PostgreSQL
             for sql, rows in side_rows:
                 cursor.executemany(sql, rows)

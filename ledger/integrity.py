@@ -40,7 +40,7 @@ from ledger.checkpoint import (
     load_private_key,
 )
 from ledger.note import NoteSignature
-from ledger.tables import SQLITE_WRITE_LOCK_STATEMENT, executemany, take_sqlite_write_lock
+from ledger.tables import executemany, take_sqlite_write_lock
 from ledger.entry import encode_entry
 from ledger.entry import leaf_hashes as _leaf_hashes
 from ledger.merkle import EMPTY_ROOT, HASH_SIZE, MerkleError, MerkleLog
@@ -155,7 +155,7 @@ class _Backend:
             # busy timeout) instead of at the first real insert, so the reads below see the
             # state that the writes will extend. It matches no row and changes nothing.
             tx.statements += 1
-            take_sqlite_write_lock(tx.cursor.sqlite_cursor, SQLITE_WRITE_LOCK_STATEMENT)
+            take_sqlite_write_lock(tx.cursor.sqlite_cursor)
 
 
 class _Tx:

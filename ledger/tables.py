@@ -180,7 +180,7 @@ def _is_busy(exc: sqlite3.OperationalError) -> bool:
 SQLITE_WRITE_LOCK_STATEMENT = "UPDATE xl_checkpoints SET tree_size = tree_size WHERE 0 = 1"
 
 
-def take_sqlite_write_lock(cursor: sqlite3.Cursor, statement: str) -> None:
+def take_sqlite_write_lock(cursor: sqlite3.Cursor, statement: str = SQLITE_WRITE_LOCK_STATEMENT) -> None:
     """Takes SQLite's database write lock at the start of a transaction by executing ``statement``
     (a write that matches no row), polling on "database is locked" until the connection's busy
     timeout has passed; then raises that error as SQLite would have.
@@ -259,9 +259,15 @@ class SideTables:
         or one left in SQLite's busy handler (sleeps of up to 100 ms) can lose every turn to the
         polling ones until its busy timeout fails it."""
         with self.datastore.transaction(commit=commit) as c:
-            if commit and self._polls:
-                take_sqlite_write_lock(c.sqlite_cursor, SQLITE_WRITE_LOCK_STATEMENT)
+            if commit:
+                self.take_write_lock(c)
             yield Cursor(c, self.translate, self.is_postgres)
+
+    def take_write_lock(self, cursor: Any) -> None:
+        """On a SQLite file, the write lock taken by polling as a transaction's first statement
+        (``cursor``: eventsourcing's); nothing on PostgreSQL or an in-memory SQLite ledger."""
+        if self._polls:
+            take_sqlite_write_lock(cursor.sqlite_cursor)
 
     def fetchall(self, sql: str, params: Sequence[Any] = ()) -> list[Any]:
         with self.cursor(commit=False) as c:
